@@ -1,0 +1,3 @@
+from storycheck_tui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,226 @@
+"""Settings: one dataclass tree, read from a TOML file, the environment and flags.
+
+Precedence: flags > environment (``STORYCHECK_DB``) > config file > defaults. Every value
+is validated here, so the rest of storycheck never sees a half-valid setting; a bad one
+is an :class:`InputError` naming the file, the line and the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from storycheck_tui.errors import InputError
+from storycheck_tui.masking import secrets
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """How to ask the story API about one username (the ``[source]`` table)."""
+
+    kind: str = "http"  # "http" or "sim" (the http source with the simulator's preset)
+    url: str = ""
+    headers: dict[str, str] = field(default_factory=dict)  # values expanded, may hold secrets
+    items: str = ""
+    story_id: str = "pk"
+    taken_at: str = "taken_at"
+    expires_at: str = ""
+    media_type: str = ""
+    not_found: tuple[int, ...] = (404,)
+    private: tuple[int, ...] = (403,)
+    rate_limited: tuple[int, ...] = (429,)
+    auth_failed: tuple[int, ...] = (401, 402)
+    health_url: str = ""
+    timeout: float = 10.0  # seconds for connect/read/write of one request
+    max_body_bytes: int = 1_000_000
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    """When and how long one check is retried (the ``[retry]`` table)."""
+
+    max_attempts: int = 4  # tries spent by 5xx, timeouts, bad bodies (429s spend none)
+    base_wait: float = 0.5
+    max_wait: float = 30.0
+    deadline: float = 120.0  # total seconds one check may take, waits included
+    max_claims: int = 3  # a job whose lease expired this many times is failed
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    """Pacing and health of each proxy (the ``[proxies]`` table)."""
+
+    rate: float = 1.0  # requests per second per proxy
+    burst: float = 2.0
+    cooldown: float = 5.0  # first cooldown after a failure; doubles per failure in a row
+    max_cooldown: float = 300.0
+    dead_after: int = 5  # failures in a row before a proxy is dead
+    validate_every: float = 10.0  # seconds between validations of cooling/dead proxies
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Threads, leases and commits of one worker process (the ``[engine]`` table)."""
+
+    workers: int = 16
+    lease_seconds: float = 60.0
+    claim_size: int = 32
+    commit_every: float = 0.25  # seconds between group commits
+    heartbeat_every: float = 2.0
+    grace_seconds: float = 10.0  # on SIGTERM: how long in-flight checks may still finish
+
+
+@dataclass(frozen=True)
+class Settings:
+    source: SourceSettings = field(default_factory=SourceSettings)
+    retry: RetrySettings = field(default_factory=RetrySettings)
+    proxies: ProxySettings = field(default_factory=ProxySettings)
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    path: str | None = None  # the config file these came from, for messages
+
+    def replace(self, **sections: Any) -> "Settings":
+        return dataclasses.replace(self, **sections)
+
+
+_SECTIONS: dict[str, type] = {
+    "source": SourceSettings,
+    "retry": RetrySettings,
+    "proxies": ProxySettings,
+    "engine": EngineSettings,
+}
+
+_POSITIVE = {
+    "timeout", "max_body_bytes", "max_attempts", "max_wait", "deadline", "max_claims", "rate",
+    "burst", "max_cooldown", "dead_after", "validate_every", "workers", "lease_seconds",
+    "claim_size", "commit_every", "heartbeat_every",
+}
+
+
+def _line_of(text: str, section: str, key: str | None) -> int | None:
+    """Best-effort line number of ``key`` inside ``[section]`` (tomllib gives none)."""
+    lines = text.splitlines()
+    in_section = False
+    for n, line in enumerate(lines, 1):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            in_section = stripped.strip("[]").strip() == section
+            if key is None and in_section:
+                return n
+            continue
+        if in_section and key and re.match(rf"{re.escape(key)}\s*=", stripped):
+            return n
+    return None
+
+
+def expand_env(value: str, *, where: InputError) -> str:
+    """Replace ``${VAR}`` with the environment's value; a missing variable is an error."""
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in os.environ:
+            raise InputError(f"environment variable {name} is not set", source=where.source, line=where.line)
+        val = os.environ[name]
+        secrets.add(val)
+        return val
+
+    return _ENV_REF.sub(sub, value)
+
+
+def _coerce(cls: type, section: str, key: str, value: Any, err: InputError) -> Any:
+    default = {f.name: f for f in dataclasses.fields(cls)}[key].default
+    fdefault = {f.name: f for f in dataclasses.fields(cls)}[key].default_factory  # type: ignore[misc]
+    sample = default if default is not dataclasses.MISSING else fdefault()
+    def fail(reason: str) -> InputError:
+        return InputError(f"[{section}] {key}: {reason}", source=err.source, line=err.line)
+
+    if isinstance(sample, bool):
+        if not isinstance(value, bool):
+            raise fail("expected true or false")
+        return value
+    if isinstance(sample, tuple):
+        if not isinstance(value, list) or not all(isinstance(v, int) and 100 <= v <= 599 for v in value):
+            raise fail("expected a list of HTTP status codes, e.g. [404]")
+        return tuple(value)
+    if isinstance(sample, dict):
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise fail("expected a table of strings, e.g. { \"x-access-key\" = \"${STORY_API_KEY}\" }")
+        return {str(k): expand_env(v, where=err) for k, v in value.items()}
+    if isinstance(sample, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise fail(f"expected a number, got {value!r}")
+        if isinstance(sample, int) and not isinstance(value, int):
+            raise fail(f"expected a whole number, got {value!r}")
+        if key in _POSITIVE and value <= 0:
+            raise fail("must be greater than 0")
+        if value < 0:
+            raise fail("must not be negative")
+        return type(sample)(value)
+    if not isinstance(value, str):
+        raise fail(f"expected a string, got {value!r}")
+    return value
+
+
+def parse_settings(text: str, *, source: str = "<config>") -> Settings:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"line (\d+)", str(exc))
+        reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        raise InputError(f"not valid TOML: {reason}", source=source, line=int(m.group(1)) if m else None) from None
+    sections: dict[str, Any] = {}
+    for name, table in data.items():
+        if name not in _SECTIONS:
+            known = ", ".join(f"[{s}]" for s in _SECTIONS)
+            raise InputError(f"unknown section [{name}] (known: {known})", source=source, line=_line_of(text, name, None))
+        if not isinstance(table, dict):
+            raise InputError(f"{name} must be a table like [{name}]", source=source)
+        cls = _SECTIONS[name]
+        names = {f.name for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in table.items():
+            where = InputError("", source=source, line=_line_of(text, name, key))
+            if key not in names:
+                raise InputError(f"[{name}] unknown key {key!r} (known: {', '.join(sorted(names))})",
+                                 source=source, line=where.line)
+            values[key] = _coerce(cls, name, key, value, where)
+        sections[name] = cls(**values)
+    settings = Settings(**sections, path=source)
+    validate(settings, text=text)
+    return settings
+
+
+def validate(settings: Settings, *, text: str = "") -> None:
+    src = settings.source
+    path = settings.path
+    def line(key: str) -> int | None:
+        return _line_of(text, "source", key) if text else None
+    if src.kind not in ("http", "sim"):
+        raise InputError(f"[source] kind: expected \"http\" or \"sim\", got {src.kind!r}", source=path, line=line("kind"))
+    if src.kind == "http" and src.url:
+        if "{username}" not in src.url:
+            raise InputError("[source] url: must contain {username}", source=path, line=line("url"))
+        if not src.url.startswith(("http://", "https://")):
+            raise InputError("[source] url: must start with http:// or https://", source=path, line=line("url"))
+    if settings.retry.base_wait > settings.retry.max_wait:
+        raise InputError("[retry] base_wait must not exceed max_wait", source=path, line=_line_of(text, "retry", "base_wait") if text else None)
+
+
+def load_settings(path: str | os.PathLike[str] | None) -> Settings:
+    """Read a config file, or return the defaults when ``path`` is None."""
+    if path is None:
+        return Settings()
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError("config file not found", source=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read config file: {exc.__class__.__name__}: {getattr(exc, 'strerror', None) or exc}", source=str(path)) from None
+    return parse_settings(text, source=str(path))

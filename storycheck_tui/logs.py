@@ -1,0 +1,297 @@
+"""The ONE logging setup of storycheck.
+
+Every module logs to the ``storycheck`` logger tree. :func:`setup_logging` installs, once
+(calling it again adds nothing), three handlers:
+
+* a rotating file in the platform log dir (or the dir given);
+* a :class:`LogRing`: a bounded in-memory buffer the console drains on a timer;
+* a :class:`BatchLogSink`: records carrying ``batch_id`` are queued for the ``batch_log``
+  table; the runner's writer (or :meth:`BatchLogSink.flush_to`) stores them.
+
+Records carry structured fields in ``extra``: ``event`` (one of the constants below),
+``batch_id``, ``job_id``, ``username``, ``proxy`` (a masked label), ``attempt``,
+``status``, ``error_type``, ``details`` (a dict). Use :func:`event` to emit one.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import logging.handlers
+import os
+import threading
+import traceback
+from pathlib import Path
+from typing import Any
+
+from storycheck_tui.masking import scrub
+
+LOGGER_NAME = "storycheck"
+log = logging.getLogger(LOGGER_NAME)
+
+# Event names (stored in batch_log.event and shown in the console).
+STORY_CHECK_STARTED = "STORY_CHECK_STARTED"
+STORY_CHECK_SUCCESS = "STORY_CHECK_SUCCESS"
+CHECK_FAILED = "CHECK_FAILED"
+RETRY_SCHEDULED = "RETRY_SCHEDULED"
+RATE_LIMITED = "RATE_LIMITED"
+PROXY_FAILOVER = "PROXY_FAILOVER"
+PROXY_COOLING = "PROXY_COOLING"
+PROXY_DEAD = "PROXY_DEAD"
+PROXY_RECOVERED = "PROXY_RECOVERED"
+PROXY_DISABLED = "PROXY_DISABLED"
+PROXY_ENABLED = "PROXY_ENABLED"
+BATCH_CREATED = "BATCH_CREATED"
+BATCH_PAUSED = "BATCH_PAUSED"
+BATCH_RESUMED = "BATCH_RESUMED"
+BATCH_CANCELLED = "BATCH_CANCELLED"
+BATCH_FINISHED = "BATCH_FINISHED"
+BATCH_RETRY = "BATCH_RETRY"
+LEASE_EXPIRED = "LEASE_EXPIRED"
+LEASE_LOST = "LEASE_LOST"
+NO_PROXY = "NO_PROXY"
+WORKER_STARTED = "WORKER_STARTED"
+WORKER_STOPPED = "WORKER_STOPPED"
+
+FIELDS = ("event", "batch_id", "job_id", "username", "proxy", "attempt", "status", "error_type", "details")
+
+
+def event(level: int, name: str, message: str, *, exc_info: Any = None, **fields: Any) -> None:
+    """Log one structured record on the ``storycheck`` logger."""
+    log.log(level, message, exc_info=exc_info, extra={"event": name, **fields})
+
+
+def clean(text: str) -> str:
+    """Scrub secrets and fold line breaks, so one record is always one line."""
+    return scrub(text).replace("\r", "\\r").replace("\n", "\\n")
+
+
+@dataclasses.dataclass(frozen=True)
+class LogEntry:
+    """One record as the console and the batch_log table see it (already scrubbed)."""
+
+    seq: int
+    created: float
+    level: str
+    logger: str
+    event: str | None
+    message: str
+    batch_id: int | None = None
+    job_id: int | None = None
+    username: str | None = None
+    proxy: str | None = None
+    attempt: int | None = None
+    status: int | None = None
+    error_type: str | None = None
+    details: dict[str, Any] | None = None
+    traceback: str | None = None
+
+
+class _Seq:
+    def __init__(self) -> None:
+        self._n = 0
+        self._lock = threading.Lock()
+
+    def next(self) -> int:
+        with self._lock:
+            self._n += 1
+            return self._n
+
+
+_seq = _Seq()
+
+
+def to_entry(record: logging.LogRecord) -> LogEntry:
+    """Turn a record into a scrubbed, structured :class:`LogEntry` (cached on the record)."""
+    cached = getattr(record, "_sc_entry", None)
+    if cached is not None:
+        return cached
+    tb = None
+    if record.exc_info and record.exc_info[0] is not None:
+        tb = scrub("".join(traceback.format_exception(*record.exc_info)))
+    details = getattr(record, "details", None)
+    entry = LogEntry(
+        seq=_seq.next(),
+        created=record.created,
+        level=record.levelname,
+        logger=record.name,
+        event=getattr(record, "event", None),
+        message=clean(record.getMessage()),
+        batch_id=getattr(record, "batch_id", None),
+        job_id=getattr(record, "job_id", None),
+        username=getattr(record, "username", None),
+        proxy=getattr(record, "proxy", None),
+        attempt=getattr(record, "attempt", None),
+        status=getattr(record, "status", None),
+        error_type=getattr(record, "error_type", None),
+        details={k: (clean(v) if isinstance(v, str) else v) for k, v in details.items()} if isinstance(details, dict) else None,
+        traceback=tb,
+    )
+    record._sc_entry = entry  # type: ignore[attr-defined]
+    return entry
+
+
+class LineFormatter(logging.Formatter):
+    """``time level event [batch job user proxy] message``: one line per record, scrubbed.
+
+    User text (a username with a newline) is escaped so it cannot forge a line in the
+    file; the traceback follows, indented, on lines that start with ``  | ``.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        e = to_entry(record)
+        when = self.formatTime(record, "%Y-%m-%d %H:%M:%S")
+        ctx = []
+        for key in ("batch_id", "job_id", "username", "proxy", "attempt", "status", "error_type"):
+            val = getattr(e, key)
+            if val is not None:
+                ctx.append(f"{key}={clean(str(val))!s}")
+        parts = [when, f"{e.level:<7}", e.event or "-", e.message]
+        if ctx:
+            parts.append("(" + " ".join(ctx) + ")")
+        line = " ".join(parts)
+        if e.traceback:
+            line += "\n" + "\n".join("  | " + ln for ln in e.traceback.rstrip().splitlines())
+        return line
+
+
+class LogRing(logging.Handler):
+    """A bounded, thread-safe buffer of recent entries that the console drains by sequence."""
+
+    def __init__(self, capacity: int = 5000) -> None:
+        super().__init__(level=logging.DEBUG)
+        self._buf: collections.deque[LogEntry] = collections.deque(maxlen=capacity)
+        self._lock_ = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            entry = to_entry(record)
+            with self._lock_:
+                self._buf.append(entry)
+        except Exception:  # pragma: no cover - logging must never raise
+            self.handleError(record)
+
+    def since(self, seq: int) -> list[LogEntry]:
+        """Entries newer than ``seq`` (all of them that are still buffered)."""
+        with self._lock_:
+            if not self._buf or self._buf[-1].seq <= seq:
+                return []
+            return [e for e in self._buf if e.seq > seq]
+
+    def snapshot(self) -> list[LogEntry]:
+        with self._lock_:
+            return list(self._buf)
+
+
+class BatchLogSink(logging.Handler):
+    """Queues records that belong to a batch for the ``batch_log`` table.
+
+    Records that the writer already stored in the transaction that produced them carry
+    ``persisted=True`` and are skipped here.
+    """
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        super().__init__(level=logging.INFO)
+        self._pending: collections.deque[LogEntry] = collections.deque(maxlen=capacity)
+        self._lock_ = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "batch_id", None) is None or getattr(record, "persisted", False):
+            return
+        try:
+            entry = to_entry(record)
+            with self._lock_:
+                self._pending.append(entry)
+        except Exception:  # pragma: no cover
+            self.handleError(record)
+
+    def drain(self) -> list[LogEntry]:
+        with self._lock_:
+            items = list(self._pending)
+            self._pending.clear()
+        return items
+
+    def requeue(self, entries: list[LogEntry]) -> None:
+        with self._lock_:
+            self._pending.extendleft(reversed(entries))
+
+
+@dataclasses.dataclass
+class Logging:
+    """The handlers installed by :func:`setup_logging`."""
+
+    ring: LogRing
+    sink: BatchLogSink
+    file_path: Path | None
+    stderr: logging.Handler | None = None
+
+
+_setup: Logging | None = None
+_setup_lock = threading.Lock()
+
+
+def default_log_dir() -> Path:
+    from platformdirs import user_log_dir
+
+    return Path(os.environ.get("STORYCHECK_LOG_DIR") or user_log_dir("storycheck", appauthor=False))
+
+
+def setup_logging(log_dir: str | os.PathLike[str] | None = None, *, stderr_level: int | None = None,
+                  file: bool = True) -> Logging:
+    """Install the handlers once; later calls return the same :class:`Logging` and add nothing.
+
+    ``stderr_level`` adds a plain stderr handler (headless commands); the console passes None.
+    """
+    global _setup
+    with _setup_lock:
+        if _setup is not None:
+            if stderr_level is not None and _setup.stderr is not None:
+                _setup.stderr.setLevel(stderr_level)
+            return _setup
+        log.setLevel(logging.DEBUG)
+        log.propagate = False
+        ring = LogRing()
+        sink = BatchLogSink()
+        log.addHandler(ring)
+        log.addHandler(sink)
+        path = None
+        if file:
+            directory = Path(log_dir) if log_dir else default_log_dir()
+            try:
+                directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+                path = directory / "storycheck.log"
+                if not path.exists():
+                    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+                fh = logging.handlers.RotatingFileHandler(path, maxBytes=10_000_000, backupCount=5, encoding="utf-8")
+                fh.setLevel(logging.DEBUG)
+                fh.setFormatter(LineFormatter())
+                log.addHandler(fh)
+            except OSError as exc:
+                path = None
+                ring.emit(log.makeRecord(LOGGER_NAME, logging.WARNING, __file__, 0,
+                                         "log file disabled: cannot write to %s: %s", (str(directory), exc.strerror), None))
+        err = None
+        if stderr_level is not None:
+            err = logging.StreamHandler()
+            err.setLevel(stderr_level)
+            err.setFormatter(LineFormatter())
+            log.addHandler(err)
+        _setup = Logging(ring=ring, sink=sink, file_path=path, stderr=err)
+        return _setup
+
+
+def set_stderr_enabled(enabled: bool) -> None:
+    """The console silences stderr while it owns the terminal."""
+    if _setup and _setup.stderr:
+        _setup.stderr.setLevel(logging.WARNING if enabled else logging.CRITICAL + 1)
+
+
+def reset_logging() -> None:
+    """Remove every handler (tests, and a clean exit)."""
+    global _setup
+    with _setup_lock:
+        for h in list(log.handlers):
+            log.removeHandler(h)
+            h.close()
+        _setup = None

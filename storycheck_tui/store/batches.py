@@ -1,0 +1,246 @@
+"""Batch and proxy operations shared by the CLI, the console and the runner.
+
+Every state change is one transaction and one log record; the functions return what
+changed so callers can say so.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Iterator
+
+from storycheck_tui import logs
+from storycheck_tui.errors import StorycheckError
+from storycheck_tui.store.db import Store
+from storycheck_tui.store.models import (
+    CANCELLED, FAILED, FINISHED, PAUSED, PENDING, QUEUED, RUNNING, Batch, Job, Proxy,
+)
+from storycheck_tui.store.queue import _chunks, now
+
+
+class NoSuchBatch(StorycheckError):
+    pass
+
+
+@dataclass(frozen=True)
+class BatchView:
+    """A batch row as the CLI and console show it."""
+
+    id: int
+    name: str
+    state: str
+    priority: int
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    total: int
+    completed: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    reason: str | None
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.total - self.completed - self.cancelled)
+
+    @property
+    def fraction(self) -> float:
+        return (self.completed + self.cancelled) / self.total if self.total else 1.0
+
+
+def _view(b: Batch) -> BatchView:
+    return BatchView(b.id, b.name, b.state, b.priority, b.created_at, b.started_at, b.finished_at,
+                     b.total_profiles, b.completed_profiles, b.successful_checks, b.failed_checks,
+                     b.cancelled_profiles, b.state_reason)
+
+
+def create_batch(store: Store, name: str, usernames: list[str], *, priority: int = 0,
+                 source_file: str | None = None, state: str = QUEUED) -> int:
+    """Create a batch with one pending job per username, all or nothing."""
+    db = store.db
+    with db.atomic():
+        ts = now(store)
+        batch = Batch.create(name=name, state=state, priority=priority, source_file=source_file,
+                             created_at=ts, total_profiles=len(usernames))
+        store.dialect.insert_jobs(db, batch.id, usernames)
+        if not usernames:
+            batch.state = FINISHED
+            batch.finished_at = ts
+            batch.save()
+    logs.event(logging.INFO, logs.BATCH_CREATED, f"batch {batch.id} {name!r} created with {len(usernames)} profiles",
+               batch_id=batch.id)
+    flush_logs(store)
+    return batch.id
+
+
+def get_batch(store: Store, batch_id: int) -> BatchView:
+    b = Batch.get_or_none(Batch.id == batch_id)
+    if b is None:
+        raise NoSuchBatch(f"no batch with id {batch_id}")
+    return _view(b)
+
+
+def find_batch(store: Store, ref: str) -> BatchView:
+    """A batch by id or by exact name (the newest of that name)."""
+    if ref.isdigit():
+        return get_batch(store, int(ref))
+    b = Batch.select().where(Batch.name == ref).order_by(Batch.id.desc()).first()
+    if b is None:
+        raise NoSuchBatch(f"no batch with id or name {ref!r}")
+    return _view(b)
+
+
+def list_batches(store: Store, states: tuple[str, ...] | None = None) -> list[BatchView]:
+    q = Batch.select().order_by(Batch.id)
+    if states:
+        q = q.where(Batch.state.in_(states))
+    return [_view(b) for b in q]
+
+
+def _set_state(store: Store, batch_id: int, new: str, allowed: tuple[str, ...], reason: str | None) -> bool:
+    p = store.dialect.param
+    with store.db.atomic():
+        cur = store.db.execute_sql(
+            f"UPDATE batch SET state = {p}, state_reason = {p} WHERE id = {p} AND state IN ({', '.join([p] * len(allowed))})",
+            (new, reason, batch_id, *allowed))
+        return cur.rowcount == 1
+
+
+def pause(store: Store, batch_id: int, reason: str | None = None, *, level: int = logging.INFO) -> bool:
+    get_batch(store, batch_id)
+    changed = _set_state(store, batch_id, PAUSED, (QUEUED, RUNNING), reason)
+    if changed:
+        logs.event(level, logs.BATCH_PAUSED, f"batch {batch_id} paused" + (f": {reason}" if reason else ""),
+                   batch_id=batch_id)
+        flush_logs(store)
+    return changed
+
+
+def resume(store: Store, batch_id: int) -> bool:
+    get_batch(store, batch_id)
+    changed = _set_state(store, batch_id, RUNNING, (PAUSED,), None)
+    if changed:
+        with store.db.atomic():
+            from storycheck_tui.store.queue import _finish_batch_if_done
+            _finish_batch_if_done(store, batch_id, now(store))
+        logs.event(logging.INFO, logs.BATCH_RESUMED, f"batch {batch_id} resumed", batch_id=batch_id)
+        flush_logs(store)
+    return changed
+
+
+def cancel(store: Store, batch_id: int) -> int:
+    """Cancel pending jobs (running ones finish); returns how many were cancelled."""
+    get_batch(store, batch_id)
+    p = store.dialect.param
+    with store.db.atomic():
+        cur = store.db.execute_sql(
+            f"UPDATE batch SET state = '{CANCELLED}', state_reason = 'cancelled by operator', finished_at = {store.dialect.now} "
+            f"WHERE id = {p} AND state IN ('{QUEUED}', '{RUNNING}', '{PAUSED}')", (batch_id,))
+        if cur.rowcount != 1:
+            return 0
+        n = store.db.execute_sql(
+            f"UPDATE job SET state = 'cancelled' WHERE batch_id = {p} AND state = '{PENDING}'", (batch_id,)).rowcount
+        store.db.execute_sql(f"UPDATE batch SET cancelled_profiles = cancelled_profiles + {p} WHERE id = {p}",
+                             (n, batch_id))
+    logs.event(logging.WARNING, logs.BATCH_CANCELLED, f"batch {batch_id} cancelled: {n} pending profiles will not be checked",
+               batch_id=batch_id)
+    flush_logs(store)
+    return n
+
+
+def retry_failed(store: Store, batch_id: int) -> int:
+    """Put failed jobs back to pending and take them out of the counters, in one transaction."""
+    get_batch(store, batch_id)
+    p = store.dialect.param
+    with store.db.atomic():
+        n = store.db.execute_sql(
+            f"UPDATE job SET state = '{PENDING}', attempts = 0, run_after = 0, error_kind = NULL, error_message = NULL, "
+            f"http_status = NULL, finished_at = NULL WHERE batch_id = {p} AND state = '{FAILED}'", (batch_id,)).rowcount
+        if n:
+            store.db.execute_sql(
+                f"UPDATE batch SET failed_checks = failed_checks - {p}, completed_profiles = completed_profiles - {p}, "
+                f"finished_at = NULL, state = CASE WHEN state = '{FINISHED}' THEN '{RUNNING}' ELSE state END "
+                f"WHERE id = {p}", (n, n, batch_id))
+    if n:
+        logs.event(logging.INFO, logs.BATCH_RETRY, f"batch {batch_id}: {n} failed checks queued again", batch_id=batch_id)
+        flush_logs(store)
+    return n
+
+
+def iter_jobs(store: Store, batch_id: int, chunk: int = 2000) -> Iterator[Job]:
+    """All jobs of a batch in id order, read in chunks (constant memory)."""
+    last = 0
+    while True:
+        rows = list(Job.select().where((Job.batch == batch_id) & (Job.id > last)).order_by(Job.id).limit(chunk))
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].id
+
+
+def summary(store: Store, batch_id: int) -> dict[str, dict[str, int]]:
+    """Counts by state, by outcome and by error kind."""
+    p = store.dialect.param
+    out: dict[str, dict[str, int]] = {"state": {}, "outcome": {}, "error": {}}
+    for col, key in (("state", "state"), ("outcome", "outcome"), ("error_kind", "error")):
+        rows = store.db.execute_sql(
+            f"SELECT {col}, COUNT(*) FROM job WHERE batch_id = {p} AND {col} IS NOT NULL GROUP BY {col}", (batch_id,))
+        out[key] = {r[0]: int(r[1]) for r in rows.fetchall()}
+    return out
+
+
+# --- proxies -----------------------------------------------------------------------------------
+
+def add_proxies(store: Store, specs) -> int:
+    """Insert proxies (ProxySpec) that are not there yet; returns how many were added."""
+    if not specs:
+        return 0
+    with store.db.atomic():
+        before = Proxy.select().count()
+        for chunk in _chunks([{"url": s.url, "label": s.label} for s in specs], 200):
+            Proxy.insert_many(chunk).on_conflict_ignore().execute()
+        return Proxy.select().count() - before
+
+
+def list_proxies(store: Store) -> list[Proxy]:
+    return list(Proxy.select().order_by(Proxy.id))
+
+
+def find_proxy(store: Store, ref: str) -> Proxy:
+    q = Proxy.select()
+    p = q.where(Proxy.id == int(ref)).first() if ref.isdigit() else q.where(Proxy.label == ref).first()
+    if p is None:
+        raise StorycheckError(f"no proxy with id or label {ref!r} (see: storycheck proxies list)")
+    return p
+
+
+def set_proxy_disabled(store: Store, proxy_id: int, disabled: bool) -> bool:
+    p = store.dialect.param
+    with store.db.atomic():
+        changed = store.db.execute_sql(
+            f"UPDATE proxy SET disabled = {p}, state = {p}, fail_streak = 0, cooldown_until = NULL, "
+            f"updated_at = {store.dialect.now} WHERE id = {p} AND disabled = {p}",
+            (disabled, "disabled" if disabled else "unchecked", proxy_id, not disabled)).rowcount == 1
+    if changed:
+        label = Proxy.get_by_id(proxy_id).label
+        logs.event(logging.WARNING if disabled else logging.INFO,
+                   logs.PROXY_DISABLED if disabled else logs.PROXY_ENABLED,
+                   f"proxy {label} {'disabled' if disabled else 'enabled'} by operator", proxy=label)
+    return changed
+
+
+def flush_logs(store: Store) -> None:
+    """Store queued batch records now (used outside a running engine, e.g. by CLI commands)."""
+    setup = logs._setup
+    if setup is None:
+        return
+    from storycheck_tui.store.queue import store_logs
+
+    store_logs(store, setup.sink.drain())
+
+
+__all__ = ["BatchView", "NoSuchBatch", "create_batch", "get_batch", "find_batch", "list_batches", "pause", "resume",
+           "cancel", "retry_failed", "iter_jobs", "summary", "add_proxies", "list_proxies", "find_proxy",
+           "set_proxy_disabled", "flush_logs", "RUNNING", "PAUSED", "CANCELLED", "FINISHED", "QUEUED"]

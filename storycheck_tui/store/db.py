@@ -1,0 +1,162 @@
+"""Open the database named by a URL, create or upgrade its schema, check its version.
+
+``sqlite:///path``, a plain path, or ``postgresql://user:pass@host:port/db``. The default
+is ``storycheck.db`` in the platform data dir. SQLite runs in WAL mode with a busy timeout
+and ``BEGIN IMMEDIATE`` for every transaction (a deferred one that reads then writes fails
+at once under contention).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from peewee import Database, OperationalError, PeeweeException, SqliteDatabase
+
+from storycheck_tui.errors import DatabaseError
+from storycheck_tui.masking import mask_url, secrets
+from storycheck_tui.store import models
+from storycheck_tui.store.dialect import Dialect, dialect_for
+
+SCHEMA_VERSION = 1
+ENV_VAR = "STORYCHECK_DB"
+
+
+@dataclass
+class Store:
+    """An open database: the peewee handle, its dialect and a secret-free name."""
+
+    db: Database
+    dialect: Dialect
+    display: str  # the URL or path with any password masked
+
+    def close(self) -> None:
+        if not self.db.is_closed():
+            self.db.close()
+        close_all = getattr(self.db, "close_all", None)
+        if close_all:
+            close_all()
+
+    def atomic(self):
+        """A writing transaction (``BEGIN IMMEDIATE`` on SQLite)."""
+        return self.db.atomic()
+
+
+def default_db_path() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("storycheck", appauthor=False)) / "storycheck.db"
+
+
+def resolve_url(url: str | None) -> str:
+    return url or os.environ.get(ENV_VAR) or str(default_db_path())
+
+
+def open_store(url: str | None = None, *, pool_size: int = 8, create: bool = True) -> Store:
+    """Open (and by default create/upgrade) the database; errors are one clear line."""
+    url = resolve_url(url)
+    if url.startswith(("postgresql://", "postgres://")):
+        store = _open_postgres(url, pool_size)
+    else:
+        store = _open_sqlite(url)
+    models.database.initialize(store.db)
+    try:
+        store.db.connect(reuse_if_open=True)
+        ensure_schema(store, create=create)
+    except PeeweeException as exc:
+        store.close()
+        raise DatabaseError(f"{store.display}: cannot open database: {secrets.scrub(str(exc)).strip()}") from None
+    except sqlite3.Error as exc:  # pragma: no cover - peewee wraps most of these
+        store.close()
+        raise DatabaseError(f"{store.display}: cannot open database: {exc}") from None
+    return store
+
+
+def _open_sqlite(url: str) -> Store:
+    path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else url
+    if url.startswith("sqlite://") and not url.startswith("sqlite:///"):
+        raise DatabaseError(f"{url}: use sqlite:///PATH (three slashes) or a plain path")
+    p = Path(path).expanduser()
+    display = str(p)
+    if path != ":memory:":
+        if not p.parent.exists():
+            if url == str(default_db_path()) or p == default_db_path():
+                p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            else:
+                raise DatabaseError(f"{display}: cannot open database: directory {p.parent} does not exist")
+        if not p.exists():
+            try:
+                os.close(os.open(p, os.O_CREAT | os.O_WRONLY, 0o600))
+            except OSError as exc:
+                raise DatabaseError(f"{display}: cannot create database: {exc.strerror}") from None
+        elif not os.access(p, os.R_OK | os.W_OK):
+            raise DatabaseError(f"{display}: cannot open database: file is not readable and writable by this user")
+        if not os.access(p.parent, os.W_OK):
+            raise DatabaseError(f"{display}: cannot open database: directory {p.parent} is not writable (SQLite needs it for its journal)")
+    db = SqliteDatabase(
+        str(p),
+        pragmas={"journal_mode": "wal", "busy_timeout": 30_000, "synchronous": "normal", "foreign_keys": 1},
+        timeout=30,
+        lock_type="IMMEDIATE",
+        check_same_thread=False,
+    )
+    return Store(db=db, dialect=dialect_for(db), display=display)
+
+
+def _open_postgres(url: str, pool_size: int) -> Store:
+    from playhouse.pool import PooledPostgresqlDatabase
+
+    parts = urlsplit(url)
+    if parts.password:
+        secrets.add(unquote(parts.password))
+    name = parts.path.lstrip("/")
+    if not name:
+        raise DatabaseError(f"{mask_url(url)}: the URL names no database (postgresql://user:pass@host:port/DBNAME)")
+    try:
+        import psycopg2  # noqa: F401
+    except ImportError:
+        raise DatabaseError("PostgreSQL needs psycopg2: pip install 'storycheck[postgres]'") from None
+    db = PooledPostgresqlDatabase(
+        unquote(name),
+        user=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        host=parts.hostname or "localhost",
+        port=parts.port or 5432,
+        max_connections=pool_size,
+        stale_timeout=300,
+        timeout=30,
+        autorollback=True,
+    )
+    return Store(db=db, dialect=dialect_for(db), display=mask_url(url))
+
+
+def ensure_schema(store: Store, *, create: bool = True) -> None:
+    """Create the tables, upgrade an older schema, refuse a newer one."""
+    db = store.db
+    found = None
+    if db.table_exists(models.Meta_._meta.table_name):
+        row = models.Meta_.get_or_none(models.Meta_.key == "schema_version")
+        found = int(row.value) if row else None
+    if found is not None and found > SCHEMA_VERSION:
+        raise DatabaseError(
+            f"{store.display}: the database schema is version {found}, this storycheck knows up to "
+            f"{SCHEMA_VERSION}: upgrade storycheck (pip install -U storycheck)")
+    if found == SCHEMA_VERSION:
+        return
+    if not create:
+        raise DatabaseError(f"{store.display}: not a storycheck database (no schema)")
+    with store.dialect.schema_lock(db):
+        with db.atomic():
+            db.create_tables(models.MODELS, safe=True)
+            for _name, sql in models.PARTIAL_INDEXES:
+                db.execute_sql(sql)
+            # Upgrades from older versions go here, one step per version.
+            models.Meta_.insert(key="schema_version", value=str(SCHEMA_VERSION)).on_conflict(
+                conflict_target=[models.Meta_.key], update={models.Meta_.value: str(SCHEMA_VERSION)}).execute()
+
+
+def is_locked_error(exc: BaseException) -> bool:
+    return isinstance(exc, OperationalError) and "locked" in str(exc).lower()

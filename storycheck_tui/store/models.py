@@ -1,0 +1,143 @@
+"""The tables of storycheck (peewee models bound at run time to SQLite or PostgreSQL).
+
+All times are epoch seconds (floats) from the database clock where it matters (leases).
+"""
+
+from __future__ import annotations
+
+from peewee import (
+    SQL, BooleanField, CharField, DatabaseProxy, DoubleField, ForeignKeyField, IntegerField, Model,
+    TextField,
+)
+
+database = DatabaseProxy()
+
+# batch.state
+QUEUED, RUNNING, PAUSED, CANCELLED, FINISHED = "queued", "running", "paused", "cancelled", "finished"
+BATCH_STATES = (QUEUED, RUNNING, PAUSED, CANCELLED, FINISHED)
+# job.state
+PENDING, JOB_RUNNING, SUCCEEDED, FAILED, JOB_CANCELLED = "pending", "running", "succeeded", "failed", "cancelled"
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class Meta_(BaseModel):
+    """Key/value facts about the database itself (the schema version)."""
+
+    key = CharField(primary_key=True)
+    value = TextField()
+
+    class Meta:
+        table_name = "storycheck_meta"
+
+
+class Batch(BaseModel):
+    name = CharField()
+    state = CharField(default=QUEUED)
+    priority = IntegerField(default=0)
+    source_file = TextField(null=True)
+    created_at = DoubleField()
+    started_at = DoubleField(null=True)
+    finished_at = DoubleField(null=True)
+    total_profiles = IntegerField(default=0)
+    completed_profiles = IntegerField(default=0)  # succeeded + failed
+    successful_checks = IntegerField(default=0)
+    failed_checks = IntegerField(default=0)
+    cancelled_profiles = IntegerField(default=0)
+    state_reason = TextField(null=True)  # why it is paused/cancelled, shown to the operator
+
+
+class Job(BaseModel):
+    """One profile in one batch."""
+
+    batch = ForeignKeyField(Batch, backref="jobs", on_delete="CASCADE", index=False)
+    username = CharField()
+    state = CharField(default=PENDING)
+    attempts = IntegerField(default=0)  # claims that counted (a voluntary release gives one back)
+    lease_seq = IntegerField(default=0)  # +1 on every claim, never reset: fences a finish
+    run_after = DoubleField(default=0.0)
+    lease_owner = CharField(null=True)
+    lease_until = DoubleField(null=True)
+    outcome = CharField(null=True)
+    story_count = IntegerField(null=True)
+    latest_story_at = DoubleField(null=True)
+    error_kind = CharField(null=True)
+    error_message = TextField(null=True)
+    proxy = CharField(null=True)  # masked label
+    http_status = IntegerField(null=True)
+    latency_ms = DoubleField(null=True)
+    tries = IntegerField(default=0)  # HTTP requests made by the last attempt
+    started_at = DoubleField(null=True)
+    finished_at = DoubleField(null=True)
+
+    class Meta:
+        indexes = ((("batch", "username"), True),)
+
+
+class Story(BaseModel):
+    username = CharField()
+    story_id = CharField()
+    taken_at = DoubleField(null=True)
+    expires_at = DoubleField(null=True)
+    media_type = CharField(null=True)
+    first_seen_at = DoubleField()
+    batch = IntegerField(null=True)  # the batch that first saw it (no FK: history outlives batches)
+
+    class Meta:
+        indexes = ((("username", "story_id"), True),)
+
+
+class Proxy(BaseModel):
+    url = TextField(unique=True)  # may hold credentials: never shown, logged or exported
+    label = CharField()
+    state = CharField(default="unchecked")
+    fail_streak = IntegerField(default=0)
+    successes = IntegerField(default=0)
+    failures = IntegerField(default=0)
+    last_latency_ms = DoubleField(null=True)
+    cooldown_until = DoubleField(null=True)
+    last_error = TextField(null=True)
+    updated_at = DoubleField(default=0.0)
+    disabled = BooleanField(default=False)  # operator's word; wins over health
+
+
+class BatchLog(BaseModel):
+    created = DoubleField()
+    level = CharField()
+    event = CharField(null=True)
+    batch = IntegerField(null=True)
+    job = IntegerField(null=True)
+    username = CharField(null=True)
+    proxy = CharField(null=True)
+    message = TextField()
+    details = TextField(null=True)  # JSON
+
+    class Meta:
+        table_name = "batch_log"
+        indexes = ((("batch", "id"), False), (("job",), False))
+
+
+class Worker(BaseModel):
+    id = CharField(primary_key=True)
+    host = CharField()
+    pid = IntegerField()
+    threads = IntegerField(default=0)
+    started_at = DoubleField()
+    heartbeat_at = DoubleField()
+    checks = IntegerField(default=0)  # finished by this worker
+    rate = DoubleField(default=0.0)  # recent checks/s
+    state = CharField(default="running")  # running | stopping | stopped
+
+
+MODELS = [Meta_, Batch, Job, Story, Proxy, BatchLog, Worker]
+PARTIAL_INDEXES = [
+    # The claim reads only pending jobs: a partial index stays small with millions finished.
+    ("job_pending", "CREATE INDEX IF NOT EXISTS job_pending ON job (batch_id, id) WHERE state = 'pending'"),
+    ("job_running", "CREATE INDEX IF NOT EXISTS job_running ON job (lease_until) WHERE state = 'running'"),
+    ("job_by_state", "CREATE INDEX IF NOT EXISTS job_batch_state ON job (batch_id, state)"),
+]
+_ = SQL  # re-exported for dialect helpers

@@ -1,0 +1,355 @@
+"""The job queue lives in the database: claim, lease, fenced finish, release, reap.
+
+Invariants kept by every function here (and tested under concurrency):
+
+* a job is held by at most one lease owner at a time (claims are one statement);
+* a finish changes a job only if the finisher still holds the lease it claimed
+  (``lease_owner`` and ``lease_seq`` match); otherwise it changes nothing;
+* batch counters change in the same transaction as the job rows they count, as
+  ``x = x + n``: ``completed == succeeded + failed`` job rows, always.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from storycheck_tui.logs import LogEntry
+from storycheck_tui.sources.base import Outcome
+from storycheck_tui.store.db import Store
+from storycheck_tui.store.models import (
+    FAILED, FINISHED, JOB_RUNNING, PENDING, SUCCEEDED, BatchLog, Story,
+)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A job this process holds a lease on."""
+
+    id: int
+    batch_id: int
+    username: str
+    attempts: int
+    lease_seq: int
+
+
+@dataclass
+class JobResult:
+    """What a worker thread learned about one claimed job."""
+
+    job: Claimed
+    state: str  # SUCCEEDED or FAILED
+    outcome: Outcome | None = None
+    error_kind: str | None = None
+    error_message: str | None = None
+    proxy: str | None = None  # masked label
+    http_status: int | None = None
+    latency_ms: float | None = None
+    tries: int = 0
+    traceback: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.state == SUCCEEDED
+
+
+@dataclass
+class FinishReport:
+    applied: list[JobResult] = field(default_factory=list)
+    stale: list[JobResult] = field(default_factory=list)  # lease lost: result dropped
+    finished_batches: list[int] = field(default_factory=list)
+
+
+def now(store: Store) -> float:
+    """The database clock, epoch seconds."""
+    return float(store.db.execute_sql(f"SELECT {store.dialect.now}").fetchone()[0])
+
+
+def claim(store: Store, owner: str, lease_seconds: float, limit: int, batch_ids: Iterable[int] | None = None) -> list[Claimed]:
+    """Claim up to ``limit`` pending jobs of claimable batches, highest priority first."""
+    db = store.db
+    d = store.dialect
+    out: list[Claimed] = []
+    with db.atomic():
+        sql = "SELECT id FROM batch WHERE state IN ('queued', 'running')"
+        params: list = []
+        if batch_ids is not None:
+            ids = list(batch_ids)
+            if not ids:
+                return []
+            sql += " AND id IN (" + ", ".join([d.param] * len(ids)) + ")"
+            params = ids
+        sql += " ORDER BY priority DESC, id"
+        batches = [r[0] for r in db.execute_sql(sql, params).fetchall()]
+        for batch_id in batches:
+            want = limit - len(out)
+            if want <= 0:
+                break
+            rows = db.execute_sql(d.claim_sql(), d.claim_params(owner, lease_seconds, batch_id, want)).fetchall()
+            if rows:
+                out.extend(Claimed(int(r[0]), int(r[1]), r[2], int(r[3]), int(r[4])) for r in rows)
+                db.execute_sql(
+                    f"UPDATE batch SET state = 'running', started_at = {d.now} WHERE id = {d.param} AND state = 'queued'",
+                    (batch_id,))
+    out.sort(key=lambda c: c.id)
+    return out
+
+
+_FENCE = "id = {p} AND state = 'running' AND lease_owner = {p} AND lease_seq = {p}"
+
+
+def _log_row(created: float, level: str, event: str, r: JobResult, message: str, details: dict | None) -> dict:
+    return {
+        "created": created, "level": level, "event": event, "batch": r.job.batch_id, "job": r.job.id,
+        "username": r.job.username, "proxy": r.proxy, "message": message,
+        "details": json.dumps(details, ensure_ascii=False) if details else None,
+    }
+
+
+def result_message(r: JobResult) -> tuple[str, str, str]:
+    """(level, event, message) of the record that states a job's final result."""
+    if r.ok and r.outcome is not None:
+        o = r.outcome
+        what = f"{o.story_count} active stor{'y' if o.story_count == 1 else 'ies'}" if o.kind == "has_stories" else o.kind.replace("_", " ")
+        return "INFO", "STORY_CHECK_SUCCESS", f"{r.job.username}: {what} (HTTP {r.http_status}, {r.latency_ms or 0:.0f} ms via {r.proxy or 'direct'})"
+    status = f"HTTP {r.http_status}" if r.http_status else "no HTTP status"
+    return "ERROR", "CHECK_FAILED", (
+        f"{r.job.username}: check failed after {r.tries} tr{'y' if r.tries == 1 else 'ies'}: {r.error_kind}: "
+        f"{r.error_message} ({status}, via {r.proxy or 'direct'})")
+
+
+def finish(store: Store, owner: str, results: list[JobResult], extra_logs: list[LogEntry] = ()) -> FinishReport:
+    """Record results in ONE transaction, fenced; counters, stories and log rows with them."""
+    report = FinishReport()
+    db = store.db
+    d = store.dialect
+    p = d.param
+    fence = _FENCE.format(p=p)
+    deltas: dict[int, list[int]] = defaultdict(lambda: [0, 0])  # batch -> [succeeded, failed]
+    stories: list[dict] = []
+    logs: list[dict] = []
+    with db.atomic():
+        ts = now(store)
+        for r in results:
+            o = r.outcome
+            cur = db.execute_sql(
+                f"UPDATE job SET state = {p}, outcome = {p}, story_count = {p}, latest_story_at = {p}, "
+                f"error_kind = {p}, error_message = {p}, proxy = {p}, http_status = {p}, latency_ms = {p}, "
+                f"tries = {p}, finished_at = {p}, lease_owner = NULL, lease_until = NULL WHERE {fence}",
+                (r.state, o.kind if o else None, o.story_count if o else None, o.latest_story_at if o else None,
+                 r.error_kind, r.error_message, r.proxy, r.http_status, r.latency_ms, r.tries, ts,
+                 r.job.id, owner, r.job.lease_seq))
+            if cur.rowcount != 1:
+                report.stale.append(r)
+                continue
+            report.applied.append(r)
+            deltas[r.job.batch_id][0 if r.ok else 1] += 1
+            level, event, message = result_message(r)
+            details = {"attempt": r.job.attempts, "tries": r.tries, "status": r.http_status,
+                       "latency_ms": r.latency_ms}
+            if not r.ok:
+                details["error_kind"] = r.error_kind
+                if r.traceback:
+                    details["traceback"] = r.traceback
+            logs.append(_log_row(ts, level, event, r, message, details))
+            if o is not None:
+                for s in o.stories:
+                    stories.append({"username": r.job.username, "story_id": s.story_id, "taken_at": s.taken_at,
+                                    "expires_at": s.expires_at, "media_type": s.media_type,
+                                    "first_seen_at": ts, "batch": r.job.batch_id})
+        for batch_id, (ok, failed) in deltas.items():
+            db.execute_sql(
+                f"UPDATE batch SET completed_profiles = completed_profiles + {p}, "
+                f"successful_checks = successful_checks + {p}, failed_checks = failed_checks + {p} WHERE id = {p}",
+                (ok + failed, ok, failed, batch_id))
+            if _finish_batch_if_done(store, batch_id, ts):
+                report.finished_batches.append(batch_id)
+        for chunk in _chunks(stories, 200):
+            Story.insert_many(chunk).on_conflict_ignore().execute()
+        for e in extra_logs:
+            logs.append(entry_row(e))
+        for chunk in _chunks(logs, 200):
+            BatchLog.insert_many(chunk).execute()
+    return report
+
+
+def entry_row(e: LogEntry) -> dict:
+    details = dict(e.details or {})
+    for key in ("attempt", "status", "error_type"):
+        val = getattr(e, key)
+        if val is not None:
+            details[key] = val
+    if e.traceback:
+        details["traceback"] = e.traceback
+    return {"created": e.created, "level": e.level, "event": e.event, "batch": e.batch_id, "job": e.job_id,
+            "username": e.username, "proxy": e.proxy, "message": e.message,
+            "details": json.dumps(details, ensure_ascii=False) if details else None}
+
+
+def store_logs(store: Store, entries: list[LogEntry]) -> None:
+    if not entries:
+        return
+    with store.db.atomic():
+        for chunk in _chunks([entry_row(e) for e in entries], 200):
+            BatchLog.insert_many(chunk).execute()
+
+
+def _finish_batch_if_done(store: Store, batch_id: int, ts: float) -> bool:
+    p = store.dialect.param
+    cur = store.db.execute_sql(
+        f"UPDATE batch SET state = '{FINISHED}', finished_at = {p} WHERE id = {p} "
+        f"AND state IN ('queued', 'running', 'paused') "
+        f"AND completed_profiles + cancelled_profiles >= total_profiles",
+        (ts, batch_id))
+    return cur.rowcount == 1
+
+
+def release(store: Store, owner: str, jobs: list[Claimed], *, delay: float = 0.0) -> int:
+    """Give jobs back to the queue without spending an attempt (pause, no proxy, shutdown)."""
+    if not jobs:
+        return 0
+    p = store.dialect.param
+    fence = _FENCE.format(p=p)
+    n = 0
+    with store.db.atomic():
+        for j in jobs:
+            cur = store.db.execute_sql(
+                f"UPDATE job SET state = 'pending', attempts = attempts - 1, lease_owner = NULL, lease_until = NULL, "
+                f"run_after = {store.dialect.now} + {p} WHERE {fence}",
+                (delay, j.id, owner, j.lease_seq))
+            n += cur.rowcount
+    return n
+
+
+def extend_leases(store: Store, owner: str, lease_seconds: float) -> int:
+    p = store.dialect.param
+    with store.db.atomic():
+        return store.db.execute_sql(
+            f"UPDATE job SET lease_until = {store.dialect.now} + {p} WHERE state = 'running' AND lease_owner = {p}",
+            (lease_seconds, owner)).rowcount
+
+
+@dataclass(frozen=True)
+class Reaped:
+    job_id: int
+    batch_id: int
+    username: str
+    owner: str
+    failed: bool  # attempts spent: the job failed instead of going back to pending
+
+
+def reap_expired(store: Store, max_claims: int, limit: int = 1000) -> list[Reaped]:
+    """Expired leases go back to pending, or fail when their attempts are spent."""
+    db = store.db
+    d = store.dialect
+    p = d.param
+    out: list[Reaped] = []
+    with db.atomic():
+        ts = now(store)
+        rows = db.execute_sql(
+            f"SELECT id, batch_id, username, attempts, lease_owner, lease_seq FROM job "
+            f"WHERE state = 'running' AND lease_until < {p} ORDER BY id LIMIT {p}", (ts, limit)).fetchall()
+        failed_by_batch: dict[int, int] = defaultdict(int)
+        for job_id, batch_id, username, attempts, owner, seq in rows:
+            give_up = attempts >= max_claims
+            if give_up:
+                cur = db.execute_sql(
+                    f"UPDATE job SET state = 'failed', error_kind = 'lease_expired', "
+                    f"error_message = {p}, finished_at = {p}, lease_owner = NULL, lease_until = NULL "
+                    f"WHERE {_FENCE.format(p=p)}",
+                    (f"worker {owner} stopped without finishing it, {attempts} times", ts, job_id, owner, seq))
+            else:
+                cur = db.execute_sql(
+                    f"UPDATE job SET state = 'pending', lease_owner = NULL, lease_until = NULL, run_after = {p} "
+                    f"WHERE {_FENCE.format(p=p)}", (ts, job_id, owner, seq))
+            if cur.rowcount == 1:
+                out.append(Reaped(job_id, batch_id, username, owner, give_up))
+                if give_up:
+                    failed_by_batch[batch_id] += 1
+        for batch_id, n in failed_by_batch.items():
+            db.execute_sql(
+                f"UPDATE batch SET completed_profiles = completed_profiles + {p}, failed_checks = failed_checks + {p} "
+                f"WHERE id = {p}", (n, n, batch_id))
+            _finish_batch_if_done(store, batch_id, ts)
+    return out
+
+
+# --- workers -------------------------------------------------------------------------------
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+
+
+def register_worker(store: Store, worker_id: str, threads: int) -> None:
+    host, pid = worker_id.split(":")[0], int(worker_id.split(":")[1])
+    p = store.dialect.param
+    with store.db.atomic():
+        ts = now(store)
+        store.db.execute_sql(
+            f"INSERT INTO worker (id, host, pid, threads, started_at, heartbeat_at, checks, rate, state) "
+            f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, 0, 0, 'running')",
+            (worker_id, host, pid, threads, ts, ts))
+
+
+def heartbeat(store: Store, worker_id: str, *, checks: int, rate: float, lease_seconds: float, state: str = "running") -> None:
+    """Say this worker is alive and extend the leases it holds, in one transaction."""
+    p = store.dialect.param
+    with store.db.atomic():
+        store.db.execute_sql(
+            f"UPDATE worker SET heartbeat_at = {store.dialect.now}, checks = {p}, rate = {p}, state = {p} WHERE id = {p}",
+            (checks, rate, state, worker_id))
+        store.db.execute_sql(
+            f"UPDATE job SET lease_until = {store.dialect.now} + {p} WHERE state = 'running' AND lease_owner = {p}",
+            (lease_seconds, worker_id))
+
+
+def stop_worker(store: Store, worker_id: str) -> None:
+    p = store.dialect.param
+    with store.db.atomic():
+        store.db.execute_sql(f"UPDATE worker SET state = 'stopped', heartbeat_at = {store.dialect.now} WHERE id = {p}",
+                             (worker_id,))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def expire_dead_local_workers(store: Store, me: str) -> list[str]:
+    """Workers on this host whose process is gone: expire their leases now (no waiting).
+
+    Across machines a dead worker's jobs come back when their lease expires.
+    """
+    host = socket.gethostname()
+    p = store.dialect.param
+    rows = store.db.execute_sql(
+        f"SELECT id, pid FROM worker WHERE host = {p} AND state != 'stopped' AND id != {p}", (host, me)).fetchall()
+    dead = [wid for wid, pid in rows if not _pid_alive(int(pid))]
+    if dead:
+        with store.db.atomic():
+            for wid in dead:
+                store.db.execute_sql(
+                    f"UPDATE job SET lease_until = {store.dialect.now} - 1 WHERE state = 'running' AND lease_owner = {p}", (wid,))
+                store.db.execute_sql(f"UPDATE worker SET state = 'stopped' WHERE id = {p}", (wid,))
+    return dead
+
+
+def _chunks(items: list, size: int):
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+__all__ = [
+    "Claimed", "JobResult", "FinishReport", "Reaped", "claim", "finish", "release", "extend_leases",
+    "reap_expired", "register_worker", "heartbeat", "stop_worker", "expire_dead_local_workers", "new_worker_id",
+    "now", "store_logs", "entry_row", "result_message", "PENDING", "JOB_RUNNING", "FAILED", "SUCCEEDED",
+]

@@ -1,0 +1,176 @@
+"""One story check: pick a route, ask the source, retry what is transient.
+
+Retry policy (tenacity, a fresh ``Retrying`` per check so statistics are never shared):
+
+* ``RateLimited`` is not the profile's fault: the proxy is slowed and blocked for
+  ``Retry-After``, and the next try goes through another route; it spends no attempt.
+* ``ProxyFailed`` fails over to another proxy; it spends no attempt either.
+* ``SourceUnavailable`` and ``BadResponse`` spend one of ``max_attempts``, with
+  exponential backoff and full jitter between tries.
+* The total ``deadline`` bounds every check, waits included.
+* ``AuthFailed`` and anything unexpected end the check at once.
+
+Every retry, failover and rate limit is a log record with the username, masked proxy,
+try number, HTTP status and exception type.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+
+from tenacity import RetryCallState, Retrying, retry_if_exception
+
+from storycheck_tui import logs
+from storycheck_tui.config import RetrySettings
+from storycheck_tui.engine.proxies import ProxyPool
+from storycheck_tui.errors import (
+    AuthFailed, BadResponse, CheckError, NoProxyAvailable, ProxyFailed, RateLimited, SourceUnavailable, Unexpected,
+)
+from storycheck_tui.masking import scrub
+from storycheck_tui.sources.base import Outcome, Route, StorySource
+from storycheck_tui.store.models import FAILED, SUCCEEDED
+from storycheck_tui.store.queue import Claimed, JobResult
+
+#: how long one try waits for a paced proxy before the job is handed back to the queue
+ACQUIRE_TIMEOUT = 15.0
+
+
+@dataclass
+class _Progress:
+    job: Claimed
+    deadline: float
+    tries: int = 0
+    spent: int = 0  # tries that count against max_attempts
+    exclude: set[str] = field(default_factory=set)
+    route: Route | None = None
+    last_error: CheckError | None = None
+
+
+class Checker:
+    def __init__(self, source: StorySource, pool: ProxyPool, settings: RetrySettings, *,
+                 stop: threading.Event | None = None, clock=time.monotonic, rng: random.Random | None = None):
+        self.source = source
+        self.pool = pool
+        self.settings = settings
+        self.stop_event = stop or threading.Event()
+        self.clock = clock
+        self.rng = rng or random.Random()
+
+    # -- public -------------------------------------------------------------------------------
+
+    def check(self, job: Claimed) -> JobResult:
+        """Check one job; returns a result, or raises NoProxyAvailable / AuthFailed for the runner."""
+        prog = _Progress(job=job, deadline=self.clock() + self.settings.deadline)
+        retrying = Retrying(
+            retry=retry_if_exception(lambda e: isinstance(e, CheckError) and e.transient),
+            stop=lambda rs: self._should_stop(prog),
+            wait=lambda rs: self._wait(prog, rs),
+            before_sleep=lambda rs: self._log_retry(prog, rs),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            outcome = retrying(self._try_once, prog)
+        except (NoProxyAvailable, AuthFailed):
+            raise
+        except CheckError as err:
+            return self._failed(prog, err)
+        except Exception as exc:  # a bug: fail this job loudly, with the traceback
+            err = Unexpected(f"{type(exc).__name__}: {scrub(str(exc))}", proxy=prog.route.label if prog.route else None)
+            return self._failed(prog, err, tb=scrub(traceback.format_exc()))
+        route = prog.route
+        return JobResult(job=job, state=SUCCEEDED, outcome=outcome, proxy=route.label if route else None,
+                         http_status=outcome.http_status, latency_ms=outcome.latency_ms, tries=prog.tries)
+
+    # -- one try ------------------------------------------------------------------------------
+
+    def _try_once(self, prog: _Progress) -> Outcome:
+        route = self._acquire(prog)
+        prog.route = route
+        prog.tries += 1
+        try:
+            outcome = self.source.check(prog.job.username, route)
+        except RateLimited as err:
+            self.pool.rate_limited(route.key, err.retry_after)
+            prog.exclude.add(route.key)
+            self._note(logging.WARNING, logs.RATE_LIMITED, prog, err,
+                       f"{prog.job.username}: rate limited via {route.label}"
+                       + (f", retry after {err.retry_after:.1f} s" if err.retry_after is not None else ""))
+            raise
+        except ProxyFailed as err:
+            state = self.pool.failure(route.key, err.message)
+            prog.exclude.add(route.key)
+            self._note(logging.WARNING, logs.PROXY_FAILOVER, prog, err,
+                       f"{prog.job.username}: proxy {route.label} failed ({err.message}); proxy is now {state}, "
+                       f"failing over to another proxy")
+            raise
+        except (SourceUnavailable, BadResponse) as err:
+            prog.spent += 1
+            prog.exclude.add(route.key)  # prefer another route next time; the proxy's health is not at stake
+            raise
+        except CheckError:
+            raise
+        self.pool.success(route.key, outcome.latency_ms)
+        return outcome
+
+    def _acquire(self, prog: _Progress) -> Route:
+        remaining = max(0.0, prog.deadline - self.clock())
+        timeout = min(ACQUIRE_TIMEOUT, remaining)
+        # Prefer a route this check has not failed on; when none is ready right now, take
+        # whichever is ready first (cooling and blocked routes are never handed out).
+        route = self.pool.acquire(exclude=frozenset(prog.exclude), timeout=0.0) if prog.exclude else None
+        if route is None:
+            route = self.pool.acquire(timeout=timeout)
+        if route is None:
+            raise NoProxyAvailable("no usable proxy: all are cooling, dead or disabled")
+        return route
+
+    # -- tenacity hooks -------------------------------------------------------------------------
+
+    def _should_stop(self, prog: _Progress) -> bool:
+        if self.stop_event.is_set():
+            return True
+        if prog.spent >= self.settings.max_attempts:
+            return True
+        return self.clock() >= prog.deadline
+
+    def _wait(self, prog: _Progress, rs: RetryCallState) -> float:
+        err = rs.outcome.exception() if rs.outcome else None
+        if isinstance(err, (RateLimited, ProxyFailed)):
+            return 0.0  # the pool paces the next route; no need to sleep here
+        cap = min(self.settings.max_wait, self.settings.base_wait * (2 ** max(0, prog.spent - 1)))
+        wait = self.rng.uniform(0, cap)  # full jitter
+        return max(0.0, min(wait, prog.deadline - self.clock()))
+
+    def _sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self.stop_event.wait(seconds)
+
+    def _log_retry(self, prog: _Progress, rs: RetryCallState) -> None:
+        err = rs.outcome.exception() if rs.outcome else None
+        if not isinstance(err, (SourceUnavailable, BadResponse)):
+            return  # rate limits and failovers were logged where they happened
+        wait = rs.upcoming_sleep
+        self._note(logging.WARNING, logs.RETRY_SCHEDULED, prog, err,
+                   f"{prog.job.username}: {err.kind}: {err.message}; try {prog.tries} failed, "
+                   f"retrying in {wait:.1f} s ({prog.spent}/{self.settings.max_attempts} attempts spent)")
+
+    # -- results ----------------------------------------------------------------------------------
+
+    def _failed(self, prog: _Progress, err: CheckError, tb: str | None = None) -> JobResult:
+        if self.stop_event.is_set() and err.transient:
+            # shutting down: not the profile's fault; the runner hands it back to the queue
+            raise NoProxyAvailable("worker stopping")
+        return JobResult(job=prog.job, state=FAILED, error_kind=err.kind, error_message=scrub(err.message),
+                         proxy=err.proxy or (prog.route.label if prog.route else None), http_status=err.status,
+                         tries=prog.tries, traceback=tb)
+
+    def _note(self, level: int, event: str, prog: _Progress, err: CheckError, message: str) -> None:
+        logs.event(level, event, message, batch_id=prog.job.batch_id, job_id=prog.job.id,
+                   username=prog.job.username, proxy=prog.route.label if prog.route else None,
+                   attempt=prog.tries, status=err.status, error_type=type(err).__name__)

@@ -1,0 +1,112 @@
+"""Proxy health shared through the database.
+
+Each worker keeps its own :class:`ProxyPool` (pacing needs no round trip); once a second
+it writes what it learned (state changes, success/failure counts as ``x = x + n``) and
+adopts what others wrote since: an operator's disable or enable, a proxy another worker
+found dead. So one worker's discovery spares the others.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from storycheck_tui import logs
+from storycheck_tui.engine import proxies as P
+from storycheck_tui.engine.proxies import ProxyPool
+from storycheck_tui.sources.base import Route
+from storycheck_tui.store.db import Store
+from storycheck_tui.store.models import Proxy
+from storycheck_tui.store.queue import now
+
+EVENT_FOR_STATE = {
+    P.COOLING: logs.PROXY_COOLING,
+    P.DEAD: logs.PROXY_DEAD,
+    P.HEALTHY: logs.PROXY_RECOVERED,
+    P.DISABLED: logs.PROXY_DISABLED,
+}
+OPERATOR_REASONS = {P.REASON_DISABLED, P.REASON_ENABLED, P.REASON_FIRST_SUCCESS}
+
+
+def load_routes(store: Store) -> list[Route]:
+    return [Route(key=str(p.id), url=p.url, label=p.label) for p in Proxy.select().order_by(Proxy.id)]
+
+
+def build_pool(store: Store, settings) -> ProxyPool:
+    """A pool of every proxy in the database (direct when there are none), states adopted."""
+    pool = ProxyPool(load_routes(store), settings)
+    ProxySync(store, pool).adopt_all()
+    return pool
+
+
+class ProxySync:
+    def __init__(self, store: Store, pool: ProxyPool):
+        self.store = store
+        self.pool = pool
+        self._lock = threading.Lock()
+        self._changed: set[str] = set()
+        self._counts: dict[str, tuple[int, int]] = {}  # key -> (successes, failures) already written
+        self._last_read = 0.0
+
+    def mark_changed(self, key: str) -> None:
+        with self._lock:
+            self._changed.add(key)
+
+    def request_validation(self, key: str) -> None:
+        self.mark_changed(key)
+
+    def adopt_all(self) -> None:
+        for row in Proxy.select():
+            key = str(row.id)
+            if self.pool.route(key) is None:
+                continue
+            self._adopt(row, key)
+        self._last_read = now(self.store)
+
+    def _adopt(self, row: Proxy, key: str) -> None:
+        mine = self.pool.state_of(key)
+        if row.disabled:
+            if mine != P.DISABLED:
+                self.pool.disable(key)
+        elif mine == P.DISABLED:
+            self.pool.enable(key)
+        elif row.state in (P.COOLING, P.DEAD) and mine not in (P.COOLING, P.DEAD):
+            self.pool.apply_shared(key, row.state, cooldown_until=row.cooldown_until, fail_streak=row.fail_streak,
+                                   last_error=row.last_error)
+
+    def sync(self) -> None:
+        """Write this worker's news, then adopt what others wrote since the last read."""
+        if self.pool.direct:
+            return
+        with self._lock:
+            changed, self._changed = self._changed, set()
+        views = {v.key: v for v in self.pool.views()}
+        db = self.store.db
+        p = self.store.dialect.param
+        with db.atomic():
+            ts = now(self.store)
+            for key, v in views.items():
+                if not key.isdigit():
+                    continue
+                ok0, bad0 = self._counts.get(key, (0, 0))
+                d_ok, d_bad = v.successes - ok0, v.failures - bad0
+                if key in changed:
+                    db.execute_sql(
+                        f"UPDATE proxy SET state = {p}, fail_streak = {p}, cooldown_until = {p}, last_error = {p}, "
+                        f"last_latency_ms = {p}, successes = successes + {p}, failures = failures + {p}, updated_at = {p} "
+                        f"WHERE id = {p} AND disabled = {p}",
+                        (v.state, v.fail_streak, v.cooldown_until, v.last_error, v.last_latency_ms, d_ok, d_bad, ts,
+                         int(key), v.state == P.DISABLED))
+                elif d_ok or d_bad:
+                    db.execute_sql(
+                        f"UPDATE proxy SET successes = successes + {p}, failures = failures + {p}, last_latency_ms = {p} "
+                        f"WHERE id = {p}", (d_ok, d_bad, v.last_latency_ms, int(key)))
+                self._counts[key] = (v.successes, v.failures)
+        known = set(views)
+        for row in Proxy.select().where((Proxy.updated_at > self._last_read - 0.001) | ~Proxy.id.in_([int(k) for k in known if k.isdigit()] or [0])):
+            key = str(row.id)
+            if key not in known:
+                self.pool.add(Route(key=key, url=row.url, label=row.label))
+                self._adopt(row, key)
+            elif row.updated_at != ts or row.disabled != (views[key].state == P.DISABLED):
+                self._adopt(row, key)
+        self._last_read = ts

@@ -30,7 +30,6 @@ class Request:
     version: str
     headers: dict[str, str]  # names lower-cased; a repeated header keeps its last value
     body: bytes = b""
-    local_port: int = 0
 
 
 @dataclass(slots=True)
@@ -97,14 +96,11 @@ class HttpProtocol(asyncio.Protocol):
         # A delayed answer (timer) or an awaited one (task) is pending: later requests wait.
         self._pending: asyncio.TimerHandle | asyncio.Task | None = None
         self._paused = False
-        self._port = 0
 
     # asyncio callbacks -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
-        sockname = transport.get_extra_info("sockname")
-        self._port = sockname[1] if sockname else 0
         self._connections.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -186,7 +182,7 @@ class HttpProtocol(asyncio.Protocol):
             return None
         body = bytes(self._buf[start:start + length])
         del self._buf[:start + length]
-        return Request(method, target, version, headers, body, self._port)
+        return Request(method, target, version, headers, body)
 
     async def _await_response(self, coro: Coroutine[Any, Any, Response], keep_alive: bool) -> None:
         try:

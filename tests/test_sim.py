@@ -1,0 +1,442 @@
+"""The simulator, tested as a server: real HTTP on loopback with httpx, no mocks."""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import io
+import json
+import socket
+import threading
+import time
+import tomllib
+from collections import Counter
+from typing import Callable
+
+import httpx
+import pytest
+
+from storycheck_tui.sim import ProxyFault, SimConfig, Simulator
+from storycheck_tui.sim.main import run_sim_command
+from storycheck_tui.sim.world import World
+
+NAMES = [f"user{i}" for i in range(400)]
+
+
+def wait_for(cond: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+@pytest.fixture
+def make_sim():
+    sims: list[Simulator] = []
+
+    def make(**kw) -> Simulator:
+        kw.setdefault("rate", 0)  # most tests do not want rate limiting in the way
+        sim = Simulator(**kw).start()
+        sims.append(sim)
+        return sim
+
+    yield make
+    for sim in sims:
+        assert sim.stats()["internal_errors"] == 0
+        sim.stop()
+
+
+def get_story(client: httpx.Client, sim: Simulator, username: str, **kw) -> httpx.Response:
+    return client.get(sim.stories_url_template.format(username=username), **kw)
+
+
+# world --------------------------------------------------------------------------------------
+
+
+def test_categories_are_deterministic_per_seed_and_match_answers(make_sim):
+    a, b, other = make_sim(seed=7), make_sim(seed=7), make_sim(seed=8)
+    outcomes = [a.outcome_for(n) for n in NAMES]
+    assert outcomes == [b.outcome_for(n) for n in NAMES]
+    assert outcomes != [other.outcome_for(n) for n in NAMES]
+    shares = Counter(outcomes)
+    assert 0.35 < shares["has_stories"] / len(NAMES) < 0.55
+    assert 0.25 < shares["no_stories"] / len(NAMES) < 0.45
+    assert 0.04 < shares["private"] / len(NAMES) < 0.18
+    assert 0.04 < shares["not_found"] / len(NAMES) < 0.18
+
+    expected_status = {"has_stories": 200, "no_stories": 200, "private": 403, "not_found": 404}
+    with httpx.Client() as client:
+        for name in NAMES[:60]:
+            ra, rb = get_story(client, a, name), get_story(client, b, name)
+            outcome = a.outcome_for(name)
+            assert ra.status_code == rb.status_code == expected_status[outcome]
+            assert ra.headers["content-type"] == "application/json"
+            body = ra.json()
+            if outcome == "has_stories":
+                assert body["user"]["username"] == name
+                assert 1 <= len(body["items"]) <= 5
+                assert [i["pk"] for i in body["items"]] == [i["pk"] for i in rb.json()["items"]]
+            elif outcome == "no_stories":
+                assert body["items"] == []
+            else:
+                assert body == {"error": outcome}
+
+
+def test_world_is_stable_across_processes():
+    """Golden values: a salted hash() (or any change of derivation) would break these."""
+    world = World(seed=1, now=1_700_000_000)
+    assert [world.outcome(f"user{i}") for i in range(10)] == [
+        "no_stories", "has_stories", "not_found", "not_found", "has_stories",
+        "has_stories", "not_found", "no_stories", "has_stories", "private"]
+    assert world.stories("alice")[0] == {
+        "pk": "7573838383067784691", "taken_at": 1699965018, "expiring_at": 1700051418,
+        "media_type": 2}
+
+
+def test_story_items_shape():
+    world = World(seed=3, now=1_700_000_000)
+    items = world.stories("stories_alice")
+    assert 1 <= len(items) <= 5
+    for item in items:
+        assert isinstance(item["pk"], str) and item["pk"]
+        assert 0 <= world.now - item["taken_at"] < 23 * 3600
+        assert item["expiring_at"] == item["taken_at"] + 86400
+        assert item["media_type"] in (1, 2)
+    assert len({i["pk"] for i in items}) == len(items)
+    assert World(seed=3, now=1_700_000_000).stories("stories_alice") == items
+    assert World(seed=3).stories("nostories_alice") == []
+
+
+def test_prefix_overrides(make_sim):
+    sim = make_sim(seed=99)
+    with httpx.Client() as client:
+        for i in range(20):
+            assert sim.outcome_for(f"stories_{i}") == "has_stories"
+            assert sim.outcome_for(f"nostories_{i}") == "no_stories"
+            assert sim.outcome_for(f"private_{i}") == "private"
+            assert sim.outcome_for(f"missing_{i}") == "not_found"
+        assert get_story(client, sim, "stories_x").json()["items"]
+        assert get_story(client, sim, "nostories_x").json()["items"] == []
+        assert get_story(client, sim, "private_x").status_code == 403
+        assert get_story(client, sim, "missing_x").status_code == 404
+
+
+def test_profiles_list_restricts_the_world(make_sim):
+    listed = [f"p{i}" for i in range(50)]
+    sim = make_sim(profiles=listed + ["missing_listed"])
+    assert all(sim.outcome_for(n) != "not_found" for n in listed)
+    assert sim.outcome_for("missing_listed") == "not_found"
+    assert sim.outcome_for("stories_unlisted") == "not_found"
+    with httpx.Client() as client:
+        assert get_story(client, sim, "unlisted").status_code == 404
+        sim.update(profiles=None)
+        assert sim.outcome_for("stories_unlisted") == "has_stories"
+        assert get_story(client, sim, "stories_unlisted").status_code == 200
+
+
+def test_missing_username_and_unknown_paths(make_sim):
+    sim = make_sim()
+    with httpx.Client() as client:
+        assert client.get(sim.api_url + "/v1/stories").status_code == 400
+        assert client.get(sim.api_url + "/v1/stories?username=").status_code == 400
+        assert client.get(sim.api_url + "/nope").status_code == 404
+        health = client.get(sim.health_url)
+        assert health.status_code == 200 and health.json() == {"ok": True}
+
+
+# rate limits ----------------------------------------------------------------------------------
+
+
+def test_429_with_retry_after_once_burst_is_spent(make_sim):
+    sim = make_sim(rate=0.01, burst=3, retry_after=2)
+    with httpx.Client() as client:
+        assert [get_story(client, sim, f"stories_{i}").status_code for i in range(3)] == [200] * 3
+        limited = get_story(client, sim, "stories_3")
+        assert limited.status_code == 429
+        assert limited.headers["retry-after"] == "2"
+        # health and stats are never rate limited
+        assert client.get(sim.health_url).status_code == 200
+        assert client.get(sim.api_url + "/_sim/stats").status_code == 200
+    total = sim.stats()["total"]
+    assert (total["requests"], total["ok"], total["rate_limited"], total["health"]) == (4, 3, 1, 1)
+
+
+def test_retry_after_as_http_date(make_sim):
+    sim = make_sim(rate=0.01, burst=1, retry_after=30, retry_after_http_date=True)
+    with httpx.Client() as client:
+        get_story(client, sim, "stories_a")
+        limited = get_story(client, sim, "b")
+    assert limited.status_code == 429
+    when = email.utils.parsedate_to_datetime(limited.headers["retry-after"]).timestamp()
+    assert 29 <= when - time.time() <= 32
+
+
+def test_bucket_refills(make_sim):
+    sim = make_sim(rate=20, burst=1)
+    with httpx.Client() as client:
+        assert get_story(client, sim, "stories_a").status_code == 200
+        assert get_story(client, sim, "stories_a").status_code == 429
+        wait_for(lambda: get_story(client, sim, "stories_a").status_code == 200, 2, "a refilled token")
+
+
+# proxy ports ------------------------------------------------------------------------------------
+
+
+def test_proxy_port_is_its_own_identity(make_sim):
+    sim = make_sim(proxies=2, rate=0.01, burst=2)
+    with httpx.Client() as direct, httpx.Client(proxy=sim.proxy_urls[1]) as via:
+        assert [get_story(direct, sim, "stories_x").status_code for _ in range(3)] == [200, 200, 429]
+        # direct is exhausted, proxy-1 has its own bucket
+        assert [get_story(via, sim, "stories_x").status_code for _ in range(3)] == [200, 200, 429]
+        assert via.get(sim.health_url).status_code == 200
+    ids = sim.stats()["identities"]
+    assert ids["direct"]["requests"] == 3 and ids["direct"]["rate_limited"] == 1
+    assert ids["proxy-1"]["requests"] == 3 and ids["proxy-1"]["ok"] == 2
+    assert ids["proxy-1"]["health"] == 1
+    assert ids["proxy-0"]["requests"] == 0
+    sim.reset_stats()
+    assert sim.stats()["total"]["requests"] == 0
+
+
+def test_dead_port_refuses_then_revives_on_the_same_port(make_sim):
+    sim = make_sim(proxies=2, faults={0: "dead"})
+    dead_port = port_of(sim.proxy_urls[0])
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", dead_port), timeout=2).close()
+    with httpx.Client(proxy=sim.proxy_urls[0], timeout=2) as client:
+        with pytest.raises(httpx.ConnectError):
+            client.get(sim.health_url)
+
+    sim.set_fault(0, "healthy")
+    assert port_of(sim.proxy_urls[0]) == dead_port
+    with httpx.Client(proxy=sim.proxy_urls[0], timeout=2) as client:
+        assert client.get(sim.health_url).status_code == 200
+        # going dead again also drops the open keep-alive connection
+        sim.set_fault(0, ProxyFault("dead"))
+        with pytest.raises(httpx.TransportError):
+            client.get(sim.health_url)
+
+
+def test_auth_port_needs_proxy_credentials(make_sim):
+    sim = make_sim(proxies=1, faults={0: ProxyFault("auth", username="bob", password="s3cr:t")})
+    url = sim.proxy_urls[0]
+    assert url.startswith("http://bob:s3cr%3At@127.0.0.1:")
+    bare = "http://" + url.rsplit("@", 1)[1]
+    with httpx.Client(proxy=bare) as client:
+        denied = get_story(client, sim, "stories_x")
+        assert denied.status_code == 407
+        assert denied.headers["proxy-authenticate"] == 'Basic realm="sim"'
+        wrong = "Basic " + base64.b64encode(b"bob:nope").decode()
+        assert client.get(sim.health_url, headers={"Proxy-Authorization": wrong}).status_code == 407
+    with httpx.Client(proxy=url) as client:
+        assert get_story(client, sim, "stories_x").status_code == 200
+        assert client.get(sim.health_url).status_code == 200
+    ids = sim.stats()["identities"]["proxy-0"]
+    assert ids["rejected"] == 1 and ids["ok"] == 1
+
+
+def test_banned_slow_and_flaky_ports(make_sim):
+    sim = make_sim(proxies=3, faults={0: "banned", 1: ProxyFault("slow", delay=0.3),
+                                      2: ProxyFault("flaky", error_rate=1.0)})
+    with httpx.Client(proxy=sim.proxy_urls[0]) as client:
+        banned = get_story(client, sim, "stories_x")
+        assert banned.status_code == 429 and banned.headers["retry-after"] == "3600"
+        assert client.get(sim.health_url).status_code == 429
+    with httpx.Client(proxy=sim.proxy_urls[1]) as client:
+        t0 = time.monotonic()
+        assert get_story(client, sim, "stories_x").status_code == 200
+        assert time.monotonic() - t0 >= 0.3
+    with httpx.Client(proxy=sim.proxy_urls[2]) as client:
+        assert {get_story(client, sim, "stories_x").status_code for _ in range(10)} <= {502, 503}
+    assert ProxyFault("slow").delay == 0.5 and ProxyFault("flaky").error_rate == 0.5
+    with pytest.raises(ValueError):
+        ProxyFault("on-fire")
+
+
+def test_proxy_refuses_connect_and_other_hosts(make_sim):
+    sim = make_sim(proxies=1)
+    port = port_of(sim.proxy_urls[0])
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+        sock.sendall(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 501 ")
+    with httpx.Client(proxy=sim.proxy_urls[0]) as client:
+        assert client.get("http://example.invalid/v1/stories?username=x").status_code == 502
+        # "localhost" names the API too
+        local = sim.stories_url_template.replace("127.0.0.1", "localhost").format(username="a")
+        assert client.get(local).status_code in (200, 403, 404)
+
+
+# api faults ---------------------------------------------------------------------------------
+
+
+def test_api_key(make_sim):
+    sim = make_sim(api_key="k3y")
+    with httpx.Client() as client:
+        denied = get_story(client, sim, "stories_x")
+        assert denied.status_code == 401 and denied.json() == {"error": "unauthorized"}
+        assert get_story(client, sim, "stories_x", headers={"x-access-key": "k3y"}).status_code == 200
+        sim.update(api_key=None)
+        assert get_story(client, sim, "stories_x").status_code == 200
+    assert '"x-access-key" = "${STORY_API_KEY}"' in Simulator(api_key="k").config_snippet()
+
+
+def test_error_rate_gives_5xx(make_sim):
+    sim = make_sim(error_rate=1.0)
+    with httpx.Client() as client:
+        statuses = {get_story(client, sim, f"u{i}").status_code for i in range(20)}
+        assert statuses <= {500, 502, 503} and statuses
+        assert client.get(sim.health_url).status_code == 200  # health is not error-injected
+    assert sim.stats()["total"]["errors"] == 20
+
+
+def test_malformed_rate_gives_invalid_json(make_sim):
+    sim = make_sim(malformed_rate=1.0)
+    with httpx.Client() as client:
+        for i in range(10):
+            response = get_story(client, sim, f"stories_{i}")
+            assert response.status_code == 200
+            with pytest.raises(json.JSONDecodeError):
+                json.loads(response.content)
+
+
+def test_hanging_requests_time_out_and_the_sim_stays_responsive(make_sim):
+    sim = make_sim(timeout_rate=1.0, hang_seconds=30)
+    with httpx.Client(timeout=0.3) as client:
+        with pytest.raises(httpx.ReadTimeout):
+            get_story(client, sim, "stories_x")
+    with httpx.Client(timeout=2) as client:
+        # hanging requests do not block others: health and stats answer at once
+        assert client.get(sim.health_url).status_code == 200
+        sim.update(timeout_rate=0.0)
+        assert get_story(client, sim, "stories_x").status_code == 200
+
+
+def test_stop_is_prompt_with_hanging_requests(capfd):
+    sim = Simulator(timeout_rate=1.0, hang_seconds=60, rate=0).start()
+    results: list[object] = []
+
+    def hang() -> None:
+        try:
+            with httpx.Client(timeout=30) as client:
+                results.append(get_story(client, sim, "stories_x").status_code)
+        except httpx.HTTPError as err:
+            results.append(err)
+
+    threads = [threading.Thread(target=hang) for _ in range(5)]
+    for t in threads:
+        t.start()
+    wait_for(lambda: sim.stats()["total"]["requests"] == 5, 5, "5 hanging requests")
+    t0 = time.monotonic()
+    sim.stop()
+    assert time.monotonic() - t0 < 1.0
+    for t in threads:
+        t.join(5)
+    assert len(results) == 5 and all(isinstance(r, httpx.TransportError) for r in results)
+    sim.stop()  # idempotent
+    # a client vanishing mid-hang and the stop itself print nothing
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+def test_client_disconnect_mid_request_is_quiet(make_sim, capfd):
+    sim = make_sim(latency=0.2)
+    for _ in range(5):
+        with socket.create_connection(("127.0.0.1", port_of(sim.api_url))) as sock:
+            sock.sendall(b"GET /v1/stories?username=x HTTP/1.1\r\nHost: x\r\n\r\n")
+        with socket.create_connection(("127.0.0.1", port_of(sim.api_url))) as sock:
+            sock.sendall(b"GET /v1/sto")  # half a request, then gone
+    with socket.create_connection(("127.0.0.1", port_of(sim.api_url))) as sock:
+        sock.sendall(b"garbage\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 400 ")
+    with httpx.Client() as client:
+        assert client.get(sim.health_url).status_code == 200
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+# control and CLI ------------------------------------------------------------------------------
+
+
+def test_control_endpoints(make_sim):
+    sim = make_sim(proxies=2)
+    with httpx.Client(timeout=5) as client:
+        get_story(client, sim, "stories_x")
+        stats = client.get(sim.api_url + "/_sim/stats").json()
+        assert stats["identities"]["direct"]["ok"] == 1 and stats == sim.stats()
+        assert client.post(sim.api_url + "/_sim/reset").json() == {"ok": True}
+        assert sim.stats()["total"]["requests"] == 0
+
+        answer = client.post(sim.api_url + "/_sim/fault", json={"index": 1, "kind": "dead"})
+        assert answer.status_code == 200
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port_of(sim.proxy_urls[1])), timeout=2).close()
+        client.post(sim.api_url + "/_sim/fault", json={"index": 1, "kind": "healthy"})
+        with httpx.Client(proxy=sim.proxy_urls[1]) as via:
+            assert via.get(sim.health_url).status_code == 200
+
+        assert client.post(sim.api_url + "/_sim/fault", json={"index": 9, "kind": "dead"}).status_code == 400
+        assert client.post(sim.api_url + "/_sim/fault", json={"index": 0, "kind": "??"}).status_code == 400
+        assert client.post(sim.api_url + "/_sim/config", json={"error_rate": 1.0}).status_code == 200
+        assert get_story(client, sim, "stories_x").status_code >= 500
+
+
+def test_update_rejects_unknown_and_fixed_fields():
+    sim = Simulator()
+    with pytest.raises(TypeError):
+        sim.update(nonsense=1)
+    with pytest.raises(ValueError):
+        sim.update(port=1234)
+    with pytest.raises(ValueError):
+        Simulator(proxies=1, faults={3: "dead"})
+
+
+def test_config_snippet_is_valid_toml_for_this_sim(make_sim):
+    sim = make_sim()
+    source = tomllib.loads(sim.config_snippet())["source"]
+    assert source["url"] == sim.stories_url_template
+    assert source["health_url"] == sim.health_url
+    assert (source["items"], source["story_id"], source["expires_at"]) == ("items", "pk", "expiring_at")
+    assert source["rate_limited"] == [429] and source["auth_failed"] == [401, 402]
+    assert "headers" not in source
+
+
+def test_run_sim_command_prints_urls_and_stops(tmp_path):
+    profiles = tmp_path / "profiles.txt"
+    profiles.write_text("# demo\nstories_a\n\n  nostories_b  # trailing comment\n")
+    out, stop = io.StringIO(), threading.Event()
+    codes: list[int] = []
+    thread = threading.Thread(target=lambda: codes.append(run_sim_command(
+        port=0, proxies=2, seed=5, profiles_file=str(profiles), host="127.0.0.1",
+        rate=100, error_rate=0.0, out=out, stop_event=stop)))
+    thread.start()
+    try:
+        wait_for(lambda: "Ctrl-C" in out.getvalue(), 5, "the banner")
+        text = out.getvalue()
+        api_url = text.split("story API on ", 1)[1].split(" ", 1)[0]
+        assert text.count("http://127.0.0.1:") >= 5 and "[source]" in text
+        with httpx.Client() as client:
+            url = api_url + "/v1/stories?username="
+            assert client.get(url + "stories_a").status_code == 200
+            assert client.get(url + "nostories_b").json()["items"] == []
+            assert client.get(url + "stories_c").status_code == 404
+    finally:
+        stop.set()
+        thread.join(5)
+    assert codes == [0]
+    assert run_sim_command(profiles_file=str(tmp_path / "absent.txt"), out=io.StringIO()) == 2
+
+
+def test_simconfig_object_and_overrides():
+    sim = Simulator(SimConfig(seed=4, proxies=1), rate=9)
+    assert (sim.config.seed, sim.config.rate, sim.config.proxies) == (4, 9, 1)
+    with sim:
+        assert sim.api_url.startswith("http://127.0.0.1:")
+        assert sim.health_url == sim.api_url + "/health"
+    with sim:  # can be restarted on the same ports
+        with httpx.Client() as client:
+            assert client.get(sim.health_url).status_code == 200

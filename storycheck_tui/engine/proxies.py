@@ -1,0 +1,573 @@
+"""The in-memory proxy pool: which route a check may use now, and how healthy each one is.
+
+Pure Python and threads: no HTTP and no database in here. The runner hands the pool the
+outcome of every request (:meth:`ProxyPool.success`, :meth:`~ProxyPool.failure`,
+:meth:`~ProxyPool.rate_limited`), runs the validator with :meth:`~ProxyPool.due_for_validation`
+and :meth:`~ProxyPool.validated`, persists :meth:`~ProxyPool.drain_changes`, and feeds
+states written by other processes back in with :meth:`~ProxyPool.apply_shared`.
+
+States::
+
+    unchecked/healthy --failure--> cooling --(dead_after failures in a row)--> dead
+    cooling/dead/unchecked --success or validated ok--> healthy
+    any --disable--> disabled --enable--> unchecked   (disable wins until enable)
+
+* ``unchecked`` and ``healthy`` routes are usable; so is a ``cooling`` route whose cooldown
+  has passed (it stays ``cooling`` until its next success or failure, so a proxy that keeps
+  failing still reaches ``dead``).
+* ``dead`` routes are only brought back by the validator (every ``validate_every`` seconds)
+  or by the operator (:meth:`~ProxyPool.retry`, :meth:`~ProxyPool.enable`).
+* A 429 is not a health failure: it halves the route's pace and blocks it for Retry-After.
+
+Timing uses the injected monotonic ``clock``; wall-clock time (``wall``) is used only to
+express cooldowns in :class:`ProxyView` and to read ``cooldown_until`` from the database.
+One :class:`threading.Condition` guards all state; waiting acquirers are woken by every
+change that can make a route usable.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from storycheck_tui.config import ProxySettings
+from storycheck_tui.engine.pacing import TokenBucket
+from storycheck_tui.sources.base import DIRECT, Route
+
+UNCHECKED, HEALTHY, COOLING, DEAD, DISABLED = "unchecked", "healthy", "cooling", "dead", "disabled"
+STATES = (UNCHECKED, HEALTHY, COOLING, DEAD, DISABLED)
+
+#: how many recent latencies a view carries (for a sparkline)
+LATENCY_HISTORY = 30
+#: a validation handed out by due_for_validation() and never reported back is given up
+#: after this many seconds, so a crashed validator cannot park a proxy forever
+VALIDATION_LEASE = 120.0
+
+# reasons used in drain_changes() for transitions that carry no error text
+REASON_FIRST_SUCCESS = "first success"
+REASON_RECOVERED = "recovered"
+REASON_VALIDATED = "validated"
+REASON_DISABLED = "disabled by operator"
+REASON_ENABLED = "enabled by operator"
+
+
+@dataclass(frozen=True)
+class ProxyView:
+    """An immutable copy of one route's state, for snapshots and the console."""
+
+    key: str
+    label: str
+    state: str
+    successes: int
+    failures: int
+    fail_streak: int
+    last_latency_ms: float | None
+    latencies: tuple[float, ...]  # recent (last ~30), oldest first
+    cooldown_until: float | None  # wall-clock epoch seconds (time.time based) or None
+    last_error: str | None
+    rate: float  # current paced rate, requests per second
+    validating: bool = False  # a validation of this route is in flight
+
+
+class _Entry:
+    __slots__ = (
+        "route", "state", "successes", "failures", "fail_streak", "last_latency_ms", "latencies",
+        "cooldown_until", "next_validation", "validating_since", "validate_requested", "last_error",
+        "bucket", "last_used", "tiebreak",
+    )
+
+    def __init__(self, route: Route, bucket: TokenBucket, tiebreak: float) -> None:
+        self.route = route
+        self.state = UNCHECKED
+        self.successes = 0
+        self.failures = 0
+        self.fail_streak = 0
+        self.last_latency_ms: float | None = None
+        self.latencies: deque[float] = deque(maxlen=LATENCY_HISTORY)
+        self.cooldown_until: float | None = None  # monotonic; set while COOLING
+        self.next_validation: float | None = None  # monotonic; set while DEAD
+        self.validating_since: float | None = None  # monotonic; set while handed to a validator
+        self.validate_requested = False  # operator retry() on a DISABLED route
+        self.last_error: str | None = None
+        self.bucket = bucket
+        self.last_used = -1  # pool's acquire counter at the last hand-out (LRU order)
+        self.tiebreak = tiebreak  # random order among never-used routes (spreads processes)
+
+    def validating(self, now: float) -> bool:
+        return self.validating_since is not None and now - self.validating_since < VALIDATION_LEASE
+
+    def usable(self, now: float) -> bool:
+        """Could be acquired now, tokens aside."""
+        if self.state in (UNCHECKED, HEALTHY):
+            return True
+        if self.state == COOLING:
+            return (self.cooldown_until is None or now >= self.cooldown_until) and not self.validating(now)
+        return False
+
+
+class ProxyPool:
+    """Routes with per-route pacing and health; safe to share between many threads.
+
+    An empty ``routes`` list means "direct": the pool then holds the single
+    :data:`~storycheck_tui.sources.base.DIRECT` route, paced and tracked the same way.
+    """
+
+    def __init__(
+        self,
+        routes: Iterable[Route],
+        settings: ProxySettings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._wall = wall
+        self._rng = rng if rng is not None else random.Random()
+        self._cond = threading.Condition(threading.Lock())
+        self._entries: dict[str, _Entry] = {}
+        self._changes: list[tuple[str, str, str | None]] = []
+        self._uses = 0  # acquire() counter: entries remember when they were last handed out
+        routes = list(routes)
+        self._direct = not routes
+        for route in routes or [DIRECT]:
+            if route.key not in self._entries:
+                self._entries[route.key] = self._new_entry(route)
+
+    @property
+    def direct(self) -> bool:
+        """True when the pool was built without proxies and sends requests direct."""
+        return self._direct
+
+    def _new_entry(self, route: Route) -> _Entry:
+        s = self.settings
+        return _Entry(route, TokenBucket(s.rate, s.burst, clock=self._clock), self._rng.random())
+
+    # -- handing out routes --------------------------------------------------------------
+
+    def acquire(self, exclude: frozenset[str] = frozenset(), timeout: float = 0.0) -> Route | None:
+        """A usable route with a token, least recently used first; None if none within ``timeout``.
+
+        Waits (woken by state changes and by the next token/cooldown due) up to ``timeout``
+        seconds. Returns None at once when every route is in ``exclude``.
+        """
+        deadline = self._clock() + max(0.0, timeout)
+        real_deadline = time.monotonic() + max(0.0, timeout)  # a fake clock must not wait forever
+        with self._cond:
+            while True:
+                now = self._clock()
+                best: _Entry | None = None
+                soonest = math.inf
+                candidates = 0
+                for e in self._entries.values():
+                    if e.route.key in exclude:
+                        continue
+                    candidates += 1
+                    if e.usable(now):
+                        wait = e.bucket.ready_in(now)
+                        if wait == 0.0:
+                            if best is None or (e.last_used, e.tiebreak) < (best.last_used, best.tiebreak):
+                                best = e
+                        else:
+                            soonest = min(soonest, wait)
+                    elif e.state == COOLING and e.cooldown_until is not None and not e.validating(now):
+                        soonest = min(soonest, e.cooldown_until - now)
+                if best is not None and best.bucket.reserve(now) == 0.0:
+                    self._uses += 1
+                    best.last_used = self._uses
+                    return best.route
+                if candidates == 0:
+                    return None
+                remaining = min(deadline - now, real_deadline - time.monotonic())
+                if remaining <= 0:
+                    return None
+                self._cond.wait(min(remaining, max(soonest, 0.001)))
+
+    def next_ready_in(self, exclude: frozenset[str] = frozenset()) -> float | None:
+        """Seconds until some route could be acquired (0.0: now); None if none is usable at all.
+
+        None means every route outside ``exclude`` is dead, disabled or being validated:
+        only a validation or an operator can bring one back.
+        """
+        with self._cond:
+            now = self._clock()
+            soonest: float | None = None
+            for e in self._entries.values():
+                if e.route.key in exclude:
+                    continue
+                if e.usable(now):
+                    wait = e.bucket.ready_in(now)
+                elif e.state == COOLING and e.cooldown_until is not None and not e.validating(now):
+                    start = e.cooldown_until
+                    wait = max(start - now, e.bucket.ready_in(start) if start > now else 0.0)
+                else:
+                    continue
+                soonest = wait if soonest is None else min(soonest, wait)
+            return soonest
+
+    def usable_count(self) -> int:
+        """Routes that could be acquired now or after their token is due (not dead, disabled, cooling)."""
+        with self._cond:
+            now = self._clock()
+            return sum(1 for e in self._entries.values() if e.usable(now))
+
+    # -- outcomes of requests ------------------------------------------------------------
+
+    def success(self, key: str, latency_ms: float) -> None:
+        """A parsed, valid answer came through ``key``: healthy, streak reset, pace recovers."""
+        with self._cond:
+            e = self._entries.get(key)
+            if e is None:
+                return
+            e.successes += 1
+            self._record_latency(e, latency_ms)
+            e.fail_streak = 0
+            e.bucket.recover()
+            if e.state != DISABLED and e.state != HEALTHY:
+                reason = REASON_FIRST_SUCCESS if e.state == UNCHECKED else REASON_RECOVERED
+                self._to_healthy(e, reason)
+                self._cond.notify_all()  # only a transition can make a route usable sooner
+
+    def rate_limited(self, key: str, retry_after: float | None) -> None:
+        """A 429 through ``key``: halve its pace and block it for ``retry_after`` seconds.
+
+        Without ``retry_after`` the block is one interval at the new (halved) rate. Not a
+        health failure: state, streak and counters are untouched.
+        """
+        with self._cond:
+            e = self._entries.get(key)
+            if e is None:
+                return
+            rate = e.bucket.cut()
+            if retry_after is None or not math.isfinite(retry_after):
+                wait = 1.0 / rate
+            else:
+                wait = max(0.0, retry_after)
+            if wait > 0:
+                e.bucket.block_until(self._clock() + wait)
+
+    def failure(self, key: str, error: str) -> str:
+        """The proxy failed (connect, 407, tunnel, ban): cooling with a growing cooldown, or dead.
+
+        ``error`` must already be scrubbed of secrets. Returns the route's new state
+        (``disabled`` for a disabled or unknown/removed key). Failures reported while the
+        route is still cooling, or already dead (requests that were in flight when it went
+        down), are counted but change nothing else: one outage is one step towards ``dead``.
+        """
+        with self._cond:
+            e = self._entries.get(key)
+            if e is None:
+                return DISABLED
+            now = self._clock()
+            if e.state == DEAD or (e.state == COOLING and e.cooldown_until is not None and now < e.cooldown_until):
+                e.failures += 1
+                e.last_error = error
+                return e.state
+            return self._fail(e, error, now)
+
+    # -- operator ------------------------------------------------------------------------
+
+    def disable(self, key: str) -> None:
+        """Operator: never hand out ``key`` until :meth:`enable`; wins over every other transition."""
+        with self._cond:
+            e = self._entries.get(key)
+            if e is None or e.state == DISABLED:
+                return
+            e.state = DISABLED
+            e.cooldown_until = None
+            e.next_validation = None
+            self._change(e, REASON_DISABLED)
+
+    def enable(self, key: str) -> None:
+        """Operator: a disabled (or dead/cooling) route becomes ``unchecked``, streak reset.
+
+        Enabling an ``unchecked`` or ``healthy`` route changes nothing.
+        """
+        with self._cond:
+            e = self._entries.get(key)
+            if e is None or e.state in (UNCHECKED, HEALTHY):
+                return
+            e.state = UNCHECKED
+            e.fail_streak = 0
+            e.cooldown_until = None
+            e.next_validation = None
+            e.validate_requested = False
+            self._change(e, REASON_ENABLED)
+            self._cond.notify_all()
+
+    def retry(self, key: str) -> None:
+        """Operator: re-validate ``key`` now. The state is unchanged (a DISABLED route stays so).
+
+        Dead: due for validation now. Cooling: the cooldown ends now (usable and due).
+        Disabled: validated once (latency and error are updated, the state is not).
+        Unchecked/healthy: nothing to do.
+        """
+        with self._cond:
+            e = self._entries.get(key)
+            if e is None:
+                return
+            now = self._clock()
+            if e.state == DEAD:
+                e.next_validation = now
+            elif e.state == COOLING:
+                e.cooldown_until = now
+                self._cond.notify_all()
+            elif e.state == DISABLED:
+                e.validate_requested = True
+            else:
+                return
+            e.validating_since = None  # an operator's retry overrides a stuck validation
+
+    # -- validator -----------------------------------------------------------------------
+
+    def due_for_validation(self) -> list[Route]:
+        """Routes the validator should probe now; each is marked in flight until :meth:`validated`.
+
+        Cooling routes whose cooldown has passed, dead routes every ``validate_every``
+        seconds, and disabled routes the operator asked to :meth:`retry`.
+        """
+        with self._cond:
+            now = self._clock()
+            due: list[Route] = []
+            for e in self._entries.values():
+                if e.validating(now):
+                    continue
+                if (
+                    (e.state == COOLING and (e.cooldown_until is None or now >= e.cooldown_until))
+                    or (e.state == DEAD and (e.next_validation is None or now >= e.next_validation))
+                    or (e.state == DISABLED and e.validate_requested)
+                ):
+                    e.validating_since = now
+                    due.append(e.route)
+            return due
+
+    def validated(self, key: str, ok: bool, latency_ms: float | None, error: str | None) -> None:
+        """The validator's verdict on ``key``: ok -> healthy; not ok -> longer cooldown or dead.
+
+        A disabled route keeps its state (only latency/error are recorded).
+        """
+        with self._cond:
+            e = self._entries.get(key)
+            if e is None:
+                return
+            now = self._clock()
+            e.validating_since = None
+            e.validate_requested = False
+            if ok:
+                if latency_ms is not None:
+                    self._record_latency(e, latency_ms)
+                if e.state == DISABLED:
+                    return
+                e.fail_streak = 0
+                if e.state != HEALTHY:
+                    self._to_healthy(e, REASON_VALIDATED)
+                self._cond.notify_all()
+                return
+            error = error or "validation failed"
+            if e.state == DISABLED:
+                e.last_error = error
+                return
+            if e.state == DEAD:
+                e.failures += 1
+                e.fail_streak += 1
+                e.last_error = error
+                e.next_validation = now + self.settings.validate_every
+                return
+            self._fail(e, error, now)
+
+    # -- other processes -----------------------------------------------------------------
+
+    def apply_shared(
+        self,
+        key: str,
+        state: str,
+        *,
+        cooldown_until: float | None = None,
+        fail_streak: int | None = None,
+        last_error: str | None = None,
+        reason: str | None = None,
+        record: bool = False,
+    ) -> bool:
+        """Adopt a state another process wrote to the database; return True if anything changed.
+
+        ``cooldown_until`` is wall-clock epoch seconds (as stored). A local ``disabled``
+        route leaves ``disabled`` only for ``unchecked``/``healthy`` (an operator enabled it
+        elsewhere); ``cooling``/``dead`` do not override a disable. By
+        default the adoption is not put in :meth:`drain_changes` (the other process has
+        already persisted and logged it); pass ``record=True`` to have it listed.
+
+        Apply only rows another process changed since this one last wrote them: a stale
+        row read back before this process's own drained changes were persisted would undo them.
+        """
+        if state not in STATES:
+            raise ValueError(f"unknown proxy state {state!r}")
+        with self._cond:
+            e = self._entries.get(key)
+            if e is None:
+                return False
+            now = self._clock()
+            if last_error is not None:
+                e.last_error = last_error
+            if fail_streak is not None:
+                e.fail_streak = max(0, int(fail_streak))
+            mono_until: float | None = None
+            if cooldown_until is not None and math.isfinite(cooldown_until):
+                mono_until = now + (cooldown_until - self._wall())
+            before = (e.state, e.cooldown_until)
+            if e.state == DISABLED and state in (COOLING, DEAD):
+                # disable wins until an enable (written as unchecked) arrives
+                return False
+            if state == DISABLED:
+                e.state = DISABLED
+                e.cooldown_until = None
+                e.next_validation = None
+            elif state in (UNCHECKED, HEALTHY):
+                if fail_streak is None:
+                    e.fail_streak = 0
+                e.state = state
+                e.cooldown_until = None
+                e.next_validation = None
+            elif state == COOLING:
+                if mono_until is None:
+                    mono_until = now + self.settings.cooldown
+                # the same stored time read again maps to a slightly different clock time
+                if not (e.state == COOLING and e.cooldown_until is not None
+                        and abs(e.cooldown_until - mono_until) < 0.5):
+                    e.cooldown_until = mono_until
+                e.state = COOLING
+                e.next_validation = None
+            else:  # DEAD
+                if e.state != DEAD:
+                    e.next_validation = now + self.settings.validate_every
+                e.state = DEAD
+                e.cooldown_until = None
+            changed = (e.state, e.cooldown_until) != before
+            if changed:
+                if record:
+                    self._changes.append((key, e.state, reason or "changed by another process"))
+                self._cond.notify_all()
+            return changed
+
+    # -- views and changes ---------------------------------------------------------------
+
+    def views(self) -> list[ProxyView]:
+        """Immutable copies of every route, in the order they were added."""
+        with self._cond:
+            now = self._clock()
+            wall = self._wall()
+            out = []
+            for e in self._entries.values():
+                until = None
+                if e.state == COOLING and e.cooldown_until is not None:
+                    until = wall + (e.cooldown_until - now)
+                out.append(ProxyView(
+                    key=e.route.key,
+                    label=e.route.label,
+                    state=e.state,
+                    successes=e.successes,
+                    failures=e.failures,
+                    fail_streak=e.fail_streak,
+                    last_latency_ms=e.last_latency_ms,
+                    latencies=tuple(e.latencies),
+                    cooldown_until=until,
+                    last_error=e.last_error,
+                    rate=e.bucket.rate,
+                    validating=e.validating(now),
+                ))
+            return out
+
+    def drain_changes(self) -> list[tuple[str, str, str | None]]:
+        """``(key, new_state, reason)`` for every transition since the last call, in order.
+
+        Reasons: ``"first success"`` / ``"recovered"`` / ``"validated"`` (to healthy),
+        the error text with streak and cooldown (to cooling or dead),
+        ``"disabled by operator"``, ``"enabled by operator"`` (to unchecked).
+        """
+        with self._cond:
+            out, self._changes = self._changes, []
+            return out
+
+    def state_of(self, key: str) -> str | None:
+        """The current state of ``key``, or None if the pool does not hold it."""
+        with self._cond:
+            e = self._entries.get(key)
+            return e.state if e is not None else None
+
+    def route(self, key: str) -> Route | None:
+        with self._cond:
+            e = self._entries.get(key)
+            return e.route if e is not None else None
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._entries)
+
+    # -- membership ----------------------------------------------------------------------
+
+    def add(self, route: Route) -> None:
+        """Add a route (``unchecked``); an existing key keeps its state and takes the new URL/label.
+
+        Adding a proxy to a direct pool removes the direct route: requests never mix the
+        machine's own address with proxies.
+        """
+        with self._cond:
+            if self._direct and route.key != DIRECT.key:
+                self._entries.pop(DIRECT.key, None)
+                self._direct = False
+            e = self._entries.get(route.key)
+            if e is not None:
+                e.route = route
+            else:
+                self._entries[route.key] = self._new_entry(route)
+            self._cond.notify_all()
+
+    def remove(self, key: str) -> None:
+        """Forget ``key``; later reports about it are ignored. Removing the last proxy does
+        not fall back to direct (that would expose this machine's address)."""
+        with self._cond:
+            self._entries.pop(key, None)
+
+    # -- internals (lock held) -----------------------------------------------------------
+
+    def _record_latency(self, e: _Entry, latency_ms: float) -> None:
+        latency_ms = float(latency_ms)
+        e.last_latency_ms = latency_ms
+        e.latencies.append(latency_ms)
+
+    def _change(self, e: _Entry, reason: str | None) -> None:
+        self._changes.append((e.route.key, e.state, reason))
+
+    def _to_healthy(self, e: _Entry, reason: str) -> None:
+        e.state = HEALTHY
+        e.cooldown_until = None
+        e.next_validation = None
+        self._change(e, reason)
+
+    def _fail(self, e: _Entry, error: str, now: float) -> str:
+        s = self.settings
+        e.failures += 1
+        e.fail_streak += 1
+        e.last_error = error
+        if e.state == DISABLED:
+            return DISABLED
+        if e.fail_streak >= s.dead_after:
+            if e.state == DEAD:
+                return DEAD
+            e.state = DEAD
+            e.cooldown_until = None
+            e.next_validation = now + s.validate_every
+            self._change(e, f"{e.fail_streak} failures in a row: {error}")
+            return DEAD
+        base = min(s.max_cooldown, s.cooldown * 2.0 ** (e.fail_streak - 1))
+        cooldown = base * self._rng.uniform(0.5, 1.0)
+        e.state = COOLING
+        e.cooldown_until = now + cooldown
+        e.next_validation = None
+        self._change(e, f"failure {e.fail_streak} of {s.dead_after}, cooling {cooldown:.1f}s: {error}")
+        return COOLING

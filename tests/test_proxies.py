@@ -1,0 +1,601 @@
+"""The proxy pool and its pacing: states, cooldowns, validation, operator commands, threads.
+
+Timing tests inject the pool's own ``clock`` parameter (a settable clock), so they are
+deterministic and instant; the hammer tests use the real clock.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+from storycheck_tui.config import ProxySettings
+from storycheck_tui.engine.pacing import TokenBucket
+from storycheck_tui.engine.proxies import (
+    COOLING, DEAD, DISABLED, HEALTHY, UNCHECKED, ProxyPool, ProxyView,
+)
+from storycheck_tui.sources.base import DIRECT, Route
+
+
+class Clock:
+    """A settable monotonic clock (the pool's ``clock`` parameter)."""
+
+    def __init__(self, t: float = 1000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, dt: float) -> None:
+        self.t += dt
+
+
+WALL0 = 1_700_000_000.0
+
+
+def routes(n: int) -> list[Route]:
+    return [Route(key=f"p{i}", url=f"http://user:secret{i}@10.0.0.{i}:8080", label=f"http://user@10.0.0.{i}:8080")
+            for i in range(n)]
+
+
+def make_pool(n: int = 3, clock: Clock | None = None, seed: int = 1, **settings) -> tuple[ProxyPool, Clock]:
+    clock = clock or Clock()
+    base = dict(rate=1.0, burst=2.0, cooldown=5.0, max_cooldown=300.0, dead_after=5, validate_every=10.0)
+    base.update(settings)
+    pool = ProxyPool(routes(n), ProxySettings(**base), clock=clock,
+                     wall=lambda: WALL0 + (clock.t - 1000.0), rng=random.Random(seed))
+    return pool, clock
+
+
+def view(pool: ProxyPool, key: str) -> ProxyView:
+    return {v.key: v for v in pool.views()}[key]
+
+
+# -- TokenBucket ------------------------------------------------------------------------
+
+
+def test_bucket_burst_then_paced_at_rate():
+    clock = Clock()
+    b = TokenBucket(rate=2.0, burst=3.0, clock=clock)
+    assert [b.reserve() for _ in range(3)] == [0.0, 0.0, 0.0]  # the burst
+    assert b.reserve() == pytest.approx(0.5)  # then one every 1/rate
+    assert b.reserve() == pytest.approx(0.5)  # a refusal takes nothing
+    clock.advance(0.5)
+    assert b.reserve() == 0.0
+    assert b.reserve() == pytest.approx(0.5)
+    clock.advance(100)  # idle time refills up to the burst only
+    assert b.tokens() == pytest.approx(3.0)
+
+
+def test_bucket_block_until_releases_one_token_not_a_burst():
+    clock = Clock()
+    b = TokenBucket(rate=1.0, burst=5.0, clock=clock)
+    b.block_until(clock.t + 30)
+    assert b.reserve() == pytest.approx(30.0)
+    clock.advance(29.5)
+    assert b.reserve() == pytest.approx(0.5)
+    clock.advance(0.5)
+    assert b.reserve() == 0.0
+    assert b.reserve() == pytest.approx(1.0)  # no tokens piled up during the block
+    b.block_until(clock.t - 5)  # a block in the past changes nothing
+    assert b.ready_in() == pytest.approx(1.0)
+
+
+def test_bucket_cut_has_a_floor_and_recover_climbs_back_to_configured():
+    b = TokenBucket(rate=16.0, burst=1.0, clock=Clock())
+    assert b.cut() == 8.0
+    for _ in range(20):
+        b.cut()
+    assert b.rate == 1.0  # configured / 16
+    rates = [b.recover() for _ in range(25)]
+    assert rates == sorted(rates)
+    assert rates[0] == pytest.approx(1.8)  # +5% of configured per success
+    assert b.rate == 16.0  # capped at configured
+    assert b.recover() == 16.0
+
+
+def test_bucket_below_one_token_still_allows_requests():
+    clock = Clock()
+    b = TokenBucket(rate=1.0, burst=0.5, clock=clock)
+    assert b.reserve() == 0.0
+    assert b.reserve() == pytest.approx(1.0)
+
+
+# -- acquire and pacing in the pool -----------------------------------------------------
+
+
+def test_acquire_spreads_least_recently_used_first():
+    pool, clock = make_pool(4, rate=100.0, burst=100.0)
+    picks = []
+    for _ in range(40):
+        picks.append(pool.acquire().key)
+        clock.advance(0.001)
+    assert Counter(picks) == {"p0": 10, "p1": 10, "p2": 10, "p3": 10}
+    # every window of 4 consecutive picks uses all four proxies
+    assert all(len(set(picks[i:i + 4])) == 4 for i in range(0, 40, 4))
+
+
+def test_acquire_paces_each_proxy_and_waits_for_next_token():
+    pool, clock = make_pool(2, rate=1.0, burst=2.0)
+    got = [pool.acquire() for _ in range(4)]
+    assert sorted(r.key for r in got) == ["p0", "p0", "p1", "p1"]
+    assert pool.acquire() is None  # burst spent everywhere, timeout 0
+    assert pool.next_ready_in() == pytest.approx(1.0)
+    clock.advance(0.5)
+    assert pool.next_ready_in() == pytest.approx(0.5)
+    clock.advance(0.5)
+    assert pool.acquire() is not None
+    assert pool.acquire() is not None
+    assert pool.acquire() is None
+
+
+def test_acquire_honours_exclude():
+    pool, _ = make_pool(3)
+    assert pool.acquire(exclude=frozenset({"p0", "p1"})).key == "p2"
+    assert pool.acquire(exclude=frozenset({"p0", "p1", "p2"}), timeout=5.0) is None  # at once
+    assert pool.next_ready_in(exclude=frozenset({"p0", "p1", "p2"})) is None
+
+
+def test_acquire_waits_and_is_woken_by_a_state_change():
+    pool, _ = make_pool(1)
+    pool.disable("p0")
+    result: list = []
+    t = threading.Thread(target=lambda: result.append(pool.acquire(timeout=5.0)))
+    started = time.monotonic()
+    t.start()
+    time.sleep(0.05)
+    pool.enable("p0")
+    t.join(2)
+    assert result and result[0].key == "p0"
+    assert time.monotonic() - started < 1.0
+
+
+def test_acquire_waits_for_the_next_token_with_the_real_clock():
+    pool = ProxyPool(routes(1), ProxySettings(rate=20.0, burst=1.0))
+    assert pool.acquire() is not None
+    started = time.monotonic()
+    assert pool.acquire(timeout=1.0) is not None
+    assert 0.02 < time.monotonic() - started < 0.5
+
+
+def test_acquire_timeout_ends_even_when_the_fake_clock_stands_still():
+    pool, _ = make_pool(1, rate=0.01, burst=1.0)
+    pool.acquire()
+    started = time.monotonic()
+    assert pool.acquire(timeout=0.1) is None
+    assert time.monotonic() - started < 1.0
+
+
+# -- rate limiting ----------------------------------------------------------------------
+
+
+def test_rate_limited_blocks_for_retry_after_and_cuts_rate_then_recovers():
+    pool, clock = make_pool(1, rate=4.0, burst=1.0)
+    assert pool.acquire().key == "p0"
+    pool.rate_limited("p0", retry_after=30.0)
+    v = view(pool, "p0")
+    assert v.rate == 2.0 and v.state == UNCHECKED and v.fail_streak == 0 and v.failures == 0
+    assert pool.next_ready_in() == pytest.approx(30.0)
+    assert pool.usable_count() == 1  # paced, not unhealthy
+    clock.advance(29.0)
+    assert pool.acquire() is None
+    clock.advance(1.0)
+    assert pool.acquire().key == "p0"
+    assert pool.next_ready_in() == pytest.approx(0.5)  # paced at the halved rate
+    for _ in range(10):
+        pool.success("p0", 50.0)
+    assert view(pool, "p0").rate == pytest.approx(4.0)  # +5% of configured per success, capped
+    assert pool.drain_changes() == [("p0", HEALTHY, "first success")]  # a 429 is no transition
+
+
+def test_rate_limited_without_retry_after_blocks_one_interval_at_the_new_rate():
+    pool, clock = make_pool(1, rate=1.0, burst=5.0)
+    pool.rate_limited("p0", None)
+    assert view(pool, "p0").rate == 0.5
+    assert pool.next_ready_in() == pytest.approx(2.0)
+    assert pool.acquire() is None
+    clock.advance(2.0)
+    assert pool.acquire() is not None
+
+
+def test_rate_limited_floor_is_a_sixteenth_of_configured():
+    pool, _ = make_pool(1, rate=1.6)
+    for _ in range(10):
+        pool.rate_limited("p0", 0)
+    assert view(pool, "p0").rate == pytest.approx(0.1)
+
+
+# -- failures, cooldowns, death ---------------------------------------------------------
+
+
+def test_failure_cools_with_growing_jittered_cooldown_then_dead():
+    pool, clock = make_pool(1, cooldown=5.0, max_cooldown=30.0, dead_after=5)
+    cooldowns = []
+    for streak in range(1, 5):
+        assert pool.failure("p0", f"connect refused {streak}") == COOLING
+        v = view(pool, "p0")
+        assert v.fail_streak == streak and v.last_error == f"connect refused {streak}"
+        remaining = v.cooldown_until - (WALL0 + clock.t - 1000.0)
+        cap = min(30.0, 5.0 * 2 ** (streak - 1))
+        assert 0.5 * cap <= remaining <= cap
+        cooldowns.append(remaining)
+        assert pool.acquire() is None and pool.usable_count() == 0
+        clock.advance(remaining + 1e-6)
+    assert cooldowns[2] > cooldowns[0]  # 20s*[0.5,1] > 5s*[0.5,1]
+    assert pool.failure("p0", "connect refused 5") == DEAD
+    v = view(pool, "p0")
+    assert v.state == DEAD and v.cooldown_until is None and v.failures == 5
+    assert pool.acquire() is None
+    assert pool.next_ready_in() is None
+    clock.advance(10_000)
+    assert pool.acquire() is None  # dead stays dead without a validation
+
+
+def test_cooldown_passed_makes_the_proxy_usable_again_and_success_heals_it():
+    pool, clock = make_pool(1, cooldown=4.0)
+    pool.failure("p0", "tunnel failed")
+    assert pool.usable_count() == 0
+    remaining = pool.next_ready_in()
+    assert 2.0 <= remaining <= 4.0
+    clock.advance(remaining + 1e-6)
+    assert pool.usable_count() == 1
+    assert pool.acquire().key == "p0"
+    pool.success("p0", 120.0)
+    v = view(pool, "p0")
+    assert (v.state, v.fail_streak, v.cooldown_until, v.last_latency_ms) == (HEALTHY, 0, None, 120.0)
+    assert [c[1] for c in pool.drain_changes()] == [COOLING, HEALTHY]
+
+
+def test_failures_in_flight_while_cooling_do_not_lengthen_the_streak():
+    pool, clock = make_pool(1, dead_after=3)
+    pool.failure("p0", "e1")
+    assert pool.failure("p0", "e2") == COOLING  # a request that was already in flight
+    assert pool.failure("p0", "e3") == COOLING
+    v = view(pool, "p0")
+    assert (v.state, v.fail_streak, v.failures, v.last_error) == (COOLING, 1, 3, "e3")
+    clock.advance(10)
+    assert pool.failure("p0", "e4") == COOLING
+    assert view(pool, "p0").fail_streak == 2
+
+
+def test_cooldown_is_capped_by_max_cooldown():
+    pool, clock = make_pool(1, cooldown=10.0, max_cooldown=12.0, dead_after=50)
+    for _ in range(8):
+        pool.failure("p0", "x")
+        v = view(pool, "p0")
+        assert v.cooldown_until - (WALL0 + clock.t - 1000.0) <= 12.0
+        clock.advance(13)
+
+
+def test_success_resets_the_streak():
+    pool, clock = make_pool(1, dead_after=3)
+    pool.failure("p0", "x")
+    clock.advance(10)
+    pool.failure("p0", "x")
+    clock.advance(20)
+    pool.success("p0", 10)
+    assert pool.failure("p0", "x") == COOLING
+    assert view(pool, "p0").fail_streak == 1
+
+
+# -- operator ---------------------------------------------------------------------------
+
+
+def test_disable_beats_everything_and_enable_resets():
+    pool, clock = make_pool(2)
+    pool.failure("p0", "x")
+    pool.disable("p0")
+    assert pool.acquire(exclude=frozenset({"p1"})) is None
+    pool.success("p0", 10)
+    assert pool.failure("p0", "y") == DISABLED
+    pool.rate_limited("p0", 5)
+    pool.validated("p0", True, 12.0, None)
+    pool.apply_shared("p0", DEAD)
+    pool.apply_shared("p0", COOLING, cooldown_until=WALL0 + 100)
+    clock.advance(1000)
+    assert pool.due_for_validation() == []
+    v = view(pool, "p0")
+    assert v.state == DISABLED and v.successes == 1 and v.failures == 2
+    assert pool.usable_count() == 1
+    assert pool.next_ready_in(exclude=frozenset({"p1"})) is None
+
+    pool.enable("p0")
+    v = view(pool, "p0")
+    assert (v.state, v.fail_streak, v.cooldown_until) == (UNCHECKED, 0, None)
+    assert pool.acquire(exclude=frozenset({"p1"})).key == "p0"
+    changes = pool.drain_changes()
+    assert changes[1:] == [("p0", DISABLED, "disabled by operator"), ("p0", UNCHECKED, "enabled by operator")]
+    key, state, reason = changes[0]
+    assert (key, state) == ("p0", COOLING)
+    assert reason.startswith("failure 1 of 5, cooling ") and reason.endswith(": x")  # carries the error
+
+
+def test_enable_of_a_dead_proxy_brings_it_back():
+    pool, clock = make_pool(1, dead_after=1)
+    assert pool.failure("p0", "x") == DEAD
+    pool.enable("p0")
+    assert pool.acquire().key == "p0"
+
+
+def test_retry_makes_a_dead_proxy_due_for_validation_now():
+    pool, clock = make_pool(2, dead_after=1, validate_every=60.0)
+    pool.failure("p0", "banned")
+    assert pool.due_for_validation() == []  # next validation is 60 s away
+    pool.retry("p0")
+    due = pool.due_for_validation()
+    assert [r.key for r in due] == ["p0"]
+    assert pool.due_for_validation() == []  # in flight: a second validator gets nothing
+    assert view(pool, "p0").validating
+    pool.validated("p0", True, 80.0, None)
+    v = view(pool, "p0")
+    assert (v.state, v.fail_streak, v.last_latency_ms, v.validating) == (HEALTHY, 0, 80.0, False)
+    assert pool.drain_changes()[-1] == ("p0", HEALTHY, "validated")
+
+
+def test_retry_ends_a_cooldown_now_and_keeps_disabled():
+    pool, clock = make_pool(2)
+    pool.failure("p0", "x")
+    pool.retry("p0")
+    assert pool.acquire(exclude=frozenset({"p1"})).key == "p0"
+
+    pool.disable("p1")
+    pool.retry("p1")
+    assert [r.key for r in pool.due_for_validation()] == ["p0", "p1"]
+    pool.validated("p1", False, None, "407 proxy auth")
+    pool.validated("p1", True, 33.0, None)  # a late ok changes nothing either
+    v = view(pool, "p1")
+    assert (v.state, v.last_error) == (DISABLED, "407 proxy auth")
+
+
+# -- validator --------------------------------------------------------------------------
+
+
+def test_validator_takes_cooling_after_cooldown_and_dead_every_validate_every():
+    pool, clock = make_pool(2, cooldown=4.0, dead_after=2, validate_every=10.0)
+    pool.failure("p0", "x")
+    assert pool.due_for_validation() == []
+    clock.advance(4.0)
+    assert [r.key for r in pool.due_for_validation()] == ["p0"]
+    assert pool.acquire(exclude=frozenset({"p1"})) is None  # being validated
+    pool.validated("p0", False, None, "timeout")
+    assert view(pool, "p0").state == DEAD  # second failure in a row
+    for _ in range(3):
+        assert pool.due_for_validation() == []
+        clock.advance(10.0)
+        assert [r.key for r in pool.due_for_validation()] == ["p0"]
+        pool.validated("p0", False, None, "timeout")
+        assert view(pool, "p0").state == DEAD
+    clock.advance(10.0)
+    pool.due_for_validation()
+    pool.validated("p0", True, 99.0, None)
+    assert view(pool, "p0").state == HEALTHY
+    assert pool.acquire(exclude=frozenset({"p1"})).key == "p0"
+
+
+def test_validation_failure_while_cooling_lengthens_the_cooldown():
+    pool, clock = make_pool(1, cooldown=4.0, dead_after=5, seed=3)
+    pool.failure("p0", "x")
+    clock.advance(4.0)
+    pool.due_for_validation()
+    pool.validated("p0", False, None, "still down")
+    v = view(pool, "p0")
+    assert v.state == COOLING and v.fail_streak == 2 and v.last_error == "still down"
+    assert 4.0 <= v.cooldown_until - (WALL0 + clock.t - 1000.0) <= 8.0
+
+
+def test_a_lost_validation_is_handed_out_again_after_its_lease():
+    pool, clock = make_pool(1, dead_after=1, validate_every=10.0)
+    pool.failure("p0", "x")
+    clock.advance(10)
+    assert len(pool.due_for_validation()) == 1
+    clock.advance(60)
+    assert pool.due_for_validation() == []
+    clock.advance(100)
+    assert len(pool.due_for_validation()) == 1
+
+
+# -- all gone, direct mode, membership, shared state ------------------------------------
+
+
+def test_acquire_returns_none_when_all_dead_or_disabled():
+    pool, clock = make_pool(3, dead_after=1)
+    pool.failure("p0", "x")
+    pool.failure("p1", "x")
+    pool.disable("p2")
+    assert pool.usable_count() == 0
+    assert pool.next_ready_in() is None
+    started = time.monotonic()
+    assert pool.acquire(timeout=0.05) is None
+    assert time.monotonic() - started < 1.0
+
+
+def test_direct_mode_holds_one_paced_direct_route():
+    pool, clock = make_pool(0, rate=1.0, burst=1.0)
+    assert pool.direct
+    assert pool.acquire() == DIRECT
+    assert pool.acquire() is None
+    clock.advance(1.0)
+    assert pool.acquire() == DIRECT
+    pool.rate_limited(DIRECT.key, 3.0)
+    assert pool.next_ready_in() == pytest.approx(3.0)
+    assert [v.label for v in pool.views()] == ["direct"]
+    # adding a proxy ends direct mode: requests never mix the own address with proxies
+    pool.add(Route("p9", "http://10.0.0.9:3128", "http://10.0.0.9:3128"))
+    assert not pool.direct
+    assert [v.key for v in pool.views()] == ["p9"]
+
+
+def test_pool_with_proxies_is_not_direct_and_remove_does_not_fall_back():
+    pool, _ = make_pool(1)
+    assert not pool.direct
+    pool.remove("p0")
+    assert pool.acquire() is None and pool.next_ready_in() is None and not pool.direct
+    pool.success("p0", 1.0)  # a late report about a removed proxy is ignored
+    assert pool.failure("p0", "x") == DISABLED
+    pool.add(routes(2)[1])
+    assert pool.acquire().key == "p1"
+
+
+def test_add_existing_key_keeps_state_and_takes_new_label():
+    pool, _ = make_pool(1, dead_after=1)
+    pool.failure("p0", "x")
+    pool.add(Route("p0", "http://u:p2@h:1", "http://u@h:1"))
+    v = view(pool, "p0")
+    assert v.state == DEAD and v.label == "http://u@h:1"
+
+
+def test_apply_shared_adopts_states_from_other_processes():
+    pool, clock = make_pool(2)
+    assert pool.apply_shared("p0", COOLING, cooldown_until=WALL0 + 20.0, fail_streak=2, last_error="ban")
+    v = view(pool, "p0")
+    assert (v.state, v.fail_streak, v.last_error) == (COOLING, 2, "ban")
+    assert v.cooldown_until == pytest.approx(WALL0 + 20.0)
+    assert not pool.apply_shared("p0", COOLING, cooldown_until=WALL0 + 20.1)  # same row read again
+    assert pool.acquire(exclude=frozenset({"p1"})) is None
+    clock.advance(20.0)
+    assert pool.acquire(exclude=frozenset({"p1"})).key == "p0"
+
+    assert pool.apply_shared("p1", DISABLED)
+    assert pool.state_of("p1") == DISABLED
+    assert pool.apply_shared("p1", UNCHECKED)  # enabled by an operator elsewhere
+    assert pool.state_of("p1") == UNCHECKED
+    assert pool.apply_shared("p1", DEAD)
+    assert pool.next_ready_in(exclude=frozenset({"p0"})) is None
+    assert pool.drain_changes() == []  # already persisted and logged by the other process
+    assert pool.apply_shared("p1", HEALTHY, record=True, reason="validated elsewhere")
+    assert pool.drain_changes() == [("p1", HEALTHY, "validated elsewhere")]
+    assert not pool.apply_shared("nope", DEAD)
+    with pytest.raises(ValueError):
+        pool.apply_shared("p0", "bogus")
+
+
+def test_views_are_immutable_copies_with_recent_latencies():
+    pool, _ = make_pool(1)
+    for i in range(40):
+        pool.success("p0", float(i))
+    v = view(pool, "p0")
+    assert v.latencies == tuple(float(i) for i in range(10, 40))
+    assert v.successes == 40 and v.last_latency_ms == 39.0
+    assert "secret" not in repr(pool.views())  # labels only, never the URL
+    with pytest.raises(AttributeError):
+        v.state = DEAD  # type: ignore[misc]
+
+
+def test_drain_changes_lists_transitions_in_order_once():
+    pool, clock = make_pool(2, dead_after=2, cooldown=1.0)
+    pool.success("p0", 1)
+    pool.failure("p1", "a")
+    clock.advance(5)
+    pool.failure("p1", "b")
+    pool.disable("p0")
+    pool.retry("p1")
+    pool.due_for_validation()
+    pool.validated("p1", True, 5, None)
+    pool.enable("p0")
+    changes = pool.drain_changes()
+    assert [(k, s) for k, s, _ in changes] == [
+        ("p0", HEALTHY), ("p1", COOLING), ("p1", DEAD), ("p0", DISABLED), ("p1", HEALTHY), ("p0", UNCHECKED),
+    ]
+    assert changes[2][2].startswith("2 failures in a row: b")
+    assert pool.drain_changes() == []
+
+
+# -- threads ----------------------------------------------------------------------------
+
+
+def test_hammer_32_threads_counts_add_up():
+    settings = ProxySettings(rate=10_000.0, burst=50.0, cooldown=0.001, max_cooldown=0.005,
+                             dead_after=6, validate_every=0.01)
+    pool = ProxyPool(routes(8), settings)
+    per_thread = 300
+    successes = Counter()
+    failures = Counter()
+    misses = [0]
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for _ in range(per_thread):
+                r = pool.acquire(exclude=frozenset({f"p{rng.randrange(8)}"}), timeout=0.05)
+                if r is None:
+                    with lock:
+                        misses[0] += 1
+                    continue
+                if rng.random() < 0.8:
+                    pool.success(r.key, rng.uniform(5, 50))
+                    with lock:
+                        successes[r.key] += 1
+                else:
+                    pool.failure(r.key, "boom")
+                    with lock:
+                        failures[r.key] += 1
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def operator() -> None:
+        rng = random.Random(99)
+        try:
+            while not stop.is_set():
+                key = f"p{rng.randrange(8)}"
+                pool.disable(key)
+                pool.views()
+                pool.enable(key)
+                pool.retry(f"p{rng.randrange(8)}")
+                for route in pool.due_for_validation():
+                    pool.validated(route.key, rng.random() < 0.7, 10.0, "nope")
+                pool.next_ready_in()
+                pool.usable_count()
+                pool.drain_changes()
+                time.sleep(0.0005)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(32)]
+    op = threading.Thread(target=operator)
+    op.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    stop.set()
+    op.join(5)
+    assert not errors
+    assert not any(t.is_alive() for t in threads)
+    assert sum(successes.values()) + sum(failures.values()) + misses[0] == 32 * per_thread
+    for v in pool.views():
+        assert v.successes == successes[v.key]  # validations are not counted as successes
+        assert v.failures >= failures[v.key]  # failed validations are counted as failures
+    assert sum(successes.values()) > 32 * per_thread // 2
+
+
+def test_hammer_pacing_never_hands_out_more_than_the_bucket_allows():
+    rate, burst, n = 50.0, 5.0, 4
+    pool = ProxyPool(routes(n), ProxySettings(rate=rate, burst=burst))
+    got = Counter()
+    lock = threading.Lock()
+    started = time.monotonic()
+    end = started + 0.4
+
+    def worker() -> None:
+        while time.monotonic() < end:
+            r = pool.acquire(timeout=0.02)
+            if r is not None:
+                with lock:
+                    got[r.key] += 1
+
+    threads = [threading.Thread(target=worker) for _ in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    elapsed = time.monotonic() - started
+    for key in (f"p{i}" for i in range(n)):
+        assert got[key] <= burst + rate * elapsed + 1
+        assert got[key] >= rate * 0.2  # and pacing does let traffic through

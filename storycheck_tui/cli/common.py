@@ -1,0 +1,62 @@
+"""What every command needs: settings, logging, the database, input files."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+from storycheck_tui import logs
+from storycheck_tui.config import Settings, load_settings
+from storycheck_tui.inputs.profiles import ProfileList, load_profiles
+from storycheck_tui.inputs.proxies import load_proxies
+from storycheck_tui.store import batches as ops
+from storycheck_tui.store.db import Store, open_store
+
+
+def settings_from(args: Namespace) -> Settings:
+    settings = load_settings(getattr(args, "config", None))
+    workers = getattr(args, "workers", None)
+    if isinstance(workers, int):
+        if workers < 1:
+            from storycheck_tui.errors import InputError
+
+            raise InputError(f"--workers must be at least 1, got {workers}")
+        settings = settings.replace(engine=dataclasses.replace(settings.engine, workers=workers))
+    return settings
+
+
+def start_logging(args: Namespace, *, console: bool = False) -> logs.Logging:
+    verbose = getattr(args, "verbose", 0) or 0
+    level = None if console else (logging.DEBUG if verbose >= 2 else logging.WARNING if verbose == 1 else logging.CRITICAL)
+    return logs.setup_logging(stderr_level=level)
+
+
+def open_db(args: Namespace, settings: Settings | None = None) -> Store:
+    threads = settings.engine.workers if settings else 4
+    return open_store(getattr(args, "db", None), pool_size=threads + 6)
+
+
+def read_profiles(args: Namespace) -> ProfileList:
+    plist = load_profiles(args.profiles, skip_invalid=args.skip_invalid)
+    for err in plist.invalid:
+        print(f"storycheck: skipped {err}", file=sys.stderr)
+    return plist
+
+
+def import_proxies(store: Store, path: str | None, *, skip_invalid: bool = False) -> int:
+    if not path:
+        return 0
+    specs = load_proxies(path, skip_invalid=skip_invalid)
+    return ops.add_proxies(store, specs)
+
+
+def create_batch_from(store: Store, args: Namespace, plist: ProfileList) -> int:
+    name = args.name or Path(args.profiles).stem
+    batch_id = ops.create_batch(store, name, plist.usernames, priority=args.priority, source_file=str(args.profiles))
+    dup = f", {plist.duplicates} duplicates dropped" if plist.duplicates else ""
+    skipped = f", {len(plist.invalid)} invalid lines skipped" if plist.invalid else ""
+    print(f"batch {batch_id} {name!r}: {len(plist.usernames)} profiles{dup}{skipped}", file=sys.stderr)
+    return batch_id

@@ -1,0 +1,291 @@
+"""Commands that manage batches, proxies, exports and logs (no checks run here)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import tempfile
+from argparse import Namespace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from storycheck_tui.cli.common import create_batch_from, import_proxies, open_db, read_profiles, settings_from, start_logging
+from storycheck_tui.errors import InputError
+from storycheck_tui.logs import clean
+from storycheck_tui.store import batches as ops
+from storycheck_tui.store.models import BatchLog
+
+
+def _open(args: Namespace):
+    start_logging(args)
+    return open_db(args)
+
+
+def add_command(args: Namespace) -> int:
+    start_logging(args)
+    plist = read_profiles(args)
+    store = open_db(args)
+    try:
+        create_batch_from(store, args, plist)
+    finally:
+        store.close()
+    return 0
+
+
+def _iso(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if ts else ""
+
+
+def batches_command(args: Namespace) -> int:
+    store = _open(args)
+    try:
+        views = ops.list_batches(store)
+    finally:
+        store.close()
+    if args.json:
+        for b in views:
+            print(json.dumps({"id": b.id, "name": b.name, "state": b.state, "priority": b.priority,
+                              "total": b.total, "completed": b.completed, "succeeded": b.succeeded,
+                              "failed": b.failed, "cancelled": b.cancelled, "created_at": _iso(b.created_at),
+                              "finished_at": _iso(b.finished_at), "reason": b.reason}, ensure_ascii=False))
+        return 0
+    if not views:
+        print("no batches yet (create one with: storycheck add PROFILES, or storycheck run PROFILES)")
+        return 0
+    print(f"{'ID':>4}  {'NAME':<24} {'STATE':<10} {'PROGRESS':>16}  {'OK':>7} {'FAILED':>7}  CREATED")
+    for b in views:
+        done = b.completed + b.cancelled
+        pct = f"{100.0 * done / b.total:.0f}%" if b.total else "-"
+        print(f"{b.id:>4}  {clean(b.name)[:24]:<24} {b.state:<10} {f'{done}/{b.total} {pct}':>16}  "
+              f"{b.succeeded:>7} {b.failed:>7}  {_iso(b.created_at)}")
+    return 0
+
+
+def _batch_cmd(args: Namespace, action) -> int:
+    store = _open(args)
+    try:
+        b = ops.find_batch(store, args.batch)
+        return action(store, b)
+    finally:
+        store.close()
+
+
+def pause_command(args: Namespace) -> int:
+    def act(store, b):
+        if ops.pause(store, b.id, "paused by operator"):
+            print(f"batch {b.id} paused")
+            return 0
+        print(f"storycheck: batch {b.id} is {b.state}: only queued or running batches can be paused", file=sys.stderr)
+        return 2
+    return _batch_cmd(args, act)
+
+
+def resume_command(args: Namespace) -> int:
+    def act(store, b):
+        if ops.resume(store, b.id):
+            print(f"batch {b.id} resumed")
+            return 0
+        print(f"storycheck: batch {b.id} is {b.state}: only paused batches can be resumed", file=sys.stderr)
+        return 2
+    return _batch_cmd(args, act)
+
+
+def cancel_command(args: Namespace) -> int:
+    def act(store, b):
+        if b.state in ("cancelled", "finished"):
+            print(f"storycheck: batch {b.id} is already {b.state}", file=sys.stderr)
+            return 2
+        n = ops.cancel(store, b.id)
+        print(f"batch {b.id} cancelled: {n} unchecked profiles dropped")
+        return 0
+    return _batch_cmd(args, act)
+
+
+def retry_failed_command(args: Namespace) -> int:
+    def act(store, b):
+        n = ops.retry_failed(store, b.id)
+        print(f"batch {b.id}: {n} failed profiles queued again" + ("" if n else " (nothing failed)"))
+        return 0
+    return _batch_cmd(args, act)
+
+
+# --- proxies -------------------------------------------------------------------------------------
+
+def proxies_add_command(args: Namespace) -> int:
+    store = _open(args)
+    try:
+        n = import_proxies(store, args.file, skip_invalid=args.skip_invalid)
+        total = len(ops.list_proxies(store))
+    finally:
+        store.close()
+    print(f"{n} proxies added ({total} in the pool)")
+    return 0
+
+
+def proxies_list_command(args: Namespace) -> int:
+    store = _open(args)
+    try:
+        rows = ops.list_proxies(store)
+    finally:
+        store.close()
+    if getattr(args, "json", False):
+        for p in rows:
+            print(json.dumps({"id": p.id, "label": p.label, "state": p.state, "successes": p.successes,
+                              "failures": p.failures, "last_latency_ms": p.last_latency_ms,
+                              "last_error": clean(p.last_error) if p.last_error else None}, ensure_ascii=False))
+        return 0
+    if not rows:
+        print("no proxies (add some with: storycheck proxies add FILE); checks then go direct")
+        return 0
+    print(f"{'ID':>4}  {'PROXY':<36} {'STATE':<10} {'OK':>7} {'FAIL':>6} {'LATENCY':>9}  LAST ERROR")
+    for p in rows:
+        lat = f"{p.last_latency_ms:.0f} ms" if p.last_latency_ms is not None else "-"
+        print(f"{p.id:>4}  {clean(p.label)[:36]:<36} {p.state:<10} {p.successes:>7} {p.failures:>6} {lat:>9}  "
+              f"{clean(p.last_error or '')[:60]}")
+    return 0
+
+
+def proxies_check_command(args: Namespace) -> int:
+    from storycheck_tui.engine.proxysync import load_routes
+    from storycheck_tui.engine.wiring import build_source
+    from storycheck_tui.errors import CheckError
+
+    settings = settings_from(args)
+    store = _open(args)
+    source = build_source(settings)
+    bad = 0
+    try:
+        routes = load_routes(store)
+        if not routes:
+            print("no proxies to check")
+            return 0
+        for r in routes:
+            try:
+                ms = source.health(r)
+                print(f"{r.label:<36} ok       {ms:.0f} ms")
+            except CheckError as err:
+                bad += 1
+                print(f"{r.label:<36} FAILED   {err.kind}: {clean(err.message)}")
+    finally:
+        source.close()
+        store.close()
+    return 1 if bad else 0
+
+
+def _proxy_toggle(args: Namespace, disabled: bool) -> int:
+    store = _open(args)
+    try:
+        p = ops.find_proxy(store, args.proxy)
+        changed = ops.set_proxy_disabled(store, p.id, disabled)
+    finally:
+        store.close()
+    word = "disabled" if disabled else "enabled"
+    print(f"proxy {p.id} {p.label} {word}" if changed else f"proxy {p.id} {p.label} was already {word}")
+    return 0
+
+
+def proxies_disable_command(args: Namespace) -> int:
+    return _proxy_toggle(args, True)
+
+
+def proxies_enable_command(args: Namespace) -> int:
+    return _proxy_toggle(args, False)
+
+
+# --- export and logs ----------------------------------------------------------------------------
+
+EXPORT_FIELDS = ["batch_id", "username", "state", "outcome", "story_count", "latest_story_at", "error_kind",
+                 "error_message", "proxy", "http_status", "latency_ms", "attempts", "finished_at"]
+
+
+def export_rows(store, batch_id: int) -> Iterator[dict]:
+    for j in ops.iter_jobs(store, batch_id):
+        yield {"batch_id": batch_id, "username": j.username, "state": j.state, "outcome": j.outcome,
+               "story_count": j.story_count, "latest_story_at": _iso(j.latest_story_at) or None,
+               "error_kind": j.error_kind, "error_message": clean(j.error_message) if j.error_message else None,
+               "proxy": clean(j.proxy) if j.proxy else None, "http_status": j.http_status,
+               "latency_ms": round(j.latency_ms, 1) if j.latency_ms is not None else None,
+               "attempts": j.attempts, "finished_at": _iso(j.finished_at) or None}
+
+
+def _csv_safe(value) -> object:
+    """Keep a spreadsheet from running an error text as a formula."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value
+    return "" if value is None else value
+
+
+def write_export(store, batch_id: int, fmt: str, out) -> int:
+    n = 0
+    if fmt == "csv":
+        w = csv.DictWriter(out, fieldnames=EXPORT_FIELDS)
+        w.writeheader()
+        for row in export_rows(store, batch_id):
+            w.writerow({k: _csv_safe(v) for k, v in row.items()})
+            n += 1
+    else:
+        for row in export_rows(store, batch_id):
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def export_to_file(store, batch_id: int, fmt: str, path: str) -> int:
+    """Write to a temporary file beside ``path`` and rename: never a half-written export."""
+    target = Path(path)
+    if not target.parent.exists():
+        raise InputError(f"directory {target.parent} does not exist", source=path)
+    fd, tmp = tempfile.mkstemp(prefix=".storycheck-export-", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            n = write_export(store, batch_id, fmt, fh)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return n
+
+
+def export_command(args: Namespace) -> int:
+    store = _open(args)
+    try:
+        b = ops.find_batch(store, args.batch)
+        if args.output:
+            n = export_to_file(store, b.id, args.format, args.output)
+            print(f"{n} rows of batch {b.id} written to {args.output}", file=sys.stderr)
+        else:
+            write_export(store, b.id, args.format, sys.stdout)
+    finally:
+        store.close()
+    return 0
+
+
+LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
+
+
+def logs_command(args: Namespace) -> int:
+    store = _open(args)
+    try:
+        q = BatchLog.select().order_by(BatchLog.id.desc())
+        if args.batch:
+            q = q.where(BatchLog.batch == ops.find_batch(store, args.batch).id)
+        wanted = [lvl for lvl, n in LEVELS.items() if n >= LEVELS[args.level]]
+        q = q.where(BatchLog.level.in_(wanted))
+        if args.limit:
+            q = q.limit(args.limit)
+        rows = list(q)[::-1]
+    finally:
+        store.close()
+    for r in rows:
+        if args.json:
+            print(json.dumps({"time": _iso(r.created), "level": r.level, "event": r.event, "batch": r.batch,
+                              "job": r.job, "username": r.username, "proxy": r.proxy, "message": r.message,
+                              "details": json.loads(r.details) if r.details else None}, ensure_ascii=False))
+        else:
+            print(f"{_iso(r.created)} {r.level:<7} {r.event or '-':<20} {clean(r.message)}")
+    return 0
+

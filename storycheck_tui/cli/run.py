@@ -1,0 +1,173 @@
+"""`run`, `worker`, `sim` and the headless demo: commands that drive the engine."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from argparse import Namespace
+
+from storycheck_tui import logs
+from storycheck_tui.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from storycheck_tui.cli.common import (
+    create_batch_from, import_proxies, open_db, read_profiles, settings_from, start_logging,
+)
+from storycheck_tui.cli.progress import Progress, fmt_duration
+from storycheck_tui.engine.runner import Runner
+from storycheck_tui.engine.wiring import build_runner, build_source
+from storycheck_tui.store import batches as ops
+from storycheck_tui.store.db import Store
+
+
+class _Stop:
+    """SIGINT/SIGTERM set a flag; the main loop then stops the runner with its grace period."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signal: int | None = None
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        if self.event.is_set():  # a second Ctrl-C: stop waiting for the grace period
+            raise KeyboardInterrupt
+        self.signal = signum
+        self.event.set()
+
+
+def run_command(args: Namespace) -> int:
+    settings = settings_from(args)
+    start_logging(args)
+    plist = read_profiles(args)  # input errors before anything is written
+    source = build_source(settings)
+    store = open_db(args, settings)
+    try:
+        import_proxies(store, args.proxies)
+        batch_id = create_batch_from(store, args, plist)
+        runner = build_runner(store, settings, batch_ids=[batch_id], source=source)
+        return _drive(store, runner, [batch_id], settings.engine.grace_seconds)
+    finally:
+        store.close()
+
+
+def _drive(store: Store, runner: Runner, batch_ids: list[int], grace: float) -> int:
+    stop = _Stop()
+    progress = Progress()
+    started = time.monotonic()
+    runner.start()
+    try:
+        while not stop.event.is_set():
+            if runner.wait_done(batch_ids, timeout=0.5):
+                break
+            if runner.stopping:  # an engine thread crashed: it said why in the log
+                break
+            progress.update(ops.get_batch(store, batch_ids[0]), runner.snapshot().rate)
+    finally:
+        progress.update(ops.get_batch(store, batch_ids[0]), runner.snapshot().rate, force=True)
+        progress.close()
+        runner.stop(grace)
+    elapsed = time.monotonic() - started
+    if stop.event.is_set():
+        print(f"storycheck: stopped by signal; unfinished checks went back to the queue "
+              f"(continue with: storycheck worker --batch {batch_ids[0]})", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return print_summary(store, batch_ids, elapsed)
+
+
+def print_summary(store: Store, batch_ids: list[int], elapsed: float) -> int:
+    failed_any = False
+    for bid in batch_ids:
+        b = ops.get_batch(store, bid)
+        s = ops.summary(store, bid)
+        rate = b.completed / elapsed if elapsed > 0 else 0.0
+        print(f"batch {b.id} {b.name!r}: {b.state}; {b.completed}/{b.total} checked in {fmt_duration(elapsed)} "
+              f"({rate:.1f} checks/s): {b.succeeded} succeeded, {b.failed} failed"
+              + (f", {b.cancelled} cancelled" if b.cancelled else ""))
+        for outcome, n in sorted(s["outcome"].items(), key=lambda kv: -kv[1]):
+            print(f"  {outcome:<20} {n}")
+        for kind, n in sorted(s["error"].items(), key=lambda kv: -kv[1]):
+            print(f"  error {kind:<14} {n}")
+        if b.reason and b.state != "finished":
+            print(f"  {b.state}: {logs.clean(b.reason)}")
+        remaining = b.remaining
+        if remaining and b.state != "cancelled":
+            print(f"  {remaining} profiles not checked yet (batch is {b.state})")
+            failed_any = True
+        if b.failed:
+            failed_any = True
+    setup = logs._setup
+    if setup and setup.file_path:
+        print(f"log: {setup.file_path}")
+    return EXIT_FAILED if failed_any else EXIT_OK
+
+
+def worker_command(args: Namespace) -> int:
+    settings = settings_from(args)
+    start_logging(args)
+    source = build_source(settings)
+    store = open_db(args, settings)
+    try:
+        import_proxies(store, args.proxies)
+        batch_ids = [ops.find_batch(store, ref).id for ref in args.batch] if args.batch else None
+        runner = build_runner(store, settings, batch_ids=batch_ids, source=source)
+        stop = _Stop()
+        runner.start()
+        print(f"worker {runner.worker_id}: {runner.threads} check threads on {store.display}", file=sys.stderr)
+        idle_since = None
+        try:
+            while not stop.event.wait(0.5):
+                if runner.stopping:
+                    break
+                if args.until_idle:
+                    if runner.idle():
+                        idle_since = idle_since or time.monotonic()
+                        if time.monotonic() - idle_since >= 1.0:
+                            break
+                    else:
+                        idle_since = None
+        finally:
+            runner.stop(settings.engine.grace_seconds)
+        print(f"worker {runner.worker_id}: stopped after {runner.snapshot().finished} checks", file=sys.stderr)
+        return EXIT_INTERRUPTED if stop.event.is_set() and stop.signal == signal.SIGINT else EXIT_OK
+    finally:
+        store.close()
+
+
+def sim_command(args: Namespace) -> int:
+    from storycheck_tui.sim.main import run_sim_command
+
+    return run_sim_command(port=args.port, proxies=args.proxies, seed=args.seed, profiles_file=args.profiles,
+                           host=args.host, rate=args.rate, error_rate=args.error_rate)
+
+
+def demo_headless(args: Namespace) -> int:
+    """The simulator, faulty demo proxies and a demo batch through the real engine, headless."""
+    import tempfile
+
+    from storycheck_tui.demo import demo_usernames, start_demo
+    from storycheck_tui.store.db import open_store
+
+    start_logging(args)
+    demo = start_demo()
+    tmp = None
+    try:
+        url = args.db
+        if not url:
+            tmp = tempfile.TemporaryDirectory(prefix="storycheck-demo-")
+            url = f"{tmp.name}/demo.db"
+        store = open_store(url, pool_size=demo.settings.engine.workers + 6)
+        try:
+            ops.add_proxies(store, demo.proxies)
+            names = demo_usernames(args.profiles)
+            batch_id = ops.create_batch(store, "demo", names)
+            print(f"demo: simulator at {demo.sim.api_url}, {len(demo.proxies)} proxies (2 slow, 1 flaky, 1 dead), "
+                  f"{len(names)} profiles", file=sys.stderr)
+            runner = build_runner(store, demo.settings, batch_ids=[batch_id])
+            return _drive(store, runner, [batch_id], 5.0)
+        finally:
+            store.close()
+    finally:
+        demo.stop()
+        if tmp:
+            tmp.cleanup()

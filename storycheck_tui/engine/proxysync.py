@@ -8,6 +8,7 @@ found dead. So one worker's discovery spares the others.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 from storycheck_tui import logs
@@ -46,6 +47,7 @@ class ProxySync:
         self._changed: set[str] = set()
         self._counts: dict[str, tuple[int, int]] = {}  # key -> (successes, failures) already written
         self._last_read = 0.0
+        self._totals: dict[str, tuple[int, int, float | None]] = {}  # key -> all workers' (ok, failed, latency)
 
     def mark_changed(self, key: str) -> None:
         with self._lock:
@@ -102,11 +104,28 @@ class ProxySync:
                         f"WHERE id = {p}", (d_ok, d_bad, v.last_latency_ms, int(key)))
                 self._counts[key] = (v.successes, v.failures)
         known = set(views)
-        for row in Proxy.select().where((Proxy.updated_at > self._last_read - 0.001) | ~Proxy.id.in_([int(k) for k in known if k.isdigit()] or [0])):
+        totals = {}
+        for row in Proxy.select():  # a pool is hundreds of rows at most: read them all
             key = str(row.id)
+            totals[key] = (row.successes, row.failures, row.last_latency_ms)
             if key not in known:
                 self.pool.add(Route(key=key, url=row.url, label=row.label))
                 self._adopt(row, key)
-            elif row.updated_at != ts or row.disabled != (views[key].state == P.DISABLED):
+            elif row.updated_at > self._last_read - 0.001 and (
+                    row.updated_at != ts or row.disabled != (views[key].state == P.DISABLED)):
                 self._adopt(row, key)
+        self._totals = totals
         self._last_read = ts
+
+    def views(self) -> list[P.ProxyView]:
+        """The pool's views with the success/failure counts of every worker (from the database)."""
+        totals = self._totals
+        out = []
+        for v in self.pool.views():
+            t = totals.get(v.key)
+            if t is not None:
+                ok, bad, latency = t
+                v = dataclasses.replace(v, successes=max(ok, v.successes), failures=max(bad, v.failures),
+                                        last_latency_ms=v.last_latency_ms if v.last_latency_ms is not None else latency)
+            out.append(v)
+        return out

@@ -247,7 +247,7 @@ class Runner:
         return EngineSnapshot(
             taken_at=now, worker_id=self.worker_id, threads=self.threads, running=not self._stop.is_set(),
             in_flight=in_flight, rate=recent / RATE_WINDOW, finished=self._finished, batches=self._batches,
-            proxies=tuple(self.pool.views()), workers=self._workers, waiting_for_proxy=self._waiting_for_proxy,
+            proxies=tuple(self._proxy_sync.views()), workers=self._workers, waiting_for_proxy=self._waiting_for_proxy,
             db_rate=sum(w.rate for w in self._workers if w.state == "running"),
         )
 

@@ -38,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     except StorycheckError as err:
         print(f"storycheck: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # `storycheck batches | head`: the reader left, not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except KeyboardInterrupt:
         print("storycheck: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

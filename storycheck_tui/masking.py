@@ -8,12 +8,19 @@ from urllib.parse import urlsplit
 
 MASK = "***"
 
-_URL_CREDS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:@/\s]*)(?::(?P<pw>[^@/\s]*))?@")
+# The userinfo runs to the LAST '@' of the authority (as urlsplit reads it), so a password
+# or user holding a raw '@' is masked whole instead of leaking its tail.
+_URL_CREDS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/?#\s]*)@")
+
+
+def _mask_creds(m: re.Match[str]) -> str:
+    user, sep, _pw = m["userinfo"].partition(":")
+    return f"{m['scheme']}{user}:{MASK}@" if sep else m[0]
 
 
 def mask_url(url: str) -> str:
     """``scheme://user:pass@host:port/...`` -> ``scheme://user:***@host:port/...``."""
-    return _URL_CREDS.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@" if m["pw"] is not None else m[0], url)
+    return _URL_CREDS.sub(_mask_creds, url)
 
 
 def proxy_label(url: str) -> str:
@@ -21,7 +28,9 @@ def proxy_label(url: str) -> str:
     try:
         parts = urlsplit(url)
         host = parts.hostname or "?"
-        port = f":{parts.port}" if parts.port else ""
+        if ":" in host:  # IPv6: keep the brackets, or "::1:8080" reads as one address
+            host = f"[{host}]"
+        port = f":{parts.port}" if parts.port is not None else ""
         user = f"{parts.username}@" if parts.username else ""
         return f"{parts.scheme}://{user}{host}{port}"
     except ValueError:
@@ -34,6 +43,9 @@ class SecretRegistry:
     Values are registered once when settings and proxies are loaded; :meth:`scrub` replaces
     each with ``***``. Short values (under 4 characters) are not registered: replacing them
     would mangle ordinary text, and they are masked structurally in URLs anyway.
+
+    The pattern is compiled lazily by the next :meth:`scrub`, not on every :meth:`add`:
+    loading a proxy list with thousands of distinct passwords must stay linear.
     """
 
     def __init__(self) -> None:
@@ -47,12 +59,21 @@ class SecretRegistry:
         with self._lock:
             if value not in self._values:
                 self._values.add(value)
-                alts = sorted(self._values, key=len, reverse=True)
-                self._pattern = re.compile("|".join(re.escape(v) for v in alts))
+                self._pattern = None  # recompiled by the next scrub
+
+    def _compiled(self) -> re.Pattern[str] | None:
+        pattern = self._pattern
+        if pattern is None and self._values:
+            with self._lock:
+                if self._pattern is None and self._values:
+                    alts = sorted(self._values, key=len, reverse=True)
+                    self._pattern = re.compile("|".join(re.escape(v) for v in alts))
+                pattern = self._pattern
+        return pattern
 
     def scrub(self, text: str) -> str:
         text = mask_url(text)
-        pattern = self._pattern
+        pattern = self._compiled()
         return pattern.sub(MASK, text) if pattern else text
 
 

@@ -4,7 +4,7 @@ Every line is read, every bad line is reported (``FILE:LINE: reason``), and unle
 caller asks to skip them, one bad line means nothing is imported. Usernames are normalised
 (``@name``, profile URLs, upper case) and de-duplicated in file order.
 
-The small file helpers here (:func:`iter_lines`, :func:`display`, :func:`open_error`) are
+The small file helpers here (:func:`read_file`, :func:`iter_lines`, :func:`display`) are
 shared with :mod:`storycheck_tui.inputs.proxies`.
 """
 
@@ -14,7 +14,7 @@ import csv
 import os
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from storycheck_tui.errors import InputError, InputErrors
@@ -65,7 +65,7 @@ def source_name(path: str | os.PathLike) -> str:
     return os.fsdecode(path)
 
 
-def _safe_source(source: str) -> str:
+def safe_source(source: str) -> str:
     return source if source.isprintable() else display(source, limit=10_000)
 
 
@@ -106,7 +106,7 @@ def read_file(path: str | os.PathLike, source: str, consume: Callable[[Iterator[
     Any OS or decoding failure becomes one :class:`InputError` naming the file (and, for
     bytes that are not UTF-8, the line of the first bad byte).
     """
-    shown = _safe_source(source)
+    shown = safe_source(source)
     try:
         with open(path, encoding="utf-8", newline="") as f:
             consume(_strip_bom(f))
@@ -121,8 +121,7 @@ def _strip_bom(lines: Iterator[str]) -> Iterator[str]:
     for line in lines:
         if first:
             first = False
-            if line.startswith("\ufeff"):
-                line = line[1:]
+            line = line.removeprefix("\ufeff")
         yield line
 
 
@@ -151,8 +150,7 @@ def normalise_username(raw: str) -> str:
     text = raw.strip()
     if _VALID_ANY_CASE.fullmatch(text):  # the common case, fast
         return text.lower()
-    if text.startswith("@"):
-        text = text[1:]
+    text = text.removeprefix("@")
     if "/" in text:
         text = _username_from_url(text)
     if not text:
@@ -176,7 +174,7 @@ def _username_from_url(text: str) -> str:
     else:
         host = text.split("/", 1)[0]
         if "." not in host:  # "a/b" is not a URL: report the character
-            raise ValueError(f'invalid character \'/\' in username "{shown}"')
+            raise ValueError(f"invalid character '/' in username \"{shown}\"")
         url = "https://" + text
     try:
         parts = urlsplit(url)
@@ -211,8 +209,8 @@ class ProfileList:
 
     usernames: list[str]  # normalised, unique, in file order
     duplicates: int  # how many duplicate lines were dropped
-    invalid: list[InputError] = field(default_factory=list)  # skipped (skip_invalid=True only)
-    source: str = ""  # the path as given
+    invalid: list[InputError]  # skipped lines (only ever non-empty with skip_invalid=True)
+    source: str  # the path as given
 
 
 def load_profiles(path: str | os.PathLike, *, skip_invalid: bool = False) -> ProfileList:
@@ -225,7 +223,7 @@ def load_profiles(path: str | os.PathLike, *, skip_invalid: bool = False) -> Pro
     username at all.
     """
     source = source_name(path)
-    shown = _safe_source(source)
+    shown = safe_source(source)
     usernames: list[str] = []
     seen: set[str] = set()
     invalid: list[InputError] = []

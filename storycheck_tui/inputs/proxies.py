@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, unquote
 
 from storycheck_tui.errors import InputError, InputErrors
-from storycheck_tui.inputs.profiles import _safe_source, display, iter_lines, read_file, source_name
+from storycheck_tui.inputs.profiles import display, iter_lines, read_file, safe_source, source_name
 from storycheck_tui.masking import proxy_label, secrets
 
 SCHEMES = ("http", "https", "socks5", "socks5h")
@@ -47,7 +47,7 @@ class ProxySpec:
     """One proxy. ``url`` may hold credentials: never log or show it, use ``label``."""
 
     url: str = field(repr=False)  # full URL, may contain credentials
-    label: str = ""  # proxy_label(url): secret-free
+    label: str  # proxy_label(url): secret-free
 
     def __str__(self) -> str:
         return self.label
@@ -61,12 +61,20 @@ def parse_proxy_line(text: str) -> ProxySpec:
     """One proxy from one line (comments already removed). Raises :class:`ValueError`
     whose message never contains the password."""
     try:
+        return _parse_line(text)
+    except ValueError as exc:
+        raise ValueError(secrets.scrub(str(exc))) from None
+
+
+def _parse_line(text: str) -> ProxySpec:
+    """:func:`parse_proxy_line` without the final scrub (``load_proxies`` scrubs all its
+    reasons at once: one compile of the secrets pattern, not one per line)."""
+    try:
         return _parse(text.strip())
-    except _Reject as exc:
-        reason = str(exc)
+    except _Reject:
+        raise
     except (ValueError, UnicodeError):  # defensive: a library said no; do not echo it
-        reason = _FORMS
-    raise ValueError(secrets.scrub(reason)) from None
+        raise _Reject(_FORMS) from None
 
 
 def _split_colon_form(text: str) -> list[str]:
@@ -95,7 +103,12 @@ def _parse(text: str) -> ProxySpec:
     # host:port:user:pass first: its password may hold '@', '/' or even '://'
     if not text.startswith("[") or "]" in text:
         parts = _split_colon_form(text)
-        if len(parts) == 4 and "@" not in parts[0] and _port_number(parts[1]) is not None:
+        if (
+            len(parts) == 4
+            and "@" not in parts[0]
+            and _port_number(parts[1]) is not None
+            and not ("::" in text and _is_ipv6(text))
+        ):
             host, port, user, password = parts
             _register(password)
             return _build("http", host, port, user, password, echo=False)
@@ -110,6 +123,8 @@ def _parse(text: str) -> ProxySpec:
     if "@" in text:  # user:pass@host:port without a scheme
         return _parse_authority("http", text)
     parts = _split_colon_form(text)
+    if len(parts) > 2 and not text.startswith("[") and _is_ipv6(text):
+        raise _Reject("an IPv6 address must be in brackets: [addr]:port")
     if len(parts) == 1:
         raise _Reject(f"missing port: {_FORMS}")
     if len(parts) == 2:
@@ -117,9 +132,11 @@ def _parse(text: str) -> ProxySpec:
         return _build("http", host, port, None, None, echo=True)
     if len(parts) == 3:
         raise _Reject(_FORMS)
-    # four parts, but the second is not a port
+    # four parts, but the second is not a port: perhaps user:pass:host:port, so the
+    # "port" may well be the password; register both, echo neither
     host, port, user, password = parts
     _register(password)
+    _register(port)
     if _port_number(password.rsplit(":", 1)[-1]) is not None:
         raise _Reject(f"the port must come second: {_FORMS} (user:pass:host:port is not supported)")
     return _build("http", host, port, user, password, echo=False)
@@ -142,10 +159,9 @@ def _parse_authority(scheme: str, rest: str) -> ProxySpec:
     else:
         hostport = rest
         echo = True
-    if hostport.endswith("/"):
-        hostport = hostport[:-1]
+    hostport = hostport.removesuffix("/")
     if any(c in hostport for c in "/?#"):
-        raise _Reject("a proxy URL must be scheme://[user:pass@]host:port, without a path or query")
+        raise _Reject("a proxy URL must not have a path, query or fragment: it ends with :port")
     if hostport.startswith("["):
         end = hostport.find("]")
         if end < 0:
@@ -163,6 +179,17 @@ def _parse_authority(scheme: str, rest: str) -> ProxySpec:
     return _build(scheme, host, port, user, password, echo=echo)
 
 
+def _is_ipv6(text: str) -> bool:
+    """``text`` is an unbracketed IPv6 address, with or without a trailing ``:port``."""
+    for candidate in (text, text.rsplit(":", 1)[0]):
+        try:
+            ipaddress.IPv6Address(candidate)
+            return True
+        except ValueError:
+            pass
+    return False
+
+
 def _port_number(port: str) -> int | None:
     if port.isascii() and port.isdigit() and len(port) <= 5:
         n = int(port)
@@ -176,7 +203,8 @@ def _build(scheme: str, host: str, port: str, user: str | None, password: str | 
     host = _check_host(host, echo=echo)
     number = _port_number(port)
     if number is None:
-        if not echo:
+        if not echo:  # credentials on this line: a swapped line may hold the password here
+            _register(port)
             raise _Reject("invalid port (expected a number from 1 to 65535)")
         if port.isascii() and port.isdigit():
             raise _Reject(f"port {display(port)} out of range (1-65535)")
@@ -224,7 +252,7 @@ def load_proxies(path: str | os.PathLike, *, skip_invalid: bool = False) -> list
     or holds no proxy at all.
     """
     source = source_name(path)
-    shown = _safe_source(source)
+    shown = safe_source(source)
     specs: list[ProxySpec] = []
     seen: set[str] = set()
     invalid: list[InputError] = []
@@ -232,7 +260,7 @@ def load_proxies(path: str | os.PathLike, *, skip_invalid: bool = False) -> list
     def consume(lines: Iterator[str]) -> None:
         for n, text in iter_lines(lines):
             try:
-                spec = parse_proxy_line(text)
+                spec = _parse_line(text)
             except ValueError as exc:
                 invalid.append(InputError(str(exc), source=shown, line=n))
                 continue
@@ -241,6 +269,7 @@ def load_proxies(path: str | os.PathLike, *, skip_invalid: bool = False) -> list
                 specs.append(spec)
 
     read_file(path, source, consume)
+    invalid = [InputError(secrets.scrub(e.reason), source=e.source, line=e.line) for e in invalid]
     if invalid and not skip_invalid:
         raise InputErrors(invalid)
     if not specs:

@@ -38,6 +38,8 @@ from storycheck_tui.store.queue import Claimed, JobResult
 
 #: how long one try waits for a paced proxy before the job is handed back to the queue
 ACQUIRE_TIMEOUT = 15.0
+#: a Retry-After this long through a proxy is a ban, not pacing: the proxy's health suffers
+BAN_SECONDS = 600.0
 
 
 @dataclass
@@ -98,6 +100,12 @@ class Checker:
         except RateLimited as err:
             self.pool.rate_limited(route.key, err.retry_after)
             prog.exclude.add(route.key)
+            if route.url is not None and err.retry_after is not None and err.retry_after >= BAN_SECONDS:
+                state = self.pool.failure(route.key, f"banned: rate limited for {err.retry_after:.0f} s")
+                self._note(logging.WARNING, logs.PROXY_FAILOVER, prog, err,
+                           f"{prog.job.username}: proxy {route.label} looks banned (Retry-After "
+                           f"{err.retry_after:.0f} s); proxy is now {state}, failing over to another proxy")
+                raise
             self._note(logging.WARNING, logs.RATE_LIMITED, prog, err,
                        f"{prog.job.username}: rate limited via {route.label}"
                        + (f", retry after {err.retry_after:.1f} s" if err.retry_after is not None else ""))

@@ -3,7 +3,10 @@
 ``sqlite:///path``, a plain path, or ``postgresql://user:pass@host:port/db``. The default
 is ``storycheck.db`` in the platform data dir. SQLite runs in WAL mode with a busy timeout
 and ``BEGIN IMMEDIATE`` for every transaction (a deferred one that reads then writes fails
-at once under contention).
+at once under contention). PostgreSQL uses a pool of at most ``pool_size`` connections (one
+per thread that touches the database); libpq options may follow in the query string
+(``?sslmode=require``). The password is registered as a secret: it is masked in every
+message, log line and display name.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from typing import Callable
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from peewee import Database, OperationalError, PeeweeException, SqliteDatabase
 
+from storycheck_tui import __version__
 from storycheck_tui.errors import DatabaseError
 from storycheck_tui.masking import mask_url, secrets
 from storycheck_tui.store import models
@@ -109,7 +114,11 @@ def _open_sqlite(url: str) -> Store:
 def _open_postgres(url: str, pool_size: int) -> Store:
     from playhouse.pool import PooledPostgresqlDatabase
 
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise DatabaseError(f"{mask_url(url)}: not a valid PostgreSQL URL ({exc})") from None
     if parts.password:
         secrets.add(unquote(parts.password))
     name = parts.path.lstrip("/")
@@ -119,41 +128,76 @@ def _open_postgres(url: str, pool_size: int) -> Store:
         import psycopg2  # noqa: F401
     except ImportError:
         raise DatabaseError("PostgreSQL needs psycopg2: pip install 'storycheck[postgres]'") from None
+    # libpq options in the query string pass through (?sslmode=require&connect_timeout=5 …).
+    options = {k: v for k, v in parse_qsl(parts.query)}
+    for secret_key in ("password", "sslpassword"):
+        secrets.add(options.get(secret_key))
+    options.setdefault("connect_timeout", "10")
+    options.setdefault("application_name", "storycheck")
+    host, qport = options.pop("host", None), options.pop("port", None)
     db = PooledPostgresqlDatabase(
         unquote(name),
         user=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
-        host=parts.hostname or "localhost",
-        port=parts.port or 5432,
+        host=parts.hostname or host or "localhost",
+        port=port or qport or 5432,
         max_connections=pool_size,
         stale_timeout=300,
         timeout=30,
-        autorollback=True,
+        **options,
     )
     return Store(db=db, dialect=dialect_for(db), display=mask_url(url))
 
 
+# One definition for both backends: the models in ``models.py`` (tables, their indexes) and
+# ``models.PARTIAL_INDEXES`` describe the NEWEST schema, created in one go on an empty
+# database. ``UPGRADES[v]`` turns a version ``v - 1`` database into version ``v`` (with
+# playhouse.migrate or dialect-neutral SQL), run in order inside the same transaction.
+UPGRADES: dict[int, Callable[[Store], None]] = {}
+
+
+def _schema_version(store: Store) -> int | None:
+    if not store.db.table_exists(models.Meta_._meta.table_name):
+        return None
+    row = models.Meta_.get_or_none(models.Meta_.key == "schema_version")
+    return int(row.value) if row else None
+
+
+def _refuse_newer(store: Store, found: int) -> None:
+    raise DatabaseError(
+        f"{store.display}: the database schema is version {found}, but this storycheck "
+        f"({__version__}) knows only up to version {SCHEMA_VERSION}: upgrade storycheck on this "
+        f"machine (pip install -U storycheck) before using this database")
+
+
 def ensure_schema(store: Store, *, create: bool = True) -> None:
-    """Create the tables, upgrade an older schema, refuse a newer one."""
+    """Create the tables, upgrade an older schema, refuse a newer one.
+
+    Several workers may start at once against an empty or older database: the schema lock
+    (an advisory lock on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite) lets one of them create
+    or upgrade while the others wait, then find the version current and carry on.
+    """
     db = store.db
-    found = None
-    if db.table_exists(models.Meta_._meta.table_name):
-        row = models.Meta_.get_or_none(models.Meta_.key == "schema_version")
-        found = int(row.value) if row else None
+    found = _schema_version(store)
     if found is not None and found > SCHEMA_VERSION:
-        raise DatabaseError(
-            f"{store.display}: the database schema is version {found}, this storycheck knows up to "
-            f"{SCHEMA_VERSION}: upgrade storycheck (pip install -U storycheck)")
+        _refuse_newer(store, found)
     if found == SCHEMA_VERSION:
         return
     if not create:
         raise DatabaseError(f"{store.display}: not a storycheck database (no schema)")
     with store.dialect.schema_lock(db):
         with db.atomic():
+            found = _schema_version(store)  # again: another process may have done it meanwhile
+            if found == SCHEMA_VERSION:
+                return
+            if found is not None and found > SCHEMA_VERSION:
+                _refuse_newer(store, found)
+            if found is not None:
+                for version in range(found + 1, SCHEMA_VERSION + 1):
+                    UPGRADES[version](store)
             db.create_tables(models.MODELS, safe=True)
             for _name, sql in models.PARTIAL_INDEXES:
                 db.execute_sql(sql)
-            # Upgrades from older versions go here, one step per version.
             models.Meta_.insert(key="schema_version", value=str(SCHEMA_VERSION)).on_conflict(
                 conflict_target=[models.Meta_.key], update={models.Meta_.value: str(SCHEMA_VERSION)}).execute()
 

@@ -1,0 +1,452 @@
+"""The store on both backends: claim/lease/fence under concurrency, the reaper, pause in the
+claim, indexes, schema creation, upgrades and the version check, secret-free errors.
+
+Every test here runs on SQLite and on PostgreSQL (the ``store`` / ``db_url`` fixtures of
+conftest.py); the postgres cases need STORYCHECK_TEST_PG (``source .ci/start-postgres.sh``).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from storycheck_tui.errors import DatabaseError
+from storycheck_tui.sources.base import Outcome, Story
+from storycheck_tui.store import batches as ops
+from storycheck_tui.store import db as dbmod
+from storycheck_tui.store import queue as q
+from storycheck_tui.store.db import open_store
+from storycheck_tui.store.models import BatchLog, Job, Meta_
+
+HAS = Outcome("has_stories", stories=(Story("s1", 1_700_000_000.0),), http_status=200, latency_ms=5.0)
+NONE = Outcome("no_stories", http_status=200, latency_ms=5.0)
+
+
+def ok(job: q.Claimed, outcome: Outcome = NONE) -> q.JobResult:
+    return q.JobResult(job=job, state=q.SUCCEEDED, outcome=outcome, proxy="http://p:1", http_status=200,
+                       latency_ms=5.0, tries=1)
+
+
+def bad(job: q.Claimed) -> q.JobResult:
+    return q.JobResult(job=job, state=q.FAILED, error_kind="source_unavailable", error_message="HTTP 503",
+                       proxy="http://p:1", http_status=503, tries=4)
+
+
+def job_counts(store, batch_id: int) -> dict[str, int]:
+    return ops.summary(store, batch_id)["state"]
+
+
+def assert_counters_match_rows(store, batch_id: int) -> None:
+    b = ops.get_batch(store, batch_id)
+    rows = collections.Counter(job_counts(store, batch_id))
+    assert b.succeeded == rows["succeeded"]
+    assert b.failed == rows["failed"]
+    assert b.completed == rows["succeeded"] + rows["failed"]
+    assert b.cancelled == rows["cancelled"]
+    assert b.total == sum(rows.values())
+
+
+# --- claim / fence -------------------------------------------------------------------------------
+
+def test_claim_takes_each_job_once_and_finish_is_fenced(store):
+    batch_id = ops.create_batch(store, "b", [f"u{i}" for i in range(5)])
+    first = q.claim(store, "w1", 30, 3)
+    second = q.claim(store, "w2", 30, 10)
+    assert [c.username for c in first] == ["u0", "u1", "u2"]
+    assert [c.username for c in second] == ["u3", "u4"]
+    assert q.claim(store, "w3", 30, 10) == []
+    assert ops.get_batch(store, batch_id).state == "running"
+
+    # the wrong owner, or the right owner with an old lease_seq, changes nothing
+    report = q.finish(store, "w2", [ok(first[0])])
+    assert report.stale and not report.applied
+    old = q.Claimed(first[1].id, batch_id, "u1", first[1].attempts, first[1].lease_seq - 1)
+    assert q.finish(store, "w1", [ok(old)]).stale
+    assert ops.get_batch(store, batch_id).completed == 0
+
+    assert len(q.finish(store, "w1", [ok(c, HAS) for c in first]).applied) == 3
+    report = q.finish(store, "w2", [bad(c) for c in second])
+    assert len(report.applied) == 2 and report.finished_batches == [batch_id]
+    b = ops.get_batch(store, batch_id)
+    assert (b.state, b.completed, b.succeeded, b.failed) == ("finished", 5, 3, 2)
+    assert_counters_match_rows(store, batch_id)
+    # finishing again (a duplicate delivery) changes nothing
+    assert len(q.finish(store, "w1", [ok(c) for c in first]).stale) == 3
+    assert_counters_match_rows(store, batch_id)
+
+
+def test_claim_hammer_16_threads_with_late_finishers(db_url):
+    """16 threads claim and finish; some finish after their lease was reaped and the job
+    re-claimed by another thread: those finishes must change nothing.
+
+    Checked: no (job, lease_seq) is ever handed out twice (no job held by two owners at once);
+    every applied finish carries the newest lease of its job; every job is finished exactly
+    once; counters == job rows by state; one result log row per finished job.
+    """
+    store = open_store(db_url, pool_size=24)  # 16 claimers + the reaper + the main thread
+    try:
+        n_jobs, lease = 240, 0.4
+        batch_id = ops.create_batch(store, "hammer", [f"user{i}" for i in range(n_jobs)])
+        lock = threading.Lock()
+        claims: list[tuple[int, int, str]] = []  # (job, lease_seq, owner)
+        applied: list[tuple[int, int, str]] = []
+        stale: list[tuple[int, int, str]] = []
+        done = threading.Event()
+        errors: list[BaseException] = []
+
+        def worker(i: int) -> None:
+            owner = f"host:{1000 + i}:t{i}"
+            rng = random.Random(i)
+            try:
+                while not done.is_set():
+                    got = q.claim(store, owner, lease, rng.randint(1, 4))
+                    if not got:
+                        if ops.get_batch(store, batch_id).state == "finished":
+                            return
+                        time.sleep(0.01)
+                        continue
+                    with lock:
+                        claims.extend((c.id, c.lease_seq, owner) for c in got)
+                    roll = rng.random()
+                    if roll < 0.12:
+                        time.sleep(lease * 2.5)  # late: the reaper takes these back meanwhile
+                    elif roll < 0.2:
+                        q.release(store, owner, got[:1])
+                        got = got[1:]
+                    results = [ok(c, HAS) if (c.id % 3) else bad(c) for c in got]
+                    report = q.finish(store, owner, results)
+                    with lock:
+                        applied.extend((r.job.id, r.job.lease_seq, owner) for r in report.applied)
+                        stale.extend((r.job.id, r.job.lease_seq, owner) for r in report.stale)
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+            finally:
+                store.db.close()  # hand the pooled connection back
+
+        def reaper() -> None:
+            try:
+                while not done.is_set():
+                    q.reap_expired(store, max_claims=1000)
+                    time.sleep(0.05)
+            except BaseException as exc:  # pragma: no cover
+                errors.append(exc)
+            finally:
+                store.db.close()
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(16)] + [threading.Thread(target=reaper)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 60
+        while ops.get_batch(store, batch_id).state != "finished" and time.monotonic() < deadline and not errors:
+            time.sleep(0.05)
+        done.set()
+        for t in threads:
+            t.join(30)
+        assert not errors, errors
+        assert ops.get_batch(store, batch_id).state == "finished"
+
+        # no (job, lease_seq) handed out twice: never two owners of one lease
+        dup = [k for k, n in collections.Counter((j, s) for j, s, _ in claims).items() if n > 1]
+        assert not dup, f"leases handed out twice: {dup[:5]}"
+        newest = {}
+        for j, s, _ in claims:
+            newest[j] = max(s, newest.get(j, 0))
+        # every job finished exactly once, by the holder of its newest lease
+        assert sorted(j for j, _, _ in applied) == sorted(newest)
+        assert len(applied) == n_jobs
+        assert all(s == newest[j] for j, s, _ in applied)
+        # some late finishes happened and were fenced out
+        assert stale, "no late finisher was fenced out: the test did not exercise the fence"
+        assert all(s < newest[j] or (j, s) in {(a, b) for a, b, _ in applied} for j, s, _ in stale)
+        assert_counters_match_rows(store, batch_id)
+        rows = job_counts(store, batch_id)
+        assert rows == {"succeeded": sum(1 for j in newest if j % 3), "failed": sum(1 for j in newest if not j % 3)}
+        # exactly one result record per job, and each success record belongs to a succeeded job
+        logged = collections.Counter(
+            r.job for r in BatchLog.select().where(BatchLog.event.in_(["STORY_CHECK_SUCCESS", "CHECK_FAILED"])))
+        assert set(logged.values()) == {1} and len(logged) == n_jobs
+        succeeded = {j.id for j in Job.select(Job.id).where(Job.state == "succeeded")}
+        assert {r.job for r in BatchLog.select().where(BatchLog.event == "STORY_CHECK_SUCCESS")} == succeeded
+    finally:
+        store.close()
+
+
+def test_release_gives_the_attempt_back(store):
+    ops.create_batch(store, "b", ["a"])
+    (c,) = q.claim(store, "w1", 30, 1)
+    assert q.release(store, "w2", [c]) == 0  # not the owner
+    assert q.release(store, "w1", [c], delay=0) == 1
+    (c2,) = q.claim(store, "w2", 30, 1)
+    assert (c2.attempts, c2.lease_seq) == (1, 2)
+    assert q.finish(store, "w1", [ok(c)]).stale  # the first lease is gone for good
+
+
+def test_lease_comes_from_the_database_clock(store):
+    ops.create_batch(store, "b", ["a"])
+    before = q.now(store)
+    (c,) = q.claim(store, "w1", 30, 1)
+    after = q.now(store)
+    job = Job.get_by_id(c.id)
+    assert before + 30 <= job.lease_until <= after + 30
+    assert before <= job.started_at <= after
+
+
+# --- reaper -------------------------------------------------------------------------------------
+
+def test_reaper_returns_expired_leases_then_fails_spent_jobs(store):
+    batch_id = ops.create_batch(store, "b", ["a", "b"])
+    held = q.claim(store, "dead-worker", 0.05, 2)
+    assert q.reap_expired(store, max_claims=2) == []  # not expired yet (the DB clock says so)
+    time.sleep(0.1)
+    reaped = q.reap_expired(store, max_claims=2)
+    assert sorted(r.username for r in reaped) == ["a", "b"] and not any(r.failed for r in reaped)
+    assert job_counts(store, batch_id) == {"pending": 2}
+    assert q.finish(store, "dead-worker", [ok(c) for c in held]).stale  # late: nothing changes
+    assert ops.get_batch(store, batch_id).completed == 0
+
+    # second expiry: attempts (2) reached max_claims (2): the jobs fail and count as failed
+    q.claim(store, "dead-again", 0.01, 2)
+    time.sleep(0.05)
+    reaped = q.reap_expired(store, max_claims=2)
+    assert all(r.failed for r in reaped) and len(reaped) == 2
+    b = ops.get_batch(store, batch_id)
+    assert (b.state, b.completed, b.failed, b.succeeded) == ("finished", 2, 2, 0)
+    assert_counters_match_rows(store, batch_id)
+    assert {j.error_kind for j in Job.select()} == {"lease_expired"}
+
+
+def test_heartbeat_extends_only_the_own_leases(store):
+    ops.create_batch(store, "b", ["a", "b"])
+    q.register_worker(store, "h:1:aa", 2)
+    q.register_worker(store, "h:2:bb", 2)
+    (mine,) = q.claim(store, "h:1:aa", 0.2, 1)
+    (theirs,) = q.claim(store, "h:2:bb", 0.2, 1)
+    q.heartbeat(store, "h:1:aa", checks=0, rate=0.0, lease_seconds=30)
+    time.sleep(0.3)
+    assert [r.job_id for r in q.reap_expired(store, 5)] == [theirs.id]
+    assert Job.get_by_id(mine.id).state == "running"
+
+
+# --- pause --------------------------------------------------------------------------------------
+
+def test_pause_is_seen_by_the_claim(store):
+    batch_id = ops.create_batch(store, "b", ["a", "b", "c"])
+    assert len(q.claim(store, "w", 30, 1)) == 1
+    assert ops.pause(store, batch_id, "operator")
+    # even a caller that still believes the batch runs gets nothing: the claim re-checks it
+    assert q.claim(store, "w", 30, 10, batch_ids=[batch_id]) == []
+    assert ops.resume(store, batch_id)
+    assert len(q.claim(store, "w", 30, 10, batch_ids=[batch_id])) == 2
+
+
+def test_pause_from_another_connection_stops_the_next_claim(db_url):
+    """The pause commits on one connection (another console), the claim runs on another."""
+    store = open_store(db_url, pool_size=4)
+    try:
+        batch_id = ops.create_batch(store, "b", [f"u{i}" for i in range(50)])
+        paused = threading.Event()
+
+        def operator() -> None:
+            ops.pause(store, batch_id, "from elsewhere")
+            store.db.close()
+            paused.set()
+
+        t = threading.Thread(target=operator)
+        t.start()
+        paused.wait(10)
+        t.join()
+        assert q.claim(store, "w", 30, 50, batch_ids=[batch_id]) == []
+    finally:
+        store.close()
+
+
+def test_cancel_during_claims_keeps_counters(store):
+    batch_id = ops.create_batch(store, "b", [f"u{i}" for i in range(10)])
+    held = q.claim(store, "w", 30, 4)
+    assert ops.cancel(store, batch_id) == 6
+    assert q.claim(store, "w", 30, 10) == []
+    q.finish(store, "w", [ok(c) for c in held])
+    b = ops.get_batch(store, batch_id)
+    assert (b.completed, b.cancelled) == (4, 6)
+    assert_counters_match_rows(store, batch_id)
+
+
+# --- indexes ------------------------------------------------------------------------------------
+
+def test_claim_reads_an_index_of_pending_jobs(store):
+    """With many finished jobs the claim seeks the pending jobs of its batch through an index
+    (the partial index on pending jobs, or on SQLite also (batch_id, state), which yields them
+    in id order): never a scan of the whole job table."""
+    if store.dialect.name == "postgresql":
+        indexdef = store.db.execute_sql("SELECT indexdef FROM pg_indexes WHERE indexname = 'job_pending'").fetchone()
+    else:
+        indexdef = store.db.execute_sql("SELECT sql FROM sqlite_master WHERE name = 'job_pending'").fetchone()
+    assert indexdef and "WHERE" in indexdef[0] and "'pending'" in indexdef[0], indexdef
+
+    batch_id = ops.create_batch(store, "big", [f"u{i}" for i in range(20_000)])
+    p = store.dialect.param
+    mod = "%%" if p == "%s" else "%"
+    with store.db.atomic():
+        store.db.execute_sql(f"UPDATE job SET state = 'succeeded' WHERE batch_id = {p} AND id {mod} 100 != 0",
+                             (batch_id,))
+    store.db.execute_sql("ANALYZE")
+    sql = store.dialect.claim_sql()
+    params = store.dialect.claim_params("w", 30, batch_id, 10)
+    if store.dialect.name == "postgresql":
+        plan = "\n".join(r[0] for r in store.db.execute_sql("EXPLAIN " + sql, params).fetchall())  # not run
+        assert "Seq Scan on job" not in plan, plan
+        assert "using job_pending on job j" in plan or "using job_batch_state on job j" in plan, plan
+    else:
+        plan = "\n".join(str(r) for r in store.db.execute_sql("EXPLAIN QUERY PLAN " + sql, params).fetchall())
+        assert ("USING INDEX job_pending" in plan or "job_batch_state (batch_id=? AND state=?)" in plan), plan
+        assert "TEMP B-TREE" not in plan and "SCAN j" not in plan, plan
+    started = time.perf_counter()
+    assert len(q.claim(store, "w", 30, 10)) == 10
+    assert time.perf_counter() - started < 1.0
+
+
+# --- schema: creation, upgrades, version check --------------------------------------------------
+
+def test_schema_version_is_recorded(store):
+    assert Meta_.get(Meta_.key == "schema_version").value == str(dbmod.SCHEMA_VERSION)
+
+
+def _set_version(url: str, version: int) -> None:
+    s = open_store(url)
+    try:
+        p = s.dialect.param
+        with s.db.atomic():
+            s.db.execute_sql(f"UPDATE storycheck_meta SET value = {p} WHERE key = 'schema_version'", (str(version),))
+    finally:
+        s.close()
+
+
+def test_newer_schema_is_refused_with_one_clear_line(db_url):
+    _set_version(db_url, dbmod.SCHEMA_VERSION + 5)
+    with pytest.raises(DatabaseError) as err:
+        open_store(db_url)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert f"schema is version {dbmod.SCHEMA_VERSION + 5}" in msg
+    assert f"only up to version {dbmod.SCHEMA_VERSION}" in msg and "upgrade storycheck" in msg
+    # the same from the command line: exit 3, one line on stderr, nothing touched
+    proc = subprocess.run([sys.executable, "-m", "storycheck_tui", "batches", "--db", db_url],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "upgrade storycheck" in lines[0], proc.stderr
+
+
+def test_older_schema_is_upgraded_in_place(db_url, monkeypatch):
+    """A newer storycheck (schema v+1, one upgrade step) upgrades the database on open;
+    the older storycheck then refuses it with the newer-schema message."""
+    from playhouse.migrate import SchemaMigrator, migrate
+    from peewee import IntegerField
+
+    old = dbmod.SCHEMA_VERSION
+    s = open_store(db_url)
+    batch_id = ops.create_batch(s, "kept", ["a", "b"])
+    s.close()
+
+    def add_column(store):
+        migrate(SchemaMigrator.from_database(store.db).add_column("batch", "upgrade_marker", IntegerField(default=7)))
+
+    monkeypatch.setattr(dbmod, "SCHEMA_VERSION", old + 1)
+    monkeypatch.setitem(dbmod.UPGRADES, old + 1, add_column)
+    s = open_store(db_url)
+    try:
+        assert Meta_.get(Meta_.key == "schema_version").value == str(old + 1)
+        assert s.db.execute_sql("SELECT upgrade_marker FROM batch").fetchall() == [(7,)]
+        assert ops.get_batch(s, batch_id).total == 2  # data survives the upgrade
+    finally:
+        s.close()
+    s = open_store(db_url)  # opening again is a no-op, not a second upgrade
+    s.close()
+
+    monkeypatch.setattr(dbmod, "SCHEMA_VERSION", old)
+    with pytest.raises(DatabaseError, match=rf"schema is version {old + 1}.*upgrade storycheck"):
+        open_store(db_url)
+
+
+def test_schema_creation_race_between_processes(backend, request, tmp_path):
+    """Six processes open one EMPTY database at once: one creates, the others wait and use it."""
+    url = _empty_url(request, tmp_path)
+    code = ("import sys; from storycheck_tui.store.db import open_store; "
+            "s = open_store(sys.argv[1]); s.close(); print('ok')")
+    procs = [subprocess.Popen([sys.executable, "-c", code, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(6)]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    s = open_store(url)
+    try:
+        assert Meta_.select().where(Meta_.key == "schema_version").count() == 1
+    finally:
+        s.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request):
+    return request.param
+
+
+def _empty_url(request, tmp_path) -> str:
+    if request.getfixturevalue("backend") == "sqlite":
+        return str(tmp_path / "empty.db")
+    return request.getfixturevalue("pg_url")
+
+
+# --- secrets ------------------------------------------------------------------------------------
+
+SECRET = "Wr0ng-S3cret-pw"
+
+
+def _pg_url_with_password(pg_url: str, password: str, *, port: int | None = None) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(pg_url)
+    return f"postgresql://storycheck_pw:{password}@{parts.hostname}:{port or parts.port}{parts.path}"
+
+
+def test_wrong_password_never_appears_in_errors(pg_url):
+    url = _pg_url_with_password(pg_url, SECRET)
+    with pytest.raises(DatabaseError) as err:
+        open_store(url)
+    msg = str(err.value)
+    assert SECRET not in msg and "***" in msg and "\n" not in msg
+    assert "storycheck_pw" in msg  # says who could not log in
+    for argv in (["batches", "--db", url], ["worker", "--until-idle", "--db", url]):
+        proc = subprocess.run([sys.executable, "-m", "storycheck_tui", *argv], capture_output=True, text=True,
+                              timeout=60, env={**os.environ, "STORYCHECK_DB": ""})
+        assert proc.returncode in (2, 3), proc.stderr
+        assert SECRET not in proc.stdout + proc.stderr
+    # through the environment variable too
+    proc = subprocess.run([sys.executable, "-m", "storycheck_tui", "batches"], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "STORYCHECK_DB": url})
+    assert proc.returncode == 3 and SECRET not in proc.stdout + proc.stderr and "***" in proc.stderr
+
+
+def test_unreachable_server_error_is_masked(pg_url):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    url = _pg_url_with_password(pg_url, SECRET, port=free)
+    with pytest.raises(DatabaseError) as err:
+        open_store(url)
+    assert SECRET not in str(err.value) and "***" in str(err.value)
+
+
+def test_libpq_options_in_the_url_pass_through(pg_url):
+    s = open_store(pg_url + "?application_name=sc-options-test&sslmode=disable")
+    try:
+        assert s.db.execute_sql("SHOW application_name").fetchone()[0] == "sc-options-test"
+    finally:
+        s.close()

@@ -21,16 +21,26 @@ from storycheck_tui.store.db import Store
 
 
 class _Stop:
-    """SIGINT/SIGTERM set a flag; the main loop then stops the runner with its grace period."""
+    """SIGINT/SIGTERM set a flag; the main loop then stops the runner with its grace period.
+
+    A second signal cuts the grace short (``on_again``: the runner's ``hurry``) but still lets
+    the runner hand unfinished checks back; only a third one interrupts outright.
+    """
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.signal: int | None = None
+        self.on_again = None
+        self._again = 0
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame) -> None:
-        if self.event.is_set():  # a second Ctrl-C: stop waiting for the grace period
+        if self.event.is_set():
+            self._again += 1
+            if self.on_again is not None and self._again == 1:
+                self.on_again()  # stop waiting for in-flight checks; leases are still released
+                return
             raise KeyboardInterrupt
         self.signal = signum
         self.event.set()
@@ -53,6 +63,7 @@ def run_command(args: Namespace) -> int:
 
 def _drive(store: Store, runner: Runner, batch_ids: list[int], grace: float) -> int:
     stop = _Stop()
+    stop.on_again = runner.hurry
     progress = Progress()
     started = time.monotonic()
     runner.start()
@@ -112,6 +123,7 @@ def worker_command(args: Namespace) -> int:
         batch_ids = [ops.find_batch(store, ref).id for ref in args.batch] if args.batch else None
         runner = build_runner(store, settings, batch_ids=batch_ids, source=source)
         stop = _Stop()
+        stop.on_again = runner.hurry
         runner.start()
         print(f"worker {runner.worker_id}: {runner.threads} check threads on {store.display}", file=sys.stderr)
         idle_since = None

@@ -1,0 +1,268 @@
+"""Read-only queries the console needs: a window of a batch's jobs, a job's detail, the
+proxy and worker tables as the database holds them.
+
+The console never writes SQL itself; everything it reads comes through here. Each
+function is one or two cheap statements (indexed, or bounded by ``LIMIT``), safe to
+call from a thread worker. Nothing here writes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from peewee import SQL, NodeList, fn
+
+from storycheck_tui.store.db import Store
+from storycheck_tui.store.models import BatchLog, Job, Proxy, Worker
+
+#: result filters the console offers (``is:NAME`` in its filter box)
+STATE_FILTERS: dict[str, Any] = {
+    "all": None,
+    "ok": (Job.state == "succeeded"),
+    "succeeded": (Job.state == "succeeded"),
+    "failed": (Job.state == "failed"),
+    "running": (Job.state == "running"),
+    "pending": (Job.state == "pending"),
+    "cancelled": (Job.state == "cancelled"),
+    "done": Job.state.in_(("succeeded", "failed")),
+    "has_stories": (Job.outcome == "has_stories"),
+    "stories": (Job.outcome == "has_stories"),
+    "no_stories": (Job.outcome == "no_stories"),
+    "private": (Job.outcome == "private"),
+    "not_found": (Job.outcome == "not_found"),
+}
+
+#: longest text filter accepted (a pasted novel is cut, not sent to LIKE)
+MAX_TEXT = 100
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """One job as the results table shows it."""
+
+    id: int
+    batch_id: int
+    username: str
+    state: str
+    outcome: str | None
+    story_count: int | None
+    latest_story_at: float | None
+    proxy: str | None
+    attempts: int
+    latency_ms: float | None
+    error_kind: str | None
+    error_message: str | None
+    http_status: int | None
+    started_at: float | None
+    finished_at: float | None
+
+
+@dataclass(frozen=True)
+class JobWindow:
+    """A page of a batch's jobs, newest activity first, and how many match in all."""
+
+    batch_id: int
+    rows: tuple[JobRow, ...]
+    total: int  # jobs of the batch that match the filter
+    offset: int
+    limit: int
+    state: str = "all"
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """A stored ``batch_log`` row."""
+
+    id: int
+    created: float
+    level: str
+    event: str | None
+    username: str | None
+    proxy: str | None
+    message: str
+    details: dict[str, Any]
+
+    @property
+    def attempt(self) -> int | None:
+        v = self.details.get("attempt")
+        return v if isinstance(v, int) else None
+
+    @property
+    def traceback(self) -> str | None:
+        v = self.details.get("traceback")
+        return v if isinstance(v, str) else None
+
+
+@dataclass(frozen=True)
+class JobDetail:
+    job: JobRow
+    tries: int
+    lease_owner: str | None
+    lease_until: float | None
+    run_after: float
+    log: tuple[LogLine, ...]
+
+    @property
+    def traceback(self) -> str | None:
+        for line in reversed(self.log):
+            if line.traceback:
+                return line.traceback
+        return None
+
+
+@dataclass(frozen=True)
+class ProxyRow:
+    """A ``proxy`` row without its URL (which may hold a password)."""
+
+    id: int
+    label: str
+    state: str
+    disabled: bool
+    fail_streak: int
+    successes: int
+    failures: int
+    last_latency_ms: float | None
+    cooldown_until: float | None
+    last_error: str | None
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    id: str
+    host: str
+    pid: int
+    threads: int
+    state: str
+    started_at: float
+    heartbeat_at: float
+    checks: int
+    rate: float
+
+
+_JOB_FIELDS = (Job.id, Job.batch, Job.username, Job.state, Job.outcome, Job.story_count, Job.latest_story_at,
+               Job.proxy, Job.attempts, Job.latency_ms, Job.error_kind, Job.error_message, Job.http_status,
+               Job.started_at, Job.finished_at)
+
+
+def _job_row(t: tuple) -> JobRow:
+    return JobRow(int(t[0]), int(t[1]), t[2], t[3], t[4], t[5], t[6], t[7], int(t[8] or 0), t[9], t[10], t[11],
+                  t[12], t[13], t[14])
+
+
+def _like(expr, pattern: str):
+    """``expr LIKE pattern ESCAPE '!'`` (the same on SQLite and PostgreSQL)."""
+    return NodeList((expr, SQL("LIKE"), pattern, SQL("ESCAPE '!'")))
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+
+
+def _where(batch_id: int, state: str, text: str):
+    cond = Job.batch == batch_id
+    extra = STATE_FILTERS.get(state)
+    if extra is not None:
+        cond &= extra
+    text = text.strip()[:MAX_TEXT].lower()
+    if text:
+        pattern = "%" + _escape_like(text) + "%"
+        cond &= (_like(fn.LOWER(Job.username), pattern)
+                 | _like(fn.LOWER(fn.COALESCE(Job.error_message, "")), pattern)
+                 | _like(fn.LOWER(fn.COALESCE(Job.error_kind, "")), pattern))
+    return cond
+
+
+def job_window(store: Store, batch_id: int, *, state: str = "all", text: str = "", offset: int = 0,
+               limit: int = 100) -> JobWindow:
+    """Jobs of ``batch_id`` that match, most recent activity first (finished or started),
+    then the pending ones in queue order; ``offset``/``limit`` page through them.
+
+    ``text`` matches usernames and error messages (case-insensitive substring).
+    """
+    if state not in STATE_FILTERS:
+        raise ValueError(f"unknown filter {state!r}: one of {', '.join(STATE_FILTERS)}")
+    offset = max(0, offset)
+    limit = max(1, min(limit, 1000))
+    cond = _where(batch_id, state, text)
+    activity = fn.COALESCE(Job.finished_at, Job.started_at)
+    query = (Job.select(*_JOB_FIELDS).where(cond)
+             .order_by(SQL("(COALESCE(finished_at, started_at) IS NULL)"), activity.desc(), Job.id)
+             .limit(limit).offset(offset).tuples())
+    rows = tuple(_job_row(t) for t in query)
+    if offset == 0 and len(rows) < limit:
+        total = len(rows)
+    else:
+        total = Job.select(fn.COUNT(Job.id)).where(cond).scalar() or 0
+    return JobWindow(batch_id, rows, int(total), offset, limit, state, text.strip()[:MAX_TEXT])
+
+
+def get_job(store: Store, job_id: int) -> JobRow | None:
+    t = Job.select(*_JOB_FIELDS).where(Job.id == job_id).tuples().first()
+    return _job_row(t) if t else None
+
+
+def _details(raw: str | None) -> dict[str, Any]:
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {"raw": raw}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def job_log(store: Store, job_id: int, limit: int = 500) -> list[LogLine]:
+    """The ``batch_log`` lines of one job, oldest first (the newest ``limit`` of them)."""
+    q = (BatchLog.select(BatchLog.id, BatchLog.created, BatchLog.level, BatchLog.event, BatchLog.username,
+                         BatchLog.proxy, BatchLog.message, BatchLog.details)
+         .where(BatchLog.job == job_id).order_by(BatchLog.id.desc()).limit(limit).tuples())
+    lines = [LogLine(int(t[0]), float(t[1]), t[2], t[3], t[4], t[5], t[6], _details(t[7])) for t in q]
+    lines.reverse()
+    return lines
+
+
+def job_detail(store: Store, job_id: int) -> JobDetail | None:
+    """A job with its lease facts and its log lines (attempt history, errors, traceback)."""
+    t = (Job.select(*_JOB_FIELDS, Job.tries, Job.lease_owner, Job.lease_until, Job.run_after)
+         .where(Job.id == job_id).tuples().first())
+    if t is None:
+        return None
+    n = len(_JOB_FIELDS)
+    return JobDetail(_job_row(t[:n]), int(t[n] or 0), t[n + 1], t[n + 2], float(t[n + 3] or 0.0),
+                     tuple(job_log(store, job_id)))
+
+
+def proxies(store: Store) -> list[ProxyRow]:
+    q = (Proxy.select(Proxy.id, Proxy.label, Proxy.state, Proxy.disabled, Proxy.fail_streak, Proxy.successes,
+                      Proxy.failures, Proxy.last_latency_ms, Proxy.cooldown_until, Proxy.last_error, Proxy.updated_at)
+         .order_by(Proxy.id).tuples())
+    return [ProxyRow(int(t[0]), t[1], t[2], bool(t[3]), int(t[4] or 0), int(t[5] or 0), int(t[6] or 0), t[7], t[8],
+                     t[9], float(t[10] or 0.0)) for t in q]
+
+
+def workers(store: Store, *, stopped_within: float = 60.0, now: float | None = None) -> list[WorkerRow]:
+    """Workers that are running, stopping, or stopped less than ``stopped_within`` seconds ago."""
+    from storycheck_tui.store.queue import now as db_now
+
+    ts = db_now(store) if now is None else now
+    q = (Worker.select(Worker.id, Worker.host, Worker.pid, Worker.threads, Worker.state, Worker.started_at,
+                       Worker.heartbeat_at, Worker.checks, Worker.rate)
+         .where((Worker.state != "stopped") | (Worker.heartbeat_at > ts - stopped_within))
+         .order_by(Worker.started_at).tuples())
+    return [WorkerRow(t[0], t[1], int(t[2]), int(t[3]), t[4], float(t[5]), float(t[6]), int(t[7] or 0),
+                      float(t[8] or 0.0)) for t in q]
+
+
+def database_now(store: Store) -> float:
+    """The database clock (worker heartbeats and leases are stamped with it)."""
+    from storycheck_tui.store.queue import now as db_now
+
+    return db_now(store)
+
+
+__all__ = ["STATE_FILTERS", "JobRow", "JobWindow", "LogLine", "JobDetail", "ProxyRow", "WorkerRow", "job_window",
+           "get_job", "job_log", "job_detail", "proxies", "workers", "database_now"]

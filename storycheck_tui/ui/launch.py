@@ -1,0 +1,87 @@
+"""Open the console: on a database (``storycheck``), or on the built-in demo (``storycheck demo``)."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from argparse import Namespace
+
+from storycheck_tui import logs
+from storycheck_tui.engine.runner import Runner
+from storycheck_tui.store.db import Store
+
+WATCH_ONLY_NOTE = ("watch-only: no [source] configured (--config FILE), so checks run only in "
+                   "`storycheck worker` processes")
+
+
+def launch_console(args: Namespace) -> int:
+    from storycheck_tui.cli.common import import_proxies, open_db, settings_from, start_logging
+    from storycheck_tui.engine.wiring import build_runner
+
+    settings = settings_from(args)
+    setup = start_logging(args, console=True)
+    store = open_db(args, settings)
+    try:
+        import_proxies(store, getattr(args, "proxies", None))
+        if settings.source.url:
+            return run_console(build_runner(store, settings), store, setup.ring)
+        return run_console(build_runner(store, settings, workers=0), store, setup.ring, note=WATCH_ONLY_NOTE)
+    finally:
+        store.close()
+
+
+def launch_demo(args: Namespace) -> int:
+    from storycheck_tui.cli.common import start_logging
+    from storycheck_tui.demo import demo_usernames, start_demo
+    from storycheck_tui.engine.wiring import build_runner
+    from storycheck_tui.store import batches as ops
+    from storycheck_tui.store.db import open_store
+
+    setup = start_logging(args, console=True)
+    demo = start_demo()
+    tmp = None
+    try:
+        url = getattr(args, "db", None)
+        if not url:
+            tmp = tempfile.TemporaryDirectory(prefix="storycheck-demo-")
+            url = f"{tmp.name}/demo.db"
+        store = open_store(url, pool_size=demo.settings.engine.workers + 6)
+        try:
+            ops.add_proxies(store, demo.proxies)
+            names = demo_usernames(getattr(args, "profiles", 500) or 500)
+            ops.create_batch(store, "demo", names)
+            where = "a throwaway database" if tmp else store.display
+            hello = (f"demo: the simulator at {demo.sim.api_url}, {len(demo.proxies)} proxies (2 slow, 1 flaky, "
+                     f"1 dead) and {len(names)} profiles, in {where}. Press ? for keys.")
+            return run_console(build_runner(store, demo.settings), store, setup.ring, hello=hello)
+        finally:
+            store.close()
+    finally:
+        demo.stop()
+        if tmp:
+            tmp.cleanup()
+
+
+def run_console(runner: Runner, store: Store, ring, *, note: str | None = None, hello: str | None = None) -> int:
+    """Start the engine, run the app until quit, and make sure the engine is stopped after."""
+    from storycheck_tui.ui.app import StorycheckApp
+    from storycheck_tui.ui.keymap import load_user_keymap
+
+    keys, problem = load_user_keymap()
+    messages = [m for m in (problem,) if m]
+    app = StorycheckApp(runner, store, ring, note=note, keymap_overrides=keys, startup_messages=messages,
+                        hello=hello)
+    # Records of other libraries (warnings and up) go to the log pane, never to the terminal.
+    root = logging.getLogger()
+    root.addHandler(ring)
+    logs.set_stderr_enabled(False)
+    runner.start()
+    try:
+        app.run()
+    finally:
+        # The app stops the engine on quit; this covers a crash or a signal (it only joins
+        # when the engine is stopped already).
+        runner.stop(1.0)
+        root.removeHandler(ring)
+        logs.set_stderr_enabled(True)
+    return 0

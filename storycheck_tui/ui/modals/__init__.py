@@ -1,0 +1,1 @@
+"""Modal screens: confirm, new batch, export, result detail, help."""

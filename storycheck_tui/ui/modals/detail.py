@@ -1,0 +1,154 @@
+"""One result in full: fields, error, attempt history, traceback, and its log lines."""
+
+from __future__ import annotations
+
+from datetime import tzinfo
+from typing import Callable
+
+from rich.table import Table
+from rich.text import Text
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+from textual.worker import Worker, WorkerState
+
+from storycheck_tui.store.reads import JobDetail
+from storycheck_tui.ui import format as fmt
+from storycheck_tui.ui import keymap
+from storycheck_tui.ui.panes.logview import LEVEL_SHORT
+from storycheck_tui.ui.panes.results import result_label
+
+#: events that make up a check's attempt history
+ATTEMPT_EVENTS = {"RETRY_SCHEDULED", "RATE_LIMITED", "PROXY_FAILOVER", "CHECK_FAILED", "STORY_CHECK_SUCCESS",
+                  "LEASE_EXPIRED", "LEASE_LOST", "STORY_CHECK_STARTED"}
+
+
+def render_detail(d: JobDetail, now: float, tz: tzinfo | None) -> list[tuple[str, object]]:
+    """(section title, renderable) pairs; every user string goes in as plain text."""
+    j = d.job
+    label, style_key = result_label(j)
+    head = Text()
+    head.append_text(fmt.plain(j.username, "bold"))
+    head.append("  ")
+    head.append_text(fmt.state(style_key, label))
+    head.append(f"   batch #{j.batch_id}, job #{j.id}", style="bright_black")
+
+    fields = Table.grid(padding=(0, 2))
+    fields.add_column(style="bright_black", no_wrap=True)
+    fields.add_column(no_wrap=False)
+    fields.add_column(style="bright_black", no_wrap=True)
+    fields.add_column(no_wrap=False)
+    latest = "—" if j.latest_story_at is None else f"{fmt.when(j.latest_story_at, tz)} ({fmt.age(j.latest_story_at, now)} ago)"
+    pairs = [
+        ("State", Text(j.state)), ("Outcome", Text(j.outcome or "—")),
+        ("Stories", Text("—" if j.story_count is None else str(j.story_count))), ("Latest story", Text(latest)),
+        ("Proxy", fmt.plain(j.proxy or "—")), ("HTTP status", Text("—" if j.http_status is None else str(j.http_status))),
+        ("Attempts", Text(f"{j.attempts} claim{'s' if j.attempts != 1 else ''}, {d.tries} request"
+                          f"{'s' if d.tries != 1 else ''} in the last")),
+        ("Latency", Text(fmt.latency(j.latency_ms))),
+        ("Started", Text(fmt.when(j.started_at, tz))), ("Finished", Text(fmt.when(j.finished_at, tz))),
+    ]
+    if d.lease_owner:
+        pairs.append(("Held by", fmt.plain(d.lease_owner)))
+        pairs.append(("Lease until", Text(fmt.when(d.lease_until, tz))))
+    for i in range(0, len(pairs), 2):
+        (a, av), (b, bv) = pairs[i], pairs[i + 1] if i + 1 < len(pairs) else ("", Text(""))
+        fields.add_row(a, av, b, bv)
+    out: list[tuple[str, object]] = [("", head), ("", fields)]
+
+    if j.error_kind or j.error_message:
+        err = Text()
+        err.append(fmt.literal(j.error_kind or "error"), style="bold red")
+        err.append(": ")
+        err.append(fmt.literal(j.error_message or ""), style="red")
+        out.append(("Error", err))
+
+    history = [ln for ln in d.log if ln.event in ATTEMPT_EVENTS]
+    if history:
+        table = Table(box=None, padding=(0, 1), show_edge=False, expand=True)
+        for name, kw in (("Time", {"no_wrap": True}), ("Try", {"justify": "right"}), ("Event", {"no_wrap": True}),
+                         ("Proxy", {"no_wrap": True, "max_width": 18}), ("Status", {"justify": "right"}),
+                         ("What happened", {"ratio": 1})):
+            table.add_column(name, header_style="bold", **kw)
+        for ln in history:
+            status = ln.details.get("status")
+            table.add_row(Text(fmt.clock(ln.created, tz), style="bright_black"),
+                          Text("" if ln.attempt is None else str(ln.attempt)),
+                          Text(ln.event or "", style="cyan" if ln.level in ("INFO", "DEBUG") else "yellow"),
+                          fmt.plain(ln.proxy or ""), Text("" if status is None else str(status)),
+                          Text(fmt.literal(ln.message), style="red" if ln.level in ("ERROR", "CRITICAL") else ""))
+        out.append(("Attempt history", table))
+    else:
+        out.append(("Attempt history", Text("no attempts recorded yet" if j.state == "pending"
+                                             else "no attempt records stored for this job", style="bright_black")))
+
+    if d.traceback:
+        out.append(("Traceback", Text(d.traceback.rstrip(), style="bright_black")))
+
+    if d.log:
+        lines = Text()
+        for i, ln in enumerate(d.log):
+            if i:
+                lines.append("\n")
+            lines.append(fmt.when(ln.created, tz), style="bright_black")
+            lines.append(" ")
+            lines.append(LEVEL_SHORT.get(ln.level, ln.level), style=fmt.LEVEL_STYLE.get(ln.level, ""))
+            lines.append(" ")
+            lines.append(f"{ln.event or '-':<19} ", style="cyan")
+            lines.append(fmt.literal(ln.message))
+        out.append((f"Log lines ({len(d.log)})", lines))
+    return out
+
+
+class DetailScreen(ModalScreen[None]):
+    BINDINGS = [keymap.CLOSE, ("q", "close", "Close")]
+
+    def __init__(self, *, detail: JobDetail | None = None, loader: Callable[[], JobDetail | None] | None = None,
+                 now: Callable[[], float], tz: tzinfo | None = None) -> None:
+        super().__init__()
+        self._detail = detail
+        self._loader = loader
+        self._now = now
+        self._tz = tz
+
+    def compose(self):
+        with Vertical(id="detail-box", classes="modal-box"):
+            yield VerticalScroll(id="detail-body")
+            yield Static(Text("esc close · ↑↓ PgUp PgDn scroll", style="bright_black"), id="detail-help", markup=False)
+
+    def on_mount(self) -> None:
+        if self._detail is not None:
+            self._show(self._detail)
+        elif self._loader is not None:
+            self.query_one("#detail-body").mount(Static(Text("loading…", style="bright_black"), markup=False))
+            self.run_worker(self._loader, thread=True, exit_on_error=False, group="detail")
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "detail":
+            return
+        if event.state == WorkerState.SUCCESS:
+            self._show(event.worker.result)
+        elif event.state == WorkerState.ERROR:
+            self._message(Text(f"cannot read this result: {fmt.literal(event.worker.error)}", style="red"))
+
+    def _message(self, text: Text) -> None:
+        body = self.query_one("#detail-body", VerticalScroll)
+        body.remove_children()
+        body.mount(Static(text, markup=False))
+
+    def _show(self, detail: JobDetail | None) -> None:
+        body = self.query_one("#detail-body", VerticalScroll)
+        body.remove_children()
+        if detail is None:
+            body.mount(Static(Text("this job no longer exists", style="yellow"), markup=False))
+            return
+        widgets = []
+        for title, renderable in render_detail(detail, self._now(), self._tz):
+            if title:
+                widgets.append(Static(Text(title, style="bold underline"), classes="detail-section", markup=False))
+            widgets.append(Static(renderable, classes="detail-body", markup=False))
+        body.mount_all(widgets)
+        body.focus()
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,129 @@
+"""What every pane shares: a titled border, a focus target, an optional filter box."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.containers import Vertical
+from textual.widget import Widget
+from textual.widgets import DataTable, Input
+
+
+class FilterInput(Input):
+    """The one-line filter box of a pane: enter applies, escape closes (and clears)."""
+
+    BINDINGS = [("escape", "close_filter", "Close filter")]
+
+    def action_close_filter(self) -> None:
+        pane = next((a for a in self.ancestors if isinstance(a, Pane)), None)
+        if pane is not None:
+            pane.close_filter(clear=True)
+
+
+class Pane(Vertical):
+    """A bordered pane; ``number`` is its `1`-`5` key, ``target`` the widget that takes focus."""
+
+    ALLOW_MAXIMIZE = True
+
+    pane_name = "pane"
+    number = 0
+    pane_title = ""
+    filter_placeholder = "filter"
+
+    def target(self) -> Widget:
+        raise NotImplementedError
+
+    def on_mount(self) -> None:
+        self.add_class("pane")
+        self.border_title = f"{self.number} {self.pane_title}" if self.number else self.pane_title
+
+    def focus_target(self) -> None:
+        self.target().focus()
+
+    # -- filter ------------------------------------------------------------------------------------
+
+    def filter_input(self) -> FilterInput | None:
+        try:
+            return self.query_one(FilterInput)
+        except Exception:
+            return None
+
+    def open_filter(self) -> bool:
+        box = self.filter_input()
+        if box is None:
+            return False
+        box.display = True
+        box.focus()
+        return True
+
+    def close_filter(self, *, clear: bool = False) -> None:
+        box = self.filter_input()
+        if box is None:
+            return
+        if clear and box.value:
+            box.value = ""
+            self.apply_filter("")
+        if not box.value:
+            box.display = False
+        self.focus_target()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if isinstance(event.input, FilterInput):
+            event.stop()
+            self.apply_filter(event.value)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if isinstance(event.input, FilterInput):
+            event.stop()
+            self.apply_filter(event.value)
+            self.close_filter()
+
+    def apply_filter(self, text: str) -> None:
+        """Apply the filter text (called on every change)."""
+
+
+# -- tables -------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Col:
+    """A table column. Tables use no cell padding: one blank cell is kept on the side that
+    faces the neighbour (after left-aligned text, before right-aligned numbers), so the
+    columns fit 120 terminal cells."""
+
+    key: str
+    label: str
+    width: int
+    right: bool = False
+    gap_before: bool = False  # a left-aligned column after a right-aligned one
+
+
+def columns(*cols: Col) -> tuple[Col, ...]:
+    out = []
+    prev_right = False
+    for c in cols:
+        if not c.right and prev_right and not c.gap_before:
+            c = Col(c.key, c.label, c.width, c.right, True)
+        out.append(c)
+        prev_right = c.right
+    return tuple(out)
+
+
+def setup_table(table: DataTable, cols: tuple[Col, ...]) -> None:
+    table.cell_padding = 0
+    for c in cols:
+        label = (" " if c.gap_before else "") + c.label
+        table.add_column(Text(label, justify="right" if c.right else "left"), key=c.key, width=c.width)
+
+
+def fit(col: Col, text: Text) -> Text:
+    """Cut ``text`` to the column (keeping its gap), with an ellipsis."""
+    room = col.width - 1 - (1 if col.gap_before else 0)
+    if text.cell_len > room:
+        text = text.copy()
+        text.truncate(room, overflow="ellipsis")
+    if col.gap_before:
+        text = Text(" ").append_text(text)
+    if col.right:
+        text.justify = "right"
+    return text

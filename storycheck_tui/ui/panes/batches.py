@@ -1,0 +1,180 @@
+"""The batch queue: name, state, progress, ok / failed, rate, ETA; the selected batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.message import Message
+from textual.widgets import DataTable, Static
+
+from storycheck_tui.store.batches import BatchView
+from storycheck_tui.ui import format as fmt
+from storycheck_tui.ui.panes.base import Col, Pane, columns, fit, setup_table
+
+COLS = columns(Col("name", "Batch", 14), Col("state", "State", 10), Col("progress", "Progress", 11),
+               Col("ok", "OK", 8, right=True), Col("failed", "Fail", 6, right=True),
+               Col("rate", "/s", 6, right=True), Col("eta", "ETA", 7, right=True))
+
+
+@dataclass(frozen=True)
+class BatchLine:
+    """A batch and its recent rate, as one table row shows it."""
+
+    view: BatchView
+    rate: float
+
+    def cells(self) -> tuple:
+        v = self.view
+        pct = int(v.fraction * 100) if v.total else 100
+        label = v.state
+        if v.state == "running" and v.remaining == 0:
+            label = "finishing"
+        active = v.state in ("running", "queued")
+        return ((v.id, v.name), (v.state, label), (round(v.fraction * 40), pct), v.succeeded, v.failed,
+                round(self.rate, 1) if v.state == "running" else None,
+                fmt.eta(v.remaining, self.rate) if active else "")
+
+
+def render_cells(cells: tuple) -> list[Text]:
+    (bid, name), (state, label), (fortieths, pct), ok, failed, rate, eta = cells
+    t_name = Text(f"{bid} ", style="bright_black")
+    t_name.append_text(fmt.plain(name))
+    progress = fmt.bar(fortieths / 40, 5)
+    progress.append(f"{pct:>4}%", style="green" if pct >= 100 else "bold")
+    out = [t_name, fmt.state(state, label), progress,
+           Text(fmt.count(ok), style="green" if ok else "bright_black"),
+           Text(fmt.count(failed), style="bold red" if failed else "bright_black"),
+           Text("" if rate is None else (f"{rate:.1f}" if rate < 100 else f"{rate:.0f}")),
+           Text(eta)]
+    return [fit(c, t) for c, t in zip(COLS, out)]
+
+
+class BatchesTable(DataTable):
+    """The batch table; its cursor row is the selected batch."""
+
+    class Selected(Message):
+        def __init__(self, batch_id: int | None) -> None:
+            super().__init__()
+            self.batch_id = batch_id
+
+
+class BatchesPane(Pane):
+    pane_name = "batches"
+    number = 1
+    pane_title = "Batches"
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self._cells: dict[str, tuple] = {}
+        self._views: dict[int, BatchView] = {}
+        self._all: list[BatchLine] = []
+        self._selected: int | None = None
+        self.needle = ""
+        self.now = 0.0
+
+    def compose(self):
+        table = BatchesTable(id="batches-table", cursor_type="row")
+        setup_table(table, COLS)
+        yield table
+        yield Static("", id="batches-detail", classes="detail-line", markup=False)
+
+    def target(self) -> BatchesTable:
+        return self.query_one(BatchesTable)
+
+    @property
+    def selected(self) -> BatchView | None:
+        return self._views.get(self._selected) if self._selected is not None else None
+
+    def apply_filter(self, text: str) -> None:
+        self.needle = text.strip().lower()
+        self.update_batches(self._all, self.now)
+
+    def update_batches(self, lines: list[BatchLine], now: float) -> None:
+        """Update the table in place: only new, changed and removed rows are touched."""
+        self._all = lines
+        self.now = now
+        if self.needle:
+            lines = [ln for ln in lines if self.needle in ln.view.name.lower() or self.needle == str(ln.view.id)]
+        table = self.target()
+        seen: set[str] = set()
+        for line in lines:
+            key = str(line.view.id)
+            seen.add(key)
+            self._views[line.view.id] = line.view
+            cells = line.cells()
+            old = self._cells.get(key)
+            if old == cells:
+                continue
+            rendered = render_cells(cells)
+            if old is None:
+                table.add_row(*rendered, key=key)
+            else:
+                for i, col in enumerate(COLS):
+                    if old[i] != cells[i]:
+                        table.update_cell(key, col.key, rendered[i])
+            self._cells[key] = cells
+        for key in [k for k in self._cells if k not in seen]:
+            table.remove_row(key)
+            del self._cells[key]
+            self._views.pop(int(key), None)
+        if self._selected is None or str(self._selected) not in self._cells:
+            self._select_default(lines)
+        n = len(self._all)
+        shown = f"{len(lines)} of {n}" if self.needle else f"{n}"
+        self.border_subtitle = Text(f"{shown} batch{'' if n == 1 else 'es'}" +
+                                    (f" matching {fmt.literal(self.needle)!r}" if self.needle else ""))
+        self._detail()
+
+    def _select_default(self, lines: list[BatchLine]) -> None:
+        if not lines:
+            self._set_selected(None)
+            return
+        views = [ln.view for ln in lines]
+        for state in ("running", "paused", "queued"):
+            active = [v for v in views if v.state == state]
+            if active:
+                self.select(active[-1].id)
+                return
+        self.select(views[-1].id)
+
+    def select(self, batch_id: int) -> None:
+        table = self.target()
+        try:
+            table.move_cursor(row=table.get_row_index(str(batch_id)), animate=False)
+        except Exception:
+            return
+        self._set_selected(batch_id)
+
+    def _set_selected(self, batch_id: int | None) -> None:
+        if batch_id != self._selected:
+            self._selected = batch_id
+            self._detail()
+            self.post_message(BatchesTable.Selected(batch_id))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        if event.row_key is not None and event.row_key.value is not None:
+            self._set_selected(int(event.row_key.value))
+
+    def _detail(self) -> None:
+        line = self.query_one("#batches-detail", Static)
+        b = self.selected
+        if b is None:
+            line.update(Text("no batches yet: n creates one from a file", style="bright_black"))
+            return
+        t = Text(no_wrap=True, overflow="ellipsis")
+        t.append(f"#{b.id} ", style="bright_black")
+        t.append(f"{b.completed + b.cancelled:,}/{b.total:,} done", style="")
+        if b.remaining and b.state not in ("cancelled", "finished"):
+            t.append(f" · {b.remaining:,} left", style="")
+        if b.cancelled:
+            t.append(f" · {b.cancelled:,} cancelled", style="magenta")
+        if b.started_at:
+            t.append(f" · started {fmt.age(b.started_at, self.now)} ago", style="bright_black")
+        if b.finished_at:
+            t.append(f" · ended {fmt.age(b.finished_at, self.now)} ago", style="bright_black")
+        if b.reason and b.state != "finished":
+            t.append(" · ", style="bright_black")
+            t.append_text(fmt.plain(b.reason, "yellow" if b.state == "paused" else "magenta"))
+        line.update(t)

@@ -1,0 +1,202 @@
+"""Proxy health: label (never the URL), state in colour, successes/failures, latency and its
+recent trend, cooldown remaining, last error; the selected proxy."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.widgets import DataTable, Static
+
+from storycheck_tui.engine.proxies import LATENCY_HISTORY, ProxyView
+from storycheck_tui.store.reads import ProxyRow
+from storycheck_tui.ui import format as fmt
+from storycheck_tui.ui.panes.base import Col, Pane, columns, fit, setup_table
+
+COLS = columns(Col("label", "Proxy", 14), Col("state", "State", 12), Col("ok", "OK", 7, right=True),
+               Col("fail", "Fail", 6, right=True), Col("latency", "ms", 6, right=True), Col("trend", "Trend", 8),
+               Col("error", "Last error", 60))
+
+@dataclass(frozen=True)
+class ProxyLine:
+    key: str
+    label: str
+    state: str
+    successes: int
+    failures: int
+    last_latency_ms: float | None
+    latencies: tuple[float, ...]
+    cooldown_until: float | None  # wall clock
+    last_error: str | None
+    validating: bool = False
+
+    def usable(self, now: float) -> bool:
+        return self.state in ("unchecked", "healthy") or (
+            self.state == "cooling" and (self.cooldown_until or 0.0) <= now)
+
+
+class LatencyHistory:
+    """Latency samples of proxies whose checks run in other processes (the database keeps
+    only the last one): a new sample whenever a proxy's request count moves."""
+
+    def __init__(self) -> None:
+        self._seen: dict[int, int] = {}
+        self._values: dict[int, deque[float]] = {}
+
+    def observe(self, rows: list[ProxyRow]) -> None:
+        for r in rows:
+            n = r.successes + r.failures
+            if self._seen.get(r.id) != n and r.last_latency_ms is not None:
+                self._values.setdefault(r.id, deque(maxlen=LATENCY_HISTORY)).append(r.last_latency_ms)
+            self._seen[r.id] = n
+
+    def seed(self, proxy_id: int, values: list[float], count: int) -> None:
+        """Known history (snapshots and screenshots); ``count`` = successes + failures now."""
+        self._values[proxy_id] = deque(values, maxlen=LATENCY_HISTORY)
+        self._seen[proxy_id] = count
+
+    def of(self, proxy_id: int) -> tuple[float, ...]:
+        return tuple(self._values.get(proxy_id, ()))
+
+
+def merge(views: tuple[ProxyView, ...], rows: list[ProxyRow] | None, *, watch_only: bool,
+          history: LatencyHistory) -> list[ProxyLine]:
+    """One line per proxy.
+
+    A console that runs checks shows its own pool (fresh state, the latency trend) with
+    the all-time counts from the database; a watch-only console shows the database rows,
+    which the workers update about once a second.
+    """
+    by_id = {str(r.id): r for r in rows or ()}
+    if watch_only and rows is not None:
+        return [ProxyLine(str(r.id), r.label, "disabled" if r.disabled else r.state, r.successes, r.failures,
+                          r.last_latency_ms, history.of(r.id),
+                          r.cooldown_until if r.state == "cooling" else None, r.last_error) for r in rows]
+    out = []
+    for v in views:
+        r = by_id.get(v.key)
+        ok, bad = (max(r.successes, v.successes), max(r.failures, v.failures)) if r else (v.successes, v.failures)
+        label = "direct (no proxy)" if v.key == "direct" else v.label
+        out.append(ProxyLine(v.key, label, v.state, ok, bad, v.last_latency_ms, v.latencies, v.cooldown_until,
+                             v.last_error, v.validating))
+    return out
+
+
+class ProxiesTable(DataTable):
+    pass
+
+
+def proxy_cells(p: ProxyLine, now: float) -> tuple:
+    cooldown = None
+    if p.state == "cooling" and p.cooldown_until is not None:
+        cooldown = max(0, int(p.cooldown_until - now + 0.999))
+    return (p.label, (p.state, p.validating, cooldown), p.successes, p.failures,
+            None if p.last_latency_ms is None else round(p.last_latency_ms), p.latencies[-7:],
+            p.last_error if p.state != "healthy" else None)
+
+
+def render_proxy(cells: tuple) -> list[Text]:
+    label, (state, validating, cooldown), ok, bad, latency, trend, error = cells
+    state_label = state + (f" {fmt.duration(cooldown)}" if cooldown else "") + ("…" if validating else "")
+    out = [fmt.plain(label), fmt.state(state, state_label),
+           Text(fmt.count(ok), style="green" if ok else "bright_black"),
+           Text(fmt.count(bad), style="red" if bad else "bright_black"),
+           Text("—" if latency is None else (f"{latency}" if latency < 10_000 else f"{latency / 1000:.0f}s"),
+                style="yellow" if latency and latency >= 1000 else ""),
+           Text(fmt.sparkline(trend, 7), style="cyan"),
+           fmt.plain(error or "", "red" if state in ("dead", "cooling") else "bright_black")]
+    return [fit(c, t) for c, t in zip(COLS, out)]
+
+
+class ProxiesPane(Pane):
+    pane_name = "proxies"
+    number = 3
+    pane_title = "Proxies"
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self._cells: dict[str, tuple] = {}
+        self._lines: dict[str, ProxyLine] = {}
+        self._all: list[ProxyLine] = []
+        self.selected_key: str | None = None
+        self.needle = ""
+        self.now = 0.0
+
+    def compose(self):
+        table = ProxiesTable(id="proxies-table", cursor_type="row")
+        setup_table(table, COLS)
+        yield table
+        yield Static("", id="proxies-detail", classes="detail-line", markup=False)
+
+    def target(self) -> ProxiesTable:
+        return self.query_one(ProxiesTable)
+
+    @property
+    def selected(self) -> ProxyLine | None:
+        return self._lines.get(self.selected_key) if self.selected_key else None
+
+    def apply_filter(self, text: str) -> None:
+        self.needle = text.strip().lower()
+        self.update_proxies(self._all, self.now)
+
+    def update_proxies(self, lines: list[ProxyLine], now: float) -> None:
+        self._all = lines
+        self.now = now
+        usable = sum(1 for p in lines if p.usable(now))
+        if self.needle:
+            lines = [p for p in lines if self.needle in p.label.lower() or self.needle == p.state]
+        table = self.target()
+        seen = set()
+        for p in lines:
+            seen.add(p.key)
+            self._lines[p.key] = p
+            cells = proxy_cells(p, now)
+            old = self._cells.get(p.key)
+            if old == cells:
+                continue
+            rendered = render_proxy(cells)
+            if old is None:
+                table.add_row(*rendered, key=p.key)
+            else:
+                for i, col in enumerate(COLS):
+                    if old[i] != cells[i]:
+                        table.update_cell(p.key, col.key, rendered[i])
+            self._cells[p.key] = cells
+        for key in [k for k in self._cells if k not in seen]:
+            table.remove_row(key)
+            del self._cells[key]
+            self._lines.pop(key, None)
+        if self.selected_key not in self._cells and lines:
+            self.selected_key = lines[0].key
+        sub = f"{usable}/{len(self._all)} usable"
+        if self.needle:
+            sub += f" · {len(lines)} matching {fmt.literal(self.needle)!r}"
+        self.border_subtitle = Text(sub)
+        self._detail()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        if event.row_key is not None and event.row_key.value is not None:
+            self.selected_key = event.row_key.value
+            self._detail()
+
+    def _detail(self) -> None:
+        line = self.query_one("#proxies-detail", Static)
+        p = self.selected
+        if p is None:
+            line.update(Text("no proxies", style="bright_black"))
+            return
+        t = Text(no_wrap=True, overflow="ellipsis")
+        t.append_text(fmt.plain(p.label, "bold"))
+        t.append(" ")
+        what = {"healthy": "in use", "unchecked": "not checked yet", "cooling": "cooling down",
+                "dead": "dead: re-checked by the validator", "disabled": "disabled by an operator"}.get(p.state, p.state)
+        t.append(what, style=fmt.STATE_STYLE.get(p.state, ""))
+        if p.state == "cooling" and p.cooldown_until is not None:
+            left = p.cooldown_until - self.now
+            t.append(f", back in {fmt.duration(left)}" if left > 0 else ", usable again", style="yellow")
+        if p.last_error and p.state != "healthy":
+            t.append(" · ", style="bright_black")
+            t.append_text(fmt.plain(p.last_error, "red"))
+        line.update(t)

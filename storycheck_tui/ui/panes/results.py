@@ -1,0 +1,267 @@
+"""Results of the selected batch: a window of its jobs (newest first, filter, page), never
+one widget row per profile. The rows are read from the database off the UI thread, so the
+results of `storycheck worker` processes show up too."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.message import Message
+from textual.widgets import DataTable, Static
+
+from storycheck_tui.store.batches import BatchView
+from storycheck_tui.store.reads import STATE_FILTERS, JobRow, JobWindow
+from storycheck_tui.ui import format as fmt
+from storycheck_tui.ui import keymap
+from storycheck_tui.ui.panes.base import Col, FilterInput, Pane, columns, fit, setup_table
+
+COLS = columns(Col("username", "Username", 22), Col("state", "Result", 11), Col("stories", "Stories", 8, right=True),
+               Col("latest", "Latest", 8, right=True), Col("proxy", "Proxy", 18), Col("attempts", "Try", 4, right=True),
+               Col("latency", "Latency", 9, right=True), Col("error", "Error", 80))
+
+OUTCOME_LABEL = {"has_stories": "stories", "no_stories": "no stories", "private": "private",
+                 "not_found": "not found"}
+
+PAGE = 200
+
+
+@dataclass(frozen=True)
+class WindowQuery:
+    batch_id: int
+    state: str
+    text: str
+    offset: int
+    limit: int
+
+
+def parse_filter(text: str) -> tuple[str, str, str | None]:
+    """``is:failed user`` -> (state, text, problem)."""
+    state, words, problem = "all", [], None
+    for word in text.split():
+        low = word.lower()
+        if low.startswith(("is:", "state:")):
+            name = low.split(":", 1)[1]
+            if name in STATE_FILTERS:
+                state = name
+            else:
+                problem = f"unknown {low.split(':', 1)[0]}:{name} (one of: {', '.join(STATE_FILTERS)})"
+        else:
+            words.append(word)
+    return state, " ".join(words), problem
+
+
+def result_label(j: JobRow) -> tuple[str, str]:
+    """(label, style key) of a job's state/outcome."""
+    if j.state == "succeeded" and j.outcome:
+        return OUTCOME_LABEL.get(j.outcome, j.outcome), j.outcome
+    return j.state, j.state
+
+
+def row_cells(j: JobRow, now: float) -> tuple:
+    label, _ = result_label(j)
+    error = f"{j.error_kind}: {j.error_message}" if j.error_kind else (j.error_message or "")
+    if j.state == "pending" and j.attempts and j.error_kind is None:
+        error = ""
+    return (j.username, label, j.story_count, fmt.age(j.latest_story_at, now) if j.latest_story_at else "",
+            j.proxy or "", j.attempts, j.latency_ms and round(j.latency_ms), error)
+
+
+def render_row(j: JobRow, cells: tuple) -> list[Text]:
+    label, style_key = result_label(j)
+    out = [fmt.plain(cells[0]), fmt.state(style_key, label),
+           Text("" if j.story_count is None else str(j.story_count), style="bold green" if j.story_count else "bright_black"),
+           Text(cells[3]), fmt.plain(cells[4], "bright_black"),
+           Text(str(cells[5]) if cells[5] else "", style="yellow" if cells[5] > 1 else ""),
+           Text(fmt.latency(j.latency_ms) if j.latency_ms is not None else ""),
+           fmt.plain(cells[7], "red")]
+    return [fit(c, t) for c, t in zip(COLS, out)]
+
+
+class ResultsTable(DataTable):
+    BINDINGS = keymap.RESULTS
+
+    class OpenDetail(Message):
+        def __init__(self, job_id: int) -> None:
+            super().__init__()
+            self.job_id = job_id
+
+    def _pane(self) -> "ResultsPane":
+        return next(a for a in self.ancestors if isinstance(a, ResultsPane))
+
+    def action_next_page(self) -> None:
+        self._pane().page(+1)
+
+    def action_prev_page(self) -> None:
+        self._pane().page(-1)
+
+    def action_toggle_follow(self) -> None:
+        self._pane().set_follow(not self._pane().follow)
+
+
+class ResultsPane(Pane):
+    pane_name = "results"
+    number = 2
+    pane_title = "Results"
+    filter_placeholder = "username or error text; is:failed is:ok is:stories is:pending is:running …"
+
+    class Reload(Message):
+        """The window's parameters changed: read it again now."""
+
+    def __init__(self, *, page_size: int = PAGE, **kw) -> None:
+        super().__init__(**kw)
+        self.page_size = page_size
+        self.current_batch: BatchView | None = None
+        self.state_filter = "all"
+        self.text_filter = ""
+        self.problem: str | None = None
+        self.row_offset = 0
+        self.follow = True
+        self.window: JobWindow | None = None
+        self._keys: list[str] = []
+        self._cells: dict[str, tuple] = {}
+        self._jobs: dict[str, JobRow] = {}
+
+    def compose(self):
+        yield Static(id="results-header", markup=False)
+        box = FilterInput(placeholder=self.filter_placeholder, id="results-filter")
+        box.display = False
+        yield box
+        table = ResultsTable(id="results-table", cursor_type="row")
+        setup_table(table, COLS)
+        yield table
+
+    def target(self) -> ResultsTable:
+        return self.query_one(ResultsTable)
+
+    # -- parameters ----------------------------------------------------------------------------
+
+    def window_query(self) -> WindowQuery | None:
+        if self.current_batch is None:
+            return None
+        return WindowQuery(self.current_batch.id, self.state_filter, self.text_filter, self.row_offset, self.page_size)
+
+    def set_batch(self, batch: BatchView | None) -> None:
+        changed = (batch.id if batch else None) != (self.current_batch.id if self.current_batch else None)
+        self.current_batch = batch
+        if changed:
+            self.row_offset = 0
+            self.follow = True
+            self.window = None
+            self._clear()
+            self.post_message(self.Reload())
+        self._header()
+
+    def apply_filter(self, text: str) -> None:
+        state, words, problem = parse_filter(text)
+        self.problem = problem
+        if (state, words) != (self.state_filter, self.text_filter):
+            self.state_filter, self.text_filter = state, words
+            self.row_offset = 0
+            self.post_message(self.Reload())
+        self._header()
+
+    def page(self, step: int) -> None:
+        total = self.window.total if self.window else 0
+        new = max(0, self.row_offset + step * self.page_size)
+        if step > 0 and new >= total:
+            return
+        if new != self.row_offset:
+            self.row_offset = new
+            self.follow = False  # a paged view holds still until F
+            self.post_message(self.Reload())
+        self._header()
+
+    def set_follow(self, on: bool) -> None:
+        self.follow = on
+        if on:
+            self.row_offset = 0
+            self.target().move_cursor(row=0, animate=False)
+            self.post_message(self.Reload())
+        self._header()
+
+    # -- data ------------------------------------------------------------------------------------
+
+    def _clear(self) -> None:
+        self.target().clear()
+        self._keys = []
+        self._cells.clear()
+        self._jobs.clear()
+
+    def apply_window(self, window: JobWindow, now: float) -> None:
+        """Show ``window``: cells updated in place when the rows are the same, else rebuilt."""
+        if self.current_batch is None or window.batch_id != self.current_batch.id:
+            return
+        if (window.state, window.text, window.offset) != (self.state_filter, self.text_filter, self.row_offset):
+            return  # an answer to an older question
+        self.window = window
+        table = self.target()
+        keys = [str(j.id) for j in window.rows]
+        new_cells = {str(j.id): row_cells(j, now) for j in window.rows}
+        if keys == self._keys:
+            for j in window.rows:
+                key = str(j.id)
+                old, cells = self._cells[key], new_cells[key]
+                if old != cells:
+                    rendered = render_row(j, cells)
+                    for i, col in enumerate(COLS):
+                        if old[i] != cells[i]:
+                            table.update_cell(key, col.key, rendered[i])
+        else:
+            cursor_key = self._keys[table.cursor_row] if self._keys and 0 <= table.cursor_row < len(self._keys) else None
+            at_top = table.cursor_row <= 0
+            table.clear()
+            for j in window.rows:
+                table.add_row(*render_row(j, new_cells[str(j.id)]), key=str(j.id))
+            self._keys = keys
+            if cursor_key in new_cells and not (self.follow and at_top):
+                table.move_cursor(row=keys.index(cursor_key), animate=False)
+            elif keys:
+                table.move_cursor(row=0, animate=False)
+        self._cells = new_cells
+        self._jobs = {str(j.id): j for j in window.rows}
+        self._header()
+
+    def selected_job(self) -> JobRow | None:
+        table = self.target()
+        if not self._keys or not 0 <= table.cursor_row < len(self._keys):
+            return None
+        return self._jobs.get(self._keys[table.cursor_row])
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        job = self.selected_job()
+        if job is not None:
+            self.post_message(ResultsTable.OpenDetail(job.id))
+
+    def _header(self) -> None:
+        header = self.query_one("#results-header", Static)
+        if self.current_batch is None:
+            header.update(Text("No batch selected. Press n to create one from a file of usernames.",
+                               style="bright_black"))
+            self.border_subtitle = ""
+            return
+        b = self.current_batch
+        t = Text(no_wrap=True, overflow="ellipsis")
+        t.append("batch ", style="bright_black")
+        t.append_text(fmt.plain(b.name, "bold"))
+        t.append(f" #{b.id}", style="bright_black")
+        if self.state_filter != "all":
+            t.append(f"  is:{self.state_filter}", style="bold cyan")
+        if self.text_filter:
+            t.append("  matching ", style="bright_black")
+            t.append_text(fmt.plain(repr(self.text_filter), "bold cyan"))
+        w = self.window
+        if w is not None:
+            if w.total:
+                t.append(f"  rows {w.offset + 1:,}–{w.offset + len(w.rows):,} of {w.total:,}", style="")
+            else:
+                t.append("  no rows match" if (self.state_filter != "all" or self.text_filter) else "  no profiles", style="yellow")
+        if self.follow:
+            t.append("  ● following newest", style="green")
+        else:
+            t.append("  ‖ paged (F follows newest)", style="yellow")
+        if self.problem:
+            t.append("  " + self.problem, style="bold red")
+        header.update(t)
+        self.border_subtitle = "newest first · / filter · [ ] page · enter detail"

@@ -1,0 +1,87 @@
+"""Worker processes (this console's engine and `storycheck worker` elsewhere): host, pid,
+threads, checks/s, last heartbeat, read from the database."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from storycheck_tui.store.reads import WorkerRow
+from storycheck_tui.ui import format as fmt
+from storycheck_tui.ui.panes.base import Col, Pane, columns, fit, setup_table
+
+COLS = columns(Col("host", "Host", 10), Col("pid", "PID", 6, right=True), Col("threads", "Thr", 4, right=True),
+               Col("rate", "/s", 6, right=True), Col("beat", "Beat", 6, right=True),
+               Col("checks", "Checks", 9, right=True))
+
+#: a running worker whose heartbeat is older than this is shown as late
+LATE_AFTER = 10.0
+
+
+class WorkersTable(DataTable):
+    pass
+
+
+def worker_cells(w: WorkerRow, now: float, me: str | None) -> tuple:
+    beat = max(0.0, now - w.heartbeat_at)
+    state = "late" if w.state == "running" and beat > LATE_AFTER else w.state
+    return ((w.host, w.id == me, state), w.pid, w.threads, (round(w.rate, 1), state), (fmt.duration(beat), state),
+            w.checks)
+
+
+def render_worker(cells: tuple) -> list[Text]:
+    (host, mine, state), pid, threads, (rate, _), (beat, _), checks = cells
+    style = {"late": "bold red", "stopping": "yellow", "stopped": "bright_black"}.get(state, "")
+    t_host = fmt.plain(host, style)
+    if mine:
+        t_host.append("*", style="cyan")
+    out = [t_host, Text(str(pid), style="bright_black"), Text(str(threads)),
+           Text(fmt.rate(rate).removesuffix("/s") if state == "running" else state[:5], style=style),
+           Text(beat, style="bold red" if state == "late" else "bright_black"), Text(fmt.count(checks))]
+    return [fit(c, t) for c, t in zip(COLS, out)]
+
+
+class WorkersPane(Pane):
+    pane_name = "workers"
+    number = 5
+    pane_title = "Workers"
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self._cells: dict[str, tuple] = {}
+        self.me: str | None = None
+
+    def compose(self):
+        table = WorkersTable(id="workers-table", cursor_type="row", show_cursor=False)
+        setup_table(table, COLS)
+        yield table
+
+    def target(self) -> WorkersTable:
+        return self.query_one(WorkersTable)
+
+    def update_workers(self, rows: list[WorkerRow], now: float) -> None:
+        table = self.target()
+        seen = set()
+        for w in rows:
+            seen.add(w.id)
+            cells = worker_cells(w, now, self.me)
+            old = self._cells.get(w.id)
+            if old == cells:
+                continue
+            rendered = render_worker(cells)
+            if old is None:
+                table.add_row(*rendered, key=w.id)
+            else:
+                for i, col in enumerate(COLS):
+                    if old[i] != cells[i]:
+                        table.update_cell(w.id, col.key, rendered[i])
+            self._cells[w.id] = cells
+        for key in [k for k in self._cells if k not in seen]:
+            table.remove_row(key)
+            del self._cells[key]
+        running = sum(1 for w in rows if w.state == "running")
+        late = sum(1 for w in rows if worker_cells(w, now, None)[0][2] == "late")
+        sub = f"{running} running" if rows else "none"
+        if late:
+            sub += f", {late} late"
+        self.border_subtitle = sub

@@ -1,0 +1,89 @@
+"""The status bar: batches running/paused, checks per second, ETA, totals, usable proxies,
+and what this console is (running checks itself, or watching `storycheck worker`s)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.widgets import Static
+
+from storycheck_tui.ui import format as fmt
+
+
+@dataclass(frozen=True)
+class StatusFacts:
+    running: int = 0
+    paused: int = 0
+    queued: int = 0
+    rate: float = 0.0
+    remaining: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    usable: int = 0
+    proxies: int = 0
+    direct: bool = False
+    threads: int = 0
+    in_flight: int = 0
+    workers: int = 0  # worker processes running elsewhere
+    waiting_for_proxy: bool = False
+    note: str | None = None  # e.g. watch-only
+    stopping: str | None = None
+
+
+class StatusBar(Static):
+    def __init__(self, **kw) -> None:
+        super().__init__("", markup=False, **kw)
+        self.facts: StatusFacts | None = None
+
+    def show(self, facts: StatusFacts) -> None:
+        if facts == self.facts:
+            return
+        self.facts = facts
+        self.update(render(facts))
+
+
+def render(f: StatusFacts) -> Text:
+    t = Text(no_wrap=True, overflow="ellipsis")
+    sep = (" │ ", "bright_black")
+    if f.stopping:
+        t.append(f" {f.stopping} ", style="bold black on yellow")
+        t.append(*sep)
+    t.append(f"{f.running} running", style="bold green" if f.running else "bright_black")
+    if f.paused:
+        t.append(" · ", style="bright_black")
+        t.append(f"{f.paused} paused", style="bold yellow")
+    if f.queued:
+        t.append(" · ", style="bright_black")
+        t.append(f"{f.queued} queued", style="")
+    t.append(*sep)
+    t.append(f"{f.rate:.1f}", style="bold cyan")
+    t.append(" checks/s")
+    t.append(*sep)
+    t.append("ETA ", style="bright_black")
+    t.append(fmt.eta(f.remaining, f.rate) if f.running else "—", style="bold")
+    t.append(*sep)
+    t.append("ok ", style="bright_black")
+    t.append(fmt.count(f.succeeded), style="green")
+    t.append(" failed ", style="bright_black")
+    t.append(fmt.count(f.failed), style="bold red" if f.failed else "bright_black")
+    t.append(*sep)
+    if f.direct:
+        t.append("no proxies: direct", style="yellow")
+    else:
+        style = "bold red" if f.usable == 0 else ("yellow" if f.usable < f.proxies else "green")
+        t.append(f"{f.usable}/{f.proxies}", style=style)
+        t.append(" proxies usable")
+    if f.waiting_for_proxy:
+        t.append(" (waiting for one)", style="bold red")
+    t.append(*sep)
+    if f.threads:
+        t.append(f"{f.in_flight}/{f.threads} threads busy")
+        if f.workers:
+            t.append(f" +{f.workers} worker{'s' if f.workers != 1 else ''}", style="cyan")
+    else:
+        t.append(f"{f.workers} worker{'s' if f.workers != 1 else ''}", style="cyan")
+    if f.note:
+        t.append("\n")
+        t.append(f.note, style="yellow")
+    return t

@@ -168,13 +168,16 @@ def finish(store: Store, owner: str, results: list[JobResult], extra_logs: list[
                 (ok + failed, ok, failed, batch_id))
             if _finish_batch_if_done(store, batch_id, ts):
                 report.finished_batches.append(batch_id)
-        for chunk in _chunks(stories, 200):
-            Story.insert_many(chunk).on_conflict_ignore().execute()
+        d.insert_rows(db, "story", _STORY_COLUMNS, [tuple(r[c] for c in _STORY_COLUMNS) for r in stories],
+                      ignore_conflicts=True)
         for e in extra_logs:
             logs.append(entry_row(e))
-        for chunk in _chunks(logs, 200):
-            BatchLog.insert_many(chunk).execute()
+        d.insert_rows(db, "batch_log", _LOG_COLUMNS, [tuple(r[c] for c in _LOG_COLUMNS) for r in logs])
     return report
+
+
+_STORY_COLUMNS = ("username", "story_id", "taken_at", "expires_at", "media_type", "first_seen_at", "batch")
+_LOG_COLUMNS = ("created", "level", "event", "batch", "job", "username", "proxy", "message", "details")
 
 
 def entry_row(e: LogEntry) -> dict:

@@ -139,21 +139,54 @@ class LineFormatter(logging.Formatter):
     file; the traceback follows, indented, on lines that start with ``  | ``.
     """
 
+    _stamp: tuple[int, str] = (-1, "")  # (second, its text): one strftime per second, not per record
+
     def format(self, record: logging.LogRecord) -> str:
+        # RotatingFileHandler formats each record twice (shouldRollover, then emit): once is enough
+        cached = getattr(record, "_sc_line", None)
+        if cached is not None:
+            return cached
         e = to_entry(record)
-        when = self.formatTime(record, "%Y-%m-%d %H:%M:%S")
+        second, when = self._stamp
+        if second != int(record.created):
+            when = self.formatTime(record, "%Y-%m-%d %H:%M:%S")
+            self._stamp = (int(record.created), when)
         ctx = []
         for key in ("batch_id", "job_id", "username", "proxy", "attempt", "status", "error_type"):
             val = getattr(e, key)
             if val is not None:
-                ctx.append(f"{key}={clean(str(val))!s}")
+                ctx.append(f"{key}={val}" if isinstance(val, int) else f"{key}={clean(str(val))}")
         parts = [when, f"{e.level:<7}", e.event or "-", e.message]
         if ctx:
             parts.append("(" + " ".join(ctx) + ")")
         line = " ".join(parts)
         if e.traceback:
             line += "\n" + "\n".join("  | " + ln for ln in e.traceback.rstrip().splitlines())
+        record._sc_line = line  # type: ignore[attr-defined]
         return line
+
+
+class _RotatingFile(logging.handlers.RotatingFileHandler):
+    """The standard rotating file, minus two ``stat()`` calls per record.
+
+    Python's ``shouldRollover`` checks on every record that the path is a regular file
+    (bpo-45401: never rotate ``/dev/null``); that is known when the file is opened.
+    """
+
+    _regular = True
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        self._regular = not os.path.exists(self.baseFilename) or os.path.isfile(self.baseFilename)
+        return super()._open()
+
+    def shouldRollover(self, record: logging.LogRecord) -> bool:
+        if self.stream is None:
+            self.stream = self._open()
+        if self.maxBytes > 0 and self._regular:
+            msg = "%s\n" % self.format(record)
+            self.stream.seek(0, 2)
+            return self.stream.tell() + len(msg) >= self.maxBytes
+        return False
 
 
 class LogRing(logging.Handler):
@@ -263,7 +296,7 @@ def setup_logging(log_dir: str | os.PathLike[str] | None = None, *, stderr_level
                 path = directory / "storycheck.log"
                 if not path.exists():
                     os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-                fh = logging.handlers.RotatingFileHandler(path, maxBytes=10_000_000, backupCount=5, encoding="utf-8")
+                fh = _RotatingFile(path, maxBytes=10_000_000, backupCount=5, encoding="utf-8")
                 fh.setLevel(logging.DEBUG)
                 fh.setFormatter(LineFormatter())
                 log.addHandler(fh)

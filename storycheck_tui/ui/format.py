@@ -13,7 +13,9 @@ from datetime import datetime, tzinfo
 
 from rich.text import Text
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# C0/C1 controls, and the invisible format characters that reorder or hide text on a
+# terminal: bidi overrides/isolates (U+202E makes "exe.txt" read "txt.exe"), zero-width ones
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u00ad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]")
 
 
 def _show_control(m: re.Match[str]) -> str:

@@ -63,8 +63,13 @@ def event(level: int, name: str, message: str, *, exc_info: Any = None, **fields
 
 
 def clean(text: str) -> str:
-    """Scrub secrets and fold line breaks, so one record is always one line."""
-    return scrub(text).replace("\r", "\\r").replace("\n", "\\n")
+    """Scrub secrets and escape control characters (``\\n``, ``\\x1b``, ``\\u202e``...), so one
+    record is always one line, and a terminal showing it (``tail -f``, stderr) runs no escape
+    sequence and reorders no text. Printable text (markup, emoji, any script) is kept as is."""
+    text = scrub(text)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,7 +166,7 @@ class LineFormatter(logging.Formatter):
             parts.append("(" + " ".join(ctx) + ")")
         line = " ".join(parts)
         if e.traceback:
-            line += "\n" + "\n".join("  | " + ln for ln in e.traceback.rstrip().splitlines())
+            line += "\n" + "\n".join("  | " + clean(ln) for ln in e.traceback.rstrip().splitlines())
         record._sc_line = line  # type: ignore[attr-defined]
         return line
 

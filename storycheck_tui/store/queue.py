@@ -18,7 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from storycheck_tui.logs import LogEntry
+from storycheck_tui.logs import LogEntry, clean
 from storycheck_tui.sources.base import Outcome
 from storycheck_tui.store.db import Store
 from storycheck_tui.store.models import (
@@ -105,7 +105,7 @@ _FENCE = "id = {p} AND state = 'running' AND lease_owner = {p} AND lease_seq = {
 def _log_row(created: float, level: str, event: str, r: JobResult, message: str, details: dict | None) -> dict:
     return {
         "created": created, "level": level, "event": event, "batch": r.job.batch_id, "job": r.job.id,
-        "username": r.job.username, "proxy": r.proxy, "message": message,
+        "username": r.job.username, "proxy": r.proxy, "message": clean(message),  # one line, like every record
         "details": json.dumps(details, ensure_ascii=False) if details else None,
     }
 

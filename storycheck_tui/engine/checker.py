@@ -132,6 +132,10 @@ class Checker:
         # Prefer a route this check has not failed on; when none is ready right now, take
         # whichever is ready first (cooling and blocked routes are never handed out).
         route = self.pool.acquire(exclude=frozenset(prog.exclude), timeout=0.0) if prog.exclude else None
+        if route is None and self.pool.next_ready_in() is None:
+            # every route is dead, disabled or being validated: only the validator or the
+            # operator can bring one back, so hand the job back now instead of holding it
+            raise NoProxyAvailable("no usable proxy: all are cooling, dead or disabled")
         if route is None:
             route = self.pool.acquire(timeout=timeout)
         if route is None:

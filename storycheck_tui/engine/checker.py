@@ -106,11 +106,13 @@ class Checker:
                            f"{prog.job.username}: proxy {route.label} looks banned (Retry-After "
                            f"{err.retry_after:.0f} s); proxy is now {state}, failing over to another proxy")
                 raise
+            prog.last_error = err  # a ban above is the proxy's failure, not the profile's
             self._note(logging.WARNING, logs.RATE_LIMITED, prog, err,
                        f"{prog.job.username}: rate limited via {route.label}"
                        + (f", retry after {err.retry_after:.1f} s" if err.retry_after is not None else ""))
             raise
         except ProxyFailed as err:
+            prog.last_error = err
             state = self.pool.failure(route.key, err.message)
             prog.exclude.add(route.key)
             self._note(logging.WARNING, logs.PROXY_FAILOVER, prog, err,
@@ -118,6 +120,7 @@ class Checker:
                        f"failing over to another proxy")
             raise
         except (SourceUnavailable, BadResponse) as err:
+            prog.last_error = err
             prog.spent += 1
             prog.exclude.add(route.key)  # prefer another route next time; the proxy's health is not at stake
             raise
@@ -139,6 +142,11 @@ class Checker:
         if route is None:
             route = self.pool.acquire(timeout=timeout)
         if route is None:
+            last = prog.last_error
+            if last is not None and not isinstance(last, ProxyFailed) and self.clock() >= prog.deadline:
+                # the source itself kept failing (or rate limiting) this profile until the
+                # deadline: report that, or the job would start over with every claim forever
+                raise last
             raise NoProxyAvailable("no usable proxy: all are cooling, dead or disabled")
         return route
 

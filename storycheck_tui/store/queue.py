@@ -225,7 +225,22 @@ def release(store: Store, owner: str, jobs: list[Claimed], *, delay: float = 0.0
                 f"run_after = {store.dialect.now} + {p} WHERE {fence}",
                 (delay, j.id, owner, j.lease_seq))
             n += cur.rowcount
+        _cancel_pending_of_cancelled(store, {j.batch_id for j in jobs})
     return n
+
+
+def _cancel_pending_of_cancelled(store: Store, batch_ids: Iterable[int]) -> None:
+    """Jobs handed back (released or reaped) to a batch cancelled meanwhile are cancelled too:
+    nothing claims a cancelled batch's jobs, so left pending they would never end."""
+    p = store.dialect.param
+    for batch_id in batch_ids:
+        n = store.db.execute_sql(
+            f"UPDATE job SET state = 'cancelled' WHERE batch_id = {p} AND state = 'pending' "
+            f"AND EXISTS (SELECT 1 FROM batch b WHERE b.id = {p} AND b.state = 'cancelled')",
+            (batch_id, batch_id)).rowcount
+        if n:
+            store.db.execute_sql(
+                f"UPDATE batch SET cancelled_profiles = cancelled_profiles + {p} WHERE id = {p}", (n, batch_id))
 
 
 def extend_leases(store: Store, owner: str, lease_seconds: float) -> int:
@@ -273,6 +288,7 @@ def reap_expired(store: Store, max_claims: int, limit: int = 1000) -> list[Reape
                 out.append(Reaped(job_id, batch_id, username, owner, give_up))
                 if give_up:
                     failed_by_batch[batch_id] += 1
+        _cancel_pending_of_cancelled(store, {r.batch_id for r in out if not r.failed})
         for batch_id, n in failed_by_batch.items():
             db.execute_sql(
                 f"UPDATE batch SET completed_profiles = completed_profiles + {p}, failed_checks = failed_checks + {p} "

@@ -182,6 +182,8 @@ class _RotatingFile(logging.handlers.RotatingFileHandler):
 
     def _open(self):  # type: ignore[no-untyped-def]
         self._regular = not os.path.exists(self.baseFilename) or os.path.isfile(self.baseFilename)
+        if not os.path.exists(self.baseFilename):  # after a rotation too: owner-only, whatever the umask
+            os.close(os.open(self.baseFilename, os.O_CREAT | os.O_WRONLY, 0o600))
         return super()._open()
 
     def shouldRollover(self, record: logging.LogRecord) -> bool:

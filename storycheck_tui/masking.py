@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import threading
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 MASK = "***"
 
@@ -79,6 +80,26 @@ class SecretRegistry:
 
 #: The process-wide registry used by logging, exports and the console.
 secrets = SecretRegistry()
+
+
+def add_url_credentials(url: str | None) -> None:
+    """Register the password of ``scheme://user:pass@host`` in every form it travels in:
+    as written, URL-decoded, and as the ``Basic`` token httpx sends in Proxy-Authorization
+    (a proxy's error page that echoes the request headers must not leak it either)."""
+    if not url:
+        return
+    try:
+        parts = urlsplit(url)
+        user, password = parts.username, parts.password
+    except ValueError:
+        return
+    if not password:
+        return
+    plain = unquote(password)
+    for value in (password, plain):
+        secrets.add(value)
+    token = base64.b64encode(f"{unquote(user or '')}:{plain}".encode("utf-8")).decode("ascii")
+    secrets.add(token)
 
 
 def scrub(text: str) -> str:

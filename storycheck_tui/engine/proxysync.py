@@ -14,6 +14,7 @@ import threading
 from storycheck_tui import logs
 from storycheck_tui.engine import proxies as P
 from storycheck_tui.engine.proxies import ProxyPool
+from storycheck_tui.masking import add_url_credentials
 from storycheck_tui.sources.base import Route
 from storycheck_tui.store.db import Store
 from storycheck_tui.store.models import Proxy
@@ -29,7 +30,10 @@ OPERATOR_REASONS = {P.REASON_DISABLED, P.REASON_ENABLED, P.REASON_FIRST_SUCCESS}
 
 
 def load_routes(store: Store) -> list[Route]:
-    return [Route(key=str(p.id), url=p.url, label=p.label) for p in Proxy.select().order_by(Proxy.id)]
+    rows = list(Proxy.select().order_by(Proxy.id))
+    for p in rows:
+        add_url_credentials(p.url)  # scrubbed from every output from now on, in every form
+    return [Route(key=str(p.id), url=p.url, label=p.label) for p in rows]
 
 
 def build_pool(store: Store, settings) -> ProxyPool:
@@ -109,6 +113,7 @@ class ProxySync:
             key = str(row.id)
             totals[key] = (row.successes, row.failures, row.last_latency_ms)
             if key not in known:
+                add_url_credentials(row.url)
                 self.pool.add(Route(key=key, url=row.url, label=row.label))
                 self._adopt(row, key)
             elif row.updated_at > self._last_read - 0.001 and (

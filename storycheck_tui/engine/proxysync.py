@@ -50,7 +50,10 @@ class ProxySync:
         self._lock = threading.Lock()
         self._changed: set[str] = set()
         self._counts: dict[str, tuple[int, int]] = {}  # key -> (successes, failures) already written
-        self._last_read = 0.0
+        # key -> the updated_at already adopted (or written here). A change is stamped before its
+        # transaction commits, so it may become visible only after a sync that read past its
+        # stamp: each stamp is adopted once when first seen, not "if newer than the last read".
+        self._seen: dict[str, float] = {}
         self._totals: dict[str, tuple[int, int, float | None]] = {}  # key -> all workers' (ok, failed, latency)
 
     def mark_changed(self, key: str) -> None:
@@ -66,7 +69,7 @@ class ProxySync:
             if self.pool.route(key) is None:
                 continue
             self._adopt(row, key)
-        self._last_read = now(self.store)
+            self._seen[key] = row.updated_at
 
     def _adopt(self, row: Proxy, key: str) -> None:
         mine = self.pool.state_of(key)
@@ -96,12 +99,14 @@ class ProxySync:
                 ok0, bad0 = self._counts.get(key, (0, 0))
                 d_ok, d_bad = v.successes - ok0, v.failures - bad0
                 if key in changed:
-                    db.execute_sql(
+                    cur = db.execute_sql(
                         f"UPDATE proxy SET state = {p}, fail_streak = {p}, cooldown_until = {p}, last_error = {p}, "
                         f"last_latency_ms = {p}, successes = successes + {p}, failures = failures + {p}, updated_at = {p} "
                         f"WHERE id = {p} AND disabled = {p}",
                         (v.state, v.fail_streak, v.cooldown_until, v.last_error, v.last_latency_ms, d_ok, d_bad, ts,
                          int(key), v.state == P.DISABLED))
+                    if cur.rowcount == 1:
+                        self._seen[key] = ts  # our own news: nothing to adopt
                 elif d_ok or d_bad:
                     db.execute_sql(
                         f"UPDATE proxy SET successes = successes + {p}, failures = failures + {p}, last_latency_ms = {p} "
@@ -116,11 +121,10 @@ class ProxySync:
                 add_url_credentials(row.url)
                 self.pool.add(Route(key=key, url=row.url, label=row.label))
                 self._adopt(row, key)
-            elif row.updated_at > self._last_read - 0.001 and (
-                    row.updated_at != ts or row.disabled != (views[key].state == P.DISABLED)):
+            elif row.updated_at != self._seen.get(key) or row.disabled != (views[key].state == P.DISABLED):
                 self._adopt(row, key)
+            self._seen[key] = row.updated_at
         self._totals = totals
-        self._last_read = ts
 
     def views(self) -> list[P.ProxyView]:
         """The pool's views with the success/failure counts of every worker (from the database)."""

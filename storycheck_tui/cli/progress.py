@@ -19,9 +19,9 @@ def fmt_duration(seconds: float | None) -> str:
 
 
 class Progress:
-    def __init__(self, out: TextIO = sys.stderr, *, every: float = 5.0):
-        self.out = out
-        self.tty = out.isatty()
+    def __init__(self, out: TextIO | None = None, *, every: float = 5.0):
+        self.out = out if out is not None else sys.stderr  # the stderr of now, not of import time
+        self.tty = self.out.isatty()
         self.every = 0.5 if self.tty else every
         self.last = 0.0
         self.started = time.monotonic()

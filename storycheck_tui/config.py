@@ -103,18 +103,35 @@ _POSITIVE = {
 }
 
 
+_HEADER = re.compile(r"\[\s*([^\[\]#]+?)\s*\]\s*(?:#.*)?$")
+
+
+def _key_re(*names: str) -> re.Pattern[str]:
+    """``a.b = …`` with each name bare or quoted, dots with optional spaces (a dotted key)."""
+    parts = [rf"""(?:{re.escape(n)}|"{re.escape(n)}"|'{re.escape(n)}')""" for n in names]
+    return re.compile(r"\s*\.\s*".join(parts) + r"\s*[=.]")
+
+
 def _line_of(text: str, section: str, key: str | None) -> int | None:
-    """Best-effort line number of ``key`` inside ``[section]`` (tomllib gives none)."""
-    lines = text.splitlines()
-    in_section = False
-    for n, line in enumerate(lines, 1):
+    """Best-effort line number of ``key`` inside ``[section]`` (tomllib gives none).
+
+    Knows headers with a trailing comment, quoted and dotted keys, a sub-table
+    ``[section.key]``, and ``section.key = …`` or ``section = …`` at the top level.
+    """
+    here: list[str] = []  # the table the current line belongs to; [] is the top level
+    in_table = _key_re(key) if key else None
+    at_top = _key_re(section, key) if key else _key_re(section)
+    for n, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
-        if stripped.startswith("["):
-            in_section = stripped.strip("[]").strip() == section
-            if key is None and in_section:
+        m = _HEADER.match(stripped)
+        if m:
+            here = [part.strip().strip("\"'") for part in m.group(1).split(".")]
+            if here == [section] and key is None or (key is not None and here == [section, key]):
                 return n
             continue
-        if in_section and key and re.match(rf"{re.escape(key)}\s*=", stripped):
+        if not here and at_top.match(stripped):
+            return n
+        if here == [section] and in_table is not None and in_table.match(stripped):
             return n
     return None
 
@@ -178,9 +195,10 @@ def parse_settings(text: str, *, source: str = "<config>") -> Settings:
     for name, table in data.items():
         if name not in _SECTIONS:
             known = ", ".join(f"[{s}]" for s in _SECTIONS)
-            raise InputError(f"unknown section [{name}] (known: {known})", source=source, line=_line_of(text, name, None))
+            what = f"unknown section [{name}]" if isinstance(table, dict) else f"unknown key {name!r} outside any section"
+            raise InputError(f"{what} (known: {known})", source=source, line=_line_of(text, name, None))
         if not isinstance(table, dict):
-            raise InputError(f"{name} must be a table like [{name}]", source=source)
+            raise InputError(f"{name} must be a table like [{name}]", source=source, line=_line_of(text, name, None))
         cls = _SECTIONS[name]
         names = {f.name for f in dataclasses.fields(cls)}
         values: dict[str, Any] = {}

@@ -1,0 +1,307 @@
+"""Scale-out: several `storycheck worker` processes sharing one database.
+
+* four worker processes on PostgreSQL, one killed with ``kill -9`` mid-run: every job is
+  recorded exactly once and the counters equal the rows;
+* pause/resume and proxy disable/enable from the CLI reach every running worker within two
+  seconds (SQLite and PostgreSQL);
+* the jobs of a worker on another machine that stopped heartbeating come back when their
+  lease expires; a watch-only runner (the console) sees the workers;
+* proxy news written by one worker is adopted by the others even when its transaction
+  commits after their last read.
+
+The simulator runs in the test process; workers are real subprocesses (``python -m
+storycheck_tui worker``) polled through the database, never with blind sleeps.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import cli_subprocess, fast_settings, logsetup, sim_source, wait_for  # noqa: F401  (fixture)
+from storycheck_tui.engine import proxies as P
+from storycheck_tui.engine.proxysync import ProxySync, build_pool
+from storycheck_tui.engine.wiring import build_runner
+from storycheck_tui.masking import proxy_label
+from storycheck_tui.sim import Simulator
+from storycheck_tui.store import batches as ops
+from storycheck_tui.store import queue as q
+from storycheck_tui.store.db import open_store
+from storycheck_tui.store.models import BatchLog, Job, Proxy, Worker
+
+
+class _Spec:
+    def __init__(self, url: str):
+        self.url, self.label = url, proxy_label(url)
+
+
+def write_config(path: Path, sim: Simulator, *, threads: int, lease: float = 3.0) -> Path:
+    path.write_text(sim.config_snippet() + f"""
+[proxies]
+rate = 200
+burst = 20
+cooldown = 0.5
+validate_every = 0.5
+
+[retry]
+base_wait = 0.05
+max_wait = 0.5
+
+[engine]
+workers = {threads}
+lease_seconds = {lease}
+claim_size = 8
+commit_every = 0.1
+heartbeat_every = 0.5
+grace_seconds = 3
+""")
+    return path
+
+
+def start_worker(url: str, config: Path, log_dir: Path, *extra: str) -> subprocess.Popen:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    out = open(log_dir / f"worker-{time.monotonic_ns()}.err", "w+")
+    env = {**os.environ, "STORYCHECK_LOG_DIR": str(log_dir), "STORYCHECK_DB": ""}
+    proc = subprocess.Popen([sys.executable, "-m", "storycheck_tui", "worker", "--db", url, "--config", str(config),
+                             *extra], stdout=subprocess.DEVNULL, stderr=out, env=env)
+    proc.stderr_file = out  # type: ignore[attr-defined]
+    return proc
+
+
+def stderr_of(proc: subprocess.Popen) -> str:
+    f = proc.stderr_file  # type: ignore[attr-defined]
+    f.flush()
+    f.seek(0)
+    return f.read()
+
+
+def stop_all(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=5)
+        p.stderr_file.close()  # type: ignore[attr-defined]
+
+
+def scalar(store, sql: str, *params):
+    return store.db.execute_sql(sql.replace("?", store.dialect.param), params).fetchone()[0]
+
+
+# --- four processes, one killed -----------------------------------------------------------------
+
+def test_four_workers_one_killed_every_job_recorded_once(pg_url, tmp_path):
+    n_profiles = 1500
+    with Simulator(proxies=8, rate=10_000, burst=10_000, latency=0.02, seed=7) as sim:
+        store = open_store(pg_url)
+        try:
+            ops.add_proxies(store, [_Spec(u) for u in sim.proxy_urls])
+            batch_id = ops.create_batch(store, "scale", [f"user{i:05d}" for i in range(n_profiles)])
+            config = write_config(tmp_path / "worker.toml", sim, threads=4)
+            procs = [start_worker(pg_url, config, tmp_path / "logs", "--until-idle") for _ in range(4)]
+            try:
+                victim = procs[1]
+
+                def victim_busy():
+                    row = Worker.get_or_none(Worker.pid == victim.pid)
+                    if row is None or row.checks < 40:
+                        return None
+                    held = [j.id for j in Job.select(Job.id).where((Job.state == "running") & (Job.lease_owner == row.id))]
+                    return (row.id, held) if held else None
+
+                victim_id, held = wait_for(victim_busy, 40, lambda: "the victim to finish 40 checks and hold more: "
+                                           + stderr_of(victim)[-2000:])
+                os.kill(victim.pid, signal.SIGKILL)
+                victim.wait(10)
+                done_at_kill = ops.get_batch(store, batch_id).completed
+                assert done_at_kill < n_profiles, "the batch ended before the kill: make it bigger or slower"
+
+                survivors = [p for p in procs if p is not victim]
+                deadline = time.monotonic() + 60
+                for p in survivors:
+                    try:
+                        p.wait(max(0.1, deadline - time.monotonic()))
+                    except subprocess.TimeoutExpired:
+                        pytest.fail(f"worker {p.pid} did not finish: {stderr_of(p)[-3000:]}")
+                assert [p.returncode for p in survivors] == [0, 0, 0], [stderr_of(p)[-2000:] for p in survivors]
+            finally:
+                stop_all(procs)
+
+            b = ops.get_batch(store, batch_id)
+            assert b.state == "finished", b
+            states = {s: int(n) for s, n in store.db.execute_sql(
+                "SELECT state, COUNT(*) FROM job WHERE batch_id = %s GROUP BY state", (batch_id,)).fetchall()}
+            assert set(states) <= {"succeeded", "failed"} and sum(states.values()) == n_profiles, states
+            # counters == rows
+            assert (b.completed, b.succeeded, b.failed) == (n_profiles, states.get("succeeded", 0),
+                                                            states.get("failed", 0))
+            # every job recorded exactly once: one result record per job, in the finishing transaction
+            per_job = collections.Counter(r.job for r in BatchLog.select(BatchLog.job).where(
+                (BatchLog.batch == batch_id) & BatchLog.event.in_(["STORY_CHECK_SUCCESS", "CHECK_FAILED"])))
+            assert len(per_job) == n_profiles and set(per_job.values()) == {1}, per_job.most_common(3)
+            # every success record belongs to a succeeded job
+            assert scalar(store, "SELECT COUNT(*) FROM batch_log l JOIN job j ON j.id = l.job "
+                                 "WHERE l.event = 'STORY_CHECK_SUCCESS' AND j.state != 'succeeded'") == 0
+            # no story recorded twice
+            assert scalar(store, "SELECT COUNT(*) FROM (SELECT username, story_id FROM story "
+                                 "GROUP BY username, story_id HAVING COUNT(*) > 1) d") == 0
+            assert scalar(store, "SELECT COUNT(*) FROM story") > 0
+            # what the victim held came back and was finished by the others
+            assert Job.select().where(Job.id.in_(held) & Job.state.in_(["succeeded", "failed"])).count() == len(held)
+            assert BatchLog.select().where((BatchLog.event == "LEASE_EXPIRED") & BatchLog.job.in_(held)).count() >= 1
+            assert Worker.get_by_id(victim_id).state == "stopped"  # seen dead by a worker on its host
+            assert {w.state for w in Worker.select().where(Worker.id != victim_id)} == {"stopped"}
+        finally:
+            store.close()
+
+
+# --- commands reach every worker within two seconds --------------------------------------------
+
+def test_pause_resume_and_proxy_toggle_reach_every_worker_within_two_seconds(db_url, tmp_path):
+    with Simulator(proxies=3, rate=10_000, burst=10_000, latency=0.03, seed=3) as sim:
+        store = open_store(db_url)
+        try:
+            ops.add_proxies(store, [_Spec(u) for u in sim.proxy_urls])
+            batch_id = ops.create_batch(store, "long", [f"u{i:05d}" for i in range(20_000)])
+            config = write_config(tmp_path / "worker.toml", sim, threads=3, lease=30)
+            procs = [start_worker(db_url, config, tmp_path / "logs") for _ in range(2)]
+            try:
+                def running() -> int:
+                    return scalar(store, "SELECT COUNT(*) FROM job WHERE batch_id = ? AND state = 'running'", batch_id)
+
+                def done() -> int:
+                    return ops.get_batch(store, batch_id).completed
+
+                wait_for(lambda: Worker.select().where((Worker.state == "running") & (Worker.checks > 0)).count() == 2,
+                         30, lambda: "both workers to check: " + " | ".join(stderr_of(p)[-800:] for p in procs))
+
+                # pause from the CLI: within 2 s nothing runs, and nothing starts afterwards
+                assert cli_subprocess("pause", str(batch_id), "--db", db_url).code == 0
+                t0 = time.monotonic()
+                wait_for(lambda: running() == 0, 2.0, "no running job of the paused batch")
+                settled = done()
+                time.sleep(0.6)  # an observation window: a worker that missed the pause would claim now
+                assert running() == 0 and done() == settled
+
+                # resume: within 2 s both workers check again
+                before = {w.id: w.checks for w in Worker.select()}
+                assert cli_subprocess("resume", str(batch_id), "--db", db_url).code == 0
+                wait_for(lambda: running() > 0, 2.0, "work to start again after resume")
+                wait_for(lambda: all(w.checks > before.get(w.id, 0) for w in Worker.select()
+                                     .where(Worker.state == "running")), 4.0, "both workers to check again")
+
+                # disable proxy 1 from the CLI: within 2 s no worker sends through it any more
+                first = Proxy.select().order_by(Proxy.id).first()
+                port0 = "proxy-0"
+                assert cli_subprocess("proxies", "disable", str(first.id), "--db", db_url).code == 0
+                t0 = time.monotonic()
+
+                def requests_via(identity: str) -> int:
+                    return sim.stats()["identities"][identity]["requests"]
+
+                def quiet() -> bool:
+                    a = requests_via(port0)
+                    time.sleep(0.3)
+                    return requests_via(port0) == a
+                wait_for(quiet, 2.0, "proxy-0 to get no more requests")
+                assert time.monotonic() - t0 < 2.3
+                a = requests_via(port0)
+                time.sleep(0.6)
+                assert requests_via(port0) == a and requests_via("proxy-1") > 0
+
+                # enable it again: within 2 s it carries traffic again
+                assert cli_subprocess("proxies", "enable", str(first.id), "--db", db_url).code == 0
+                a = requests_via(port0)
+                wait_for(lambda: requests_via(port0) > a, 2.0, "proxy-0 to be used again")
+                assert all(p.poll() is None for p in procs), [stderr_of(p)[-2000:] for p in procs]
+            finally:
+                stop_all(procs)
+            assert all(p.returncode == 0 for p in procs), [stderr_of(p)[-2000:] for p in procs]
+            from helpers import assert_counters_match_rows
+            assert_counters_match_rows(store, batch_id)
+        finally:
+            store.close()
+
+
+# --- another machine's worker stops heartbeating -------------------------------------------------
+
+def test_jobs_of_a_silent_remote_worker_come_back_when_its_lease_expires(db_url, logsetup):
+    """A worker on another host (its pid means nothing here) claimed jobs and went silent:
+    they are taken back when the lease expires, never earlier; the console sees the workers."""
+    with Simulator(proxies=2, rate=10_000, burst=10_000, seed=5) as sim:
+        store = open_store(db_url)
+        try:
+            ops.add_proxies(store, [_Spec(u) for u in sim.proxy_urls])
+            batch_id = ops.create_batch(store, "b", [f"u{i}" for i in range(40)])
+            remote = "far-away-host:4242:abcdef"
+            q.register_worker(store, remote, 4)
+            held = q.claim(store, remote, 2.5, 5)
+            settings = fast_settings(sim_source(sim), engine={"lease_seconds": 3.0})
+            runner = build_runner(store, settings)
+            watcher = build_runner(store, settings, workers=0)  # what the console runs
+            runner.start()
+            watcher.start()
+            try:
+                started = time.monotonic()
+                wait_for(lambda: ops.get_batch(store, batch_id).completed == 35, 20, "the other 35 jobs")
+                assert {j.state for j in Job.select().where(Job.id.in_([c.id for c in held]))} == {"running"}
+                assert time.monotonic() - started < 2.4  # the lease has not expired: nobody took them
+                wait_for(lambda: ops.get_batch(store, batch_id).state == "finished", 20, "the batch to finish")
+                expired = BatchLog.select().where(BatchLog.event == "LEASE_EXPIRED")
+                assert {r.job for r in expired} == {c.id for c in held}
+                assert q.finish(store, remote, [q.JobResult(job=c, state=q.SUCCEEDED) for c in held]).stale
+                workers = wait_for(lambda: {w.id: w for w in watcher.snapshot().workers}
+                                   if runner.worker_id in {w.id for w in watcher.snapshot().workers} else None, 5)
+                assert remote in workers and workers[runner.worker_id].state == "running"
+                assert workers[runner.worker_id].heartbeat_age < 3
+                assert workers[remote].heartbeat_age > 2  # silent
+            finally:
+                runner.stop(1.0)
+                watcher.stop(1.0)
+            from helpers import assert_counters_match_rows
+            assert_counters_match_rows(store, batch_id)
+        finally:
+            store.close()
+
+
+# --- proxy news that commits after another worker's read ------------------------------------------
+
+def test_proxy_change_committed_after_a_workers_read_is_still_adopted(pg_url):
+    """A proxy change stamped before another worker's sync but committed after it (PostgreSQL
+    runs both at once) must still reach that worker at its next sync."""
+    import psycopg2
+
+    store = open_store(pg_url)
+    try:
+        ops.add_proxies(store, [_Spec("http://127.0.0.1:9"), _Spec("http://127.0.0.1:10")])
+        from storycheck_tui.config import ProxySettings
+        pool = build_pool(store, ProxySettings())
+        sync = ProxySync(store, pool)
+        sync.adopt_all()
+        other = psycopg2.connect(pg_url)  # another console: its transaction stays open a while
+        try:
+            with other.cursor() as cur:
+                cur.execute("UPDATE proxy SET disabled = true, state = 'disabled', "
+                            "updated_at = extract(epoch from clock_timestamp()) WHERE id = 1")
+            time.sleep(0.05)
+            sync.sync()  # reads before the other commit: sees nothing yet
+            assert pool.state_of("1") != P.DISABLED
+            other.commit()
+        finally:
+            other.close()
+        sync.sync()
+        assert pool.state_of("1") == P.DISABLED
+        assert pool.state_of("2") != P.DISABLED
+    finally:
+        store.close()

@@ -257,6 +257,10 @@ class Runner:
             db_rate=sum(w.rate for w in self._workers if w.state == "running"),
         )
 
+    def refresh(self) -> None:
+        """Re-read batches and workers now (after a change made outside these commands, e.g. a new batch)."""
+        self._refresh()
+
     def recent_results(self, since_job: int = 0) -> list[ResultRow]:
         return list(self._recent)
 

@@ -146,6 +146,12 @@ class MainScreen(Screen):
         if self.has_class("-show-workers") and self.focused_pane() is not self.pane("workers"):
             self.remove_class("-show-workers")
 
+    def action_focus_next(self) -> None:
+        self.focus_next()
+
+    def action_focus_previous(self) -> None:
+        self.focus_previous()
+
     def action_filter(self) -> None:
         pane = self.focused_pane() or self.pane("results")
         if not pane.open_filter():
@@ -541,6 +547,7 @@ class StorycheckApp(App):
         plist = load_profiles(path, skip_invalid=skip_invalid)
         name = name or Path(path).stem
         batch_id = ops.create_batch(self.store, name, plist.usernames, source_file=path)
+        self.runner.refresh()  # the new batch shows (and is claimed) now, not at the next keeper pass
         extra = []
         if plist.duplicates:
             extra.append(f"{plist.duplicates} duplicates dropped")

@@ -229,3 +229,23 @@ def sample_app(store: Store, **kw):
             series = [base * (0.7 + 0.6 * (((row.id * 7 + i * 5) % 11) / 10)) for i in range(11)] + [base]
             app.seed_latency(row.id, series, row.successes + row.failures)
     return app, runner
+
+
+_template: Path | None = None
+
+
+def sample_copy(dest_dir: str | Path) -> Store:
+    """A fresh copy of the sample database in ``dest_dir`` (built once per process, then copied)."""
+    import shutil
+    import tempfile
+
+    global _template
+    if _template is None or not _template.exists():
+        folder = Path(tempfile.mkdtemp(prefix="storycheck-sample-"))
+        store = build_sample_store(folder / "sample.db")
+        store.db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        store.close()
+        _template = folder / "sample.db"
+    target = Path(dest_dir) / "sample.db"
+    shutil.copyfile(_template, target)
+    return open_store(str(target))

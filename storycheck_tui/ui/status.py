@@ -78,7 +78,8 @@ def render(f: StatusFacts) -> Text:
         t.append(" (waiting for one)", style="bold red")
     t.append(*sep)
     if f.threads:
-        t.append(f"{f.in_flight}/{f.threads} threads busy")
+        t.append(f"{f.in_flight} in flight", style="bold" if f.in_flight else "")
+        t.append(f" on {f.threads} threads", style="bright_black")
         if f.workers:
             t.append(f" +{f.workers} worker{'s' if f.workers != 1 else ''}", style="cyan")
     else:

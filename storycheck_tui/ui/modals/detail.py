@@ -43,8 +43,7 @@ def render_detail(d: JobDetail, now: float, tz: tzinfo | None) -> list[tuple[str
         ("State", Text(j.state)), ("Outcome", Text(j.outcome or "—")),
         ("Stories", Text("—" if j.story_count is None else str(j.story_count))), ("Latest story", Text(latest)),
         ("Proxy", fmt.plain(j.proxy or "—")), ("HTTP status", Text("—" if j.http_status is None else str(j.http_status))),
-        ("Attempts", Text(f"{j.attempts} claim{'s' if j.attempts != 1 else ''}, {d.tries} request"
-                          f"{'s' if d.tries != 1 else ''} in the last")),
+        ("Attempts", Text(f"{j.attempts} (last: {d.tries} HTTP request{'s' if d.tries != 1 else ''})")),
         ("Latency", Text(fmt.latency(j.latency_ms))),
         ("Started", Text(fmt.when(j.started_at, tz))), ("Finished", Text(fmt.when(j.finished_at, tz))),
     ]

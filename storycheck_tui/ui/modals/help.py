@@ -11,9 +11,11 @@ from textual.widgets import Static
 
 from storycheck_tui.ui import keymap
 
-INTRO = ("storycheck checks batches of profiles for active stories through a proxy pool. The panes redraw a "
-         "few times a second from the engine and the database; actions apply to the selected batch (pane 1) "
-         "or proxy (pane 3). ctrl+p opens the command palette with every action below.")
+INTRO = ("The panes redraw a few times a second from the engine and the database. Batch keys act on the "
+         "selected batch (pane 1), proxy keys on the selected proxy (pane 3). ctrl+p opens the command palette "
+         "with every action below. Results filter: words match usernames and errors; is:failed, is:ok, "
+         "is:stories, is:pending, is:running pick a state. Remap any key by its id (right column) in "
+         "keymap.toml in the storycheck config directory, e.g.  \"batch.pause\" = \"space\".")
 
 
 def key_label(app, binding: Binding) -> str:
@@ -34,11 +36,12 @@ class HelpScreen(ModalScreen[None]):
                 yield Static(Text(INTRO, style="bright_black"), markup=False)
                 for section, bindings in keymap.SECTIONS:
                     table = Table.grid(padding=(0, 2))
-                    table.add_column(width=14, style="bold cyan", no_wrap=True)
-                    table.add_column(width=22, style="bold")
-                    table.add_column(style="")
+                    table.add_column(width=10, style="bold cyan", no_wrap=True)
+                    table.add_column(width=14, style="bold", no_wrap=True)
+                    table.add_column(ratio=1)
+                    table.add_column(width=22, style="bright_black", no_wrap=True)
                     for b in bindings:
-                        table.add_row(key_label(self.app, b), b.description, b.tooltip)
+                        table.add_row(key_label(self.app, b), b.description, b.tooltip, b.id)
                     yield Static(Text(section, style="bold underline"), classes="help-section", markup=False)
                     yield Static(table, markup=False)
             yield Static(Text("esc close", style="bright_black"), markup=False)

@@ -68,14 +68,27 @@ class Pane(Vertical):
             box.display = False
         self.focus_target()
 
+    #: seconds of quiet typing before a filter is applied (enter applies at once)
+    filter_debounce = 0.0
+
     def on_input_changed(self, event: Input.Changed) -> None:
         if isinstance(event.input, FilterInput):
             event.stop()
-            self.apply_filter(event.value)
+            if not self.filter_debounce:
+                self.apply_filter(event.value)
+                return
+            timer = getattr(self, "_filter_timer", None)
+            if timer is not None:
+                timer.stop()
+            value = event.value
+            self._filter_timer = self.set_timer(self.filter_debounce, lambda: self.apply_filter(value))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if isinstance(event.input, FilterInput):
             event.stop()
+            timer = getattr(self, "_filter_timer", None)
+            if timer is not None:
+                timer.stop()
             self.apply_filter(event.value)
             self.close_filter()
 

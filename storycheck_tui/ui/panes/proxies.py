@@ -14,8 +14,8 @@ from storycheck_tui.store.reads import ProxyRow
 from storycheck_tui.ui import format as fmt
 from storycheck_tui.ui.panes.base import Col, Pane, columns, fit, setup_table
 
-COLS = columns(Col("label", "Proxy", 14), Col("state", "State", 12), Col("ok", "OK", 7, right=True),
-               Col("fail", "Fail", 6, right=True), Col("latency", "ms", 6, right=True), Col("trend", "Trend", 8),
+COLS = columns(Col("label", "Proxy", 16), Col("state", "State", 12), Col("ok", "OK", 7, right=True),
+               Col("fail", "Fail", 6, right=True), Col("latency", "ms", 6, right=True), Col("trend", "Trend", 7),
                Col("error", "Last error", 60))
 
 @dataclass(frozen=True)
@@ -92,19 +92,26 @@ def proxy_cells(p: ProxyLine, now: float) -> tuple:
     if p.state == "cooling" and p.cooldown_until is not None:
         cooldown = max(0, int(p.cooldown_until - now + 0.999))
     return (p.label, (p.state, p.validating, cooldown), p.successes, p.failures,
-            None if p.last_latency_ms is None else round(p.last_latency_ms), p.latencies[-7:],
+            None if p.last_latency_ms is None else round(p.last_latency_ms), p.latencies[-5:],
             p.last_error if p.state != "healthy" else None)
+
+
+def short_label(label: str) -> str:
+    """The label without its scheme (``socks5://host:port`` -> ``host:port``): the table is narrow;
+    the line under it shows the whole label of the selected proxy."""
+    head, sep, rest = label.partition("://")
+    return rest if sep and head.isalnum() and rest else label
 
 
 def render_proxy(cells: tuple) -> list[Text]:
     label, (state, validating, cooldown), ok, bad, latency, trend, error = cells
     state_label = state + (f" {fmt.duration(cooldown)}" if cooldown else "") + ("…" if validating else "")
-    out = [fmt.plain(label), fmt.state(state, state_label),
+    out = [fmt.plain(short_label(label)), fmt.state(state, state_label),
            Text(fmt.count(ok), style="green" if ok else "bright_black"),
            Text(fmt.count(bad), style="red" if bad else "bright_black"),
            Text("—" if latency is None else (f"{latency}" if latency < 10_000 else f"{latency / 1000:.0f}s"),
                 style="yellow" if latency and latency >= 1000 else ""),
-           Text(fmt.sparkline(trend, 7), style="cyan"),
+           Text(fmt.sparkline(trend, 5), style="cyan"),
            fmt.plain(error or "", "red" if state in ("dead", "cooling") else "bright_black")]
     return [fit(c, t) for c, t in zip(COLS, out)]
 

@@ -14,6 +14,7 @@ from storycheck_tui.store.batches import BatchView
 from storycheck_tui.store.reads import STATE_FILTERS, JobRow, JobWindow
 from storycheck_tui.ui import format as fmt
 from storycheck_tui.ui import keymap
+from storycheck_tui.ui.panes.proxies import short_label
 from storycheck_tui.ui.panes.base import Col, FilterInput, Pane, columns, fit, setup_table
 
 COLS = columns(Col("username", "Username", 22), Col("state", "Result", 11), Col("stories", "Stories", 8, right=True),
@@ -64,7 +65,7 @@ def row_cells(j: JobRow, now: float) -> tuple:
     if j.state == "pending" and j.attempts and j.error_kind is None:
         error = ""
     return (j.username, label, j.story_count, fmt.age(j.latest_story_at, now) if j.latest_story_at else "",
-            j.proxy or "", j.attempts, j.latency_ms and round(j.latency_ms), error)
+            short_label(j.proxy or ""), j.attempts, j.latency_ms and round(j.latency_ms), error)
 
 
 def render_row(j: JobRow, cells: tuple) -> list[Text]:
@@ -104,6 +105,7 @@ class ResultsPane(Pane):
     number = 2
     pane_title = "Results"
     filter_placeholder = "username or error text; is:failed is:ok is:stories is:pending is:running …"
+    filter_debounce = 0.3  # a text filter reads the database: wait for a pause in typing
 
     class Reload(Message):
         """The window's parameters changed: read it again now."""

@@ -1,0 +1,700 @@
+"""The operator console, driven with Textual's Pilot: every key action, and what it did to the
+engine and the database afterwards (not only to the screen).
+
+Most tests run on a copy of the fixed sample database (``storycheck_tui.ui.sample``) with a
+watch-only runner and the redraw timer off; the ones about quitting, re-validating and
+other processes run a real engine with a fake story source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import functools
+import logging
+import time
+from pathlib import Path
+
+import pytest
+from rich.text import Text
+
+from helpers import wait_for
+from storycheck_tui.config import EngineSettings, ProxySettings, Settings
+from storycheck_tui.engine.wiring import build_runner
+from storycheck_tui.inputs.proxies import ProxySpec
+from storycheck_tui.logs import LogEntry, LogRing
+from storycheck_tui.sources.base import Outcome
+from storycheck_tui.store import batches as ops
+from storycheck_tui.store import reads
+from storycheck_tui.store.models import Batch, Job, Proxy, Worker
+from storycheck_tui.ui import keymap
+from storycheck_tui.ui.app import StorycheckApp
+from storycheck_tui.ui.commands import commands
+from storycheck_tui.ui.modals.confirm import ConfirmScreen
+from storycheck_tui.ui.modals.detail import DetailScreen
+from storycheck_tui.ui.modals.export import ExportScreen
+from storycheck_tui.ui.modals.help import HelpScreen
+from storycheck_tui.ui.modals.new_batch import NewBatchScreen
+from storycheck_tui.ui.panes.batches import BatchesPane
+from storycheck_tui.ui.panes.logview import LogPane, LogView
+from storycheck_tui.ui.panes.proxies import ProxiesPane
+from storycheck_tui.ui.panes.results import ResultsPane
+from storycheck_tui.ui.sample import FIXED_NOW, sample_app, sample_copy
+
+SIZE = (120, 40)
+
+
+def async_test(fn):
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        return asyncio.run(fn(*args, **kwargs))
+    return run
+
+
+@pytest.fixture
+def sample(tmp_path):
+    store = sample_copy(tmp_path)
+    made = []
+
+    def make(**kw):
+        app, runner = sample_app(store, **kw)
+        made.append(runner)
+        return app
+
+    yield store, make
+    for runner in made:
+        runner.stop(0)
+    store.close()
+
+
+def batch(name: str) -> Batch:
+    return Batch.get(Batch.name == name)
+
+
+async def settle(app, pilot) -> None:
+    """Let thread workers (commands, reads) finish and their messages arrive."""
+    for _ in range(3):
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+
+
+def screen_text(app) -> str:
+    """What the terminal shows, as plain text lines."""
+    strips = app.screen._compositor.render_strips()
+    return "\n".join("".join(seg.text for seg in strip) for strip in strips)
+
+
+async def select_batch(app, pilot, name: str) -> None:
+    app.main.query_one(BatchesPane).select(batch(name).id)
+    await pilot.pause()
+
+
+async def select_proxy(app, pilot, label: str) -> None:
+    pane = app.main.query_one(ProxiesPane)
+    pane.focus_target()
+    table = pane.target()
+    key = str(Proxy.get(Proxy.label == label).id)
+    table.move_cursor(row=table.get_row_index(key), animate=False)
+    await pilot.pause()
+    assert pane.selected_key == key
+
+
+# --- batches ---------------------------------------------------------------------------------------
+
+
+@async_test
+async def test_p_pauses_then_resumes_the_selected_batch(sample):
+    store, make = sample
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        assert app.main.query_one(BatchesPane).selected.name == "spring-campaign"
+        await pilot.press("p")
+        await settle(app, pilot)
+        assert batch("spring-campaign").state == "paused"
+        app.refresh_now()
+        await pilot.press("p")
+        await settle(app, pilot)
+        assert batch("spring-campaign").state == "running"
+
+
+@async_test
+async def test_c_cancels_after_yes_and_keeps_the_batch_after_no(sample):
+    store, make = sample
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await select_batch(app, pilot, "overnight-retry")
+        await pilot.press("c")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        await settle(app, pilot)
+        assert batch("overnight-retry").state == "queued"
+        await pilot.press("c")
+        await pilot.pause()
+        await pilot.press("y")
+        await settle(app, pilot)
+        b = batch("overnight-retry")
+        assert b.state == "cancelled"
+        assert b.cancelled_profiles == 5_000
+        assert Job.select().where((Job.batch == b.id) & (Job.state == "pending")).count() == 0
+
+
+@async_test
+async def test_f_queues_the_failed_checks_again(sample):
+    store, make = sample
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await select_batch(app, pilot, "vip-accounts")
+        before = batch("vip-accounts")
+        assert before.failed_checks == 12
+        await pilot.press("f")
+        await settle(app, pilot)
+        after = batch("vip-accounts")
+        assert after.failed_checks == 0
+        assert after.completed_profiles == before.completed_profiles - 12
+        assert Job.select().where((Job.batch == after.id) & (Job.state == "failed")).count() == 0
+
+
+@async_test
+async def test_n_shows_file_errors_in_the_modal_then_creates_the_batch(sample, tmp_path, monkeypatch):
+    store, make = sample
+    monkeypatch.chdir(tmp_path)
+    Path("leads.txt").write_text("alice\nbob\n[/bold]bad user\ncarol\n", encoding="utf-8")
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        modal = app.screen
+        assert isinstance(modal, NewBatchScreen)
+        modal.query_one("#path").value = "leads.tx"
+        await pilot.press("t", "ctrl+s")
+        await settle(app, pilot)
+        assert app.screen is modal, "a bad file keeps the modal open"
+        errors = str(modal.query_one("#errors").render())
+        assert "leads.txt:3: invalid character '/' in username" in errors
+        assert "[/bold]bad user" in errors  # shown as typed, not as markup
+        assert Batch.select().where(Batch.name == "leads").count() == 0
+
+        modal.query_one("#skip").value = True
+        modal.query_one("#name").value = "leads-ok"
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        assert not isinstance(app.screen, NewBatchScreen)
+        b = batch("leads-ok")
+        assert b.total_profiles == 3
+        assert sorted(j.username for j in Job.select().where(Job.batch == b.id)) == ["alice", "bob", "carol"]
+        app.refresh_now()
+        assert app.main.query_one(BatchesPane).selected.id == b.id
+
+
+@async_test
+async def test_e_exports_the_selected_batch(sample, tmp_path):
+    store, make = sample
+    app = make()
+    out = tmp_path / "vip.csv"
+    async with app.run_test(size=SIZE) as pilot:
+        await select_batch(app, pilot, "vip-accounts")
+        await pilot.press("e")
+        await pilot.pause()
+        modal = app.screen
+        assert isinstance(modal, ExportScreen)
+        modal.query_one("#path").value = str(out)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert not isinstance(app.screen, ExportScreen)
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert len(rows) == 800
+    assert {r["batch_id"] for r in rows} == {str(batch("vip-accounts").id)}
+
+
+@async_test
+async def test_export_error_stays_in_the_modal(sample, tmp_path):
+    store, make = sample
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("e")
+        await pilot.pause()
+        modal = app.screen
+        modal.query_one("#path").value = str(tmp_path / "no-such-dir" / "x.csv")
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert app.screen is modal
+        assert "does not exist" in str(modal.query_one("#errors").render())
+
+
+# --- proxies -------------------------------------------------------------------------------------------
+
+
+@async_test
+async def test_d_disables_then_enables_the_selected_proxy(sample):
+    store, make = sample
+    app = make()
+    label = "de-fra-02.proxy.example:8080"
+    async with app.run_test(size=SIZE) as pilot:
+        await select_proxy(app, pilot, label)
+        await pilot.press("d")
+        await settle(app, pilot)
+        row = Proxy.get(Proxy.label == label)
+        assert row.disabled and row.state == "disabled"
+        assert "disabled" in screen_text(app)
+        await pilot.press("d")
+        await settle(app, pilot)
+        row = Proxy.get(Proxy.label == label)
+        assert not row.disabled and row.state == "unchecked"
+
+
+@async_test
+async def test_r_and_R_in_a_watch_only_console_say_where_validation_runs(sample):
+    store, make = sample
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await select_proxy(app, pilot, "us-nyc-01.proxy.example:1080")
+        await pilot.press("r")
+        await pilot.press("R")
+        await settle(app, pilot)
+        messages = " ".join(str(n.message) for n in app._notifications)
+        assert "re-validation runs in the worker processes" in messages
+        assert Proxy.get(Proxy.label == "us-nyc-01.proxy.example:1080").state == "dead"
+
+
+# --- results, detail, filters ------------------------------------------------------------------------------
+
+
+@async_test
+async def test_results_show_a_window_not_every_profile(sample):
+    store, make = sample
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.main.query_one(ResultsPane)
+        assert pane.window.total == 100_000
+        assert pane.target().row_count == 200
+        assert "rows 1–200 of 100,000" in screen_text(app)
+        pane.focus_target()
+        await pilot.press("right_square_bracket")
+        await settle(app, pilot)
+        assert pane.row_offset == 200 and not pane.follow
+        assert pane.window.offset == 200
+        assert "rows 201–400 of 100,000" in screen_text(app)
+        await pilot.press("F")
+        await settle(app, pilot)
+        assert pane.follow and pane.window.offset == 0
+
+
+@async_test
+async def test_slash_filters_the_focused_pane(sample):
+    store, make = sample
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2", "slash")
+        box = app.main.query_one("#results-filter")
+        assert box.has_focus
+        box.value = "is:failed keyerro"
+        await pilot.press("r", "enter")
+        await settle(app, pilot)
+        pane = app.main.query_one(ResultsPane)
+        assert pane.state_filter == "failed" and pane.text_filter == "keyerror"
+        assert [j.username for j in pane.window.rows] == ["ines.bakes51227"]
+
+        await pilot.press("4", "slash")
+        box = app.main.query_one("#log-filter")
+        assert box.has_focus
+        box.value = "proxy_coolin"
+        await pilot.press("g", "enter")
+        await pilot.pause()
+        view = app.main.query_one(LogView)
+        assert [e.event for e in view.shown] == ["PROXY_COOLING"]
+
+
+@async_test
+async def test_enter_on_a_result_opens_its_detail(sample):
+    store, make = sample
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.main.query_one(ResultsPane)
+        pane.focus_target()
+        table = pane.target()
+        row = next(i for i, j in enumerate(pane.window.rows) if j.username == "ines.bakes51227")
+        table.move_cursor(row=row, animate=False)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert isinstance(app.screen, DetailScreen)
+        text = screen_text(app)
+        for expected in ("ines.bakes51227", "Attempt history", "PROXY_FAILOVER", "RATE_LIMITED",
+                         "Traceback", "KeyError"):
+            assert expected in text
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, DetailScreen)
+
+
+@async_test
+async def test_log_level_filter_and_follow(sample):
+    store, make = sample
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.main.query_one(LogView)
+        assert all(e.level != "DEBUG" for e in view.shown)
+        await pilot.press("4")
+        for _ in range(3):
+            await pilot.press("l")  # INFO -> WARNING -> ERROR -> DEBUG
+        assert any(e.level == "DEBUG" for e in view.shown)
+        await pilot.press("l", "l")  # INFO -> WARNING
+        assert {e.level for e in view.shown} <= {"WARNING", "ERROR"}
+        await pilot.press("F")
+        assert not view.follow
+        await pilot.press("F")
+        assert view.follow
+
+
+# --- focus, help, palette, keymap -------------------------------------------------------------------------
+
+
+@async_test
+async def test_tab_and_number_keys_move_between_panes(sample):
+    store, make = sample
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        main = app.main
+        for key, pane in (("4", "log"), ("2", "results"), ("5", "workers"), ("3", "proxies")):
+            await pilot.press(key)
+            assert main.focused_pane().pane_name == pane
+        await pilot.press("tab")
+        assert main.focused_pane().pane_name == "results"
+        await pilot.press("shift+tab", "shift+tab")
+        assert main.focused_pane().pane_name == "batches"
+
+
+@async_test
+async def test_help_lists_every_key_and_binding_id(sample):
+    store, make = sample
+    app = make()
+    async with app.run_test(size=(130, 72)) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        text = screen_text(app)
+        for b in keymap.all_bindings():
+            assert b.description in text and b.id in text, b.id
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, HelpScreen)
+
+
+def test_every_key_is_in_the_palette_and_in_help():
+    titles = {b.id for _, _, b in commands()}
+    ids = {b.id for b in keymap.all_bindings()}
+    assert ids - titles <= {keymap.NEXT_PANE.id, keymap.PREV_PANE.id}
+    for b in keymap.all_bindings():
+        assert b.id, f"binding {b.key} has no id"
+    main_keys = {b.key for b in keymap.MAIN}
+    for key in ("p", "c", "f", "n", "e", "d", "r", "R", "slash", "q", "1", "2", "3", "4", "tab"):
+        assert key in main_keys or any(key in b.key.split(",") for b in keymap.MAIN), key
+
+
+@async_test
+async def test_palette_command_runs_the_action(sample):
+    store, make = sample
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await app.run_binding(keymap.PAUSE)
+        await settle(app, pilot)
+        assert batch("spring-campaign").state == "paused"
+
+
+@async_test
+async def test_a_user_keymap_remaps_a_binding(sample, tmp_path):
+    store, make = sample
+    path = tmp_path / "keymap.toml"
+    path.write_text('[keymap]\n"batch.pause" = "x"\n"nope.nothing" = "z"\n', encoding="utf-8")
+    keys, problem = keymap.load_user_keymap(path)
+    assert keys == {"batch.pause": "x"}
+    assert "unknown binding id 'nope.nothing'" in problem
+    app = make(keymap_overrides=keys)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("p")
+        await settle(app, pilot)
+        assert batch("spring-campaign").state == "running"
+        await pilot.press("x")
+        await settle(app, pilot)
+        assert batch("spring-campaign").state == "paused"
+
+
+# --- rendering user text literally ------------------------------------------------------------------------
+
+
+@async_test
+async def test_markup_and_escapes_in_user_text_render_literally(sample):
+    """Regression: a username `[/bold]` crashed a DataTable render when cells were markup."""
+    store, make = sample
+    evil = ["[/bold]", "[red]x", "\x1b[31mred", "[link=http://x]y[/link]", "a\nb"]
+    b = ops.create_batch(store, "evil [/bold] batch", evil)
+    Job.update(state="failed", error_kind="unexpected", error_message="[/red] boom \x1b[0m",
+               proxy="[bold]proxy[/]", finished_at=FIXED_NOW).where(Job.batch == b).execute()
+    ops.add_proxies(store, [ProxySpec(url="http://evil:1", label="[/i]evil-proxy")])
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await select_batch(app, pilot, "evil [/bold] batch")
+        app.refresh_now()
+        await pilot.pause()
+        text = screen_text(app)
+        assert "[/bold]" in text and "[red]x" in text and "^[[31mred" in text
+        assert "[/red] boom" in text
+        assert "evil [/bold] batch" in text
+        ring = app.ring
+        ring.emit(logging.makeLogRecord({"name": "storycheck", "levelno": logging.ERROR, "levelname": "ERROR",
+                                         "msg": "[/bold] in a log line \x1b[2J", "args": None,
+                                         "created": FIXED_NOW}))
+        app.refresh_now()
+        await pilot.pause()
+        text = screen_text(app)
+        assert "[/bold] in a log line" in text
+        assert "\x1b" not in text  # the escape is shown (as ^[ or \x1b), never sent to the terminal
+        # the detail of one of them, too
+        pane = app.main.query_one(ResultsPane)
+        pane.focus_target()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, DetailScreen)
+        screen_text(app)
+
+
+def test_plain_never_parses_markup():
+    from storycheck_tui.ui.format import plain
+
+    t = plain("[/bold][red]x\x1b[31m")
+    assert isinstance(t, Text)
+    assert t.plain == "[/bold][red]x^[[31m"
+    assert not t.spans
+
+
+# --- redraw batching and bounded memory ------------------------------------------------------------------
+
+
+@async_test
+async def test_a_burst_of_log_records_is_one_append_and_bounded(sample, monkeypatch):
+    store, make = sample
+    app = make(log_capacity=2_000)
+    calls = []
+    real_add = LogView.add
+
+    def counting_add(self, entries):
+        entries = list(entries)
+        calls.append(len(entries))
+        return real_add(self, entries)
+
+    monkeypatch.setattr(LogView, "add", counting_add)
+    async with app.run_test(size=SIZE) as pilot:
+        calls.clear()
+        ring = LogRing(capacity=10_000)
+        app.ring = ring
+        app._log_seq = 0
+        for i in range(9_000):
+            ring.emit(logging.makeLogRecord({"name": "storycheck.engine", "levelno": logging.INFO,
+                                             "levelname": "INFO", "msg": f"record {i}", "args": None}))
+        started = time.perf_counter()
+        app.tick()
+        elapsed = time.perf_counter() - started
+        assert len(calls) == 1, "all new records are written in one call"
+        view = app.main.query_one(LogView)
+        assert len(view.entries) == 2_000
+        assert view.entries[-1].message == "record 8999"
+        assert any(e.event == "LOG_GAP" for e in view.entries) or calls[0] == 5_001
+        assert elapsed < 0.5, f"a tick with 9,000 new records took {elapsed:.3f}s"
+        app.tick()
+        assert len(calls) == 1, "no new records: no write"
+
+
+# --- quit, engine threads, other processes ---------------------------------------------------------------
+
+
+class SlowSource:
+    """A story source that takes ``delay`` seconds per check and always finds no stories."""
+
+    def __init__(self, delay: float = 0.5) -> None:
+        self.delay = delay
+        self.validations = 0
+
+    def check(self, username, via):
+        time.sleep(self.delay)
+        return Outcome(kind="no_stories", http_status=200, latency_ms=self.delay * 1000)
+
+    def health(self, via):
+        self.validations += 1
+        return 5.0
+
+    def close(self):
+        pass
+
+
+def fast_settings(**engine) -> Settings:
+    return Settings(proxies=ProxySettings(rate=100.0, burst=100.0, validate_every=0.5),
+                    engine=EngineSettings(workers=4, lease_seconds=30.0, claim_size=8, commit_every=0.05,
+                                          heartbeat_every=0.2, grace_seconds=1.0, **engine))
+
+
+@pytest.fixture
+def live(tmp_path):
+    """A store with one batch and two proxies, and a ring on the storycheck logger."""
+    from storycheck_tui.store.db import open_store
+
+    store = open_store(str(tmp_path / "live.db"))
+    ops.add_proxies(store, [ProxySpec(url="http://p1:1", label="p1:1"), ProxySpec(url="http://p2:1", label="p2:1")])
+    batch_id = ops.create_batch(store, "live", [f"user{i}" for i in range(300)])
+    ring = LogRing()
+    logger = logging.getLogger("storycheck")
+    logger.addHandler(ring)
+    runners = []
+    yield store, batch_id, ring, runners
+    for r in runners:
+        r.stop(0)
+    logger.removeHandler(ring)
+    store.close()
+
+
+@async_test
+async def test_q_while_checks_run_asks_then_stops_the_engine_and_hands_leases_back(live):
+    store, batch_id, ring, runners = live
+    runner = build_runner(store, fast_settings(), source=SlowSource(delay=1.5))
+    runners.append(runner)
+    runner.start()
+    app = StorycheckApp(runner, store, ring, refresh_every=0.05, quit_grace=0.3)
+    async with app.run_test(size=SIZE) as pilot:
+        await asyncio.to_thread(wait_for, lambda: Job.select().where(Job.state == "running").count() >= 4,
+                                10.0, "checks in flight")
+        await pilot.press("q")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        started = time.monotonic()
+        await pilot.press("y")
+        await pilot.pause()
+        assert app.stopping
+        await asyncio.to_thread(app.stopped.wait, 10.0)
+        stopped_in = time.monotonic() - started
+    assert stopped_in < 5.0
+    assert Job.select().where((Job.state == "running") | Job.lease_owner.is_null(False)).count() == 0
+    assert Worker.get(Worker.id == runner.worker_id).state == "stopped"
+    assert all(not t.is_alive() for t in runner._threads)
+
+
+@async_test
+async def test_r_and_R_revalidate_proxies_in_a_console_that_runs_checks(live):
+    store, batch_id, ring, runners = live
+    ops.pause(store, batch_id)
+    source = SlowSource(delay=0.01)
+    settings = fast_settings()
+    settings = settings.replace(proxies=ProxySettings(rate=100.0, burst=100.0, validate_every=3600.0))
+    runner = build_runner(store, settings, source=source)
+    runners.append(runner)
+    runner.start()
+    k1, k2 = (str(Proxy.get(Proxy.label == label).id) for label in ("p1:1", "p2:1"))
+    for key in (k1, k2):
+        runner.pool.apply_shared(key, "dead", last_error="boom")
+    app = StorycheckApp(runner, store, ring, refresh_every=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        assert runner.pool.state_of(k2) == "dead", "the validator waits validate_every for dead proxies"
+        await select_proxy(app, pilot, "p2:1")
+        await pilot.press("r")
+        await settle(app, pilot)
+        await asyncio.to_thread(wait_for, lambda: runner.pool.state_of(k2) == "healthy", 5.0, "validated")
+        await asyncio.to_thread(wait_for, lambda: Proxy.get(Proxy.id == int(k2)).state == "healthy", 5.0,
+                                "healthy in the database")
+        assert runner.pool.state_of(k1) == "dead"
+        await pilot.press("R")
+        await settle(app, pilot)
+        await asyncio.to_thread(wait_for, lambda: Proxy.get(Proxy.id == int(k1)).state == "healthy", 5.0,
+                                "R re-validated the other one")
+        await pilot.press("q")
+        await asyncio.to_thread(app.stopped.wait, 5.0)
+
+
+@async_test
+async def test_a_watch_only_console_steers_workers_in_other_processes_within_two_seconds(live):
+    """The console (workers=0) and a worker runner share only the database."""
+    store, batch_id, ring, runners = live
+    worker = build_runner(store, fast_settings(), source=SlowSource(delay=0.02))
+    watcher = build_runner(store, fast_settings(), workers=0)
+    runners.extend([worker, watcher])
+    worker.start()
+    watcher.start()
+    app = StorycheckApp(watcher, store, ring, refresh_every=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await asyncio.to_thread(wait_for, lambda: batch("live").completed_profiles > 0, 10.0, "progress")
+        await asyncio.to_thread(wait_for, lambda: app.main.query_one(BatchesPane).selected is not None
+                                and app.main.query_one(BatchesPane).selected.completed > 0, 5.0, "progress shown")
+        assert "1 worker" in screen_text(app)
+
+        await pilot.press("p")
+        await settle(app, pilot)
+        paused_at = time.monotonic()
+        await asyncio.to_thread(wait_for, lambda: worker._batch_states.get(batch_id) == "paused", 2.0,
+                                "the worker sees the pause")
+        assert time.monotonic() - paused_at <= 2.0
+        await pilot.press("p")
+        await settle(app, pilot)
+
+        await select_proxy(app, pilot, "p1:1")
+        key = str(Proxy.get(Proxy.label == "p1:1").id)
+        await pilot.press("d")
+        await settle(app, pilot)
+        await asyncio.to_thread(wait_for, lambda: worker.pool.state_of(key) == "disabled", 2.0,
+                                "the worker sees the disable")
+        await pilot.press("d")
+        await settle(app, pilot)
+        await asyncio.to_thread(wait_for, lambda: worker.pool.state_of(key) != "disabled", 2.0,
+                                "the worker sees the enable")
+        await pilot.press("q")
+        await asyncio.to_thread(app.stopped.wait, 5.0)
+
+
+# --- reads ---------------------------------------------------------------------------------------------
+
+
+def test_job_window_orders_newest_first_filters_and_pages(store):
+    b = ops.create_batch(store, "w", [f"u{i}" for i in range(50)] + ["odd_name%", "x!y"])
+    ids = [j.id for j in Job.select().where(Job.batch == b).order_by(Job.id)]
+    for n, job_id in enumerate(ids[:30]):
+        Job.update(state="succeeded" if n % 3 else "failed", finished_at=1000.0 + n,
+                   error_kind=None if n % 3 else "proxy_failed",
+                   error_message=None if n % 3 else f"boom {n}").where(Job.id == job_id).execute()
+    Job.update(state="running", started_at=2000.0).where(Job.id == ids[40]).execute()
+    w = reads.job_window(store, b, limit=10)
+    assert w.total == 52
+    assert w.rows[0].id == ids[40]  # the most recent activity: a check in flight
+    assert [r.id for r in w.rows[1:4]] == [ids[29], ids[28], ids[27]]
+    last = reads.job_window(store, b, offset=50, limit=10)
+    assert [r.state for r in last.rows] == ["pending", "pending"]
+    failed = reads.job_window(store, b, state="failed")
+    assert failed.total == 10 and {r.state for r in failed.rows} == {"failed"}
+    assert reads.job_window(store, b, text="BOOM 2").total == 3  # boom 21, 24, 27: case-insensitive
+    assert [r.username for r in reads.job_window(store, b, text="%").rows] == ["odd_name%"]
+    assert [r.username for r in reads.job_window(store, b, text="_name").rows] == ["odd_name%"]
+    assert [r.username for r in reads.job_window(store, b, text="x!").rows] == ["x!y"]
+    with pytest.raises(ValueError):
+        reads.job_window(store, b, state="bogus")
+
+
+def test_job_detail_has_its_log_lines(store):
+    b = ops.create_batch(store, "d", ["solo"])
+    job = Job.get(Job.batch == b)
+    from storycheck_tui.store.models import BatchLog
+
+    BatchLog.insert_many([
+        {"created": 1.0, "level": "WARNING", "event": "RETRY_SCHEDULED", "batch": b, "job": job.id,
+         "username": "solo", "proxy": "p", "message": "retry", "details": '{"attempt": 1}'},
+        {"created": 2.0, "level": "ERROR", "event": "CHECK_FAILED", "batch": b, "job": job.id,
+         "username": "solo", "proxy": "p", "message": "failed", "details": '{"attempt": 2, "traceback": "TB"}'},
+    ]).execute()
+    d = reads.job_detail(store, job.id)
+    assert [ln.event for ln in d.log] == ["RETRY_SCHEDULED", "CHECK_FAILED"]
+    assert d.log[0].attempt == 1 and d.traceback == "TB"
+    assert reads.job_detail(store, 10**9) is None
+
+
+def test_gap_entry_is_a_log_entry():
+    from storycheck_tui.ui.panes.logview import gap_entry
+
+    e = gap_entry(12, LogEntry(seq=1, created=5.0, level="INFO", logger="x", event=None, message="m"))
+    assert e.event == "LOG_GAP" and "12" in e.message
+
+
+_ = LogPane  # imported for type references in failures

@@ -39,6 +39,14 @@ class Dialect:
     def claim_params(self, owner: str, lease: float, batch_id: int, limit: int) -> tuple:
         return (owner, lease, batch_id, batch_id, limit)
 
+    def extend_leases_sql(self) -> str:
+        """Extend every lease ``owner`` holds. Parameters: see :meth:`extend_leases_params`."""
+        p = self.param
+        return f"UPDATE job SET lease_until = {self.now} + {p} WHERE state = 'running' AND lease_owner = {p}"
+
+    def extend_leases_params(self, owner: str, lease: float) -> tuple:
+        return (lease, owner)
+
     def insert_jobs(self, db: Database, batch_id: int, usernames: list[str]) -> None:
         """Bulk-insert pending jobs (peewee's per-row overhead made 100k rows take 3 s)."""
         db.cursor().executemany(_INSERT_JOBS.format(p="?"), [(batch_id, u) for u in usernames])
@@ -79,6 +87,20 @@ class PostgresDialect(Dialect):
 
     def claim_params(self, owner: str, lease: float, batch_id: int, limit: int) -> tuple:
         return (batch_id, batch_id, limit, owner, lease)
+
+    def extend_leases_sql(self) -> str:
+        # Rows locked right now (this worker's writer finishing them, a reaper taking them back)
+        # are skipped, not waited for: a wait here, in scan order, can close a deadlock cycle
+        # with a transaction that locks jobs in id order. A skipped lease is extended next beat.
+        p, now = self.param, self.now
+        return (
+            f"WITH c AS MATERIALIZED (SELECT id FROM job WHERE state = 'running' AND lease_owner = {p} "
+            f"FOR UPDATE SKIP LOCKED) "
+            f"UPDATE job SET lease_until = {now} + {p} FROM c WHERE job.id = c.id"
+        )
+
+    def extend_leases_params(self, owner: str, lease: float) -> tuple:
+        return (owner, lease)
 
     def insert_jobs(self, db: Database, batch_id: int, usernames: list[str]) -> None:
         from psycopg2.extras import execute_values

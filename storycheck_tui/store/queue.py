@@ -244,11 +244,9 @@ def _cancel_pending_of_cancelled(store: Store, batch_ids: Iterable[int]) -> None
 
 
 def extend_leases(store: Store, owner: str, lease_seconds: float) -> int:
-    p = store.dialect.param
+    d = store.dialect
     with store.db.atomic():
-        return store.db.execute_sql(
-            f"UPDATE job SET lease_until = {store.dialect.now} + {p} WHERE state = 'running' AND lease_owner = {p}",
-            (lease_seconds, owner)).rowcount
+        return store.db.execute_sql(d.extend_leases_sql(), d.extend_leases_params(owner, lease_seconds)).rowcount
 
 
 @dataclass(frozen=True)
@@ -316,14 +314,13 @@ def register_worker(store: Store, worker_id: str, threads: int) -> None:
 
 def heartbeat(store: Store, worker_id: str, *, checks: int, rate: float, lease_seconds: float, state: str = "running") -> None:
     """Say this worker is alive and extend the leases it holds, in one transaction."""
-    p = store.dialect.param
+    d = store.dialect
+    p = d.param
     with store.db.atomic():
         store.db.execute_sql(
-            f"UPDATE worker SET heartbeat_at = {store.dialect.now}, checks = {p}, rate = {p}, state = {p} WHERE id = {p}",
+            f"UPDATE worker SET heartbeat_at = {d.now}, checks = {p}, rate = {p}, state = {p} WHERE id = {p}",
             (checks, rate, state, worker_id))
-        store.db.execute_sql(
-            f"UPDATE job SET lease_until = {store.dialect.now} + {p} WHERE state = 'running' AND lease_owner = {p}",
-            (lease_seconds, worker_id))
+        store.db.execute_sql(d.extend_leases_sql(), d.extend_leases_params(worker_id, lease_seconds))
 
 
 def stop_worker(store: Store, worker_id: str) -> None:

@@ -134,7 +134,9 @@ def finish(store: Store, owner: str, results: list[JobResult], extra_logs: list[
     logs: list[dict] = []
     with db.atomic():
         ts = now(store)
-        for r in results:
+        # Rows are locked in id order (jobs, then batches), like the reaper does: a late
+        # finish and a reaper on the same jobs then wait for each other, never deadlock.
+        for r in sorted(results, key=lambda r: r.job.id):
             o = r.outcome
             cur = db.execute_sql(
                 f"UPDATE job SET state = {p}, outcome = {p}, story_count = {p}, latest_story_at = {p}, "
@@ -161,7 +163,7 @@ def finish(store: Store, owner: str, results: list[JobResult], extra_logs: list[
                     stories.append({"username": r.job.username, "story_id": s.story_id, "taken_at": s.taken_at,
                                     "expires_at": s.expires_at, "media_type": s.media_type,
                                     "first_seen_at": ts, "batch": r.job.batch_id})
-        for batch_id, (ok, failed) in deltas.items():
+        for batch_id, (ok, failed) in sorted(deltas.items()):
             db.execute_sql(
                 f"UPDATE batch SET completed_profiles = completed_profiles + {p}, "
                 f"successful_checks = successful_checks + {p}, failed_checks = failed_checks + {p} WHERE id = {p}",
@@ -219,7 +221,7 @@ def release(store: Store, owner: str, jobs: list[Claimed], *, delay: float = 0.0
     fence = _FENCE.format(p=p)
     n = 0
     with store.db.atomic():
-        for j in jobs:
+        for j in sorted(jobs, key=lambda j: j.id):  # id order, as in finish and reap
             cur = store.db.execute_sql(
                 f"UPDATE job SET state = 'pending', attempts = attempts - 1, lease_owner = NULL, lease_until = NULL, "
                 f"run_after = {store.dialect.now} + {p} WHERE {fence}",

@@ -89,12 +89,13 @@ def claim(store: Store, owner: str, lease_seconds: float, limit: int, batch_ids:
             want = limit - len(out)
             if want <= 0:
                 break
+            # The batch row before any job row, as cancel() does: the first claim of a queued
+            # batch and a cancel then wait for each other instead of deadlocking.
+            db.execute_sql(
+                f"UPDATE batch SET state = 'running', started_at = {d.now} WHERE id = {d.param} AND state = 'queued'",
+                (batch_id,))
             rows = db.execute_sql(d.claim_sql(), d.claim_params(owner, lease_seconds, batch_id, want)).fetchall()
-            if rows:
-                out.extend(Claimed(int(r[0]), int(r[1]), r[2], int(r[3]), int(r[4])) for r in rows)
-                db.execute_sql(
-                    f"UPDATE batch SET state = 'running', started_at = {d.now} WHERE id = {d.param} AND state = 'queued'",
-                    (batch_id,))
+            out.extend(Claimed(int(r[0]), int(r[1]), r[2], int(r[3]), int(r[4])) for r in rows)
     out.sort(key=lambda c: c.id)
     return out
 

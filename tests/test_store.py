@@ -450,3 +450,130 @@ def test_libpq_options_in_the_url_pass_through(pg_url):
         assert s.db.execute_sql("SHOW application_name").fetchone()[0] == "sc-options-test"
     finally:
         s.close()
+
+
+# --- PostgreSQL row locks: no waits that can close a deadlock cycle -------------------------------
+
+class _OtherSession:
+    """A second PostgreSQL session (another worker or console) holding row locks in an open
+    transaction."""
+
+    def __init__(self, url: str):
+        import psycopg2
+
+        self.conn = psycopg2.connect(url)
+        self.conn.autocommit = False
+
+    def run(self, sql: str, params: tuple = ()) -> int:
+        with self.conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.rowcount
+
+    def commit(self) -> None:
+        self.conn.commit()
+
+    def close(self) -> None:
+        self.conn.rollback()
+        self.conn.close()
+
+
+def _waiting_on_a_lock(store) -> int:
+    return store.db.execute_sql(
+        "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    ).fetchone()[0]
+
+
+def _in_thread(fn):
+    box: dict = {}
+
+    def run():
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # reported by the caller
+            box["error"] = exc
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, box
+
+
+@pytest.fixture
+def pg_store(pg_url):
+    s = open_store(pg_url, pool_size=4)
+    yield s
+    s.close()
+
+
+def _wait(pred, timeout=5.0):
+    end = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.01)
+
+
+def test_heartbeat_never_waits_on_a_locked_job_row(pg_store, pg_url):
+    """The writer (or a reaper) may hold some of this worker's job rows while the keeper
+    extends its leases: the extension skips those rows instead of waiting on them (a wait
+    there, in another row order, is half of a deadlock)."""
+    store = pg_store
+    ops.create_batch(store, "b", [f"u{i}" for i in range(6)])
+    q.register_worker(store, "h:1:aa", 2)
+    held = q.claim(store, "h:1:aa", 30, 6)
+    other = _OtherSession(pg_url)
+    try:
+        other.run("UPDATE job SET tries = tries WHERE id = %s", (held[3].id,))  # row lock, left open
+        t, box = _in_thread(lambda: q.heartbeat(store, "h:1:aa", checks=0, rate=0.0, lease_seconds=300))
+        t.join(3.0)
+        assert not t.is_alive(), "heartbeat waits on a row another transaction holds"
+        assert "error" not in box, box
+    finally:
+        other.close()
+        t.join(5)
+        store.db.close()
+    extended = [j.id for j in Job.select().where(Job.lease_until > q.now(store) + 200)]
+    assert sorted(extended) == sorted(c.id for c in held if c.id != held[3].id)
+
+
+def test_finish_locks_jobs_in_id_order(pg_store, pg_url):
+    """A late group commit and a reaper touch the same expired jobs: both go in id order, so
+    one waits for the other instead of deadlocking (finish got its results in any order)."""
+    store = pg_store
+    batch_id = ops.create_batch(store, "b", ["a", "b", "c"])
+    held = q.claim(store, "w", 30, 3)
+    reaper = _OtherSession(pg_url)  # locks job 2, then (once the finisher waits) job 3
+    try:
+        reaper.run("UPDATE job SET tries = tries WHERE id = %s", (held[1].id,))
+        t, box = _in_thread(lambda: q.finish(store, "w", [ok(held[2]), ok(held[1]), ok(held[0])]))
+        _wait(lambda: _waiting_on_a_lock(store) >= 1)
+        store.db.close()
+        reaper.run("SET lock_timeout = '3s'")
+        reaper.run("UPDATE job SET tries = tries WHERE id = %s", (held[2].id,))  # must not wait on the finisher
+        reaper.commit()
+    finally:
+        reaper.close()
+    t.join(10)
+    assert "error" not in box, box
+    assert len(box["value"].applied) == 3
+    assert_counters_match_rows(store, batch_id)
+
+
+def test_claim_and_cancel_of_a_queued_batch_do_not_deadlock(pg_store, pg_url):
+    """cancel locks the batch row, then its pending jobs; the first claim of a queued batch
+    must take the batch row before any job row, or the two wait on each other."""
+    store = pg_store
+    batch_id = ops.create_batch(store, "b", [f"u{i}" for i in range(10)])
+    console = _OtherSession(pg_url)
+    try:
+        console.run("UPDATE batch SET state = 'cancelled' WHERE id = %s", (batch_id,))
+        t, box = _in_thread(lambda: q.claim(store, "w", 30, 4))
+        _wait(lambda: _waiting_on_a_lock(store) >= 1)
+        console.run("SET lock_timeout = '3s'")
+        n = console.run("UPDATE job SET state = 'cancelled' WHERE batch_id = %s AND state = 'pending'", (batch_id,))
+        console.run("UPDATE batch SET cancelled_profiles = cancelled_profiles + %s WHERE id = %s", (n, batch_id))
+        console.commit()
+    finally:
+        console.close()
+    t.join(10)
+    assert "error" not in box, box
+    assert box["value"] == [] and n == 10
+    assert_counters_match_rows(store, batch_id)

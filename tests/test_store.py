@@ -442,6 +442,7 @@ def test_unreachable_server_error_is_masked(pg_url):
     with pytest.raises(DatabaseError) as err:
         open_store(url)
     assert SECRET not in str(err.value) and "***" in str(err.value)
+    assert "\n" not in str(err.value) and "Connection refused" in str(err.value)
 
 
 def test_libpq_options_in_the_url_pass_through(pg_url):

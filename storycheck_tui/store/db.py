@@ -49,6 +49,22 @@ class Store:
         """A writing transaction (``BEGIN IMMEDIATE`` on SQLite)."""
         return self.db.atomic()
 
+    def recover(self) -> None:
+        """After a database error on this thread: drop its connection if it is broken (the
+        PostgreSQL server restarted or failed over, the network was cut), so the next query
+        opens a fresh one instead of failing forever with "connection already closed"."""
+        db = self.db
+        try:
+            if not db.is_closed() and not db.is_connection_usable():
+                db.close()  # the pool discards a connection it cannot reuse
+        except Exception:  # pragma: no cover - nothing more to do with a dead connection
+            pass
+
+
+def one_line(exc: BaseException) -> str:
+    """A driver's error text, secrets scrubbed, on one line (libpq adds a tab-indented hint line)."""
+    return " ".join(secrets.scrub(str(exc)).split())
+
 
 def default_db_path() -> Path:
     from platformdirs import user_data_dir
@@ -73,7 +89,7 @@ def open_store(url: str | None = None, *, pool_size: int = 8, create: bool = Tru
         ensure_schema(store, create=create)
     except PeeweeException as exc:
         store.close()
-        raise DatabaseError(f"{store.display}: cannot open database: {secrets.scrub(str(exc)).strip()}") from None
+        raise DatabaseError(f"{store.display}: cannot open database: {one_line(exc)}") from None
     except sqlite3.Error as exc:  # pragma: no cover - peewee wraps most of these
         store.close()
         raise DatabaseError(f"{store.display}: cannot open database: {exc}") from None

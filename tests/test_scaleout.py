@@ -305,3 +305,40 @@ def test_proxy_change_committed_after_a_workers_read_is_still_adopted(pg_url):
         assert pool.state_of("2") != P.DISABLED
     finally:
         store.close()
+
+
+# --- the database connection is cut mid-run ----------------------------------------------------
+
+def test_worker_survives_its_database_connections_being_cut(pg_url, tmp_path):
+    """Every connection of the worker is terminated by the server, twice (what a PostgreSQL
+    restart, a failover or a proxy in between does): the worker reconnects and finishes."""
+    with Simulator(proxies=4, rate=10_000, burst=10_000, latency=0.02, seed=11) as sim:
+        store = open_store(pg_url)
+        try:
+            ops.add_proxies(store, [_Spec(u) for u in sim.proxy_urls])
+            n = 800
+            batch_id = ops.create_batch(store, "cut", [f"c{i:04d}" for i in range(n)])
+            config = write_config(tmp_path / "worker.toml", sim, threads=4, lease=5)
+            proc = start_worker(pg_url, config, tmp_path / "logs", "--until-idle")
+            try:
+                for cut in range(2):
+                    seen = ops.get_batch(store, batch_id).completed
+                    wait_for(lambda: ops.get_batch(store, batch_id).completed > seen + 50, 30,
+                             lambda: "progress: " + stderr_of(proc)[-2000:])
+                    killed = scalar(store, "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                           "WHERE datname = current_database() AND pid != pg_backend_pid() "
+                                           "AND application_name = 'storycheck'")
+                    assert killed >= 2
+                    assert ops.get_batch(store, batch_id).completed < n, "the batch ended before the cut"
+                proc.wait(60)
+            finally:
+                stop_all([proc])
+            assert proc.returncode == 0, stderr_of(proc)[-3000:]
+            log = (tmp_path / "logs" / "storycheck.log").read_text()
+            assert "ENGINE_CRASH" not in log
+            b = ops.get_batch(store, batch_id)
+            assert (b.state, b.completed) == ("finished", n)
+            from helpers import assert_counters_match_rows
+            assert_counters_match_rows(store, batch_id)
+        finally:
+            store.close()

@@ -23,6 +23,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from peewee import PeeweeException
+
 from storycheck_tui import logs
 from storycheck_tui.config import Settings
 from storycheck_tui.engine.checker import Checker
@@ -239,7 +241,11 @@ class Runner:
         if self.batch_ids:
             sql += " AND b.id IN (" + ", ".join([p] * len(self.batch_ids)) + ")"
             params = list(self.batch_ids)
-        return self.store.db.execute_sql(sql, params).fetchone()[0] == 0
+        try:
+            return self.store.db.execute_sql(sql, params).fetchone()[0] == 0
+        except PeeweeException:  # the database is away for now: certainly not idle
+            self.store.recover()
+            return False
 
     # -- snapshot and commands --------------------------------------------------------------------
 
@@ -331,7 +337,15 @@ class Runner:
                 logs.event(logging.INFO, logs.PROXY_RECOVERED, "a proxy is usable again; checks resume")
                 said_waiting = False
             self._waiting_for_proxy = False
-            claimed = q.claim(self.store, self.worker_id, eng.lease_seconds, want, self._claimable_batches())
+            try:
+                claimed = q.claim(self.store, self.worker_id, eng.lease_seconds, want, self._claimable_batches())
+            except PeeweeException:
+                # The database went away (restart, failover, network) or the claim lost a lock
+                # conflict: nothing was claimed. Keep the worker alive and try again shortly.
+                log.error("could not claim jobs; will retry", exc_info=True)
+                self.store.recover()
+                self._stop.wait(1.0)
+                continue
             if not claimed:
                 self._wake_claimer.wait(0.5)
                 self._wake_claimer.clear()
@@ -355,7 +369,7 @@ class Runner:
                 job = self._inbox.get(timeout=0.2)
             except queue.Empty:
                 continue
-            if self._inbox.qsize() < self.threads:
+            if self._inbox.qsize() <= self.threads // 2 and not self._wake_claimer.is_set():
                 self._wake_claimer.set()  # running low: claim now, not at the claimer's next 0.2 s tick
             if self._stop.is_set() or self._batch_states.get(job.batch_id) not in CLAIMABLE:
                 self._to_release.put((job, 0.0))  # paused, cancelled, or shutting down
@@ -417,6 +431,7 @@ class Runner:
         except Exception:
             # Nothing is lost: put everything back and try again on the next tick.
             log.error("could not write %d results; will retry", len(results), exc_info=True)
+            self.store.recover()
             for r in results:
                 self._results.put(r)
             for item in releases:
@@ -476,6 +491,7 @@ class Runner:
                     self._wake_claimer.set()
             except Exception:
                 log.error("database upkeep failed; will retry", exc_info=True)
+                self.store.recover()
             self._abort.wait(0.5)
 
     def _refresh(self) -> None:

@@ -107,6 +107,10 @@ class _Seq:
 _seq = _Seq()
 
 
+def _clean_opt(value: Any) -> str | None:
+    return None if value is None else clean(str(value))
+
+
 def to_entry(record: logging.LogRecord) -> LogEntry:
     """Turn a record into a scrubbed, structured :class:`LogEntry` (cached on the record)."""
     cached = getattr(record, "_sc_entry", None)
@@ -126,7 +130,7 @@ def to_entry(record: logging.LogRecord) -> LogEntry:
         batch_id=getattr(record, "batch_id", None),
         job_id=getattr(record, "job_id", None),
         username=getattr(record, "username", None),
-        proxy=getattr(record, "proxy", None),
+        proxy=_clean_opt(getattr(record, "proxy", None)),  # meant to be a label; a URL must not leak
         attempt=getattr(record, "attempt", None),
         status=getattr(record, "status", None),
         error_type=getattr(record, "error_type", None),

@@ -1,0 +1,152 @@
+"""The ONE logging setup: idempotent, one line per record, secrets scrubbed everywhere it
+writes (file, ring, batch_log), bounded buffers."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+
+import pytest
+
+from helpers import sqlite_store
+from storycheck_tui import logs
+from storycheck_tui.masking import secrets
+from storycheck_tui.store import queue as q
+from storycheck_tui.store.models import BatchLog
+
+STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL)\s")
+
+
+@pytest.fixture
+def fresh(tmp_path):
+    logs.reset_logging()
+    yield tmp_path / "logs"
+    logs.reset_logging()
+
+
+def file_lines(setup: logs.Logging) -> list[str]:
+    for h in logs.log.handlers:
+        h.flush()
+    return setup.file_path.read_text(encoding="utf-8").splitlines()
+
+
+def test_setup_logging_is_idempotent(fresh, tmp_path):
+    root_before = list(logging.getLogger().handlers)
+    first = logs.setup_logging(fresh)
+    handlers = list(logs.log.handlers)
+    assert len(handlers) == 3 and first.file_path == fresh / "storycheck.log"
+    again = logs.setup_logging(tmp_path / "other", stderr_level=logging.DEBUG)
+    assert again is first and logs.log.handlers == handlers
+    assert not (tmp_path / "other").exists()
+    assert logging.getLogger().handlers == root_before and logs.log.propagate is False
+    # one record is written once, not once per setup call
+    logs.event(logging.INFO, logs.BATCH_CREATED, "only once", batch_id=1)
+    assert sum("only once" in line for line in file_lines(first)) == 1
+    assert len([e for e in first.ring.snapshot() if e.message == "only once"]) == 1
+    assert len([e for e in first.sink.drain() if e.message == "only once"]) == 1
+
+
+def test_setup_logging_from_many_threads_installs_one_set(fresh):
+    barrier = threading.Barrier(8)
+    got = []
+
+    def setup() -> None:
+        barrier.wait()
+        got.append(logs.setup_logging(fresh))
+
+    threads = [threading.Thread(target=setup) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(got) == 8 and all(s is got[0] for s in got)
+    assert len(logs.log.handlers) == 3
+
+
+FORGED = "2099-01-01 00:00:00 INFO    STORY_CHECK_SUCCESS forged: all profiles checked"
+
+
+def test_a_username_with_a_newline_cannot_forge_a_line(fresh):
+    setup = logs.setup_logging(fresh)
+    logs.event(logging.INFO, logs.STORY_CHECK_SUCCESS, "evil\n" + FORGED, batch_id=1, job_id=2,
+               username="evil\n" + FORGED, proxy="http://h:1\r\n" + FORGED, details={"note": "x\n" + FORGED})
+    logs.event(logging.ERROR, logs.CHECK_FAILED, "with a carriage return\r" + FORGED, username="u\u2028" + FORGED)
+    try:
+        raise ValueError("boom\n" + FORGED)
+    except ValueError:
+        logs.log.error("unexpected\n" + FORGED, exc_info=True, extra={"event": logs.CHECK_FAILED, "username": "v"})
+    lines = file_lines(setup)
+    records = [ln for ln in lines if not ln.startswith("  | ")]
+    assert len(records) == 3, lines
+    assert all(STAMP.match(ln) for ln in records), lines
+    assert not any(ln.startswith(FORGED[:19]) for ln in lines)
+    assert all(ln.startswith("  | ") for ln in lines if not STAMP.match(ln))
+    assert "evil\\n2099-01-01" in records[0] and "username=evil\\n2099" in records[0]
+    # the ring and the batch_log entries: messages, proxies and details are one line each; the
+    # username is data (kept literally for the console, which escapes it when it draws)
+    for e in setup.ring.snapshot() + setup.sink.drain():
+        assert "\n" not in e.message and "\r" not in e.message, e
+        assert "\n" not in (e.proxy or "") and "\n" not in str(e.details or ""), e
+    assert setup.ring.snapshot()[0].username == "evil\n" + FORGED
+
+
+def test_secrets_are_scrubbed_from_file_ring_and_batch_log(fresh, tmp_path):
+    secret = "T0pS3cret-value-8842"
+    secrets.add(secret)
+    setup = logs.setup_logging(fresh)
+    logs.event(logging.WARNING, logs.PROXY_FAILOVER, f"proxy http://bob:{secret}@10.0.0.1:8080 failed; key {secret}",
+               batch_id=7, job_id=1, username="alice", proxy=f"http://bob:{secret}@10.0.0.1:8080",
+               details={"response": f"echo x-access-key: {secret}"})
+    logs.event(logging.WARNING, logs.PROXY_FAILOVER, "proxy http://carol:an0ther-pw-1@10.0.0.2:8080 failed",
+               batch_id=7)  # not registered: masked by its URL form
+    try:
+        raise RuntimeError(f"connect to http://bob:{secret}@10.0.0.1:8080 failed")
+    except RuntimeError:
+        logs.log.error("crash", exc_info=True, extra={"event": "ENGINE_CRASH", "batch_id": 7})
+    text = "\n".join(file_lines(setup))
+    ring = repr(setup.ring.snapshot())
+    entries = setup.sink.drain()
+    assert len(entries) == 3
+    store = sqlite_store(tmp_path)
+    try:
+        q.store_logs(store, entries)
+        stored = repr([r.__data__ for r in BatchLog.select()])
+    finally:
+        store.close()
+    for where, out in (("file", text), ("ring", ring), ("batch_log", stored)):
+        assert secret not in out and "an0ther-pw-1" not in out, where
+        assert "http://bob:***@10.0.0.1:" in out and "http://carol:***@10.0.0.2:" in out, where
+        assert "crash" in out and "RuntimeError" in out, where
+
+
+def test_only_batch_records_go_to_the_sink(fresh):
+    setup = logs.setup_logging(fresh)
+    logs.event(logging.INFO, logs.BATCH_CREATED, "batch one", batch_id=1)
+    logs.event(logging.INFO, logs.PROXY_RECOVERED, "no batch")
+    logs.event(logging.DEBUG, logs.STORY_CHECK_STARTED, "debug of a batch", batch_id=1)
+    logs.log.info("already stored", extra={"event": logs.STORY_CHECK_SUCCESS, "batch_id": 1, "persisted": True})
+    assert [e.message for e in setup.sink.drain()] == ["batch one"]
+    assert [e.message for e in setup.ring.snapshot()] == ["batch one", "no batch", "debug of a batch", "already stored"]
+
+
+def test_ring_is_bounded_and_drains_by_sequence(fresh):
+    ring = logs.LogRing(capacity=50)
+    for i in range(120):
+        ring.emit(logging.makeLogRecord({"name": "storycheck", "msg": f"m{i}", "levelname": "INFO",
+                                         "levelno": logging.INFO}))
+    snap = ring.snapshot()
+    assert len(snap) == 50 and [e.message for e in snap] == [f"m{i}" for i in range(70, 120)]
+    seqs = [e.seq for e in snap]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 50
+    assert [e.message for e in ring.since(seqs[-3])] == ["m118", "m119"]
+    assert ring.since(seqs[-1]) == []
+    assert len(ring.since(0)) == 50  # what was dropped is gone; nothing grows
+    # the ring installed by setup_logging is bounded too
+    setup = logs.setup_logging(fresh)
+    cap = setup.ring._buf.maxlen
+    assert cap is not None and cap <= 10_000
+    for i in range(cap + 200):
+        logs.event(logging.DEBUG, logs.STORY_CHECK_STARTED, f"n{i}")
+    snap = setup.ring.snapshot()
+    assert len(snap) == cap and snap[-1].message == f"n{cap + 199}"

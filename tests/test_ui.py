@@ -554,10 +554,10 @@ def live(tmp_path):
 @async_test
 async def test_q_while_checks_run_asks_then_stops_the_engine_and_hands_leases_back(live):
     store, batch_id, ring, runners = live
-    runner = build_runner(store, fast_settings(), source=SlowSource(delay=1.5))
+    runner = build_runner(store, fast_settings(), source=SlowSource(delay=0.8))
     runners.append(runner)
     runner.start()
-    app = StorycheckApp(runner, store, ring, refresh_every=0.05, quit_grace=0.3)
+    app = StorycheckApp(runner, store, ring, refresh_every=0.1, quit_grace=0.3)
     async with app.run_test(size=SIZE) as pilot:
         await asyncio.to_thread(wait_for, lambda: Job.select().where(Job.state == "running").count() >= 4,
                                 10.0, "checks in flight")
@@ -589,7 +589,7 @@ async def test_r_and_R_revalidate_proxies_in_a_console_that_runs_checks(live):
     k1, k2 = (str(Proxy.get(Proxy.label == label).id) for label in ("p1:1", "p2:1"))
     for key in (k1, k2):
         runner.pool.apply_shared(key, "dead", last_error="boom")
-    app = StorycheckApp(runner, store, ring, refresh_every=0.05)
+    app = StorycheckApp(runner, store, ring, refresh_every=0.1)
     async with app.run_test(size=SIZE) as pilot:
         assert runner.pool.state_of(k2) == "dead", "the validator waits validate_every for dead proxies"
         await select_proxy(app, pilot, "p2:1")
@@ -616,7 +616,7 @@ async def test_a_watch_only_console_steers_workers_in_other_processes_within_two
     runners.extend([worker, watcher])
     worker.start()
     watcher.start()
-    app = StorycheckApp(watcher, store, ring, refresh_every=0.05)
+    app = StorycheckApp(watcher, store, ring, refresh_every=0.1)
     async with app.run_test(size=SIZE) as pilot:
         await asyncio.to_thread(wait_for, lambda: batch("live").completed_profiles > 0, 10.0, "progress")
         await asyncio.to_thread(wait_for, lambda: app.main.query_one(BatchesPane).selected is not None
@@ -698,3 +698,23 @@ def test_gap_entry_is_a_log_entry():
 
 
 _ = LogPane  # imported for type references in failures
+
+
+def test_a_watch_only_console_never_blanks_what_workers_wrote_about_proxies(tmp_path):
+    """Regression: the console's runner wrote its (empty) pool back, blanking latency and last error."""
+    store = sample_copy(tmp_path)
+    runner = build_runner(store, Settings(), workers=0)
+    try:
+        runner.start()
+        key = str(Proxy.get(Proxy.label == "uk-lon-01.proxy.example:8080").id)
+        runner.toggle_proxy(key)  # enable
+        runner.toggle_proxy(key)  # disable again
+        time.sleep(1.2)  # two keeper passes
+    finally:
+        runner.stop(0)
+    disabled = Proxy.get(Proxy.label == "uk-lon-01.proxy.example:8080")
+    cooling = Proxy.get(Proxy.label == "nl-ams-01.proxy.example:3128")
+    assert disabled.disabled and disabled.last_latency_ms == 640.0
+    assert cooling.last_error == "proxy_failed: 502 Bad Gateway from the proxy"
+    assert cooling.last_latency_ms == 1_740.0
+    store.close()

@@ -510,7 +510,10 @@ class Runner:
 
     def _log_proxy_changes(self) -> None:
         for key, state, reason in self.pool.drain_changes():
-            self._proxy_sync.mark_changed(key)
+            if self.threads:
+                # A watch-only runner (the console of `storycheck worker`s) learned nothing first-hand:
+                # writing its pool back would blank the workers' latency and last error in the database.
+                self._proxy_sync.mark_changed(key)
             route = self.pool.route(key)
             label = route.label if route else key
             event = proxysync.EVENT_FOR_STATE.get(state)

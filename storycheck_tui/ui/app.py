@@ -120,8 +120,11 @@ class MainScreen(Screen):
         self.app.start_refresh()  # type: ignore[attr-defined]
 
     def on_resize(self) -> None:
+        narrow = self.size.width < 100
         self.set_class(self.size.height < 32, "-short")
-        self.set_class(self.size.width < 100, "-narrow")
+        self.set_class(narrow, "-narrow")
+        self.query_one(ResultsPane).set_compact(narrow)
+        self.app.tick()  # type: ignore[attr-defined]
 
     # -- panes --------------------------------------------------------------------------------------
 
@@ -137,14 +140,19 @@ class MainScreen(Screen):
     def action_focus_pane(self, name: str) -> None:
         if self.maximized is not None:
             self.minimize()
-        pane = self.pane(name)
-        # a pane folded away on a small terminal comes back while it has the focus
+        self._show(name)
+        self.pane(name).focus_target()
+
+    def _show(self, name: str | None) -> None:
+        """On a narrow terminal proxies and workers share a row with batches and log:
+        the one that has the focus is the one shown."""
         self.set_class(name == "workers", "-show-workers")
-        pane.focus_target()
+        self.set_class(name == "proxies", "-show-proxies")
 
     def on_descendant_focus(self, event) -> None:
-        if self.has_class("-show-workers") and self.focused_pane() is not self.pane("workers"):
-            self.remove_class("-show-workers")
+        pane = self.focused_pane()
+        if pane is not None:
+            self._show(pane.pane_name)
 
     def action_focus_next(self) -> None:
         self.focus_next()
@@ -438,7 +446,8 @@ class StorycheckApp(App):
             succeeded=sum(v.succeeded for v in views), failed=sum(v.failed for v in views),
             usable=sum(1 for p in merged if p.usable(now)), proxies=len(merged), direct=direct,
             threads=snap.threads, in_flight=snap.in_flight, workers=len(others),
-            waiting_for_proxy=snap.waiting_for_proxy, note=self.note, stopping=self.stopping)
+            waiting_for_proxy=snap.waiting_for_proxy, note=self.note, stopping=self.stopping,
+            compact=main.size.width < 100)
         main.query_one(StatusBar).show(facts)
 
     # -- database reads off the UI thread ---------------------------------------------------------------

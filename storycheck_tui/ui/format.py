@@ -31,6 +31,11 @@ def literal(value: object) -> str:
     return _CONTROL.sub(_show_control, s)
 
 
+def literal_lines(value: str) -> list[str]:
+    """Each line of a multi-line text (a traceback) made printable on its own."""
+    return [literal(line) for line in value.splitlines()]
+
+
 def plain(value: object, style: str = "", *, limit: int | None = None) -> Text:
     """User text as a Text that is never parsed as markup (``[/bold]`` shows as typed)."""
     s = literal(value)

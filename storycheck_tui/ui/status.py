@@ -29,6 +29,7 @@ class StatusFacts:
     waiting_for_proxy: bool = False
     note: str | None = None  # e.g. watch-only
     stopping: str | None = None
+    compact: bool = False  # a terminal under 100 cells: shorter words
 
 
 class StatusBar(Static):
@@ -49,23 +50,24 @@ def render(f: StatusFacts) -> Text:
     if f.stopping:
         t.append(f" {f.stopping} ", style="bold black on yellow")
         t.append(*sep)
-    t.append(f"{f.running} running", style="bold green" if f.running else "bright_black")
+    t.append(f"{f.running} run" if f.compact else f"{f.running} running",
+             style="bold green" if f.running else "bright_black")
     if f.paused:
         t.append(" · ", style="bright_black")
         t.append(f"{f.paused} paused", style="bold yellow")
-    if f.queued:
+    if f.queued and not f.compact:
         t.append(" · ", style="bright_black")
         t.append(f"{f.queued} queued", style="")
     t.append(*sep)
     t.append(f"{f.rate:.1f}", style="bold cyan")
-    t.append(" checks/s")
+    t.append("/s" if f.compact else " checks/s")
     t.append(*sep)
     t.append("ETA ", style="bright_black")
     t.append(fmt.eta(f.remaining, f.rate) if f.running else "—", style="bold")
     t.append(*sep)
     t.append("ok ", style="bright_black")
     t.append(fmt.count(f.succeeded), style="green")
-    t.append(" failed ", style="bright_black")
+    t.append(" fail " if f.compact else " failed ", style="bright_black")
     t.append(fmt.count(f.failed), style="bold red" if f.failed else "bright_black")
     t.append(*sep)
     if f.direct:
@@ -73,18 +75,21 @@ def render(f: StatusFacts) -> Text:
     else:
         style = "bold red" if f.usable == 0 else ("yellow" if f.usable < f.proxies else "green")
         t.append(f"{f.usable}/{f.proxies}", style=style)
-        t.append(" proxies usable")
+        t.append(" proxies" if f.compact else " proxies usable")
     if f.waiting_for_proxy:
         t.append(" (waiting for one)", style="bold red")
-    t.append(*sep)
-    if f.threads:
+    if f.compact:
+        pass  # the workers pane (5) has them
+    elif f.threads:
+        t.append(*sep)
         t.append(f"{f.in_flight} in flight", style="bold" if f.in_flight else "")
-        t.append(f" on {f.threads} threads", style="bright_black")
         if f.workers:
             t.append(f" +{f.workers} worker{'s' if f.workers != 1 else ''}", style="cyan")
     else:
+        t.append(*sep)
         t.append(f"{f.workers} worker{'s' if f.workers != 1 else ''}", style="cyan")
     if f.note:
         t.append("\n")
-        t.append(f.note, style="yellow")
+        note = f.note.split(" (")[0] + f.note[f.note.find(")") + 1:] if f.compact and " (" in f.note else f.note
+        t.append(note, style="yellow")
     return t

@@ -82,7 +82,10 @@ def render_detail(d: JobDetail, now: float, tz: tzinfo | None) -> list[tuple[str
                                              else "no attempt records stored for this job", style="bright_black")))
 
     if d.traceback:
-        out.append(("Traceback", Text(d.traceback.rstrip(), style="bright_black")))
+        # keep the indentation (a wrapped Text drops leading spaces): non-breaking spaces
+        lines = [ln[: len(ln) - len(ln.lstrip(" "))].replace(" ", "\u00a0") + ln.lstrip(" ")
+                 for ln in fmt.literal_lines(d.traceback.rstrip())]
+        out.append(("Traceback", Text("\n".join(lines), style="bright_black")))
 
     if d.log:
         lines = Text()

@@ -39,7 +39,8 @@ class Pane(Vertical):
         self.border_title = f"{self.number} {self.pane_title}" if self.number else self.pane_title
 
     def focus_target(self) -> None:
-        self.target().focus()
+        # at once, not after a refresh: a key typed right after "2" goes to the new pane
+        self.screen.set_focus(self.target())
 
     # -- filter ------------------------------------------------------------------------------------
 
@@ -54,7 +55,7 @@ class Pane(Vertical):
         if box is None:
             return False
         box.display = True
-        box.focus()
+        self.screen.set_focus(box)  # at once: the next key typed is part of the filter
         return True
 
     def close_filter(self, *, clear: bool = False) -> None:

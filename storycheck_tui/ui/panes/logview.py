@@ -40,13 +40,13 @@ def matches(e: LogEntry, min_level: int, needle: str) -> bool:
     return needle in hay
 
 
-def render_entry(e: LogEntry, tz: tzinfo | None) -> Text:
+def render_entry(e: LogEntry, tz: tzinfo | None, *, events: bool = True) -> Text:
     t = Text(no_wrap=True, end="")
     t.append(fmt.clock(e.created, tz), style="bright_black")
     t.append(" ")
     t.append(LEVEL_SHORT.get(e.level, e.level[:5]), style=fmt.LEVEL_STYLE.get(e.level, ""))
     t.append(" ")
-    if e.event:
+    if e.event and events:
         t.append(f"{e.event:<20}", style="cyan" if LEVEL_NO.get(e.level, 0) < logging.WARNING else "yellow")
         t.append(" ")
     t.append(fmt.literal(e.message), style="red" if e.level in ("ERROR", "CRITICAL") else "")
@@ -81,7 +81,7 @@ class LogView(ScrollView, can_focus=True):
         self.needle = ""
         self.follow = True
         self._width = 0
-        self._cache: LRUCache[tuple[int, int], Strip] = LRUCache(512)
+        self._cache: LRUCache[tuple[int, int, bool], Strip] = LRUCache(512)
         self._programmatic = False
         self.total_seen = 0
 
@@ -185,10 +185,11 @@ class LogView(ScrollView, can_focus=True):
         style = self.rich_style
         if index >= len(self.shown):
             return Strip.blank(width, style)
-        key = (index, scroll_x)
+        events = width >= 100  # a narrow log keeps its room for the message
+        key = (index, scroll_x, events)
         strip = self._cache.get(key)
         if strip is None or strip.cell_length != width:
-            text = render_entry(self.shown[index], self.tz)
+            text = render_entry(self.shown[index], self.tz, events=events)
             text.stylize(style, 0)
             segments = list(text.render(self.app.console))
             strip = Strip(segments).crop_extend(scroll_x, scroll_x + width, style)

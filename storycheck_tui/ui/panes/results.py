@@ -20,6 +20,11 @@ from storycheck_tui.ui.panes.base import Col, FilterInput, Pane, columns, fit, s
 COLS = columns(Col("username", "Username", 22), Col("state", "Result", 11), Col("stories", "Stories", 8, right=True),
                Col("latest", "Latest", 8, right=True), Col("proxy", "Proxy", 18), Col("attempts", "Try", 4, right=True),
                Col("latency", "Latency", 9, right=True), Col("error", "Error", 80))
+#: the same columns, narrower, for terminals under 100 cells (the error keeps some room)
+COLS_NARROW = columns(Col("username", "Username", 18), Col("state", "Result", 11), Col("stories", "St", 3, right=True),
+                      Col("latest", "Latest", 7, right=True), Col("proxy", "Proxy", 13),
+                      Col("attempts", "Try", 4, right=True), Col("latency", "ms", 6, right=True),
+                      Col("error", "Error", 80))
 
 OUTCOME_LABEL = {"has_stories": "stories", "no_stories": "no stories", "private": "private",
                  "not_found": "not found"}
@@ -68,15 +73,16 @@ def row_cells(j: JobRow, now: float) -> tuple:
             short_label(j.proxy or ""), j.attempts, j.latency_ms and round(j.latency_ms), error)
 
 
-def render_row(j: JobRow, cells: tuple) -> list[Text]:
+def render_row(j: JobRow, cells: tuple, cols: tuple[Col, ...] = COLS) -> list[Text]:
     label, style_key = result_label(j)
     out = [fmt.plain(cells[0]), fmt.state(style_key, label),
            Text("" if j.story_count is None else str(j.story_count), style="bold green" if j.story_count else "bright_black"),
            Text(cells[3]), fmt.plain(cells[4], "bright_black"),
            Text(str(cells[5]) if cells[5] else "", style="yellow" if cells[5] > 1 else ""),
-           Text(fmt.latency(j.latency_ms) if j.latency_ms is not None else ""),
+           Text(("" if j.latency_ms is None else fmt.latency(j.latency_ms)) if cols is COLS
+                else ("" if cells[6] is None else str(cells[6]))),
            fmt.plain(cells[7], "red")]
-    return [fit(c, t) for c, t in zip(COLS, out)]
+    return [fit(c, t) for c, t in zip(cols, out)]
 
 
 class ResultsTable(DataTable):
@@ -123,6 +129,8 @@ class ResultsPane(Pane):
         self._keys: list[str] = []
         self._cells: dict[str, tuple] = {}
         self._jobs: dict[str, JobRow] = {}
+        self.cols = COLS
+        self.now = 0.0
 
     def compose(self):
         yield Static(id="results-header", markup=False)
@@ -130,7 +138,7 @@ class ResultsPane(Pane):
         box.display = False
         yield box
         table = ResultsTable(id="results-table", cursor_type="row")
-        setup_table(table, COLS)
+        setup_table(table, self.cols)
         yield table
 
     def target(self) -> ResultsTable:
@@ -182,6 +190,19 @@ class ResultsPane(Pane):
             self.post_message(self.Reload())
         self._header()
 
+    def set_compact(self, compact: bool) -> None:
+        """Narrow columns under 100 cells: the table is rebuilt with the other column set."""
+        cols = COLS_NARROW if compact else COLS
+        if cols is self.cols:
+            return
+        self.cols = cols
+        table = self.target()
+        table.clear(columns=True)
+        setup_table(table, cols)
+        self._keys, self._cells, self._jobs = [], {}, {}
+        if self.window is not None:
+            self.apply_window(self.window, self.now)
+
     # -- data ------------------------------------------------------------------------------------
 
     def _clear(self) -> None:
@@ -197,6 +218,7 @@ class ResultsPane(Pane):
         if (window.state, window.text, window.offset) != (self.state_filter, self.text_filter, self.row_offset):
             return  # an answer to an older question
         self.window = window
+        self.now = now
         table = self.target()
         keys = [str(j.id) for j in window.rows]
         new_cells = {str(j.id): row_cells(j, now) for j in window.rows}
@@ -205,8 +227,8 @@ class ResultsPane(Pane):
                 key = str(j.id)
                 old, cells = self._cells[key], new_cells[key]
                 if old != cells:
-                    rendered = render_row(j, cells)
-                    for i, col in enumerate(COLS):
+                    rendered = render_row(j, cells, self.cols)
+                    for i, col in enumerate(self.cols):
                         if old[i] != cells[i]:
                             table.update_cell(key, col.key, rendered[i])
         else:
@@ -214,7 +236,7 @@ class ResultsPane(Pane):
             at_top = table.cursor_row <= 0
             table.clear()
             for j in window.rows:
-                table.add_row(*render_row(j, new_cells[str(j.id)]), key=str(j.id))
+                table.add_row(*render_row(j, new_cells[str(j.id)], self.cols), key=str(j.id))
             self._keys = keys
             if cursor_key in new_cells and not (self.follow and at_top):
                 table.move_cursor(row=keys.index(cursor_key), animate=False)

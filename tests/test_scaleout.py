@@ -342,3 +342,36 @@ def test_worker_survives_its_database_connections_being_cut(pg_url, tmp_path):
             assert_counters_match_rows(store, batch_id)
         finally:
             store.close()
+
+
+# --- one worker's discovery spares the others ------------------------------------------------------
+
+def test_a_proxy_one_worker_found_failing_is_not_tried_by_the_next(db_url, tmp_path):
+    """Worker A finds proxy 0 failing (it answers 407 to every check) and cools it down;
+    worker B, started later on the same database, adopts that and never sends a check
+    through it."""
+    from storycheck_tui.sim import ProxyFault
+
+    with Simulator(proxies=3, rate=10_000, burst=10_000, seed=4, faults={0: ProxyFault("auth")}) as sim:
+        store = open_store(db_url)
+        try:
+            ops.add_proxies(store, [_Spec(u.replace("user:pass@", "")) for u in sim.proxy_urls])
+            cfg = tmp_path / "w.toml"
+            cfg.write_text(sim.config_snippet() + "\n[proxies]\nrate = 500\nburst = 50\ndead_after = 2\n"
+                           "cooldown = 60\nvalidate_every = 60\n[engine]\nworkers = 4\nheartbeat_every = 0.5\n")
+            first = ops.create_batch(store, "a", [f"a{i}" for i in range(60)])
+            run_a = cli_subprocess("worker", "--until-idle", "--batch", str(first), "--db", db_url, "--config", str(cfg),
+                                   env={"STORYCHECK_LOG_DIR": str(tmp_path / "logs"), "STORYCHECK_DB": ""})
+            assert run_a.code == 0, run_a.err
+            assert Proxy.get_by_id(1).state in ("cooling", "dead")  # cooling for 60 s after its failure
+            tried_by_a = sim.stats()["identities"]["proxy-0"]["requests"]
+            assert tried_by_a >= 1
+
+            second = ops.create_batch(store, "b", [f"b{i}" for i in range(60)])
+            run_b = cli_subprocess("worker", "--until-idle", "--batch", str(second), "--db", db_url, "--config",
+                                   str(cfg), env={"STORYCHECK_LOG_DIR": str(tmp_path / "logs"), "STORYCHECK_DB": ""})
+            assert run_b.code == 0, run_b.err
+            assert ops.get_batch(store, second).succeeded == 60
+            assert sim.stats()["identities"]["proxy-0"]["requests"] == tried_by_a  # B never tried it
+        finally:
+            store.close()

@@ -16,6 +16,7 @@ A runner with ``workers=0`` only watches: the console uses it to show work done 
 
 from __future__ import annotations
 
+import bisect
 import collections
 import logging
 import queue
@@ -252,8 +253,8 @@ class Runner:
     def snapshot(self) -> EngineSnapshot:
         now = time.time()
         cutoff = time.monotonic() - RATE_WINDOW
-        times = self._finished_times
-        recent = sum(1 for t in reversed(times) if t >= cutoff) if times else 0
+        times = list(self._finished_times)  # one C-level copy: iterating the deque while the writer
+        recent = len(times) - bisect.bisect_left(times, cutoff)  # appends raised "deque mutated"
         with self._held_lock:
             in_flight = len(self._held)
         return EngineSnapshot(
@@ -445,9 +446,12 @@ class Runner:
                 self._held.pop(job_id, None)
         stamp = time.monotonic()
         wall = time.time()
+        times = self._finished_times  # only this (writer) thread changes it; it keeps RATE_WINDOW seconds
+        while times and times[0] < stamp - RATE_WINDOW:
+            times.popleft()
         for r in report.applied:
             self._finished += 1
-            self._finished_times.append(stamp)
+            times.append(stamp)
             level, event, message = q.result_message(r)
             logs.log.log(logging.getLevelName(level), message, extra={
                 "event": event, "persisted": True, "batch_id": r.job.batch_id, "job_id": r.job.id,

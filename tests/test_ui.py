@@ -267,14 +267,14 @@ async def test_results_show_a_window_not_every_profile(sample):
     async with app.run_test(size=SIZE) as pilot:
         pane = app.main.query_one(ResultsPane)
         assert pane.window.total == 100_000
-        assert pane.target().row_count == 200
-        assert "rows 1–200 of 100,000" in screen_text(app)
+        assert pane.target().row_count == 100
+        assert "rows 1–100 of 100,000" in screen_text(app)
         pane.focus_target()
         await pilot.press("right_square_bracket")
         await settle(app, pilot)
-        assert pane.row_offset == 200 and not pane.follow
-        assert pane.window.offset == 200
-        assert "rows 201–400 of 100,000" in screen_text(app)
+        assert pane.row_offset == 100 and not pane.follow
+        assert pane.window.offset == 100
+        assert "rows 101–200 of 100,000" in screen_text(app)
         await pilot.press("F")
         await settle(app, pilot)
         assert pane.follow and pane.window.offset == 0

@@ -342,6 +342,8 @@ class StorycheckApp(App):
         self._results_sig: tuple | None = None
         self._snap: EngineSnapshot | None = None
         self.tick_seconds: list[float] = []  # redraw cost of recent ticks (for measurements)
+        self.read_seconds: list[float] = []  # background database reads (off the UI thread)
+        self.apply_seconds: list[float] = []  # showing one read's answer (on the UI thread)
         if keymap_overrides:
             self.set_keymap(keymap_overrides)
 
@@ -472,10 +474,13 @@ class StorycheckApp(App):
         self.run_worker(lambda: self._read_in_thread(query), thread=True, group="db-read", exit_on_error=False)
 
     def _read_in_thread(self, query: WindowQuery | None) -> None:
+        started = time.perf_counter()
         try:
             state = self._read_db(query)
         finally:
             self._release_connection()
+        self.read_seconds.append(time.perf_counter() - started)
+        del self.read_seconds[:-200]
         self.post_message(DbRead(state))
 
     def _release_connection(self) -> None:
@@ -495,7 +500,10 @@ class StorycheckApp(App):
 
     def on_db_read(self, message: DbRead) -> None:
         self._reading = False
+        started = time.perf_counter()
         self._apply_db(message.state)
+        self.apply_seconds.append(time.perf_counter() - started)
+        del self.apply_seconds[:-200]
         if self._read_again and not self.stopping:
             self.request_read()
 

@@ -61,8 +61,10 @@ APP = [HELP]
 # --- results pane -------------------------------------------------------------------------------
 DETAIL = Binding("enter", "select_cursor", "Detail", id="results.detail",
                  tooltip="Attempt history, error, traceback and log lines of the selected profile")
-NEXT_PAGE = Binding("right_square_bracket", "next_page", "Older", id="results.next_page", key_display="]")
-PREV_PAGE = Binding("left_square_bracket", "prev_page", "Newer", id="results.prev_page", key_display="[")
+NEXT_PAGE = Binding("right_square_bracket", "next_page", "Older", id="results.next_page", key_display="]",
+                    tooltip="The next page of results (older ones); the view holds still until F")
+PREV_PAGE = Binding("left_square_bracket", "prev_page", "Newer", id="results.prev_page", key_display="[",
+                    tooltip="The previous page of results (newer ones)")
 FOLLOW_RESULTS = Binding("F", "toggle_follow", "Follow", id="results.follow", key_display="F",
                          tooltip="Follow the newest results (page 1, refreshed live)")
 RESULTS = [DETAIL, PREV_PAGE, NEXT_PAGE, FOLLOW_RESULTS]

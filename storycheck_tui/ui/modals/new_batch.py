@@ -120,6 +120,9 @@ class NewBatchScreen(ModalScreen[Created | None]):
             t.append(fmt.literal(line), style="red")
         if len(lines) > SHOW_ERRORS:
             t.append(f"\n… and {len(lines) - SHOW_ERRORS} more", style="red")
+        if shown and not self.query_one("#skip", Checkbox).value and ":" in shown[0]:
+            t.append("\nFix the file, or tick “Skip invalid lines” to import the valid ones.",
+                     style="bright_black")
         if shown:
             t = Text.assemble(Text(f"The file cannot be imported ({len(lines)} problem"
                                    f"{'s' if len(lines) != 1 else ''}):\n", style="bold red"), t)

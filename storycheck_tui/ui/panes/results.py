@@ -29,7 +29,7 @@ COLS_NARROW = columns(Col("username", "Username", 18), Col("state", "Result", 11
 OUTCOME_LABEL = {"has_stories": "stories", "no_stories": "no stories", "private": "private",
                  "not_found": "not found"}
 
-PAGE = 200
+PAGE = 100  # rows per window: a page of results, never the whole batch
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,7 @@ class ResultsPane(Pane):
         self._jobs: dict[str, JobRow] = {}
         self.cols = COLS
         self.now = 0.0
+        self._rendered: dict[str, tuple[tuple, list]] = {}
 
     def compose(self):
         yield Static(id="results-header", markup=False)
@@ -199,7 +200,7 @@ class ResultsPane(Pane):
         table = self.target()
         table.clear(columns=True)
         setup_table(table, cols)
-        self._keys, self._cells, self._jobs = [], {}, {}
+        self._keys, self._cells, self._jobs, self._rendered = [], {}, {}, {}
         if self.window is not None:
             self.apply_window(self.window, self.now)
 
@@ -207,6 +208,7 @@ class ResultsPane(Pane):
 
     def _clear(self) -> None:
         self.target().clear()
+        self._rendered = {}
         self._keys = []
         self._cells.clear()
         self._jobs.clear()
@@ -235,8 +237,16 @@ class ResultsPane(Pane):
             cursor_key = self._keys[table.cursor_row] if self._keys and 0 <= table.cursor_row < len(self._keys) else None
             at_top = table.cursor_row <= 0
             table.clear()
+            # following the newest, most rows only moved down: reuse their rendered cells
+            cache = {}
             for j in window.rows:
-                table.add_row(*render_row(j, new_cells[str(j.id)], self.cols), key=str(j.id))
+                key = str(j.id)
+                cells = new_cells[key]
+                hit = self._rendered.get(key)
+                rendered = hit[1] if hit is not None and hit[0] == cells else render_row(j, cells, self.cols)
+                cache[key] = (cells, rendered)
+                table.add_row(*rendered, key=key)
+            self._rendered = cache
             self._keys = keys
             if cursor_key in new_cells and not (self.follow and at_top):
                 table.move_cursor(row=keys.index(cursor_key), animate=False)

@@ -375,3 +375,25 @@ def test_a_proxy_one_worker_found_failing_is_not_tried_by_the_next(db_url, tmp_p
             assert sim.stats()["identities"]["proxy-0"]["requests"] == tried_by_a  # B never tried it
         finally:
             store.close()
+
+
+def test_a_dead_pid_is_judged_only_for_workers_of_this_machine(store):
+    """A worker row with this hostname but another machine's (or container's) process table
+    keeps its leases though its pid is not running here; a dead local worker loses them."""
+    import socket
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    dead_pid = proc.pid
+    host = socket.gethostname()
+    here = f"{host}:{dead_pid}:{q._node()}beef"
+    twin = f"{host}:{dead_pid}:{'0' * 6 if q._node() != '0' * 6 else '1' * 6}beef"  # same name, other machine
+    ops.create_batch(store, "b", [f"u{i}" for i in range(4)])
+    for wid in (here, twin):
+        q.register_worker(store, wid, 2)
+        assert len(q.claim(store, wid, 300, 2)) == 2
+    assert q.expire_dead_local_workers(store, q.new_worker_id()) == [here]
+    reaped = {r.owner for r in q.reap_expired(store, max_claims=5)}
+    assert reaped == {here}
+    assert Job.select().where((Job.lease_owner == twin) & (Job.state == "running")).count() == 2
+    assert {w.id: w.state for w in Worker.select()} == {here: "stopped", twin: "running"}

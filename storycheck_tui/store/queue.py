@@ -11,6 +11,8 @@ Invariants kept by every function here (and tested under concurrency):
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import socket
@@ -301,7 +303,38 @@ def reap_expired(store: Store, max_claims: int, limit: int = 1000) -> list[Reape
 # --- workers -------------------------------------------------------------------------------
 
 def new_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+    """``host:pid:NNNNNNrrrr``: NNNNNN names this process table (see :func:`_node`), rrrr is random."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_node()}{os.urandom(2).hex()}"
+
+
+@functools.lru_cache(maxsize=1)
+def _node() -> str:
+    """Where a pid means what it means here: this boot of this kernel, this pid namespace.
+
+    Two machines (cloned VMs, containers on the host network) may share a hostname; only a
+    worker with the same node token is one whose pid can be checked from here.
+    """
+    parts = [socket.gethostname()]
+    for path in ("/proc/sys/kernel/random/boot_id", "/etc/machine-id"):
+        try:
+            with open(path) as fh:
+                parts.append(fh.read().strip())
+            break
+        except OSError:
+            continue
+    try:
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+    except OSError:
+        pass
+    return hashlib.sha1("/".join(parts).encode()).hexdigest()[:6]
+
+
+def _is_local(worker_id: str) -> bool:
+    parts = worker_id.split(":")
+    if len(parts) != 3 or parts[0] != socket.gethostname():
+        return False
+    # An id without a node token (``host:pid:rrrrrr``, older storycheck) is judged by hostname.
+    return len(parts[2]) == 6 or parts[2][:6] == _node()
 
 
 def register_worker(store: Store, worker_id: str, threads: int) -> None:
@@ -344,20 +377,20 @@ def _pid_alive(pid: int) -> bool:
 
 
 def expire_dead_local_workers(store: Store, me: str) -> list[str]:
-    """Workers on this host whose process is gone: expire their leases now (no waiting).
-
-    Across machines a dead worker's jobs come back when their lease expires.
+    """Workers of this machine (same process table) whose process is gone: expire their
+    leases now, no waiting. A worker elsewhere, even on a machine with the same hostname, is
+    never judged by a pid here: its jobs come back when its leases expire.
     """
     host = socket.gethostname()
-    p = store.dialect.param
+    d = store.dialect
+    p = d.param
     rows = store.db.execute_sql(
         f"SELECT id, pid FROM worker WHERE host = {p} AND state != 'stopped' AND id != {p}", (host, me)).fetchall()
-    dead = [wid for wid, pid in rows if not _pid_alive(int(pid))]
+    dead = [wid for wid, pid in rows if _is_local(wid) and not _pid_alive(int(pid))]
     if dead:
         with store.db.atomic():
             for wid in dead:
-                store.db.execute_sql(
-                    f"UPDATE job SET lease_until = {store.dialect.now} - 1 WHERE state = 'running' AND lease_owner = {p}", (wid,))
+                store.db.execute_sql(d.extend_leases_sql(), d.extend_leases_params(wid, -1.0))  # expired now
                 store.db.execute_sql(f"UPDATE worker SET state = 'stopped' WHERE id = {p}", (wid,))
     return dead
 

@@ -439,7 +439,7 @@ class StorycheckApp(App):
         proxies = main.query_one(ProxiesPane)
         merged = merge(snap.proxies, self._db.proxies, watch_only=self.watch_only, history=self._latency)
         proxies.update_proxies(merged, now)
-        direct = len(merged) == 1 and merged[0].key == "direct"
+        direct = not merged or (len(merged) == 1 and merged[0].key == "direct")
         others = [w for w in (self._db.workers or []) if w.id != snap.worker_id and w.state == "running"]
         facts = StatusFacts(
             running=len(running), paused=sum(1 for v in views if v.state == "paused"),

@@ -68,16 +68,11 @@ class Checker:
     def check(self, job: Claimed) -> JobResult:
         """Check one job; returns a result, or raises NoProxyAvailable / AuthFailed for the runner."""
         prog = _Progress(job=job, deadline=self.clock() + self.settings.deadline)
-        retrying = Retrying(
-            retry=retry_if_exception(lambda e: isinstance(e, CheckError) and e.transient),
-            stop=lambda rs: self._should_stop(prog),
-            wait=lambda rs: self._wait(prog, rs),
-            before_sleep=lambda rs: self._log_retry(prog, rs),
-            sleep=self._sleep,
-            reraise=True,
-        )
         try:
-            outcome = retrying(self._try_once, prog)
+            try:
+                outcome = self._try_once(prog)  # most checks end here: no tenacity set-up for them
+            except Exception as first:  # tenacity takes over, starting from this first try's error
+                outcome = self._retrying(prog)(_replay(first, self._try_once), prog)
         except (NoProxyAvailable, AuthFailed):
             raise
         except CheckError as err:
@@ -88,6 +83,16 @@ class Checker:
         route = prog.route
         return JobResult(job=job, state=SUCCEEDED, outcome=outcome, proxy=route.label if route else None,
                          http_status=outcome.http_status, latency_ms=outcome.latency_ms, tries=prog.tries)
+
+    def _retrying(self, prog: _Progress) -> Retrying:
+        return Retrying(
+            retry=retry_if_exception(lambda e: isinstance(e, CheckError) and e.transient),
+            stop=lambda rs: self._should_stop(prog),
+            wait=lambda rs: self._wait(prog, rs),
+            before_sleep=lambda rs: self._log_retry(prog, rs),
+            sleep=self._sleep,
+            reraise=True,
+        )
 
     # -- one try ------------------------------------------------------------------------------
 
@@ -194,3 +199,15 @@ class Checker:
         logs.event(level, event, message, batch_id=prog.job.batch_id, job_id=prog.job.id,
                    username=prog.job.username, proxy=prog.route.label if prog.route else None,
                    attempt=prog.tries, status=err.status, error_type=type(err).__name__)
+
+
+def _replay(first: Exception, try_once):
+    """``try_once`` for tenacity, whose first call raises ``first`` (that try already ran)."""
+    pending = [first]
+
+    def attempt(prog: _Progress) -> Outcome:
+        if pending:
+            raise pending.pop()
+        return try_once(prog)
+
+    return attempt

@@ -21,6 +21,8 @@ def _mask_creds(m: re.Match[str]) -> str:
 
 def mask_url(url: str) -> str:
     """``scheme://user:pass@host:port/...`` -> ``scheme://user:***@host:port/...``."""
+    if "@" not in url:  # the pattern needs one: most log text has none (a regex scan is 20x dearer)
+        return url
     return _URL_CREDS.sub(_mask_creds, url)
 
 

@@ -25,7 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import cli_subprocess, fast_settings, logsetup, sim_source, wait_for  # noqa: F401  (fixture)
+from helpers import (  # noqa: F401  (logsetup is a fixture)
+    assert_counters_match_rows, cli_subprocess, fast_settings, logsetup, sim_source, wait_for,
+)
 from storycheck_tui.engine import proxies as P
 from storycheck_tui.engine.proxysync import ProxySync, build_pool
 from storycheck_tui.engine.wiring import build_runner
@@ -228,7 +230,6 @@ def test_pause_resume_and_proxy_toggle_reach_every_worker_within_two_seconds(db_
             finally:
                 stop_all(procs)
             assert all(p.returncode == 0 for p in procs), [stderr_of(p)[-2000:] for p in procs]
-            from helpers import assert_counters_match_rows
             assert_counters_match_rows(store, batch_id)
         finally:
             store.close()
@@ -269,7 +270,6 @@ def test_jobs_of_a_silent_remote_worker_come_back_when_its_lease_expires(db_url,
             finally:
                 runner.stop(1.0)
                 watcher.stop(1.0)
-            from helpers import assert_counters_match_rows
             assert_counters_match_rows(store, batch_id)
         finally:
             store.close()
@@ -338,7 +338,6 @@ def test_worker_survives_its_database_connections_being_cut(pg_url, tmp_path):
             assert "ENGINE_CRASH" not in log
             b = ops.get_batch(store, batch_id)
             assert (b.state, b.completed) == ("finished", n)
-            from helpers import assert_counters_match_rows
             assert_counters_match_rows(store, batch_id)
         finally:
             store.close()

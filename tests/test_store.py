@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from helpers import assert_counters_match_rows, wait_for
 from storycheck_tui.errors import DatabaseError
 from storycheck_tui.sources.base import Outcome, Story
 from storycheck_tui.store import batches as ops
@@ -41,16 +42,6 @@ def bad(job: q.Claimed) -> q.JobResult:
 
 def job_counts(store, batch_id: int) -> dict[str, int]:
     return ops.summary(store, batch_id)["state"]
-
-
-def assert_counters_match_rows(store, batch_id: int) -> None:
-    b = ops.get_batch(store, batch_id)
-    rows = collections.Counter(job_counts(store, batch_id))
-    assert b.succeeded == rows["succeeded"]
-    assert b.failed == rows["failed"]
-    assert b.completed == rows["succeeded"] + rows["failed"]
-    assert b.cancelled == rows["cancelled"]
-    assert b.total == sum(rows.values())
 
 
 # --- claim / fence -------------------------------------------------------------------------------
@@ -505,13 +496,6 @@ def pg_store(pg_url):
     s.close()
 
 
-def _wait(pred, timeout=5.0):
-    end = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.01)
-
-
 def test_heartbeat_never_waits_on_a_locked_job_row(pg_store, pg_url):
     """The writer (or a reaper) may hold some of this worker's job rows while the keeper
     extends its leases: the extension skips those rows instead of waiting on them (a wait
@@ -545,7 +529,7 @@ def test_finish_locks_jobs_in_id_order(pg_store, pg_url):
     try:
         reaper.run("UPDATE job SET tries = tries WHERE id = %s", (held[1].id,))
         t, box = _in_thread(lambda: q.finish(store, "w", [ok(held[2]), ok(held[1]), ok(held[0])]))
-        _wait(lambda: _waiting_on_a_lock(store) >= 1)
+        wait_for(lambda: _waiting_on_a_lock(store) >= 1, 5, "a transaction waiting on a row lock")
         store.db.close()
         reaper.run("SET lock_timeout = '3s'")
         reaper.run("UPDATE job SET tries = tries WHERE id = %s", (held[2].id,))  # must not wait on the finisher
@@ -567,7 +551,7 @@ def test_claim_and_cancel_of_a_queued_batch_do_not_deadlock(pg_store, pg_url):
     try:
         console.run("UPDATE batch SET state = 'cancelled' WHERE id = %s", (batch_id,))
         t, box = _in_thread(lambda: q.claim(store, "w", 30, 4))
-        _wait(lambda: _waiting_on_a_lock(store) >= 1)
+        wait_for(lambda: _waiting_on_a_lock(store) >= 1, 5, "a transaction waiting on a row lock")
         console.run("SET lock_timeout = '3s'")
         n = console.run("UPDATE job SET state = 'cancelled' WHERE batch_id = %s AND state = 'pending'", (batch_id,))
         console.run("UPDATE batch SET cancelled_profiles = cancelled_profiles + %s WHERE id = %s", (n, batch_id))

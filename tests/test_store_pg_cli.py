@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from storycheck_tui.sim import Simulator

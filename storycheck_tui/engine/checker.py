@@ -183,7 +183,8 @@ class Checker:
         wait = rs.upcoming_sleep
         self._note(logging.WARNING, logs.RETRY_SCHEDULED, prog, err,
                    f"{prog.job.username}: {err.kind}: {err.message}; try {prog.tries} failed, "
-                   f"retrying in {wait:.1f} s ({prog.spent}/{self.settings.max_attempts} attempts spent)")
+                   f"retrying in {wait:.1f} s ({prog.spent}/{self.settings.max_attempts} attempts spent)",
+                   details={"wait_s": round(wait, 4), "spent": prog.spent})
 
     # -- results ----------------------------------------------------------------------------------
 
@@ -195,10 +196,12 @@ class Checker:
                          proxy=err.proxy or (prog.route.label if prog.route else None), http_status=err.status,
                          tries=prog.tries, traceback=tb)
 
-    def _note(self, level: int, event: str, prog: _Progress, err: CheckError, message: str) -> None:
+    def _note(self, level: int, event: str, prog: _Progress, err: CheckError, message: str,
+              details: dict | None = None) -> None:
+        extra = {"details": details} if details else {}
         logs.event(level, event, message, batch_id=prog.job.batch_id, job_id=prog.job.id,
                    username=prog.job.username, proxy=prog.route.label if prog.route else None,
-                   attempt=prog.tries, status=err.status, error_type=type(err).__name__)
+                   attempt=prog.tries, status=err.status, error_type=type(err).__name__, **extra)
 
 
 def _replay(first: Exception, try_once):

@@ -141,6 +141,9 @@ def worker_command(args: Namespace) -> int:
         finally:
             runner.stop(settings.engine.grace_seconds)
         print(f"worker {runner.worker_id}: stopped after {runner.snapshot().finished} checks", file=sys.stderr)
+        if runner.crashed:
+            print("storycheck: the worker stopped on an internal error; the log has the traceback", file=sys.stderr)
+            return EXIT_FAILED
         return EXIT_INTERRUPTED if stop.event.is_set() and stop.signal == signal.SIGINT else EXIT_OK
     finally:
         store.close()

@@ -130,6 +130,7 @@ class Runner:
         self._checker = Checker(source, pool, settings.retry, stop=self._abort) if source else None
         self._proxy_sync = proxysync.ProxySync(store, pool)
         self.started = False
+        self.crashed = False  # an engine thread died on an unexpected error
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -165,6 +166,7 @@ class Runner:
             except Exception:
                 log.critical("engine thread %s crashed; stopping this worker", threading.current_thread().name,
                              exc_info=True, extra={"event": "ENGINE_CRASH"})
+                self.crashed = True
                 self._stop.set()
                 self._abort.set()
         return run
@@ -486,6 +488,7 @@ class Runner:
                     last_beat = now
                 if self.threads and now - last_reap >= min(5.0, eng.lease_seconds / 4):
                     q.expire_dead_local_workers(self.store, self.worker_id)
+                    q.mark_lost_workers(self.store, eng.lease_seconds)
                     for r in q.reap_expired(self.store, self.settings.retry.max_claims):
                         logs.event(logging.WARNING, logs.LEASE_EXPIRED,
                                    f"{r.username}: lease of worker {r.owner} expired; "
@@ -509,7 +512,9 @@ class Runner:
         wall = q.now(self.store)
         self._workers = tuple(
             WorkerView(w.id, w.host, w.pid, w.threads, w.state, max(0.0, wall - w.heartbeat_at), w.checks, w.rate)
-            for w in Worker.select().where((Worker.state != "stopped") | (Worker.heartbeat_at > wall - 60))
+            for w in Worker.select().where(
+                ((Worker.state != "stopped") & (Worker.heartbeat_at > wall - q.WORKER_SHOWN_FOR))
+                | (Worker.heartbeat_at > wall - 60))
             .order_by(Worker.started_at))
 
     def _log_proxy_changes(self) -> None:

@@ -395,6 +395,19 @@ def expire_dead_local_workers(store: Store, me: str) -> list[str]:
     return dead
 
 
+def mark_lost_workers(store: Store, silent_for: float) -> int:
+    """Workers silent for ``silent_for`` seconds (a lease length) are 'lost': shown as such, not as running."""
+    d = store.dialect
+    with store.db.atomic():
+        return store.db.execute_sql(
+            f"UPDATE worker SET state = 'lost' WHERE state IN ('running', 'stopping') "
+            f"AND heartbeat_at < {d.now} - {d.param}", (silent_for,)).rowcount
+
+
+#: a worker row is listed while alive, and for this long after its last heartbeat
+WORKER_SHOWN_FOR = 3600.0
+
+
 def _chunks(items: list, size: int):
     for i in range(0, len(items), size):
         yield items[i:i + size]
@@ -402,6 +415,6 @@ def _chunks(items: list, size: int):
 
 __all__ = [
     "Claimed", "JobResult", "FinishReport", "Reaped", "claim", "finish", "release", "extend_leases",
-    "reap_expired", "register_worker", "heartbeat", "stop_worker", "expire_dead_local_workers", "new_worker_id",
+    "reap_expired", "mark_lost_workers", "WORKER_SHOWN_FOR", "register_worker", "heartbeat", "stop_worker", "expire_dead_local_workers", "new_worker_id",
     "now", "store_logs", "entry_row", "result_message", "PENDING", "JOB_RUNNING", "FAILED", "SUCCEEDED",
 ]

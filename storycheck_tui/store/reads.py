@@ -245,13 +245,15 @@ def proxies(store: Store) -> list[ProxyRow]:
 
 
 def workers(store: Store, *, stopped_within: float = 60.0, now: float | None = None) -> list[WorkerRow]:
-    """Workers that are running, stopping, or stopped less than ``stopped_within`` seconds ago."""
-    from storycheck_tui.store.queue import now as db_now
+    """Workers that are running, stopping, lost (silent for a lease, listed for an hour), or
+    stopped less than ``stopped_within`` seconds ago."""
+    from storycheck_tui.store.queue import WORKER_SHOWN_FOR, now as db_now
 
     ts = db_now(store) if now is None else now
     q = (Worker.select(Worker.id, Worker.host, Worker.pid, Worker.threads, Worker.state, Worker.started_at,
                        Worker.heartbeat_at, Worker.checks, Worker.rate)
-         .where((Worker.state != "stopped") | (Worker.heartbeat_at > ts - stopped_within))
+         .where(((Worker.state != "stopped") & (Worker.heartbeat_at > ts - WORKER_SHOWN_FOR))
+                | (Worker.heartbeat_at > ts - stopped_within))
          .order_by(Worker.started_at).tuples())
     return [WorkerRow(t[0], t[1], int(t[2]), int(t[3]), t[4], float(t[5]), float(t[6]), int(t[7] or 0),
                       float(t[8] or 0.0)) for t in q]

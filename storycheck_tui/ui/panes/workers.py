@@ -31,7 +31,7 @@ def worker_cells(w: WorkerRow, now: float, me: str | None) -> tuple:
 
 def render_worker(cells: tuple) -> list[Text]:
     (host, mine, state), pid, threads, (rate, _), (beat, _), checks = cells
-    style = {"late": "bold red", "stopping": "yellow", "stopped": "bright_black"}.get(state, "")
+    style = {"late": "bold red", "lost": "bold red", "stopping": "yellow", "stopped": "bright_black"}.get(state, "")
     t_host = fmt.plain(host, style)
     if mine:
         t_host.append("*", style="cyan")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import threading
@@ -120,8 +119,9 @@ def test_total_deadline_bounds_a_check(tmp_path, logsetup, story_server):
         assert j["hangs"].error_kind == "source_unavailable" and "timeout" in j["hangs"].error_message
         for job in j.values():
             took = job.finished_at - job.started_at
-            # deadline 1 s, plus one request still in flight (read timeout 0.2 s) and the group commit
-            assert took < 1.0 + 0.2 * 3 + 0.5, (job.username, took)
+            # deadline 1 s, plus one request still in flight (read timeout 0.2 s), the group commit and
+            # a loaded machine's scheduling; without the deadline it would be 1000 tries
+            assert took < 3.0, (job.username, took)
 
 
 # ------------------------------------------------------------------------------------------
@@ -318,9 +318,12 @@ def test_restarted_worker_takes_back_jobs_of_a_dead_local_worker_at_once(tmp_pat
         bid = ops.create_batch(store, "orphans", [f"user{i}" for i in range(8)])
         gone = subprocess.Popen([sys.executable, "-c", "pass"])
         gone.wait()
-        host = socket.gethostname()
-        dead_worker = f"{host}:{gone.pid}:dead01"
-        live_worker = f"{host}:{os.getpid()}:alive1"  # another live process on this host (this one)
+        def worker_id(pid: int) -> str:  # an id as a worker on this machine makes it, with that pid
+            host, _pid, tail = q.new_worker_id().split(":")
+            return f"{host}:{pid}:{tail}"
+
+        dead_worker = worker_id(gone.pid)
+        live_worker = worker_id(os.getpid())  # another live process on this machine (this one)
         q.register_worker(store, dead_worker, 4)
         q.register_worker(store, live_worker, 1)
         orphans = q.claim(store, dead_worker, 3600.0, 5, [bid])  # an hour-long lease
@@ -328,7 +331,8 @@ def test_restarted_worker_takes_back_jobs_of_a_dead_local_worker_at_once(tmp_pat
         with Engine(tmp_path, fast_settings(sim_source(sim)), store=store) as eng:
             ids = [o.id for o in orphans]
             wait_for(lambda: all(Job.get_by_id(i).state == "succeeded" for i in ids), 10,
-                     "the dead worker's jobs to be checked again")
+                     lambda: f"the dead worker's jobs to be checked again: "
+                             f"{[(j.id, j.state, j.lease_owner, j.attempts) for j in Job.select()]}")
             wait_for(lambda: counts_by_state(store, bid) == {"succeeded": 7, "running": 1}, 10, "the rest")
             assert Job.get_by_id(kept.id).lease_owner == live_worker  # a live worker keeps its jobs
             assert Worker.get_by_id(dead_worker).state == "stopped"

@@ -392,8 +392,22 @@ def test_proxies_add_list_disable_enable(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------------------
-# the headless demo, as a real process
+# real processes: exit codes as a shell or cron sees them; the headless demo
 # ------------------------------------------------------------------------------------------
+
+
+def test_exit_codes_of_a_real_process(tmp_path, sim):
+    env = {"STORYCHECK_LOG_DIR": str(tmp_path / "logs")}
+    cfg = sim_config(tmp_path, sim)
+    db = tmp_path / "sc.db"
+    r = cli_subprocess("run", profiles(tmp_path, ["stories_a", "nostories_b"]), "--config", cfg, "--db", db, env=env)
+    assert r.code == 0 and "2/2 checked" in r.out, r.err
+    bad = profiles(tmp_path, ["ok.name", "no good"], name="bad.txt")
+    r = cli_subprocess("run", bad, "--config", cfg, "--db", db, env=env)
+    assert r.code == 2 and r.err.strip() == f"storycheck: {bad}:2: invalid character ' ' in username \"no good\"", r.err
+    r = cli_subprocess("batches", "--db", tmp_path / "missing" / "sc.db", env=env)
+    assert r.code == 3 and len(r.err.strip().splitlines()) == 1 and "does not exist" in r.err
+    assert "Traceback" not in r.err
 
 
 def test_demo_headless_exits_0(tmp_path):

@@ -288,28 +288,25 @@ def test_claim_and_fence_invariants_under_16_threads(tmp_path):
         store.close()
 
 
-def test_late_finish_by_a_former_owner_changes_nothing(tmp_path):
-    store = sqlite_store(tmp_path)
-    try:
-        bid = ops.create_batch(store, "fence", ["only"])
-        [a] = q.claim(store, "A", 0.01, 1, [bid])
-        reaped = wait_for(lambda: q.reap_expired(store, max_claims=5), 5, "A's lease to expire and be reaped")
-        assert [r.owner for r in reaped] == ["A"]
-        [b] = q.claim(store, "B", 30.0, 1, [bid])
-        assert b.id == a.id and b.lease_seq == a.lease_seq + 1
-        late = q.finish(store, "A", [_result(a, "A", ok=False)])
-        assert late.stale and not late.applied
-        job = Job.get_by_id(a.id)
-        assert (job.state, job.lease_owner, job.error_kind) == ("running", "B", None)
-        assert ops.get_batch(store, bid).completed == 0
-        assert not q.release(store, "A", [a])  # a former owner cannot hand it back either
-        assert q.finish(store, "B", [_result(b, "B", ok=True)]).applied
-        job = Job.get_by_id(a.id)
-        assert (job.state, job.proxy) == ("succeeded", f"B/{b.lease_seq}")
-        assert_counters_match_rows(store, bid)
-        assert ops.get_batch(store, bid).state == "finished"
-    finally:
-        store.close()
+def test_late_finish_by_a_former_owner_changes_nothing(store):
+    """On SQLite and PostgreSQL (conftest's ``store`` fixture)."""
+    bid = ops.create_batch(store, "fence", ["only"])
+    [a] = q.claim(store, "A", 0.01, 1, [bid])
+    reaped = wait_for(lambda: q.reap_expired(store, max_claims=5), 5, "A's lease to expire and be reaped")
+    assert [r.owner for r in reaped] == ["A"]
+    [b] = q.claim(store, "B", 30.0, 1, [bid])
+    assert b.id == a.id and b.lease_seq == a.lease_seq + 1
+    late = q.finish(store, "A", [_result(a, "A", ok=False)])
+    assert late.stale and not late.applied
+    job = Job.get_by_id(a.id)
+    assert (job.state, job.lease_owner, job.error_kind) == ("running", "B", None)
+    assert ops.get_batch(store, bid).completed == 0
+    assert not q.release(store, "A", [a])  # a former owner cannot hand it back either
+    assert q.finish(store, "B", [_result(b, "B", ok=True)]).applied
+    job = Job.get_by_id(a.id)
+    assert (job.state, job.proxy) == ("succeeded", f"B/{b.lease_seq}")
+    assert_counters_match_rows(store, bid)
+    assert ops.get_batch(store, bid).state == "finished"
 
 
 def test_restarted_worker_takes_back_jobs_of_a_dead_local_worker_at_once(tmp_path, logsetup):
@@ -385,23 +382,20 @@ def test_cancel_drops_unchecked_profiles_and_keeps_counters(tmp_path, logsetup):
             assert eng.logs(logs.BATCH_CANCELLED)
 
 
-def test_jobs_handed_back_to_a_cancelled_batch_are_cancelled(tmp_path):
+def test_jobs_handed_back_to_a_cancelled_batch_are_cancelled(store):
     """A worker that held jobs when the batch was cancelled hands them back (release), or dies
-    and the reaper takes them back: either way they end cancelled, not pending for ever."""
-    store = sqlite_store(tmp_path)
-    try:
-        bid = ops.create_batch(store, "c", [f"u{i}" for i in range(6)])
-        held = q.claim(store, "A", 30.0, 2, [bid])
-        lost = q.claim(store, "B", 0.01, 2, [bid])
-        assert ops.cancel(store, bid) == 2
-        assert q.release(store, "A", held) == 2
-        wait_for(lambda: q.reap_expired(store, max_claims=5), 5, "B's leases to be reaped")
-        assert counts_by_state(store, bid) == {"cancelled": 6}
-        b = ops.get_batch(store, bid)
-        assert (b.state, b.cancelled, b.completed, b.remaining) == ("cancelled", 6, 0, 0)
-        assert_counters_match_rows(store, bid)
-    finally:
-        store.close()
+    and the reaper takes them back: either way they end cancelled, not pending for ever.
+    (On SQLite and PostgreSQL: conftest's ``store`` fixture.)"""
+    bid = ops.create_batch(store, "c", [f"u{i}" for i in range(6)])
+    held = q.claim(store, "A", 30.0, 2, [bid])
+    assert len(q.claim(store, "B", 0.01, 2, [bid])) == 2
+    assert ops.cancel(store, bid) == 2
+    assert q.release(store, "A", held) == 2
+    wait_for(lambda: q.reap_expired(store, max_claims=5), 5, "B's leases to be reaped")
+    assert counts_by_state(store, bid) == {"cancelled": 6}
+    b = ops.get_batch(store, bid)
+    assert (b.state, b.cancelled, b.completed, b.remaining) == ("cancelled", 6, 0, 0)
+    assert_counters_match_rows(store, bid)
 
 
 def test_retry_failed_puts_failed_back_and_fixes_counters(tmp_path, logsetup, story_server):

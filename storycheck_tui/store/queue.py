@@ -139,16 +139,20 @@ def finish(store: Store, owner: str, results: list[JobResult], extra_logs: list[
         ts = now(store)
         # Rows are locked in id order (jobs, then batches), like the reaper does: a late
         # finish and a reaper on the same jobs then wait for each other, never deadlock.
+        ordered, seen = [], set()
         for r in sorted(results, key=lambda r: r.job.id):
+            if r.job.id in seen:  # a second result for one job: the first one ends it
+                report.stale.append(r)
+                continue
+            seen.add(r.job.id)
+            ordered.append(r)
+        applied = d.finish_jobs(db, [
+            (r.job.id, r.job.lease_seq, owner, r.state, r.outcome.kind if r.outcome else None,
+             r.outcome.story_count if r.outcome else None, r.outcome.latest_story_at if r.outcome else None,
+             r.error_kind, r.error_message, r.proxy, r.http_status, r.latency_ms, r.tries, ts) for r in ordered])
+        for r in ordered:
             o = r.outcome
-            cur = db.execute_sql(
-                f"UPDATE job SET state = {p}, outcome = {p}, story_count = {p}, latest_story_at = {p}, "
-                f"error_kind = {p}, error_message = {p}, proxy = {p}, http_status = {p}, latency_ms = {p}, "
-                f"tries = {p}, finished_at = {p}, lease_owner = NULL, lease_until = NULL WHERE {fence}",
-                (r.state, o.kind if o else None, o.story_count if o else None, o.latest_story_at if o else None,
-                 r.error_kind, r.error_message, r.proxy, r.http_status, r.latency_ms, r.tries, ts,
-                 r.job.id, owner, r.job.lease_seq))
-            if cur.rowcount != 1:
+            if r.job.id not in applied:
                 report.stale.append(r)
                 continue
             report.applied.append(r)

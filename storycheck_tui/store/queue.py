@@ -131,7 +131,6 @@ def finish(store: Store, owner: str, results: list[JobResult], extra_logs: list[
     db = store.db
     d = store.dialect
     p = d.param
-    fence = _FENCE.format(p=p)
     deltas: dict[int, list[int]] = defaultdict(lambda: [0, 0])  # batch -> [succeeded, failed]
     stories: list[dict] = []
     logs: list[dict] = []

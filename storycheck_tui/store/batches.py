@@ -151,8 +151,13 @@ def cancel(store: Store, batch_id: int) -> int:
 
 
 def retry_failed(store: Store, batch_id: int) -> int:
-    """Put failed jobs back to pending and take them out of the counters, in one transaction."""
-    get_batch(store, batch_id)
+    """Put failed jobs back to pending and take them out of the counters, in one transaction.
+
+    A cancelled batch is refused: nothing would ever claim its jobs again.
+    """
+    if get_batch(store, batch_id).state == CANCELLED:
+        raise StorycheckError(f"batch {batch_id} is cancelled: its failed checks cannot be retried "
+                              f"(create a new batch from them: storycheck export, then storycheck add)")
     p = store.dialect.param
     with store.db.atomic():
         n = store.db.execute_sql(

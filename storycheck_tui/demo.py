@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
+import tempfile
 from dataclasses import dataclass
+from typing import Iterator
 
 from storycheck_tui.config import EngineSettings, ProxySettings, RetrySettings, Settings
 from storycheck_tui.inputs.proxies import ProxySpec, parse_proxy_line
@@ -57,3 +60,41 @@ def start_demo(*, proxies: int = 12, rate: float = 4.0, seed: int = 1) -> Demo:
         path="demo",
     )
     return Demo(sim=sim, settings=settings, proxies=specs)
+
+
+@dataclass
+class DemoRun:
+    """A started demo with its database, ready for a runner."""
+
+    demo: Demo
+    store: object  # storycheck_tui.store.db.Store
+    batch_id: int
+    where: str  # "a throwaway database" or the database's secret-free name
+    profiles: int
+
+    @property
+    def hello(self) -> str:
+        return (f"demo: the simulator at {self.demo.sim.api_url}, {len(self.demo.proxies)} proxies (2 slow, "  # type: ignore[attr-defined]
+                f"1 flaky, 1 dead) and {self.profiles} profiles, in {self.where}")
+
+
+@contextlib.contextmanager
+def demo_run(db_url: str | None, profiles: int = 500) -> Iterator[DemoRun]:
+    """The simulator, its proxies and a demo batch in ``db_url`` (a throwaway database if None)."""
+    from storycheck_tui.store import batches as ops
+    from storycheck_tui.store.db import open_store
+
+    demo = start_demo()
+    tmp = None if db_url else tempfile.TemporaryDirectory(prefix="storycheck-demo-")
+    try:
+        store = open_store(db_url or f"{tmp.name}/demo.db", pool_size=demo.settings.engine.workers + 6)
+        try:
+            ops.add_proxies(store, demo.proxies)
+            batch_id = ops.create_batch(store, "demo", demo_usernames(profiles))
+            yield DemoRun(demo, store, batch_id, "a throwaway database" if tmp else store.display, profiles)
+        finally:
+            store.close()
+    finally:
+        demo.stop()
+        if tmp:
+            tmp.cleanup()

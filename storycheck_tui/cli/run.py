@@ -158,31 +158,10 @@ def sim_command(args: Namespace) -> int:
 
 def demo_headless(args: Namespace) -> int:
     """The simulator, faulty demo proxies and a demo batch through the real engine, headless."""
-    import tempfile
-
-    from storycheck_tui.demo import demo_usernames, start_demo
-    from storycheck_tui.store.db import open_store
+    from storycheck_tui.demo import demo_run
 
     start_logging(args)
-    demo = start_demo()
-    tmp = None
-    try:
-        url = args.db
-        if not url:
-            tmp = tempfile.TemporaryDirectory(prefix="storycheck-demo-")
-            url = f"{tmp.name}/demo.db"
-        store = open_store(url, pool_size=demo.settings.engine.workers + 6)
-        try:
-            ops.add_proxies(store, demo.proxies)
-            names = demo_usernames(args.profiles)
-            batch_id = ops.create_batch(store, "demo", names)
-            print(f"demo: simulator at {demo.sim.api_url}, {len(demo.proxies)} proxies (2 slow, 1 flaky, 1 dead), "
-                  f"{len(names)} profiles", file=sys.stderr)
-            runner = build_runner(store, demo.settings, batch_ids=[batch_id])
-            return _drive(store, runner, [batch_id], 5.0)
-        finally:
-            store.close()
-    finally:
-        demo.stop()
-        if tmp:
-            tmp.cleanup()
+    with demo_run(args.db, args.profiles) as run:
+        print(run.hello, file=sys.stderr)
+        runner = build_runner(run.store, run.demo.settings, batch_ids=[run.batch_id])
+        return _drive(run.store, runner, [run.batch_id], 5.0)

@@ -57,24 +57,6 @@ class WorkerView:
 
 
 @dataclass(frozen=True)
-class ResultRow:
-    """A recent result of this process, for the console's live feed."""
-
-    job_id: int
-    batch_id: int
-    username: str
-    state: str
-    outcome: str | None
-    story_count: int | None
-    latest_story_at: float | None
-    proxy: str | None
-    attempts: int
-    latency_ms: float | None
-    error: str | None
-    finished_at: float
-
-
-@dataclass(frozen=True)
 class EngineSnapshot:
     taken_at: float
     worker_id: str
@@ -119,7 +101,6 @@ class Runner:
         self._busy = 0
         self._finished_times: collections.deque[float] = collections.deque(maxlen=100_000)
         self._finished = 0
-        self._recent: collections.deque[ResultRow] = collections.deque(maxlen=1000)
         self._batch_states: dict[int, str] = {}
         self._batches: tuple[BatchView, ...] = ()
         self._workers: tuple[WorkerView, ...] = ()
@@ -269,9 +250,6 @@ class Runner:
     def refresh(self) -> None:
         """Re-read batches and workers now (after a change made outside these commands, e.g. a new batch)."""
         self._refresh()
-
-    def recent_results(self, since_job: int = 0) -> list[ResultRow]:
-        return list(self._recent)
 
     def pause(self, batch_id: int) -> bool:
         changed = batch_ops.pause(self.store, batch_id, "paused by operator")
@@ -447,7 +425,6 @@ class Runner:
             for job_id in done:
                 self._held.pop(job_id, None)
         stamp = time.monotonic()
-        wall = time.time()
         times = self._finished_times  # only this (writer) thread changes it; it keeps RATE_WINDOW seconds
         while times and times[0] < stamp - RATE_WINDOW:
             times.popleft()
@@ -459,11 +436,6 @@ class Runner:
                 "event": event, "persisted": True, "batch_id": r.job.batch_id, "job_id": r.job.id,
                 "username": r.job.username, "proxy": r.proxy, "attempt": r.job.attempts, "status": r.http_status,
                 "error_type": r.error_kind})
-            o = r.outcome
-            self._recent.append(ResultRow(r.job.id, r.job.batch_id, r.job.username, r.state, o.kind if o else None,
-                                          o.story_count if o else None, o.latest_story_at if o else None, r.proxy,
-                                          r.job.attempts, r.latency_ms,
-                                          f"{r.error_kind}: {r.error_message}" if r.error_kind else None, wall))
         for r in report.stale:
             logs.event(logging.WARNING, logs.LEASE_LOST,
                        f"{r.job.username}: result dropped: this worker no longer holds the job (its lease expired "
@@ -557,4 +529,4 @@ def _drain(qu: queue.Queue) -> list:
             return out
 
 
-__all__ = ["Runner", "EngineSnapshot", "WorkerView", "ResultRow"]
+__all__ = ["Runner", "EngineSnapshot", "WorkerView"]

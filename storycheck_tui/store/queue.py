@@ -24,7 +24,7 @@ from storycheck_tui.logs import LogEntry, clean
 from storycheck_tui.sources.base import Outcome
 from storycheck_tui.store.db import Store
 from storycheck_tui.store.models import (
-    FAILED, FINISHED, JOB_RUNNING, PENDING, SUCCEEDED, BatchLog, Story,
+    FAILED, FINISHED, JOB_RUNNING, PENDING, SUCCEEDED, BatchLog,
 )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import tempfile
 from argparse import Namespace
 
 from storycheck_tui import logs
@@ -32,34 +31,13 @@ def launch_console(args: Namespace) -> int:
 
 def launch_demo(args: Namespace) -> int:
     from storycheck_tui.cli.common import start_logging
-    from storycheck_tui.demo import demo_usernames, start_demo
+    from storycheck_tui.demo import demo_run
     from storycheck_tui.engine.wiring import build_runner
-    from storycheck_tui.store import batches as ops
-    from storycheck_tui.store.db import open_store
 
     setup = start_logging(args, console=True)
-    demo = start_demo()
-    tmp = None
-    try:
-        url = getattr(args, "db", None)
-        if not url:
-            tmp = tempfile.TemporaryDirectory(prefix="storycheck-demo-")
-            url = f"{tmp.name}/demo.db"
-        store = open_store(url, pool_size=demo.settings.engine.workers + 6)
-        try:
-            ops.add_proxies(store, demo.proxies)
-            names = demo_usernames(getattr(args, "profiles", 500) or 500)
-            ops.create_batch(store, "demo", names)
-            where = "a throwaway database" if tmp else store.display
-            hello = (f"demo: the simulator at {demo.sim.api_url}, {len(demo.proxies)} proxies (2 slow, 1 flaky, "
-                     f"1 dead) and {len(names)} profiles, in {where}. Press ? for keys.")
-            return run_console(build_runner(store, demo.settings), store, setup.ring, hello=hello)
-        finally:
-            store.close()
-    finally:
-        demo.stop()
-        if tmp:
-            tmp.cleanup()
+    with demo_run(getattr(args, "db", None), getattr(args, "profiles", 500) or 500) as run:
+        return run_console(build_runner(run.store, run.demo.settings), run.store, setup.ring,
+                           hello=run.hello + ". Press ? for keys.")
 
 
 def run_console(runner: Runner, store: Store, ring, *, note: str | None = None, hello: str | None = None) -> int:

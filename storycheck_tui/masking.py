@@ -64,6 +64,16 @@ class SecretRegistry:
                 self._values.add(value)
                 self._pattern = None  # recompiled by the next scrub
 
+    def values(self) -> frozenset[str]:
+        with self._lock:
+            return frozenset(self._values)
+
+    def restore(self, values: frozenset[str]) -> None:
+        """Forget every secret not in ``values`` (tests: one test's passwords stay its own)."""
+        with self._lock:
+            self._values = set(values)
+            self._pattern = None
+
     def _compiled(self) -> re.Pattern[str] | None:
         pattern = self._pattern
         if pattern is None and self._values:

@@ -163,3 +163,17 @@ def store(db_url):
     s = open_store(db_url)
     yield s
     s.close()
+
+
+@pytest.fixture(autouse=True)
+def _secrets_stay_per_test():
+    """Every password or key a test registers is forgotten after it.
+
+    The registry is process-wide by design (one run, one set of secrets); across tests a
+    password such as "8080" from one test would mask port numbers in another's screens.
+    """
+    from storycheck_tui.masking import secrets
+
+    saved = secrets.values()
+    yield
+    secrets.restore(saved)

@@ -19,17 +19,6 @@ from storycheck_tui.inputs.proxies import ProxySpec, load_proxies, parse_proxy_l
 FEW = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
-@pytest.fixture(autouse=True)
-def _restore_secrets():
-    """Parsing registers passwords in the process-wide registry; random ones from the
-    property tests must not leak into other tests (a secret 'tion' would mask text)."""
-    before = set(masking.secrets._values)
-    yield
-    with masking.secrets._lock:
-        masking.secrets._values = before
-        masking.secrets._pattern = None
-
-
 def write(tmp_path: Path, name: str, text: str | bytes) -> Path:
     path = tmp_path / name
     if isinstance(text, bytes):

@@ -49,19 +49,6 @@ def report_inputs():
     print(f"\nhostile inputs tried: {sum(TRIED.values())} {TRIED}")
 
 
-@pytest.fixture(autouse=True)
-def forget_generated_passwords():
-    """The proxy parsers register every password they see as a secret, process-wide; thousands
-    of random ones (say "ection") would then be masked in every later test's log text."""
-    from storycheck_tui.masking import secrets
-
-    saved = set(secrets._values)
-    yield
-    with secrets._lock:
-        secrets._values = saved
-        secrets._pattern = None
-
-
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                           HealthCheck.function_scoped_fixture])
 # text without lone surrogates (a file or a socket cannot carry those) but with everything else

@@ -300,7 +300,7 @@ class Runner:
         eng = self.settings.engine
         said_waiting = False
         while not self._stop.is_set():
-            want = min(eng.claim_size, self.threads * 2 - self._inbox.qsize() - self._busy)
+            want = min(eng.claim_size, self.threads + 2 * eng.claim_size - self._inbox.qsize() - self._busy)
             if want <= 0 or not self._claimable_batches():
                 self._wake_claimer.wait(0.2)
                 self._wake_claimer.clear()
@@ -350,7 +350,7 @@ class Runner:
                 job = self._inbox.get(timeout=0.2)
             except queue.Empty:
                 continue
-            if self._inbox.qsize() <= self.threads // 2 and not self._wake_claimer.is_set():
+            if self._inbox.qsize() < self.settings.engine.claim_size and not self._wake_claimer.is_set():
                 self._wake_claimer.set()  # running low: claim now, not at the claimer's next 0.2 s tick
             if self._stop.is_set() or self._batch_states.get(job.batch_id) not in CLAIMABLE:
                 self._to_release.put((job, 0.0))  # paused, cancelled, or shutting down

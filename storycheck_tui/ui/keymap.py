@@ -52,8 +52,9 @@ MAXIMIZE = Binding("z", "toggle_maximize", "Zoom", id="pane.zoom", show=False,
 HELP = Binding("question_mark,f1", "help", "Help", id="app.help", key_display="?",
                tooltip="This list of keys")
 
-MAIN = [HELP, PAUSE, CANCEL, RETRY_FAILED, NEW_BATCH, EXPORT, TOGGLE_PROXY, RETRY_PROXY, REVALIDATE_ALL, FILTER,
-        FOCUS_BATCHES, FOCUS_RESULTS, FOCUS_PROXIES, FOCUS_LOG, FOCUS_WORKERS, NEXT_PANE, PREV_PANE, MAXIMIZE, QUIT]
+# quit stays second, so an 80-column footer still shows it
+MAIN = [HELP, QUIT, PAUSE, CANCEL, RETRY_FAILED, NEW_BATCH, EXPORT, TOGGLE_PROXY, RETRY_PROXY, REVALIDATE_ALL, FILTER,
+        FOCUS_BATCHES, FOCUS_RESULTS, FOCUS_PROXIES, FOCUS_LOG, FOCUS_WORKERS, NEXT_PANE, PREV_PANE, MAXIMIZE]
 
 # --- the app (every screen) ---------------------------------------------------------------------
 APP = [HELP]

@@ -1,0 +1,1 @@
+"""storycheck benchmarks: ``python -m benchmarks [--quick] [--only SECTIONS]`` writes RESULTS.md."""

@@ -1,0 +1,99 @@
+"""Sections 5 and 6: the console under load, and its cold start on a 100k database."""
+
+from __future__ import annotations
+
+import importlib
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import run_child
+from benchmarks.report import Section, fmt, pct
+
+RESULTS_PER_S = 500
+RECORDS_PER_S = 2000
+
+
+def _console_available() -> str | None:
+    try:
+        importlib.import_module("storycheck_tui.ui.app")
+    except Exception as exc:  # the console is being built in parallel
+        return f"storycheck_tui.ui.app cannot be imported here: {type(exc).__name__}: {exc}"
+    return None
+
+
+def under_load(quick: bool) -> Section:
+    s = Section("console", "5. Console under load")
+    missing = _console_available()
+    if missing:
+        s.error = missing
+        return s
+    rounds = 4 if quick else 12
+    proxies = 10
+    s.setup = (f"The console app (180x50) on a 100,000-profile batch, its engine (16 threads) paced to "
+               f"{RESULTS_PER_S} results/s ({proxies} proxies x {RESULTS_PER_S // proxies}/s) with an in-process "
+               f"source that answers at once (so the console process carries the engine's own work and the "
+               f"console's, not HTTP's), each check logging 2 records, plus a thread logging more records up to "
+               f"{RECORDS_PER_S:,} records/s in all. Run headless with Textual's `run_test()`, but every frame "
+               f"rendered to terminal output as on a real terminal. Keypress -> effect: the key is sent as the "
+               f"terminal driver sends it; the time until the first frame after its effect is in the app "
+               f"({rounds} rounds of: `4` focus log, `l` log level, `1` focus batches, `p` pause/resume (a "
+               f"database write in a thread, then the notice), `z` zoom, `z` unzoom, `tab`, `shift+tab`). "
+               f"CPU share: the console process (engine included) and its UI thread alone, over the key rounds.")
+    r = run_child("console_child:under_load", {
+        "proxy_urls": [f"http://127.0.0.1:{9000 + i}" for i in range(proxies)], "profiles": 100_000,
+        "results_per_s": RESULTS_PER_S, "records_per_s": RECORDS_PER_S, "rounds": rounds,
+        "warmup": 2.0 if quick else 3.0, "min_seconds": 5.0 if quick else 15.0}, timeout=300)
+    s.headers = ["key", "p50 ms", "p95 ms"]
+    for key, (p50, p95) in r["per_key"].items():
+        s.rows.append([f"`{key}`", f"{p50:.0f}", f"{p95:.0f}"])
+    s.rows.append(["**all keys**", f"**{r['p50_ms']:.0f}**", f"**{r['p95_ms']:.0f}**"])
+    ticks = sorted(r["ticks_ms"])
+    s.notes = [
+        f"Load achieved: {fmt(r['results_per_s'])} results/s and {fmt(r['records_per_s'])} log records/s into the "
+        f"ring over {r['seconds']:.0f} s; {r['frames_per_s']:.1f} frames/s rendered.",
+        f"CPU: the console process used {pct(r['cpu_share'], 0)} of one core (engine threads included); its UI "
+        f"thread alone {pct(r['ui_cpu_share'], 0)}.",
+        f"The 4-per-second redraw (`tick`) took p50 {statistics.median(ticks):.1f} ms, max {ticks[-1]:.1f} ms."
+        if ticks else "",
+        f"Peak RSS of the console process: {r['peak_rss_mb']:.0f} MB.",
+    ]
+    s.headline = [f"keypress -> frame p50 {r['p50_ms']:.0f} ms, p95 {r['p95_ms']:.0f} ms (target p95 <= 100 ms) "
+                  f"at {fmt(r['results_per_s'])} results/s + {fmt(r['records_per_s'])} records/s; console CPU "
+                  f"{pct(r['cpu_share'], 0)} of a core (UI thread {pct(r['ui_cpu_share'], 0)})"]
+    return s
+
+
+def cold_start(quick: bool) -> Section:
+    s = Section("coldstart", "6. Cold start")
+    missing = _console_available()
+    if missing:
+        s.error = missing
+        return s
+    reps = 1 if quick else 3
+    n, finished = 100_000, 90_000
+    with tempfile.TemporaryDirectory(prefix="storycheck-bench-") as tmp:
+        db = str(Path(tmp) / "cold.db")
+        prep = run_child("scale:prepare_db", {"db": db, "profiles": n, "finished": finished}, timeout=300)
+        runs = []
+        for _ in range(reps):
+            runs.append(run_child("console_child:cold_start", {"db": db, "spawned_at": time.time()}, timeout=120))
+    s.setup = (f"A SQLite database as a big run leaves it: a {n:,}-profile batch, {prep['finished']:,} of it checked "
+               f"(results, ~{int(prep['finished'] * 0.9):,} story rows, one log row per check), 8 proxies. The console "
+               f"opened on it as `storycheck --db FILE` does (watch-only), in a fresh process; times from the "
+               f"process being spawned. Full frame: the first frame after the batches table and the results window "
+               f"(read from the database in a thread) are filled. {reps} run(s), median.")
+    def med(key: str) -> float:
+        vals = [r[key] for r in runs if r.get(key) is not None]
+        return statistics.median(vals) if vals else float("nan")
+    s.headers = ["milestone", "seconds after spawn (median)", "runs"]
+    for key, label in (("python_start_s", "interpreter up, benchmark module imported"),
+                       ("imports_s", "Textual and the engine imported"),
+                       ("open_s", "database opened, engine (watch-only) built"),
+                       ("first_frame_s", "first frame"), ("full_frame_s", "**first full frame**")):
+        s.rows.append([label, f"{med(key):.2f}", ", ".join(f"{r[key]:.2f}" for r in runs if r.get(key) is not None)])
+    s.notes = [f"Peak RSS of the console process: {max(r['peak_rss_mb'] for r in runs):.0f} MB."]
+    s.headline = [f"first full frame {med('full_frame_s'):.2f} s after spawn with a {n:,}-profile database "
+                  f"(first frame {med('first_frame_s'):.2f} s)"]
+    return s

@@ -197,10 +197,10 @@ class Postgres:
 
 def _backend_rows(label: str, url: str, quick: bool) -> tuple[list[str], dict]:
     imp = run_child("scale:import_batch", {"db": url, "profiles": N})
-    qo = run_child("scale:queue_ops", {"db": url, "batch_id": imp["batch_id"], "duration": 4.0 if quick else 10.0})
+    qo = run_child("scale:queue_ops", {"db": url, "batch_id": imp["batch_id"], "duration": 3.0 if quick else 10.0})
     imp2 = run_child("scale:import_batch", {"db": url, "profiles": N})
     eng = run_child("scale:engine_instant", {"db": url, "batch_id": imp2["batch_id"],
-                                            "duration": 6.0 if quick else 15.0})
+                                            "duration": 4.0 if quick else 15.0})
     row = [label, f"{imp['total_s']:.2f} s (read {imp['read_s']:.2f} + insert {imp['create_s']:.2f})",
            fmt(qo["rate"]), f"{qo['claim_us']:.0f} + {qo['finish_us']:.0f}", fmt(eng["rate"]),
            f"{eng['peak_rss_mb']:.0f} MB"]
@@ -213,7 +213,7 @@ def scale(quick: bool, pg_url: str | None = None) -> Section:
                f"insert the jobs in one transaction). Queue: claim 32 + fenced finish of 32 (45 % with two stories, "
                f"one log row each) in a loop through the store API, one connection. Engine, DB-bound: the whole "
                f"engine (16 threads, group commit, log file) with an in-process source that answers at once, "
-               f"{'6' if quick else '15'} s on a fresh {N:,} batch. Peak RSS = VmHWM of the process.")
+               f"{'4' if quick else '15'} s on a fresh {N:,} batch. Peak RSS = VmHWM of the process.")
     s.headers = ["database", "import 100k", "queue claims+finishes/s", "us per job (claim + finish)",
                  "engine checks/s (DB-bound)", "engine peak RSS"]
     with tempfile.TemporaryDirectory(prefix="storycheck-bench-") as tmp:
@@ -239,7 +239,7 @@ def scale(quick: bool, pg_url: str | None = None) -> Section:
     finally:
         pg.stop()
     # peak RSS: a worker against the simulator, and the console with its engine, on a 100k batch
-    worker_s = 6.0 if quick else 20.0
+    worker_s = 4.0 if quick else 20.0
     with SimProcess(proxies=8, rate=0) as sim:
         w = run_child("enginerun:run", {"api_url": sim.api_url, "proxy_urls": sim.proxy_urls, "threads": 16,
                                          "profiles": N, "warmup": 1.0, "duration": worker_s,

@@ -40,10 +40,10 @@ def overhead(quick: bool) -> Section:
                f"`[proxies] rate` set out of the way. Checks/s counted by the simulator over a {duration:g} s "
                f"window after {warmup:g} s of warm-up. Pinned: the simulator on core 1, the client on core 0 "
                f"(each gets one core; least disturbed by other load); {reps} alternating repetition(s), median. "
-               f"Unpinned: the scheduler's choice, one repetition.")
+               f"Unpinned (full run only): the scheduler's choice, one repetition.")
     runs: dict[tuple[str, bool], list[dict]] = {}
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-    pinned_modes = [True, False] if cores >= 2 else [False]
+    pinned_modes = ([True] if quick else [True, False]) if cores >= 2 else [False]
     for pinned in pinned_modes:
         with SimProcess(proxies=proxies, rate=0, cpu=1 if pinned else None) as sim:
             base = {"api_url": sim.api_url, "proxy_urls": sim.proxy_urls, "threads": THREADS, "warmup": warmup,

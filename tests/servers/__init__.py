@@ -20,6 +20,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+from helpers import free_port, wait_for, wait_port  # one copy of the polling helpers
 from urllib.parse import parse_qs, urlsplit
 
 __all__ = [
@@ -28,34 +30,6 @@ __all__ = [
 ]
 
 
-def wait_for(cond: Callable[[], Any], timeout: float, what: str = "condition", every: float = 0.05) -> Any:
-    """Poll ``cond`` until it returns something truthy; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(every)
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_port(port: int, timeout: float = 10.0) -> None:
-    def up() -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return True
-        except OSError:
-            return False
-    wait_for(up, timeout, f"port {port} to accept connections", every=0.02)
 
 
 # ------------------------------------------------------------------------------------------

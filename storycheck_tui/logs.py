@@ -123,7 +123,7 @@ def to_entry(record: logging.LogRecord) -> LogEntry:
         tb = scrub("".join(traceback.format_exception(*record.exc_info)))
     details = getattr(record, "details", None)
     entry = LogEntry(
-        seq=_seq.next(),
+        seq=getattr(record, "_sc_seq", 0),  # the ring's number (LogRing.emit)
         created=record.created,
         level=record.levelname,
         logger=record.name,
@@ -143,6 +143,9 @@ def to_entry(record: logging.LogRecord) -> LogEntry:
     return entry
 
 
+_CTX_KEYS = ("batch_id", "job_id", "username", "proxy", "attempt", "status", "error_type")
+
+
 class LineFormatter(logging.Formatter):
     """``time level event [batch job user proxy] message``: one line per record, scrubbed.
 
@@ -157,21 +160,31 @@ class LineFormatter(logging.Formatter):
         cached = getattr(record, "_sc_line", None)
         if cached is not None:
             return cached
-        e = to_entry(record)
+        # A record without a traceback is formatted from its own fields: no LogEntry is built
+        # for the file alone (the ring builds one only when the console reads it).
+        e = getattr(record, "_sc_entry", None)
+        if e is None and record.exc_info and record.exc_info[0] is not None:
+            e = to_entry(record)
         second, when = self._stamp
         if second != int(record.created):
             when = self.formatTime(record, "%Y-%m-%d %H:%M:%S")
             self._stamp = (int(record.created), when)
         ctx = []
-        for key in ("batch_id", "job_id", "username", "proxy", "attempt", "status", "error_type"):
-            val = getattr(e, key)
+        src = record if e is None else e
+        for key in _CTX_KEYS:
+            val = getattr(src, key, None)
             if val is not None:
+                if key == "proxy" and e is None:
+                    val = clean(str(val))  # as to_entry stores it
                 ctx.append(f"{key}={val}" if isinstance(val, int) else f"{key}={clean(str(val))}")
-        parts = [when, f"{e.level:<7}", e.event or "-", e.message]
+        if e is None:
+            parts = [when, f"{record.levelname:<7}", getattr(record, "event", None) or "-", clean(record.getMessage())]
+        else:
+            parts = [when, f"{e.level:<7}", e.event or "-", e.message]
         if ctx:
             parts.append("(" + " ".join(ctx) + ")")
         line = " ".join(parts)
-        if e.traceback:
+        if e is not None and e.traceback:
             line += "\n" + "\n".join("  | " + clean(ln) for ln in e.traceback.rstrip().splitlines())
         record._sc_line = line  # type: ignore[attr-defined]
         return line
@@ -282,7 +295,9 @@ class LogRing(logging.Handler):
 
     def __init__(self, capacity: int = 5000) -> None:
         super().__init__(level=logging.DEBUG)
-        self._buf: collections.deque[LogEntry] = collections.deque(maxlen=capacity)
+        # (seq, record) pairs: the LogEntry is built when the console reads it (to_entry caches
+        # it on the record), not on the logging thread; most records are never read.
+        self._buf: collections.deque[tuple[int, logging.LogRecord]] = collections.deque(maxlen=capacity)
         self._lock_ = threading.Lock()
 
     def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
@@ -293,22 +308,37 @@ class LogRing(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            entry = to_entry(record)
-            with self._lock_:
-                self._buf.append(entry)
+            with self._lock_:  # numbered under the buffer's lock: sequence order is buffer order
+                seq = record._sc_seq = _seq.next()  # type: ignore[attr-defined]
+                self._buf.append((seq, record))
+            if record.args or record.exc_info:
+                to_entry(record)  # its text now: args may change, a traceback's frames move on
         except Exception:  # pragma: no cover - logging must never raise
             self.handleError(record)
+
+    @staticmethod
+    def _entries(items: list[tuple[int, logging.LogRecord]]) -> list[LogEntry]:
+        out = []
+        for seq, record in items:
+            e = to_entry(record)
+            if e.seq != seq:  # built by another handler first: the ring's own number
+                e = dataclasses.replace(e, seq=seq)
+                record._sc_entry = e  # type: ignore[attr-defined]
+            out.append(e)
+        return out
 
     def since(self, seq: int) -> list[LogEntry]:
         """Entries newer than ``seq`` (all of them that are still buffered)."""
         with self._lock_:
-            if not self._buf or self._buf[-1].seq <= seq:
+            if not self._buf or self._buf[-1][0] <= seq:
                 return []
-            return [e for e in self._buf if e.seq > seq]
+            items = [it for it in self._buf if it[0] > seq]
+        return self._entries(items)
 
     def snapshot(self) -> list[LogEntry]:
         with self._lock_:
-            return list(self._buf)
+            items = list(self._buf)
+        return self._entries(items)
 
 
 class BatchLogSink(logging.Handler):

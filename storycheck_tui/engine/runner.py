@@ -432,10 +432,9 @@ class Runner:
             self._finished += 1
             times.append(stamp)
             level, event, message = q.result_message(r)
-            logs.log.log(logging.getLevelName(level), message, extra={
-                "event": event, "persisted": True, "batch_id": r.job.batch_id, "job_id": r.job.id,
-                "username": r.job.username, "proxy": r.proxy, "attempt": r.job.attempts, "status": r.http_status,
-                "error_type": r.error_kind})
+            logs.event(logging.getLevelName(level), event, message, persisted=True, batch_id=r.job.batch_id,
+                       job_id=r.job.id, username=r.job.username, proxy=r.proxy, attempt=r.job.attempts,
+                       status=r.http_status, error_type=r.error_kind)
         for r in report.stale:
             logs.event(logging.WARNING, logs.LEASE_LOST,
                        f"{r.job.username}: result dropped: this worker no longer holds the job (its lease expired "

@@ -428,10 +428,9 @@ class Runner:
         times = self._finished_times  # only this (writer) thread changes it; it keeps RATE_WINDOW seconds
         while times and times[0] < stamp - RATE_WINDOW:
             times.popleft()
-        for r in report.applied:
+        for r, (level, event, message) in zip(report.applied, report.messages):
             self._finished += 1
             times.append(stamp)
-            level, event, message = q.result_message(r)
             logs.event(logging.getLevelName(level), event, message, persisted=True, batch_id=r.job.batch_id,
                        job_id=r.job.id, username=r.job.username, proxy=r.proxy, attempt=r.job.attempts,
                        status=r.http_status, error_type=r.error_kind)

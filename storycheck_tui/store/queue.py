@@ -64,6 +64,8 @@ class FinishReport:
     applied: list[JobResult] = field(default_factory=list)
     stale: list[JobResult] = field(default_factory=list)  # lease lost: result dropped
     finished_batches: list[int] = field(default_factory=list)
+    #: result_message() of each applied result, in the same order (the writer logs them)
+    messages: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def now(store: Store) -> float:
@@ -157,6 +159,7 @@ def finish(store: Store, owner: str, results: list[JobResult], extra_logs: list[
             report.applied.append(r)
             deltas[r.job.batch_id][0 if r.ok else 1] += 1
             level, event, message = result_message(r)
+            report.messages.append((level, event, message))
             details = {"attempt": r.job.attempts, "tries": r.tries, "status": r.http_status,
                        "latency_ms": r.latency_ms}
             if not r.ok:

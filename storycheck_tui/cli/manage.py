@@ -2,39 +2,42 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from argparse import Namespace
+from typing import Iterator
 
 from storycheck_tui.cli.common import create_batch_from, import_proxies, open_db, read_profiles, settings_from, start_logging
 from storycheck_tui.exports import export_to_file, iso as _iso, write_export
 from storycheck_tui.logs import clean
 from storycheck_tui.store import batches as ops
+from storycheck_tui.store.db import Store
 from storycheck_tui.store.models import BatchLog
 
 
-def _open(args: Namespace):
+@contextlib.contextmanager
+def _opened(args: Namespace) -> Iterator[Store]:
+    """Logging on, the database open for the command, closed after it whatever happens."""
     start_logging(args)
-    return open_db(args)
+    store = open_db(args)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def add_command(args: Namespace) -> int:
     start_logging(args)
-    plist = read_profiles(args)
-    store = open_db(args)
-    try:
+    plist = read_profiles(args)  # input errors before the database is touched
+    with _opened(args) as store:
         create_batch_from(store, args, plist)
-    finally:
-        store.close()
     return 0
 
 
 def batches_command(args: Namespace) -> int:
-    store = _open(args)
-    try:
+    with _opened(args) as store:
         views = ops.list_batches(store)
-    finally:
-        store.close()
     if args.json:
         for b in views:
             print(json.dumps({"id": b.id, "name": b.name, "state": b.state, "priority": b.priority,
@@ -55,12 +58,9 @@ def batches_command(args: Namespace) -> int:
 
 
 def _batch_cmd(args: Namespace, action) -> int:
-    store = _open(args)
-    try:
+    with _opened(args) as store:
         b = ops.find_batch(store, args.batch)
         return action(store, b)
-    finally:
-        store.close()
 
 
 def pause_command(args: Namespace) -> int:
@@ -105,22 +105,16 @@ def retry_failed_command(args: Namespace) -> int:
 # --- proxies -------------------------------------------------------------------------------------
 
 def proxies_add_command(args: Namespace) -> int:
-    store = _open(args)
-    try:
+    with _opened(args) as store:
         n = import_proxies(store, args.file, skip_invalid=args.skip_invalid)
         total = len(ops.list_proxies(store))
-    finally:
-        store.close()
     print(f"{n} proxies added ({total} in the pool)")
     return 0
 
 
 def proxies_list_command(args: Namespace) -> int:
-    store = _open(args)
-    try:
+    with _opened(args) as store:
         rows = ops.list_proxies(store)
-    finally:
-        store.close()
     if getattr(args, "json", False):
         for p in rows:
             print(json.dumps({"id": p.id, "label": p.label, "state": p.state, "successes": p.successes,
@@ -144,11 +138,11 @@ def proxies_check_command(args: Namespace) -> int:
     from storycheck_tui.errors import CheckError
 
     settings = settings_from(args)
-    store = _open(args)
-    source = build_source(settings)
+    source = build_source(settings)  # a missing [source] is said before anything is opened
     bad = 0
     try:
-        routes = load_routes(store)
+        with _opened(args) as store:
+            routes = load_routes(store)
         if not routes:
             print("no proxies to check")
             return 0
@@ -161,17 +155,13 @@ def proxies_check_command(args: Namespace) -> int:
                 print(f"{r.label:<36} FAILED   {err.kind}: {clean(err.message)}")
     finally:
         source.close()
-        store.close()
     return 1 if bad else 0
 
 
 def _proxy_toggle(args: Namespace, disabled: bool) -> int:
-    store = _open(args)
-    try:
+    with _opened(args) as store:
         p = ops.find_proxy(store, args.proxy)
         changed = ops.set_proxy_disabled(store, p.id, disabled)
-    finally:
-        store.close()
     word = "disabled" if disabled else "enabled"
     print(f"proxy {p.id} {p.label} {word}" if changed else f"proxy {p.id} {p.label} was already {word}")
     return 0
@@ -188,16 +178,13 @@ def proxies_enable_command(args: Namespace) -> int:
 # --- export and logs ----------------------------------------------------------------------------
 
 def export_command(args: Namespace) -> int:
-    store = _open(args)
-    try:
+    with _opened(args) as store:
         b = ops.find_batch(store, args.batch)
         if args.output:
             n = export_to_file(store, b.id, args.format, args.output)
             print(f"{n} rows of batch {b.id} written to {args.output}", file=sys.stderr)
         else:
             write_export(store, b.id, args.format, sys.stdout)
-    finally:
-        store.close()
     return 0
 
 
@@ -205,8 +192,7 @@ LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
 
 
 def logs_command(args: Namespace) -> int:
-    store = _open(args)
-    try:
+    with _opened(args) as store:
         q = BatchLog.select().order_by(BatchLog.id.desc())
         if args.batch:
             q = q.where(BatchLog.batch == ops.find_batch(store, args.batch).id)
@@ -215,8 +201,6 @@ def logs_command(args: Namespace) -> int:
         if args.limit:
             q = q.limit(args.limit)
         rows = list(q)[::-1]
-    finally:
-        store.close()
     for r in rows:
         if args.json:
             print(json.dumps({"time": _iso(r.created), "level": r.level, "event": r.event, "batch": r.batch,

@@ -321,8 +321,8 @@ class LogRing(logging.Handler):
             with self._lock_:  # numbered under the buffer's lock: sequence order is buffer order
                 seq = record._sc_seq = _seq.next()  # type: ignore[attr-defined]
                 self._buf.append((seq, record))
-            if record.args or record.exc_info:
-                to_entry(record)  # its text now: args may change, a traceback's frames move on
+            if record.args or record.exc_info or "details" in record.__dict__:
+                to_entry(record)  # its text now: args or details may change, a traceback's frames move on
         except Exception:  # pragma: no cover - logging must never raise
             self.handleError(record)
 

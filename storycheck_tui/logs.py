@@ -61,17 +61,7 @@ FIELDS = ("event", "batch_id", "job_id", "username", "proxy", "attempt", "status
 
 def event(level: int, name: str, message: str, *, exc_info: Any = None, **fields: Any) -> None:
     """Log one structured record on the ``storycheck`` logger."""
-    if exc_info:
-        log.log(level, message, exc_info=exc_info, extra={"event": name, **fields})
-    elif log.isEnabledFor(level):
-        # Logger.log without its findCaller() stack walk (~5 us a record): the caller it finds
-        # is always this function, so the record says so directly.
-        fields["event"] = name
-        log.handle(log.makeRecord(LOGGER_NAME, level, _EVENT_FILE, _EVENT_LINE, message, (), None, "event", fields))
-
-
-_EVENT_FILE = event.__code__.co_filename
-_EVENT_LINE = event.__code__.co_firstlineno + 3  # the log.log line above, as findCaller reported it
+    log.log(level, message, exc_info=exc_info, extra={"event": name, **fields})
 
 
 def clean(text: str) -> str:

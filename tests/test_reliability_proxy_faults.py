@@ -146,8 +146,9 @@ def test_a_proxy_marked_dead_comes_back_and_serves_again(tmp_path):
                      "proxy 0 to serve checks again")
             run.wait_done(30)
             assert run.counts() == {"succeeded": 80}
-            recovered = [ln for ln in run.log_text().splitlines() if "PROXY_RECOVERED" in ln and label0 in ln]
-            assert recovered, "no PROXY_RECOVERED record for the proxy that came back"
+            # the record is logged at the keeper's next pass and written by the log file's own thread
+            wait_for(lambda: [ln for ln in run.log_text().splitlines() if "PROXY_RECOVERED" in ln and label0 in ln],
+                     5, "a PROXY_RECOVERED record for the proxy that came back")
             # and the database (what other workers and the console see) says so within a sync or two
             wait_for(lambda: scalar(run.db, "SELECT state FROM proxy WHERE label = ?", label0) == "healthy", 5,
                      "the proxy row to say healthy")

@@ -36,6 +36,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from storycheck_tui.store.queue import pid_alive
+
 PG_ENV = "STORYCHECK_TEST_PG"
 BACKENDS = ["sqlite", "postgres"]
 
@@ -72,7 +74,7 @@ class PgServer:
         """Databases of earlier test sessions that were killed before they cleaned up."""
         for (name,) in self._sql("SELECT datname FROM pg_database WHERE datname LIKE 'sct\\_%%'"):
             m = re.match(r"sct_(\d+)_", name)
-            if m and not _pid_alive(int(m.group(1))):
+            if m and not pid_alive(int(m.group(1))):
                 self.drop(name)
 
     def create(self, *, with_schema: bool) -> str:
@@ -100,16 +102,6 @@ class PgServer:
         if self._template:
             self.drop(self._template)
         self.conn.close()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,7 @@ from storycheck_tui.inputs.proxies import parse_proxy_line
 from storycheck_tui.sim import SimConfig, Simulator
 from storycheck_tui.store import batches as ops
 from storycheck_tui.store.db import open_store
+from storycheck_tui.store.queue import pid_alive
 
 KILLS = 24
 
@@ -50,14 +51,6 @@ def make_batch(db: Path, names: list[str], proxy_urls: list[str] = ()) -> int:
         return ops.create_batch(store, "reliability", names)
     finally:
         store.close()
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def orphaned_leases(db: Path) -> list[tuple]:

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from helpers import free_port, wait_port  # one copy of the port helpers
 from storycheck_tui.config import SourceSettings
 from storycheck_tui.errors import (
     AuthFailed,
@@ -200,26 +201,6 @@ def bounded(fn: Callable[[], object], seconds: float = 5.0) -> Callable[[], obje
         return value
 
     return run
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"port {port} never accepted a connection")
-            time.sleep(0.02)
 
 
 # ------------------------------------------------------------------------------------------

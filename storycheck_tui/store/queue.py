@@ -372,7 +372,7 @@ def stop_worker(store: Store, worker_id: str) -> None:
                              (worker_id,))
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -392,7 +392,7 @@ def expire_dead_local_workers(store: Store, me: str) -> list[str]:
     p = d.param
     rows = store.db.execute_sql(
         f"SELECT id, pid FROM worker WHERE host = {p} AND state != 'stopped' AND id != {p}", (host, me)).fetchall()
-    dead = [wid for wid, pid in rows if _is_local(wid) and not _pid_alive(int(pid))]
+    dead = [wid for wid, pid in rows if _is_local(wid) and not pid_alive(int(pid))]
     if dead:
         with store.db.atomic():
             for wid in dead:

@@ -175,6 +175,7 @@ class Runner:
                 if released:
                     logs.event(logging.INFO, logs.WORKER_STOPPED,
                                f"{released} unfinished checks handed back to the queue")
+                self._log_proxy_changes()
                 self._proxy_sync.sync()
                 q.stop_worker(self.store, self.worker_id)
                 logs.event(logging.INFO, logs.WORKER_STOPPED, f"worker {self.worker_id} stopped")
@@ -450,8 +451,10 @@ class Runner:
             now = time.monotonic()
             try:
                 self._refresh()
-                self._proxy_sync.sync()
+                # Log the pool's transitions first: that marks them for the sync, so a state
+                # reaches the database in the same pass, never before its log record.
                 self._log_proxy_changes()
+                self._proxy_sync.sync()
                 if self.threads and now - last_beat >= eng.heartbeat_every:
                     q.heartbeat(self.store, self.worker_id, checks=self._finished, rate=self.snapshot().rate,
                                 lease_seconds=eng.lease_seconds, state="stopping" if self._stop.is_set() else "running")

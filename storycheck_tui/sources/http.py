@@ -26,7 +26,6 @@ at all (a SOCKS proxy that accepts and then stays silent would otherwise hang th
 from __future__ import annotations
 
 import email.utils
-import http.cookiejar
 import json
 import math
 import threading
@@ -181,6 +180,33 @@ class _DeadlineBackend(httpcore.NetworkBackend):
 
     def sleep(self, seconds: float) -> None:  # pragma: no cover - used by httpcore retries only
         self._inner.sleep(seconds)
+
+
+class _NoCookies(httpx.Cookies):
+    """Keeps no cookie and sends none: checks are stateless, so no session cookie follows a
+    proxy around. It also skips the work: httpx builds a urllib request for every response
+    to let a cookie jar look at it (~10 % of a check's CPU), even when the jar keeps nothing."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        pass
+
+    def set_cookie_header(self, request: httpx.Request) -> None:
+        pass
+
+
+class _StatelessClient(httpx.Client):
+    """An ``httpx.Client`` whose cookie store is :class:`_NoCookies`, whatever it is given."""
+
+    @property  # type: ignore[override]
+    def cookies(self) -> httpx.Cookies:
+        return _NO_COOKIES
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        pass
+
+
+_NO_COOKIES = _NoCookies()
 
 
 # --------------------------------------------------------------------------------------------
@@ -437,11 +463,9 @@ class HttpSource:
             pool._network_backend = _DeadlineBackend(self._timeout)
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         headers.update(self.settings.headers)
-        no_cookies = http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-        return httpx.Client(
+        return _StatelessClient(
             transport=transport,
             headers=headers,
-            cookies=no_cookies,  # checks are stateless: no session cookie follows a proxy around
             timeout=httpx.Timeout(self._timeout),
             follow_redirects=True,
             max_redirects=5,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import collections
+import functools
 import logging
 import queue
 import threading
@@ -93,12 +94,16 @@ class Runner:
         self._stop = threading.Event()  # stop claiming and starting checks
         self._abort = threading.Event()  # grace is over: interrupt waits inside checks
         self._hurry = threading.Event()  # the operator asked again: cut the grace short
-        self._inbox: queue.Queue[q.Claimed] = queue.Queue()
-        self._results: queue.Queue[q.JobResult] = queue.Queue()
-        self._to_release: queue.Queue[tuple[q.Claimed, float]] = queue.Queue()
+        # C-level queues: a check passes through two of them, and queue.Queue's Python-level
+        # locking cost more than the rest of the hand-off
+        self._inbox: queue.SimpleQueue[q.Claimed] = queue.SimpleQueue()
+        self._results: queue.SimpleQueue[q.JobResult] = queue.SimpleQueue()
+        self._to_release: queue.SimpleQueue[tuple[q.Claimed, float]] = queue.SimpleQueue()
         self._held: dict[int, q.Claimed] = {}  # claimed, no result recorded yet
         self._held_lock = threading.Lock()
-        self._busy = 0
+        # what each check thread is checking (None: waiting); one slot per thread, written only
+        # by its thread, so counting needs no lock
+        self._checking: list[q.Claimed | None] = [None] * self.threads
         self._finished_times: collections.deque[float] = collections.deque(maxlen=100_000)
         self._finished = 0
         self._batch_states: dict[int, str] = {}
@@ -131,7 +136,7 @@ class Runner:
             self._spawn("claimer", self._claimer_loop)
             self._spawn("validator", self._validator_loop)
             for i in range(self.threads):
-                self._spawn(f"check-{i}", self._check_loop)
+                self._spawn(f"check-{i}", functools.partial(self._check_loop, i))
         self.started = True
         return self
 
@@ -161,7 +166,7 @@ class Runner:
         self._stop.set()
         self._wake_claimer.set()
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and self._busy and not self._hurry.is_set():
+        while time.monotonic() < deadline and self._busy() and not self._hurry.is_set():
             time.sleep(0.02)
         self._abort.set()
         self._join(2.0)
@@ -301,7 +306,7 @@ class Runner:
         eng = self.settings.engine
         said_waiting = False
         while not self._stop.is_set():
-            want = min(eng.claim_size, self.threads + 2 * eng.claim_size - self._inbox.qsize() - self._busy)
+            want = min(eng.claim_size, self.threads + 2 * eng.claim_size - self._inbox.qsize() - self._busy())
             if want <= 0 or not self._claimable_batches():
                 self._wake_claimer.wait(0.2)
                 self._wake_claimer.clear()
@@ -344,7 +349,7 @@ class Runner:
             ids = [b for b in ids if b in self.batch_ids]
         return ids
 
-    def _check_loop(self) -> None:
+    def _check_loop(self, slot: int) -> None:
         assert self._checker is not None
         while not self._stop.is_set():
             try:
@@ -356,7 +361,7 @@ class Runner:
             if self._stop.is_set() or self._batch_states.get(job.batch_id) not in CLAIMABLE:
                 self._to_release.put((job, 0.0))  # paused, cancelled, or shutting down
                 continue
-            self._add_busy(1)
+            self._checking[slot] = job
             try:
                 logs.event(logging.DEBUG, logs.STORY_CHECK_STARTED, f"{job.username}: checking",
                            batch_id=job.batch_id, job_id=job.id, username=job.username, attempt=job.attempts)
@@ -370,7 +375,7 @@ class Runner:
                 self._auth_failed(job, err)
                 continue
             finally:
-                self._add_busy(-1)
+                self._checking[slot] = None
             self._results.put(result)
         # the inbox is handed back on stop
         while True:
@@ -379,9 +384,9 @@ class Runner:
             except queue.Empty:
                 break
 
-    def _add_busy(self, n: int) -> None:
-        with self._held_lock:
-            self._busy += n
+    def _busy(self) -> int:
+        """Check threads in a check right now."""
+        return sum(job is not None for job in self._checking)
 
     def _auth_failed(self, job: q.Claimed, err: CheckError) -> None:
         reason = f"the story source refused the credentials (HTTP {err.status}): {err.message}; fix the API key, then resume"
@@ -521,7 +526,7 @@ class Runner:
             self._abort.wait(0.5)
 
 
-def _drain(qu: queue.Queue) -> list:
+def _drain(qu: queue.SimpleQueue) -> list:
     out = []
     while True:
         try:

@@ -121,13 +121,26 @@ def test_secrets_are_scrubbed_from_file_ring_and_batch_log(fresh, tmp_path):
 
 
 def test_only_batch_records_go_to_the_sink(fresh):
-    setup = logs.setup_logging(fresh)
+    setup = logs.setup_logging(fresh, debug=True)
     logs.event(logging.INFO, logs.BATCH_CREATED, "batch one", batch_id=1)
     logs.event(logging.INFO, logs.PROXY_RECOVERED, "no batch")
     logs.event(logging.DEBUG, logs.STORY_CHECK_STARTED, "debug of a batch", batch_id=1)
     logs.log.info("already stored", extra={"event": logs.STORY_CHECK_SUCCESS, "batch_id": 1, "persisted": True})
     assert [e.message for e in setup.sink.drain()] == ["batch one"]
     assert [e.message for e in setup.ring.snapshot()] == ["batch one", "no batch", "debug of a batch", "already stored"]
+
+
+def test_debug_records_are_made_only_when_asked_for(fresh):
+    setup = logs.setup_logging(fresh)
+    logs.event(logging.DEBUG, logs.STORY_CHECK_STARTED, "alice: checking", batch_id=1, job_id=7)
+    logs.event(logging.INFO, logs.BATCH_CREATED, "batch one", batch_id=1)
+    assert [e.message for e in setup.ring.snapshot()] == ["batch one"]
+    assert not any("STORY_CHECK_STARTED" in ln for ln in file_lines(setup))
+    assert logs.setup_logging(fresh, debug=True) is setup  # e.g. a later --debug: turned on, nothing added
+    logs.event(logging.DEBUG, logs.STORY_CHECK_STARTED, "bob: checking", batch_id=1, job_id=8)
+    assert [e.message for e in setup.ring.snapshot()] == ["batch one", "bob: checking"]
+    assert [ln for ln in file_lines(setup) if "STORY_CHECK_STARTED" in ln][0].endswith(
+        "bob: checking (batch_id=1 job_id=8)")
 
 
 def test_ring_is_bounded_and_drains_by_sequence(fresh):
@@ -143,7 +156,7 @@ def test_ring_is_bounded_and_drains_by_sequence(fresh):
     assert ring.since(seqs[-1]) == []
     assert len(ring.since(0)) == 50  # what was dropped is gone; nothing grows
     # the ring installed by setup_logging is bounded too
-    setup = logs.setup_logging(fresh)
+    setup = logs.setup_logging(fresh, debug=True)
     cap = setup.ring._buf.maxlen
     assert cap is not None and cap <= 10_000
     for i in range(cap + 200):

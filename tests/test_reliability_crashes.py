@@ -188,7 +188,7 @@ def slow_sim():
 
 
 def _started_ids(log_file: Path) -> set[int]:
-    """Jobs whose check had begun (a STORY_CHECK_STARTED line in the log file)."""
+    """Jobs whose check had begun (a STORY_CHECK_STARTED line in the log file: workers run with --debug)."""
     if not log_file.exists():
         return set()
     out = set()
@@ -204,7 +204,7 @@ def test_sigterm_lets_in_flight_checks_finish_within_the_grace(tmp_path, slow_si
     cfg = write_config(tmp_path / "c.toml", slow_sim.config_snippet(), retry=FAST_RETRY, proxies=FAST_PROXIES,
                        engine=engine(grace_seconds=5.0, lease_seconds=30.0))
     bid = make_batch(db, [f"term.user{i:02d}" for i in range(40)])
-    proc = spawn_worker(db, cfg, logs_dir)
+    proc = spawn_worker(db, cfg, logs_dir, "--debug")
     wait_for(lambda: _running_ids(db, proc.pid) & _started_ids(logs_dir / "storycheck.log"), 15, "checks in flight")
     claimed = _running_ids(db, proc.pid)
     sent = time.monotonic()

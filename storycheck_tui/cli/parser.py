@@ -15,7 +15,9 @@ def _common(p: argparse.ArgumentParser, *, top: bool = False) -> None:
     p.add_argument("--config", metavar="FILE", default=default,
                    help="settings file (TOML): [source], [retry], [proxies], [engine]")
     p.add_argument("-v", "--verbose", action="count", default=0 if top else argparse.SUPPRESS,
-                   help="log warnings (-v) or everything (-vv) to stderr")
+                   help="log warnings (-v) or everything (-vv, implies --debug) to stderr")
+    p.add_argument("--debug", action="store_true", default=False if top else argparse.SUPPRESS,
+                   help="also log the start of every check (DEBUG records) to the log file and the console")
 
 
 def build_parser() -> argparse.ArgumentParser:

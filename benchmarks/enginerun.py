@@ -1,6 +1,7 @@
 """The real engine against the simulator, wired as ``storycheck run`` wires it (child side).
 
-Same pieces as the CLI: ``logs.setup_logging`` with the rotating file at DEBUG and stderr
+Same pieces as the CLI: ``logs.setup_logging`` with the rotating file at its default level
+(INFO; ``debug`` in the parameters is ``--debug``: a DEBUG record per check started) and stderr
 silenced, a SQLite file (or the PostgreSQL URL given), proxies and a batch in the database,
 ``build_runner`` with the http source in its sim preset.
 """
@@ -38,7 +39,8 @@ def run(p: dict) -> dict:
     from storycheck_tui.store.db import open_store
 
     with tempfile.TemporaryDirectory(prefix="storycheck-bench-") as tmp:
-        logs.setup_logging(Path(tmp) / "logs", stderr_level=logging.CRITICAL)  # as `storycheck run`
+        logs.setup_logging(Path(tmp) / "logs", stderr_level=logging.CRITICAL,  # as `storycheck run`
+                           debug=bool(p.get("debug")))
         store = open_store(p.get("db") or str(Path(tmp) / "bench.db"), pool_size=p["threads"] + 6)
         ops.add_proxies(store, [parse_proxy_line(u) for u in p["proxy_urls"]])
         batch_id = ops.create_batch(store, f"bench-{time.time():.0f}", usernames(p["profiles"]))

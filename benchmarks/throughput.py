@@ -36,7 +36,8 @@ def overhead(quick: bool) -> Section:
     s.setup = (f"Simulator without rate limit, {proxies} proxy ports, no added latency (so both clients are "
                f"CPU-bound: the worst case for overhead). {THREADS} threads each. Bare loop: round-robin over one "
                f"`httpx.Client` per proxy, GET + `json()`, a counter; no database, pacing, retry or logging. "
-               f"Engine: `storycheck run` wiring (SQLite file, log file at DEBUG, group commit every 0.25 s), "
+               f"Engine: `storycheck run` wiring (SQLite file, log file at its default level INFO: one record per "
+               f"check, group commit every 0.25 s); `--debug` adds a DEBUG record per check started. "
                f"`[proxies] rate` set out of the way. Checks/s counted by the simulator over a {duration:g} s "
                f"window after {warmup:g} s of warm-up. Pinned: the simulator on core 1, the client on core 0 "
                f"(each gets one core; least disturbed by other load); {reps} alternating repetition(s), median. "
@@ -53,18 +54,21 @@ def overhead(quick: bool) -> Section:
                 runs.setdefault(("bare", pinned), []).append(run_child("clients:bare", base, cpu=cpu))
                 runs.setdefault(("engine", pinned), []).append(run_child(
                     "enginerun:run", dict(base, pacing={"rate": 1e6, "burst": 1e6}), cpu=cpu))
+                runs.setdefault(("debug", pinned), []).append(run_child(
+                    "enginerun:run", dict(base, pacing={"rate": 1e6, "burst": 1e6}, debug=True), cpu=cpu))
     s.headers = ["client", "cores", "checks/s (median)", "runs", "CPU (cores)", "CPU us / check", "engine / bare"]
     for pinned in pinned_modes:
-        b, e = runs[("bare", pinned)], runs[("engine", pinned)]
-        mb, me = (statistics.median(x["rate"] for x in v) for v in (b, e))
+        b, e, dbg = runs[("bare", pinned)], runs[("engine", pinned)], runs[("debug", pinned)]
+        mb, me, md = (statistics.median(x["rate"] for x in v) for v in (b, e, dbg))
         where = "pinned: 1 + sim 1" if pinned else "unpinned"
-        for label, v, m in (("bare threaded httpx loop", b, mb), ("storycheck engine", e, me)):
+        for label, v, m in (("bare threaded httpx loop", b, mb), ("storycheck engine", e, me),
+                            ("storycheck engine, `--debug`", dbg, md)):
             s.rows.append([label, where, fmt(m), ", ".join(fmt(x["rate"]) for x in v),
                            f"{statistics.median(x['cpu_share'] for x in v):.2f}",
                            f"{statistics.median(x['cpu_us_per_check'] for x in v):.0f}",
-                           f"**{me / mb:.2f}**" if v is e else ""])
+                           "" if v is b else f"**{m / mb:.2f}**" if v is e else f"{m / mb:.2f}"])
         s.headline.append(f"{'pinned' if pinned else 'unpinned'}: engine {fmt(me)} checks/s vs bare {fmt(mb)} = "
-                          f"**{me / mb:.2f}** of bare")
+                          f"**{me / mb:.2f}** of bare ({md / mb:.2f} with `--debug`)")
     s.headline[-1] += " (target >= 0.8)"
     s.notes = ["The simulator answers from its own core; the bare loop is the practical limit of this machine, not a "
                "theoretical one. `CPU us / check` is the client process's CPU time per check: the engine's extra is "

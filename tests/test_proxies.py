@@ -119,6 +119,21 @@ def test_acquire_spreads_least_recently_used_first():
     assert all(len(set(picks[i:i + 4])) == 4 for i in range(0, 40, 4))
 
 
+def test_acquire_hands_out_a_new_route_first_and_gives_up_at_once_when_only_a_revival_could_help():
+    pool, clock = make_pool(2, rate=100.0, burst=100.0)
+    pool.acquire()
+    pool.acquire()
+    pool.add(Route(key="p9", url="http://10.0.0.9:8080", label="p9"))
+    assert pool.acquire().key == "p9"
+    for key in ("p0", "p1", "p9"):
+        pool.disable(key)
+    t0 = time.monotonic()
+    assert pool.acquire(timeout=5.0, wait_for_revival=False) is None
+    assert time.monotonic() - t0 < 1.0  # no waiting for a timeout nothing can shorten
+    pool.enable("p1")
+    assert pool.acquire(timeout=5.0, wait_for_revival=False).key == "p1"
+
+
 def test_acquire_paces_each_proxy_and_waits_for_next_token():
     pool, clock = make_pool(2, rate=1.0, burst=2.0)
     got = [pool.acquire() for _ in range(4)]

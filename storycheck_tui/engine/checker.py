@@ -140,12 +140,10 @@ class Checker:
         # Prefer a route this check has not failed on; when none is ready right now, take
         # whichever is ready first (cooling and blocked routes are never handed out).
         route = self.pool.acquire(exclude=frozenset(prog.exclude), timeout=0.0) if prog.exclude else None
-        if route is None and self.pool.next_ready_in() is None:
-            # every route is dead, disabled or being validated: only the validator or the
-            # operator can bring one back, so hand the job back now instead of holding it
-            raise NoProxyAvailable("no usable proxy: all are cooling, dead or disabled")
         if route is None:
-            route = self.pool.acquire(timeout=timeout)
+            # When every route is dead, disabled or being validated, only the validator or the
+            # operator can bring one back: acquire() says so at once, and the job goes back.
+            route = self.pool.acquire(timeout=timeout, wait_for_revival=False)
         if route is None:
             last = prog.last_error
             if last is not None and not isinstance(last, ProxyFailed) and self.clock() >= prog.deadline:

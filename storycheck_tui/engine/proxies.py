@@ -27,6 +27,7 @@ change that can make a route usable.
 
 from __future__ import annotations
 
+import collections
 import math
 import random
 import threading
@@ -78,10 +79,10 @@ class _Entry:
     __slots__ = (
         "route", "state", "successes", "failures", "fail_streak", "last_latency_ms", "latencies",
         "cooldown_until", "next_validation", "validating_since", "validate_requested", "last_error",
-        "bucket", "last_used", "tiebreak",
+        "bucket",
     )
 
-    def __init__(self, route: Route, bucket: TokenBucket, tiebreak: float) -> None:
+    def __init__(self, route: Route, bucket: TokenBucket) -> None:
         self.route = route
         self.state = UNCHECKED
         self.successes = 0
@@ -95,8 +96,6 @@ class _Entry:
         self.validate_requested = False  # operator retry() on a DISABLED route
         self.last_error: str | None = None
         self.bucket = bucket
-        self.last_used = -1  # pool's acquire counter at the last hand-out (LRU order)
-        self.tiebreak = tiebreak  # random order among never-used routes (spreads processes)
 
     def validating(self, now: float) -> bool:
         return self.validating_since is not None and now - self.validating_since < VALIDATION_LEASE
@@ -131,14 +130,21 @@ class ProxyPool:
         self._wall = wall
         self._rng = rng if rng is not None else random.Random()
         self._cond = threading.Condition(threading.Lock())
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[str, _Entry] = {}  # in the order added (views)
+        # the same entries, least recently handed out first: acquire() takes the first ready one
+        # and moves it to the end, so a hand-out costs O(1) however many proxies there are.
+        # Never-used routes start in random order, so processes sharing a pool spread out.
+        self._lru: collections.OrderedDict[str, _Entry] = collections.OrderedDict()
         self._changes: list[tuple[str, str, str | None]] = []
-        self._uses = 0  # acquire() counter: entries remember when they were last handed out
         routes = list(routes)
         self._direct = not routes
         for route in routes or [DIRECT]:
             if route.key not in self._entries:
                 self._entries[route.key] = self._new_entry(route)
+        order = list(self._entries.values())
+        self._rng.shuffle(order)
+        for e in order:
+            self._lru[e.route.key] = e
 
     @property
     def direct(self) -> bool:
@@ -147,42 +153,39 @@ class ProxyPool:
 
     def _new_entry(self, route: Route) -> _Entry:
         s = self.settings
-        return _Entry(route, TokenBucket(s.rate, s.burst, clock=self._clock), self._rng.random())
+        return _Entry(route, TokenBucket(s.rate, s.burst, clock=self._clock))
 
     # -- handing out routes --------------------------------------------------------------
 
-    def acquire(self, exclude: frozenset[str] = frozenset(), timeout: float = 0.0) -> Route | None:
+    def acquire(self, exclude: frozenset[str] = frozenset(), timeout: float = 0.0, *,
+                wait_for_revival: bool = True) -> Route | None:
         """A usable route with a token, least recently used first; None if none within ``timeout``.
 
         Waits (woken by state changes and by the next token/cooldown due) up to ``timeout``
-        seconds. Returns None at once when every route is in ``exclude``.
+        seconds. Returns None at once when every route is in ``exclude``, and, without
+        ``wait_for_revival``, when no route outside it is usable or cooling: every one is
+        dead, disabled or being validated, which only a validation or an operator can change.
         """
         deadline = self._clock() + max(0.0, timeout)
         real_deadline = time.monotonic() + max(0.0, timeout)  # a fake clock must not wait forever
         with self._cond:
             while True:
                 now = self._clock()
-                best: _Entry | None = None
                 soonest = math.inf
                 candidates = 0
-                for e in self._entries.values():
-                    if e.route.key in exclude:
+                for key, e in self._lru.items():
+                    if key in exclude:
                         continue
                     candidates += 1
                     if e.usable(now):
-                        wait = e.bucket.ready_in(now)
+                        wait = e.bucket.reserve(now)
                         if wait == 0.0:
-                            if best is None or (e.last_used, e.tiebreak) < (best.last_used, best.tiebreak):
-                                best = e
-                        else:
-                            soonest = min(soonest, wait)
+                            self._lru.move_to_end(key)
+                            return e.route
+                        soonest = min(soonest, wait)
                     elif e.state == COOLING and e.cooldown_until is not None and not e.validating(now):
                         soonest = min(soonest, e.cooldown_until - now)
-                if best is not None and best.bucket.reserve(now) == 0.0:
-                    self._uses += 1
-                    best.last_used = self._uses
-                    return best.route
-                if candidates == 0:
+                if candidates == 0 or (soonest == math.inf and not wait_for_revival):
                     return None
                 remaining = min(deadline - now, real_deadline - time.monotonic())
                 if remaining <= 0:
@@ -519,12 +522,15 @@ class ProxyPool:
         with self._cond:
             if self._direct and route.key != DIRECT.key:
                 self._entries.pop(DIRECT.key, None)
+                self._lru.pop(DIRECT.key, None)
                 self._direct = False
             e = self._entries.get(route.key)
             if e is not None:
                 e.route = route
             else:
-                self._entries[route.key] = self._new_entry(route)
+                e = self._entries[route.key] = self._new_entry(route)
+                self._lru[route.key] = e
+                self._lru.move_to_end(route.key, last=False)  # a new route is the least recently used
             self._cond.notify_all()
 
     def remove(self, key: str) -> None:
@@ -532,6 +538,7 @@ class ProxyPool:
         not fall back to direct (that would expose this machine's address)."""
         with self._cond:
             self._entries.pop(key, None)
+            self._lru.pop(key, None)
 
     # -- internals (lock held) -----------------------------------------------------------
 

@@ -5,9 +5,9 @@ Data flow (nothing here blocks the event loop on the database or the network):
 * a timer (``refresh_every``, 4 per second by default) reads ``runner.snapshot()`` (cheap, in
   memory) and drains the log ring since the last sequence number, then updates the status
   bar, the batch table (cells in place) and the log (one append of all new entries);
-* about once a second, or at once when a pane asks, a thread worker reads the proxy and
-  worker tables and the results window of the selected batch from the database, and posts
-  the answer back as one message;
+* about once a second, or at once when a pane asks (or the selected batch changes state),
+  a thread worker reads the proxy and worker tables and the results window of the selected
+  batch from the database, and posts the answer back as one message;
 * operator commands (pause, cancel, proxy on/off, …) run in thread workers too: a write
   that waits for SQLite's lock never freezes the screen.
 
@@ -407,8 +407,11 @@ class StorycheckApp(App):
         results.set_batch(selected)
         if selected is not None and results.follow:
             sig = (selected.id, selected.completed, selected.state, selected.cancelled)
-            busy = selected.state == "running" and (selected.remaining > 0)
-            if sig != self._results_sig or (busy and now - self._last_read >= DB_READ_EVERY):
+            old = self._results_sig
+            # more checks done is shown about once a second (each read rewrites the window);
+            # another batch, a new state or cancelled profiles at once
+            progress_only = old is not None and sig[0] == old[0] and sig[2:] == old[2:]
+            if sig != old and (not progress_only or time.monotonic() - self._last_read >= DB_READ_EVERY):
                 self._results_sig = sig
                 self._read_again = True
         self._drain_log(main)

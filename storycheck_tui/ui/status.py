@@ -40,8 +40,10 @@ class StatusBar(Static):
     def show(self, facts: StatusFacts) -> None:
         if facts == self.facts:
             return
+        lines = 1 + bool(facts.note)
+        layout = self.facts is None or lines != 1 + bool(self.facts.note)  # height: auto, 1 or 2 lines
         self.facts = facts
-        self.update(render(facts))
+        self.update(render(facts), layout=layout)
 
 
 def render(f: StatusFacts) -> Text:

@@ -7,7 +7,31 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.containers import Vertical
 from textual.widget import Widget
-from textual.widgets import DataTable, Input
+from textual.widgets import DataTable, Input, Static
+from textual.widgets.data_table import ColumnKey, RowKey
+
+
+def same_text(a: Text | str | None, b: Text | str | None) -> bool:
+    """Would ``a`` and ``b`` look the same on screen? (``Text ==`` ignores the base style.)"""
+    if isinstance(a, Text) and isinstance(b, Text):
+        return (a.plain == b.plain and a.spans == b.spans and a.style == b.style and a.justify == b.justify
+                and a.overflow == b.overflow and a.no_wrap == b.no_wrap)
+    return type(a) is type(b) and a == b
+
+
+class Line(Static):
+    """A line of text whose size is set by the stylesheet: showing new text repaints it and
+    nothing else (no layout pass), and showing the same text again does nothing."""
+
+    def __init__(self, content: Text | str = "", **kw) -> None:
+        super().__init__(content, markup=False, **kw)
+        self._shown: Text | str = content
+
+    def show(self, text: Text | str) -> None:
+        if same_text(text, self._shown):
+            return
+        self._shown = text
+        self.update(text, layout=False)
 
 
 class FilterInput(Input):
@@ -33,6 +57,13 @@ class Pane(Vertical):
 
     def target(self) -> Widget:
         raise NotImplementedError
+
+    def set_subtitle(self, text: Text | str) -> None:
+        """The border subtitle, repainted only when it changes."""
+        if same_text(text, getattr(self, "_subtitle", None)):
+            return
+        self._subtitle = text
+        self.border_subtitle = text
 
     def on_mount(self) -> None:
         self.add_class("pane")
@@ -121,6 +152,32 @@ def columns(*cols: Col) -> tuple[Col, ...]:
         out.append(c)
         prev_right = c.right
     return tuple(out)
+
+
+class Table(DataTable):
+    """A DataTable whose rows are rewritten in place, a row at a time.
+
+    ``DataTable.update_cell`` invalidates every cached line of the table and asks for a
+    repaint on each call; :meth:`set_cells` writes any number of cells and :meth:`flush`
+    invalidates and repaints once, after a whole update.
+    """
+
+    _pending = False
+
+    def set_cells(self, row_key: str, values: dict[str, object]) -> None:
+        """Write cells of an existing row (column key -> new value); shown after :meth:`flush`."""
+        row = self._data.get(RowKey(row_key))  # pinned textual: DataTable keeps rows in _data
+        if row is None:
+            raise KeyError(row_key)
+        for column_key, value in values.items():
+            row[ColumnKey(column_key)] = value
+        self._pending = True
+
+    def flush(self) -> None:
+        if self._pending:
+            self._pending = False
+            self._update_count += 1  # the key of every render cache of DataTable
+            self.refresh()
 
 
 def setup_table(table: DataTable, cols: tuple[Col, ...]) -> None:

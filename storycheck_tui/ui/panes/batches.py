@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 from rich.text import Text
 from textual.message import Message
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable
 
 from storycheck_tui.store.batches import BatchView
 from storycheck_tui.ui import format as fmt
-from storycheck_tui.ui.panes.base import Col, Pane, columns, fit, setup_table
+from storycheck_tui.ui.panes.base import Col, Line, Pane, Table, columns, fit, setup_table
 
 COLS = columns(Col("name", "Batch", 14), Col("state", "State", 10), Col("progress", "Progress", 11),
                Col("ok", "OK", 8, right=True), Col("failed", "Fail", 6, right=True),
@@ -50,7 +50,7 @@ def render_cells(cells: tuple) -> list[Text]:
     return [fit(c, t) for c, t in zip(COLS, out)]
 
 
-class BatchesTable(DataTable):
+class BatchesTable(Table):
     """The batch table; its cursor row is the selected batch."""
 
     class Selected(Message):
@@ -77,7 +77,7 @@ class BatchesPane(Pane):
         table = BatchesTable(id="batches-table", cursor_type="row")
         setup_table(table, COLS)
         yield table
-        yield Static("", id="batches-detail", classes="detail-line", markup=False)
+        yield Line("", id="batches-detail", classes="detail-line")
 
     def target(self) -> BatchesTable:
         return self.query_one(BatchesTable)
@@ -110,20 +110,19 @@ class BatchesPane(Pane):
             if old is None:
                 table.add_row(*rendered, key=key)
             else:
-                for i, col in enumerate(COLS):
-                    if old[i] != cells[i]:
-                        table.update_cell(key, col.key, rendered[i])
+                table.set_cells(key, {col.key: rendered[i] for i, col in enumerate(COLS) if old[i] != cells[i]})
             self._cells[key] = cells
         for key in [k for k in self._cells if k not in seen]:
             table.remove_row(key)
             del self._cells[key]
             self._views.pop(int(key), None)
+        table.flush()
         if self._selected is None or str(self._selected) not in self._cells:
             self._select_default(lines)
         n = len(self._all)
         shown = f"{len(lines)} of {n}" if self.needle else f"{n}"
-        self.border_subtitle = Text(f"{shown} batch{'' if n == 1 else 'es'}" +
-                                    (f" matching {fmt.literal(self.needle)!r}" if self.needle else ""))
+        self.set_subtitle(Text(f"{shown} batch{'' if n == 1 else 'es'}" +
+                                (f" matching {fmt.literal(self.needle)!r}" if self.needle else "")))
         self._detail()
 
     def _select_default(self, lines: list[BatchLine]) -> None:
@@ -158,10 +157,10 @@ class BatchesPane(Pane):
             self._set_selected(int(event.row_key.value))
 
     def _detail(self) -> None:
-        line = self.query_one("#batches-detail", Static)
+        line = self.query_one("#batches-detail", Line)
         b = self.selected
         if b is None:
-            line.update(Text("no batches yet: n creates one from a file", style="bright_black"))
+            line.show(Text("no batches yet: n creates one from a file", style="bright_black"))
             return
         t = Text(no_wrap=True, overflow="ellipsis")
         t.append(f"#{b.id} ", style="bright_black")
@@ -177,4 +176,4 @@ class BatchesPane(Pane):
         if b.reason and b.state != "finished":
             t.append(" · ", style="bright_black")
             t.append_text(fmt.plain(b.reason, "yellow" if b.state == "paused" else "magenta"))
-        line.update(t)
+        line.show(t)

@@ -81,7 +81,9 @@ class LogView(ScrollView, can_focus=True):
         self.needle = ""
         self.follow = True
         self._width = 0
-        self._cache: LRUCache[tuple[int, int, bool], Strip] = LRUCache(512)
+        # rendered lines by entry (not by line number: new entries shift every line, the
+        # entries on screen stay the same objects); the entry is kept to tell a reused id
+        self._cache: LRUCache[tuple[int, int, bool], tuple[LogEntry, Strip]] = LRUCache(1024)
         self._programmatic = False
         self.total_seen = 0
 
@@ -108,7 +110,6 @@ class LogView(ScrollView, can_focus=True):
                     width = w
         self._width = min(width, 2000)
         if shown or len(visible) != self.virtual_size.height:
-            self._cache.clear()  # line numbers moved when old lines left
             self._resize()
             if self.follow:
                 self._to_end()
@@ -186,14 +187,17 @@ class LogView(ScrollView, can_focus=True):
         if index >= len(self.shown):
             return Strip.blank(width, style)
         events = width >= 100  # a narrow log keeps its room for the message
-        key = (index, scroll_x, events)
-        strip = self._cache.get(key)
-        if strip is None or strip.cell_length != width:
-            text = render_entry(self.shown[index], self.tz, events=events)
+        entry = self.shown[index]
+        key = (id(entry), scroll_x, events)
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] is entry and hit[1].cell_length == width:
+            strip = hit[1]
+        else:
+            text = render_entry(entry, self.tz, events=events)
             text.stylize(style, 0)
             segments = list(text.render(self.app.console))
             strip = Strip(segments).crop_extend(scroll_x, scroll_x + width, style)
-            self._cache[key] = strip
+            self._cache[key] = (entry, strip)
         return strip.apply_offsets(scroll_x, index)
 
 
@@ -237,4 +241,4 @@ class LogPane(Pane):
             parts.append(f"matching {fmt.literal(view.needle)!r}")
         parts.append(f"{len(view.shown):,} of {len(view.entries):,} lines")
         parts.append("● follow" if view.follow else "‖ scrolled (F follows)")
-        self.border_subtitle = Text(" · ".join(parts))  # a Text: the needle is never markup
+        self.set_subtitle(Text(" · ".join(parts)))  # a Text: the needle is never markup

@@ -7,12 +7,12 @@ from collections import deque
 from dataclasses import dataclass
 
 from rich.text import Text
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable
 
 from storycheck_tui.engine.proxies import LATENCY_HISTORY, ProxyView
 from storycheck_tui.store.reads import ProxyRow
 from storycheck_tui.ui import format as fmt
-from storycheck_tui.ui.panes.base import Col, Pane, columns, fit, setup_table
+from storycheck_tui.ui.panes.base import Col, Line, Pane, Table, columns, fit, setup_table
 
 COLS = columns(Col("label", "Proxy", 16), Col("state", "State", 12), Col("ok", "OK", 7, right=True),
                Col("fail", "Fail", 6, right=True), Col("latency", "ms", 6, right=True), Col("trend", "Trend", 7),
@@ -83,7 +83,7 @@ def merge(views: tuple[ProxyView, ...], rows: list[ProxyRow] | None, *, watch_on
     return out
 
 
-class ProxiesTable(DataTable):
+class ProxiesTable(Table):
     pass
 
 
@@ -134,7 +134,7 @@ class ProxiesPane(Pane):
         table = ProxiesTable(id="proxies-table", cursor_type="row")
         setup_table(table, COLS)
         yield table
-        yield Static("", id="proxies-detail", classes="detail-line", markup=False)
+        yield Line("", id="proxies-detail", classes="detail-line")
 
     def target(self) -> ProxiesTable:
         return self.query_one(ProxiesTable)
@@ -166,20 +166,19 @@ class ProxiesPane(Pane):
             if old is None:
                 table.add_row(*rendered, key=p.key)
             else:
-                for i, col in enumerate(COLS):
-                    if old[i] != cells[i]:
-                        table.update_cell(p.key, col.key, rendered[i])
+                table.set_cells(p.key, {col.key: rendered[i] for i, col in enumerate(COLS) if old[i] != cells[i]})
             self._cells[p.key] = cells
         for key in [k for k in self._cells if k not in seen]:
             table.remove_row(key)
             del self._cells[key]
             self._lines.pop(key, None)
+        table.flush()
         if self.selected_key not in self._cells and lines:
             self.selected_key = lines[0].key
         sub = f"{usable}/{len(self._all)} usable"
         if self.needle:
             sub += f" · {len(lines)} matching {fmt.literal(self.needle)!r}"
-        self.border_subtitle = Text(sub)
+        self.set_subtitle(Text(sub))
         self._detail()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -189,10 +188,10 @@ class ProxiesPane(Pane):
             self._detail()
 
     def _detail(self) -> None:
-        line = self.query_one("#proxies-detail", Static)
+        line = self.query_one("#proxies-detail", Line)
         p = self.selected
         if p is None:
-            line.update(Text("no proxies", style="bright_black"))
+            line.show(Text("no proxies", style="bright_black"))
             return
         t = Text(no_wrap=True, overflow="ellipsis")
         t.append_text(fmt.plain(p.label, "bold"))
@@ -206,4 +205,4 @@ class ProxiesPane(Pane):
         if p.last_error and p.state != "healthy":
             t.append(" · ", style="bright_black")
             t.append_text(fmt.plain(p.last_error, "red"))
-        line.update(t)
+        line.show(t)

@@ -8,14 +8,14 @@ from dataclasses import dataclass
 
 from rich.text import Text
 from textual.message import Message
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable
 
 from storycheck_tui.store.batches import BatchView
 from storycheck_tui.store.reads import STATE_FILTERS, JobRow, JobWindow
 from storycheck_tui.ui import format as fmt
 from storycheck_tui.ui import keymap
 from storycheck_tui.ui.panes.proxies import short_label
-from storycheck_tui.ui.panes.base import Col, FilterInput, Pane, columns, fit, setup_table
+from storycheck_tui.ui.panes.base import Col, FilterInput, Line, Pane, Table, columns, fit, setup_table
 
 COLS = columns(Col("username", "Username", 22), Col("state", "Result", 11), Col("stories", "Stories", 8, right=True),
                Col("latest", "Latest", 8, right=True), Col("proxy", "Proxy", 18), Col("attempts", "Try", 4, right=True),
@@ -85,7 +85,7 @@ def render_row(j: JobRow, cells: tuple, cols: tuple[Col, ...] = COLS) -> list[Te
     return [fit(c, t) for c, t in zip(cols, out)]
 
 
-class ResultsTable(DataTable):
+class ResultsTable(Table):
     BINDINGS = keymap.RESULTS
 
     class OpenDetail(Message):
@@ -134,7 +134,7 @@ class ResultsPane(Pane):
         self._rendered: dict[str, tuple[tuple, list]] = {}
 
     def compose(self):
-        yield Static(id="results-header", markup=False)
+        yield Line(id="results-header")
         box = FilterInput(placeholder=self.filter_placeholder, id="results-filter")
         box.display = False
         yield box
@@ -214,7 +214,13 @@ class ResultsPane(Pane):
         self._jobs.clear()
 
     def apply_window(self, window: JobWindow, now: float) -> None:
-        """Show ``window``: cells updated in place when the rows are the same, else rebuilt."""
+        """Show ``window``, rewriting only the table rows whose content changed.
+
+        The table's rows are slots: row ``i`` shows the ``i``-th result of the window (keys
+        ``"0"``, ``"1"``, …). When new results push the others down, each slot takes the cells
+        already rendered for the row it now shows; rows are added or removed only when the
+        window's length changes (adding a row makes DataTable measure every cell of it).
+        """
         if self.current_batch is None or window.batch_id != self.current_batch.id:
             return
         if (window.state, window.text, window.offset) != (self.state_filter, self.text_filter, self.row_offset):
@@ -224,34 +230,39 @@ class ResultsPane(Pane):
         table = self.target()
         keys = [str(j.id) for j in window.rows]
         new_cells = {str(j.id): row_cells(j, now) for j in window.rows}
-        if keys == self._keys:
-            for j in window.rows:
-                key = str(j.id)
-                old, cells = self._cells[key], new_cells[key]
-                if old != cells:
-                    rendered = render_row(j, cells, self.cols)
-                    for i, col in enumerate(self.cols):
-                        if old[i] != cells[i]:
-                            table.update_cell(key, col.key, rendered[i])
-        else:
-            cursor_key = self._keys[table.cursor_row] if self._keys and 0 <= table.cursor_row < len(self._keys) else None
-            at_top = table.cursor_row <= 0
-            table.clear()
-            # following the newest, most rows only moved down: reuse their rendered cells
-            cache = {}
-            for j in window.rows:
-                key = str(j.id)
-                cells = new_cells[key]
-                hit = self._rendered.get(key)
-                rendered = hit[1] if hit is not None and hit[0] == cells else render_row(j, cells, self.cols)
-                cache[key] = (cells, rendered)
-                table.add_row(*rendered, key=key)
-            self._rendered = cache
-            self._keys = keys
+        moved = keys != self._keys
+        cursor_key = self._keys[table.cursor_row] if self._keys and 0 <= table.cursor_row < len(self._keys) else None
+        at_top = table.cursor_row <= 0
+        cache = {}
+        for i, j in enumerate(window.rows):
+            key = keys[i]
+            cells = new_cells[key]
+            hit = self._rendered.get(key)
+            rendered = hit[1] if hit is not None and hit[0] == cells else render_row(j, cells, self.cols)
+            cache[key] = (cells, rendered)
+            if i >= len(self._keys):
+                table.add_row(*rendered, key=str(i))
+                continue
+            old_key = self._keys[i]
+            old = self._cells.get(old_key)
+            if old_key == key and old == cells:
+                continue
+            same_row = old_key == key and old is not None
+            table.set_cells(str(i), {col.key: rendered[c] for c, col in enumerate(self.cols)
+                                     if not same_row or old[c] != cells[c]})
+        for i in range(len(self._keys) - 1, len(keys) - 1, -1):
+            table.remove_row(str(i))
+        table.flush()
+        self._rendered = cache
+        self._keys = keys
+        if moved and keys:
             if cursor_key in new_cells and not (self.follow and at_top):
-                table.move_cursor(row=keys.index(cursor_key), animate=False)
-            elif keys:
-                table.move_cursor(row=0, animate=False)
+                row = keys.index(cursor_key)
+            else:
+                row = 0
+                table.scroll_home(animate=False, immediate=True)
+            if row != table.cursor_row:
+                table.move_cursor(row=row, animate=False)
         self._cells = new_cells
         self._jobs = {str(j.id): j for j in window.rows}
         self._header()
@@ -269,11 +280,11 @@ class ResultsPane(Pane):
             self.post_message(ResultsTable.OpenDetail(job.id))
 
     def _header(self) -> None:
-        header = self.query_one("#results-header", Static)
+        header = self.query_one("#results-header", Line)
         if self.current_batch is None:
-            header.update(Text("No batch selected. Press n to create one from a file of usernames.",
+            header.show(Text("No batch selected. Press n to create one from a file of usernames.",
                                style="bright_black"))
-            self.border_subtitle = ""
+            self.set_subtitle("")
             return
         b = self.current_batch
         t = Text(no_wrap=True, overflow="ellipsis")
@@ -297,5 +308,5 @@ class ResultsPane(Pane):
             t.append("  ‖ paged (F follows newest)", style="yellow")
         if self.problem:
             t.append("  " + self.problem, style="bold red")
-        header.update(t)
-        self.border_subtitle = "newest first · / filter · [ ] page · enter detail"
+        header.show(t)
+        self.set_subtitle("newest first · / filter · [ ] page · enter detail")

@@ -4,11 +4,10 @@ threads, checks/s, last heartbeat, read from the database."""
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import DataTable
 
 from storycheck_tui.store.reads import WorkerRow
 from storycheck_tui.ui import format as fmt
-from storycheck_tui.ui.panes.base import Col, Pane, columns, fit, setup_table
+from storycheck_tui.ui.panes.base import Col, Pane, Table, columns, fit, setup_table
 
 COLS = columns(Col("host", "Host", 10), Col("pid", "PID", 6, right=True), Col("threads", "Thr", 4, right=True),
                Col("rate", "/s", 6, right=True), Col("beat", "Beat", 6, right=True),
@@ -18,7 +17,7 @@ COLS = columns(Col("host", "Host", 10), Col("pid", "PID", 6, right=True), Col("t
 LATE_AFTER = 10.0
 
 
-class WorkersTable(DataTable):
+class WorkersTable(Table):
     pass
 
 
@@ -72,16 +71,15 @@ class WorkersPane(Pane):
             if old is None:
                 table.add_row(*rendered, key=w.id)
             else:
-                for i, col in enumerate(COLS):
-                    if old[i] != cells[i]:
-                        table.update_cell(w.id, col.key, rendered[i])
+                table.set_cells(w.id, {col.key: rendered[i] for i, col in enumerate(COLS) if old[i] != cells[i]})
             self._cells[w.id] = cells
         for key in [k for k in self._cells if k not in seen]:
             table.remove_row(key)
             del self._cells[key]
+        table.flush()
         running = sum(1 for w in rows if w.state == "running")
         late = sum(1 for w in rows if worker_cells(w, now, None)[0][2] == "late")
         sub = f"{running} running" if rows else "none"
         if late:
             sub += f", {late} late"
-        self.border_subtitle = sub
+        self.set_subtitle(sub)

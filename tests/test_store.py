@@ -225,6 +225,31 @@ def test_heartbeat_extends_only_the_own_leases(store):
     assert Job.get_by_id(mine.id).state == "running"
 
 
+def finished_rows(store, batch_id: int) -> list[str]:
+    return [r.message for r in BatchLog.select().where((BatchLog.batch == batch_id) & (BatchLog.event == "BATCH_FINISHED"))]
+
+
+def test_every_way_a_batch_finishes_commits_one_batch_finished_row_with_it(store):
+    # by results
+    b1 = ops.create_batch(store, "by-results", ["a"])
+    report = q.finish(store, "w", [ok(c) for c in q.claim(store, "w", 30, 5, batch_ids=[b1])])
+    assert report.finished_batches == [b1] and finished_rows(store, b1) == [f"batch {b1} finished"]
+    # by the reaper: the last job's attempts are spent (no result, no writer: the reaper's own commit)
+    b2 = ops.create_batch(store, "by-reaper", ["b"])
+    q.claim(store, "dead-worker", 0.01, 5, batch_ids=[b2])
+    time.sleep(0.05)
+    assert [r.failed for r in q.reap_expired(store, max_claims=1)] == [True]
+    assert ops.get_batch(store, b2).state == "finished" and finished_rows(store, b2) == [f"batch {b2} finished"]
+    # by the reaper, while paused: a paused batch with nothing left is finished too
+    b3 = ops.create_batch(store, "paused", ["c"])
+    q.claim(store, "dead-worker", 0.01, 5, batch_ids=[b3])
+    assert ops.pause(store, b3)
+    time.sleep(0.05)
+    q.reap_expired(store, max_claims=1)
+    assert ops.get_batch(store, b3).state == "finished" and finished_rows(store, b3) == [f"batch {b3} finished"]
+    assert not ops.resume(store, b3) and len(finished_rows(store, b3)) == 1
+
+
 # --- pause --------------------------------------------------------------------------------------
 
 def test_pause_is_seen_by_the_claim(store):

@@ -444,8 +444,7 @@ class Runner:
             logs.event(logging.WARNING, logs.LEASE_LOST,
                        f"{r.job.username}: result dropped: this worker no longer holds the job (its lease expired "
                        f"and another worker took it)", batch_id=r.job.batch_id, job_id=r.job.id, username=r.job.username)
-        for b in report.finished_batches:
-            logs.event(logging.INFO, logs.BATCH_FINISHED, f"batch {b} finished", batch_id=b)
+        q.log_batches_finished(report.finished_batches)
         if report.finished_batches:
             self._refresh()
 

@@ -16,7 +16,7 @@ from storycheck_tui.store.db import Store
 from storycheck_tui.store.models import (
     CANCELLED, FAILED, FINISHED, PAUSED, PENDING, QUEUED, RUNNING, Batch, Job, Proxy,
 )
-from storycheck_tui.store.queue import _chunks, now
+from storycheck_tui.store.queue import _chunks, _finish_batch_if_done, log_batches_finished, now
 
 
 class NoSuchBatch(StorycheckError):
@@ -122,11 +122,12 @@ def resume(store: Store, batch_id: int) -> bool:
     get_batch(store, batch_id)
     changed = _set_state(store, batch_id, RUNNING, (PAUSED,), None)
     if changed:
-        with store.db.atomic():
-            from storycheck_tui.store.queue import _finish_batch_if_done
-            _finish_batch_if_done(store, batch_id, now(store))
         logs.event(logging.INFO, logs.BATCH_RESUMED, f"batch {batch_id} resumed", batch_id=batch_id)
         flush_logs(store)
+        with store.db.atomic():  # nothing left to check (e.g. its last jobs were reaped while paused)
+            finished = _finish_batch_if_done(store, batch_id, now(store))
+        if finished:
+            log_batches_finished([batch_id])
     return changed
 
 

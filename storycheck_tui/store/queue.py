@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import math
 import os
 import socket
@@ -21,6 +22,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from storycheck_tui import logs
 from storycheck_tui.logs import LogEntry, clean
 from storycheck_tui.sources.base import Outcome
 from storycheck_tui.store.db import Store
@@ -220,13 +222,31 @@ def store_logs(store: Store, entries: list[LogEntry]) -> None:
 
 
 def _finish_batch_if_done(store: Store, batch_id: int, ts: float) -> bool:
+    """Mark the batch finished if nothing is left, with its BATCH_FINISHED row in the same
+    transaction (whatever finished it: a result, the reaper, a resume). After the commit
+    the caller logs the record with :func:`log_batches_finished`."""
     p = store.dialect.param
     cur = store.db.execute_sql(
         f"UPDATE batch SET state = '{FINISHED}', finished_at = {p} WHERE id = {p} "
         f"AND state IN ('queued', 'running', 'paused') "
         f"AND completed_profiles + cancelled_profiles >= total_profiles",
         (ts, batch_id))
-    return cur.rowcount == 1
+    if cur.rowcount != 1:
+        return False
+    store.dialect.insert_rows(store.db, "batch_log", _LOG_COLUMNS, [
+        (ts, "INFO", logs.BATCH_FINISHED, batch_id, None, None, None, _finished_message(batch_id), None)])
+    return True
+
+
+def _finished_message(batch_id: int) -> str:
+    return f"batch {batch_id} finished"
+
+
+def log_batches_finished(batch_ids: Iterable[int]) -> None:
+    """The log records (file, console) of batches :func:`_finish_batch_if_done` finished; their
+    rows are already in batch_log, committed with the state change."""
+    for batch_id in batch_ids:
+        logs.event(logging.INFO, logs.BATCH_FINISHED, _finished_message(batch_id), batch_id=batch_id, persisted=True)
 
 
 def release(store: Store, owner: str, jobs: list[Claimed], *, delay: float = 0.0) -> int:
@@ -282,6 +302,7 @@ def reap_expired(store: Store, max_claims: int, limit: int = 1000) -> list[Reape
     d = store.dialect
     p = d.param
     out: list[Reaped] = []
+    finished: list[int] = []
     with db.atomic():
         ts = now(store)
         rows = db.execute_sql(
@@ -309,7 +330,9 @@ def reap_expired(store: Store, max_claims: int, limit: int = 1000) -> list[Reape
             db.execute_sql(
                 f"UPDATE batch SET completed_profiles = completed_profiles + {p}, failed_checks = failed_checks + {p} "
                 f"WHERE id = {p}", (n, n, batch_id))
-            _finish_batch_if_done(store, batch_id, ts)
+            if _finish_batch_if_done(store, batch_id, ts):
+                finished.append(batch_id)
+    log_batches_finished(finished)
     return out
 
 

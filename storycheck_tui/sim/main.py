@@ -8,7 +8,7 @@ import sys
 import threading
 from typing import Any, TextIO
 
-from . import ProxyFault, SimConfig, Simulator
+from .app import ProxyFault, SimConfig, Simulator
 
 
 def read_profiles(path: str) -> list[str]:

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import re
+import signal
 import sqlite3
 from collections import Counter
 from pathlib import Path
@@ -116,6 +117,14 @@ def test_run_exits_0_when_every_profile_is_checked(tmp_path, sim, capsys):
     assert "error" not in r.out
     assert re.search(r"batch 1 'profiles': 6 profiles", r.err)
     assert f"log: {tmp_path / 'logs' / 'storycheck.log'}" in r.out
+
+
+def test_run_gives_back_the_signal_handlers_it_installed(tmp_path, sim, capsys):
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    r = cli(capsys, "run", profiles(tmp_path, ["stories_ann"]), "--config", sim_config(tmp_path, sim),
+            "--db", tmp_path / "sc.db")
+    assert r.code == 0, r.err
+    assert {sig: signal.getsignal(sig) for sig in before} == before
 
 
 def test_run_exits_1_when_some_failed_and_the_summary_lists_error_kinds(tmp_path, story_server, capsys):

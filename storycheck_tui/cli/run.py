@@ -24,7 +24,8 @@ class _Stop:
     """SIGINT/SIGTERM set a flag; the main loop then stops the runner with its grace period.
 
     A second signal cuts the grace short (``on_again``: the runner's ``hurry``) but still lets
-    the runner hand unfinished checks back; only a third one interrupts outright.
+    the runner hand unfinished checks back; only a third one interrupts outright. Used as a
+    context manager: the previous handlers are back when the command is done.
     """
 
     def __init__(self) -> None:
@@ -32,8 +33,16 @@ class _Stop:
         self.signal: int | None = None
         self.on_again = None
         self._again = 0
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> "_Stop":
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._handle)
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
     def _handle(self, signum, frame) -> None:
         if self.event.is_set():
@@ -62,22 +71,22 @@ def run_command(args: Namespace) -> int:
 
 
 def _drive(store: Store, runner: Runner, batch_ids: list[int], grace: float) -> int:
-    stop = _Stop()
-    stop.on_again = runner.hurry
     progress = Progress()
     started = time.monotonic()
-    runner.start()
-    try:
-        while not stop.event.is_set():
-            if runner.wait_done(batch_ids, timeout=0.5):
-                break
-            if runner.stopping:  # an engine thread crashed: it said why in the log
-                break
-            progress.update(ops.get_batch(store, batch_ids[0]), runner.snapshot().rate)
-    finally:
-        progress.update(ops.get_batch(store, batch_ids[0]), runner.snapshot().rate, force=True)
-        progress.close()
-        runner.stop(grace)
+    with _Stop() as stop:
+        stop.on_again = runner.hurry
+        runner.start()
+        try:
+            while not stop.event.is_set():
+                if runner.wait_done(batch_ids, timeout=0.5):
+                    break
+                if runner.stopping:  # an engine thread crashed: it said why in the log
+                    break
+                progress.update(ops.get_batch(store, batch_ids[0]), runner.snapshot().rate)
+        finally:
+            progress.update(ops.get_batch(store, batch_ids[0]), runner.snapshot().rate, force=True)
+            progress.close()
+            runner.stop(grace)
     elapsed = time.monotonic() - started
     if stop.event.is_set():
         print(f"storycheck: stopped by signal; unfinished checks went back to the queue "
@@ -122,24 +131,24 @@ def worker_command(args: Namespace) -> int:
         import_proxies(store, args.proxies)
         batch_ids = [ops.find_batch(store, ref).id for ref in args.batch] if args.batch else None
         runner = build_runner(store, settings, batch_ids=batch_ids, source=source)
-        stop = _Stop()
-        stop.on_again = runner.hurry
-        runner.start()
-        print(f"worker {runner.worker_id}: {runner.threads} check threads on {store.display}", file=sys.stderr)
-        idle_since = None
-        try:
-            while not stop.event.wait(0.5):
-                if runner.stopping:
-                    break
-                if args.until_idle:
-                    if runner.idle():
-                        idle_since = idle_since or time.monotonic()
-                        if time.monotonic() - idle_since >= 1.0:
-                            break
-                    else:
-                        idle_since = None
-        finally:
-            runner.stop(settings.engine.grace_seconds)
+        with _Stop() as stop:
+            stop.on_again = runner.hurry
+            runner.start()
+            print(f"worker {runner.worker_id}: {runner.threads} check threads on {store.display}", file=sys.stderr)
+            idle_since = None
+            try:
+                while not stop.event.wait(0.5):
+                    if runner.stopping:
+                        break
+                    if args.until_idle:
+                        if runner.idle():
+                            idle_since = idle_since or time.monotonic()
+                            if time.monotonic() - idle_since >= 1.0:
+                                break
+                        else:
+                            idle_since = None
+            finally:
+                runner.stop(settings.engine.grace_seconds)
         print(f"worker {runner.worker_id}: stopped after {runner.snapshot().finished} checks", file=sys.stderr)
         if runner.crashed:
             print("storycheck: the worker stopped on an internal error; the log has the traceback", file=sys.stderr)

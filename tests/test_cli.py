@@ -22,6 +22,7 @@ import pytest
 from helpers import (  # noqa: F401  (fixtures)
     Reply, cli, cli_subprocess, stories_body, story_server,
 )
+from storycheck_tui import logs
 from storycheck_tui.sim import ProxyFault, SimConfig, Simulator
 from storycheck_tui.store.db import open_store
 from storycheck_tui.store.models import Batch, BatchLog, Job, Proxy
@@ -120,11 +121,19 @@ def test_run_exits_0_when_every_profile_is_checked(tmp_path, sim, capsys):
 
 
 def test_run_gives_back_the_signal_handlers_it_installed(tmp_path, sim, capsys):
+    from storycheck_tui.cli import main
+
     before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    r = cli(capsys, "run", profiles(tmp_path, ["stories_ann"]), "--config", sim_config(tmp_path, sim),
-            "--db", tmp_path / "sc.db")
-    assert r.code == 0, r.err
-    assert {sig: signal.getsignal(sig) for sig in before} == before
+    args = ["run", profiles(tmp_path, ["stories_ann"]), "--config", sim_config(tmp_path, sim), "--db", tmp_path / "sc.db"]
+    logs.reset_logging()
+    try:  # not through cli(): that helper restores the handlers itself
+        assert main([str(a) for a in args]) == 0, capsys.readouterr().err
+        after = {sig: signal.getsignal(sig) for sig in before}
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+        logs.reset_logging()
+    assert after == before
 
 
 def test_run_exits_1_when_some_failed_and_the_summary_lists_error_kinds(tmp_path, story_server, capsys):

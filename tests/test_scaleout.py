@@ -376,6 +376,36 @@ def test_a_proxy_one_worker_found_failing_is_not_tried_by_the_next(db_url, tmp_p
             store.close()
 
 
+def test_a_validation_asked_for_in_a_watch_only_console_reaches_the_workers(db_url, logsetup):
+    """The console of `storycheck worker`s runs no checks: its `r` asks the workers, through
+    the database, to validate a proxy now, and a worker does it at its next sync (a dead
+    proxy otherwise waits for validate_every, here 60 s)."""
+    from storycheck_tui.sim import ProxyFault
+
+    with Simulator(proxies=2, rate=10_000, burst=10_000, seed=6, faults={0: ProxyFault("dead")}) as sim:
+        store = open_store(db_url)
+        worker = watcher = None
+        try:
+            ops.add_proxies(store, [_Spec(u) for u in sim.proxy_urls])
+            key = str(Proxy.select().order_by(Proxy.id).first().id)
+            batch_id = ops.create_batch(store, "b", [f"u{i:04d}" for i in range(5_000)])
+            settings = fast_settings(sim_source(sim), proxies={"rate": 200.0, "burst": 20.0, "dead_after": 1,
+                                                                "cooldown": 60.0, "validate_every": 60.0},
+                                     engine={"workers": 2})
+            worker = build_runner(store, settings, batch_ids=[batch_id]).start()
+            wait_for(lambda: worker.pool.state_of(key) == P.DEAD, 10, "proxy 0 to be found dead")
+            sim.set_fault(0, ProxyFault("healthy"))
+            watcher = build_runner(store, settings, workers=0).start()
+            watcher.retry_proxy(key)
+            wait_for(lambda: worker.pool.state_of(key) == P.HEALTHY, 5,
+                     lambda: f"the worker to validate proxy 0 (it is {worker.pool.state_of(key)})")
+        finally:
+            for r in (watcher, worker):
+                if r is not None:
+                    r.stop(0.5)
+            store.close()
+
+
 def test_a_dead_pid_is_judged_only_for_workers_of_this_machine(store):
     """A worker row with this hostname but another machine's (or container's) process table
     keeps its leases though its pid is not running here; a dead local worker loses them."""

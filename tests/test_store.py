@@ -19,12 +19,13 @@ import pytest
 
 from helpers import assert_counters_match_rows, wait_for
 from storycheck_tui.errors import DatabaseError
+from storycheck_tui.inputs.proxies import parse_proxy_line
 from storycheck_tui.sources.base import Outcome, Story
 from storycheck_tui.store import batches as ops
 from storycheck_tui.store import db as dbmod
 from storycheck_tui.store import queue as q
 from storycheck_tui.store.db import open_store
-from storycheck_tui.store.models import BatchLog, Job, Meta_
+from storycheck_tui.store.models import BatchLog, Job, Meta_, Proxy
 
 HAS = Outcome("has_stories", stories=(Story("s1", 1_700_000_000.0),), http_status=200, latency_ms=5.0)
 NONE = Outcome("no_stories", http_status=200, latency_ms=5.0)
@@ -389,6 +390,26 @@ def test_older_schema_is_upgraded_in_place(db_url, monkeypatch):
     monkeypatch.setattr(dbmod, "SCHEMA_VERSION", old)
     with pytest.raises(DatabaseError, match=rf"schema is version {old + 1}.*upgrade storycheck"):
         open_store(db_url)
+
+
+def test_a_version_1_database_gets_the_proxy_validation_column(db_url):
+    """Schema 1 (storycheck before proxy.validate_requested_at) is upgraded to 2 on open,
+    proxies and their state kept."""
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    s = open_store(db_url)
+    ops.add_proxies(s, [parse_proxy_line("http://10.0.0.1:8080")])
+    assert ops.set_proxy_disabled(s, 1, True)
+    migrate(SchemaMigrator.from_database(s.db).drop_column("proxy", "validate_requested_at"))
+    Meta_.update(value="1").where(Meta_.key == "schema_version").execute()
+    s.close()
+    s = open_store(db_url)
+    try:
+        assert Meta_.get(Meta_.key == "schema_version").value == str(dbmod.SCHEMA_VERSION) == "2"
+        assert [(p.id, p.disabled, p.validate_requested_at) for p in Proxy.select()] == [(1, True, None)]
+        assert ops.request_validation(s, 1) is not None
+    finally:
+        s.close()
 
 
 def test_schema_creation_race_between_processes(backend, request, tmp_path):

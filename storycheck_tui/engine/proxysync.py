@@ -16,6 +16,7 @@ from storycheck_tui.engine import proxies as P
 from storycheck_tui.engine.proxies import ProxyPool
 from storycheck_tui.masking import add_url_credentials
 from storycheck_tui.sources.base import Route
+from storycheck_tui.store import batches as batch_ops
 from storycheck_tui.store.db import Store
 from storycheck_tui.store.models import Proxy
 from storycheck_tui.store.queue import now
@@ -55,13 +56,20 @@ class ProxySync:
         # stamp: each stamp is adopted once when first seen, not "if newer than the last read".
         self._seen: dict[str, float] = {}
         self._totals: dict[str, tuple[int, int, float | None]] = {}  # key -> all workers' (ok, failed, latency)
+        self._validate_seen: dict[str, float | None] = {}  # key -> the validate_requested_at acted on
 
     def mark_changed(self, key: str) -> None:
         with self._lock:
             self._changed.add(key)
 
     def request_validation(self, key: str) -> None:
-        self.mark_changed(key)
+        """The operator's "validate now": for this pool (the caller retried it already) and,
+        through the database, for every other worker's at its next sync. Nothing else is
+        written: the validation's outcome is (by whichever worker validates)."""
+        if key.isdigit():
+            stamp = batch_ops.request_validation(self.store, int(key))
+            with self._lock:
+                self._validate_seen[key] = stamp  # this pool has it already
 
     def adopt_all(self) -> None:
         for row in Proxy.select():
@@ -70,6 +78,7 @@ class ProxySync:
                 continue
             self._adopt(row, key)
             self._seen[key] = row.updated_at
+            self._validate_seen[key] = row.validate_requested_at  # asked before this worker started: done
 
     def _adopt(self, row: Proxy, key: str) -> None:
         mine = self.pool.state_of(key)
@@ -124,6 +133,12 @@ class ProxySync:
             elif row.updated_at != self._seen.get(key) or row.disabled != (views[key].state == P.DISABLED):
                 self._adopt(row, key)
             self._seen[key] = row.updated_at
+            asked = row.validate_requested_at
+            with self._lock:
+                new_request = asked is not None and asked != self._validate_seen.get(key)
+                self._validate_seen[key] = asked
+            if new_request and key in known:  # an operator elsewhere asked for a validation
+                self.pool.retry(key)
         self._totals = totals
 
     def views(self) -> list[P.ProxyView]:

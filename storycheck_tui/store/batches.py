@@ -237,6 +237,16 @@ def set_proxy_disabled(store: Store, proxy_id: int, disabled: bool) -> bool:
     return changed
 
 
+def request_validation(store: Store, proxy_id: int) -> float | None:
+    """Ask every worker to validate the proxy now; the request's stamp, None if no such proxy."""
+    p = store.dialect.param
+    with store.db.atomic():
+        store.db.execute_sql(f"UPDATE proxy SET validate_requested_at = {store.dialect.now} WHERE id = {p}",
+                             (proxy_id,))
+        row = store.db.execute_sql(f"SELECT validate_requested_at FROM proxy WHERE id = {p}", (proxy_id,)).fetchone()
+    return None if row is None else row[0]
+
+
 def flush_logs(store: Store) -> None:
     """Store queued batch records now (used outside a running engine, e.g. by CLI commands)."""
     setup = logs._setup

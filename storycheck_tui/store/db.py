@@ -26,7 +26,7 @@ from storycheck_tui.masking import mask_url, secrets
 from storycheck_tui.store import models
 from storycheck_tui.store.dialect import Dialect, dialect_for
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 ENV_VAR = "STORYCHECK_DB"
 
 
@@ -169,7 +169,16 @@ def _open_postgres(url: str, pool_size: int) -> Store:
 # ``models.PARTIAL_INDEXES`` describe the NEWEST schema, created in one go on an empty
 # database. ``UPGRADES[v]`` turns a version ``v - 1`` database into version ``v`` (with
 # playhouse.migrate or dialect-neutral SQL), run in order inside the same transaction.
-UPGRADES: dict[int, Callable[[Store], None]] = {}
+def _v2_validate_requests(store: Store) -> None:
+    """proxy.validate_requested_at: an operator's "validate now" that reaches every worker."""
+    from peewee import DoubleField
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    migrate(SchemaMigrator.from_database(store.db).add_column("proxy", "validate_requested_at",
+                                                              DoubleField(null=True)))
+
+
+UPGRADES: dict[int, Callable[[Store], None]] = {2: _v2_validate_requests}
 
 
 def _schema_version(store: Store) -> int | None:

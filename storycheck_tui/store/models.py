@@ -103,6 +103,9 @@ class Proxy(BaseModel):
     last_error = TextField(null=True)
     updated_at = DoubleField(default=0.0)
     disabled = BooleanField(default=False)  # operator's word; wins over health
+    # an operator asked every worker to validate this proxy now (DB clock); each worker acts on
+    # a value once (schema version 2)
+    validate_requested_at = DoubleField(null=True)
 
 
 class BatchLog(BaseModel):

@@ -34,12 +34,14 @@ def under_load(quick: bool) -> Section:
     s.setup = (f"The console app (180x50) on a 100,000-profile batch, its engine (16 threads) paced to "
                f"{RESULTS_PER_S} results/s ({proxies} proxies x {RESULTS_PER_S // proxies}/s) with an in-process "
                f"source that answers at once (so the console process carries the engine's own work and the "
-               f"console's, not HTTP's), each check logging 2 records, plus a thread logging more records up to "
-               f"{RECORDS_PER_S:,} records/s in all. Run headless with Textual's `run_test()`, but every frame "
-               f"rendered to terminal output as on a real terminal. Keypress -> effect: the key is sent as the "
+               f"console's, not HTTP's), plus a thread topping up what the engine logs to {RECORDS_PER_S:,} "
+               f"log records/s in all (counted in the console's log ring). Run headless with Textual's "
+               f"`run_test()`, but every frame rendered to terminal output as on a real terminal. "
+               f"Keypress -> effect: the key is sent as the "
                f"terminal driver sends it; the time until the first frame after its effect is in the app "
-               f"({rounds} rounds of: `4` focus log, `l` log level, `1` focus batches, `p` pause/resume (a "
-               f"database write in a thread, then the notice), `z` zoom, `z` unzoom, `tab`, `shift+tab`). "
+               f"({rounds} rounds of: `4` focus log, `l` log level, `1` focus batches, `p` pause and `p` resume "
+               f"(each a database write in a thread, then the notice; the batch is paused only between the "
+               f"two), `z` zoom, `z` unzoom, `tab`, `shift+tab`). "
                f"CPU share: the console process (engine included) and its UI thread alone, over the key rounds.")
     r = run_child("console_child:under_load", {
         "proxy_urls": [f"http://127.0.0.1:{9000 + i}" for i in range(proxies)], "profiles": 100_000,

@@ -131,20 +131,33 @@ async def _frame_after(t: float, timeout: float = 5.0) -> float | None:
     return None
 
 
-def _log_load(stop: threading.Event, per_second: float) -> None:
-    """Extra records (no batch id: they go to the ring and the log file, not the database)."""
+def _log_load(stop: threading.Event, per_second: float, ring) -> None:
+    """Extra records (no batch id: they go to the ring and the log file, not the database),
+    topping up whatever the engine logs to ``per_second`` records in the ring in all."""
     from storycheck_tui import logs
 
     n = 0
+    seq0 = _ring_seq_fast(ring)
     t0 = time.monotonic()
     while not stop.is_set():
-        due = int((time.monotonic() - t0) * per_second)
-        while n < due:
+        due = int((time.monotonic() - t0) * per_second) - (_ring_seq_fast(ring) - seq0)
+        for _ in range(min(due, int(per_second // 20) + 1)):  # at most 50 ms' worth at once
             logs.event(logging.WARNING if n % 4 == 0 else logging.INFO, logs.RETRY_SCHEDULED,
                        f"user{n % 100000:06d}: source error HTTP 503; try 1 failed, retrying in 0.4 s",
                        username=f"user{n % 100000:06d}", proxy="http://127.0.0.1:9", attempt=1, status=503)
             n += 1
         stop.wait(0.01)
+
+
+def _ring_seq_fast(ring) -> int:
+    """The last sequence number in the ring, without building entries (a peek at its buffer)."""
+    buf = getattr(ring, "_buf", None)
+    if buf is None:
+        return _ring_seq(ring)
+    try:
+        return buf[-1][0]
+    except IndexError:
+        return 0
 
 
 # -- keys ---------------------------------------------------------------------------------------------
@@ -178,6 +191,9 @@ def _keys(app, notes):
         ("l", lambda: changed(lambda: getattr(log, "min_level", None) if hasattr(log, "min_level")
                               else tuple(getattr(c, "min_level", None) for c in log.walk_children()))),
         ("1", lambda: focus_in("batches")),
+        # pause, then resume at once: the load is on for the rest of the round (a single `p`
+        # per round left the batch paused every other round, half of the measured window)
+        ("p", lambda: noted(("paused", "resumed", "cannot be paused", "not paused"))),
         ("p", lambda: noted(("paused", "resumed", "cannot be paused", "not paused"))),
         ("z", lambda: changed(lambda: main.maximized)),
         ("z", lambda: changed(lambda: main.maximized)),
@@ -241,8 +257,8 @@ def under_load(p: dict) -> dict:
         async def drive() -> None:
             async with app.run_test(size=(p.get("width", 180), p.get("height", 50))) as pilot:
                 await _until(lambda: FRAMES.times, timeout=30)
-                extra = max(0.0, p.get("records_per_s", 0) - 2 * p.get("results_per_s", 0))
-                threading.Thread(target=_log_load, args=(stop, extra), daemon=True).start()
+                threading.Thread(target=_log_load, args=(stop, p.get("records_per_s", 0), setup.ring),
+                                 daemon=True).start()
                 await asyncio.sleep(p.get("warmup", 3.0))
                 ui_tid = threading.get_native_id()
                 seq0, fin0 = _ring_seq(setup.ring), runner.snapshot().finished

@@ -504,6 +504,46 @@ async def test_a_burst_of_log_records_is_one_append_and_bounded(sample, monkeypa
         assert len(calls) == 1, "no new records: no write"
 
 
+@async_test
+async def test_tables_render_cells_as_datatable_does(sample):
+    """Table renders a cell's text once and layers the table's styles on it again: every
+    character must come out as DataTable draws it (same text, same style, same mouse meta),
+    for header, plain, cursor and hover cells, after an update too."""
+    from textual.widgets import DataTable
+
+    from storycheck_tui.ui.panes.base import Table
+
+    def cells(lines):
+        return [[(ch, seg.style, seg.style.meta if seg.style else None) for seg in line for ch in seg.text]
+                for line in lines]
+
+    store, make = sample
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        tables = list(app.main.query(Table))
+        assert {type(t).__name__ for t in tables} >= {"BatchesTable", "ProxiesTable", "ResultsTable", "WorkersTable"}
+        for table in tables:
+            table.set_cells(table._row_locations.get_key(0).value, {
+                table._column_locations.get_key(0).value: Text("x" * 40 + "\u2026", style="bold red", justify="right")})
+            table.flush()
+        await pilot.pause()
+        checked = 0
+        for table in tables:
+            table._pseudo_class_state = table.get_pseudo_class_state()
+            base = table.rich_style
+            for row in range(-1, min(table.row_count, 6)):  # -1: the header
+                for col, column in enumerate(table.ordered_columns):
+                    width = column.get_render_width(table)
+                    for cursor, hover in ((False, False), (True, False), (False, True)):
+                        ours = table._render_cell(row, col, base, width, cursor, hover)
+                        table._cell_render_cache.clear()
+                        theirs = DataTable._render_cell(table, row, col, base, width, cursor, hover)
+                        table._cell_render_cache.clear()
+                        assert cells(ours) == cells(theirs), (type(table).__name__, row, col, cursor, hover)
+                        checked += 1
+        assert checked > 100
+
+
 # --- quit, engine threads, other processes ---------------------------------------------------------------
 
 

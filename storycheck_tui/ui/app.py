@@ -33,6 +33,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer
+from textual.widgets._footer import FooterKey
 from textual.worker import Worker, WorkerState
 
 from storycheck_tui import logs
@@ -99,6 +100,48 @@ class CommandDone:
     severity: str = "information"
 
 
+class KeysFooter(Footer):
+    """Textual's footer, rebuilt only when the keys it shows change.
+
+    ``Footer`` mounts a new widget per key whenever the screen's bindings are updated, which
+    happens after most actions even when the focused widget, and so the keys, stay the same.
+    """
+
+    _shown_keys: tuple | None = None
+
+    def _keys_now(self, screen: Screen) -> tuple:
+        return tuple((binding.key, binding.key_display, binding.action, binding.description, binding.group, enabled,
+                      tooltip)
+                     for _node, binding, enabled, tooltip in screen.active_bindings.values() if binding.show)
+
+    def bindings_changed(self, screen: Screen) -> None:
+        if screen.app.app_focus and self.is_attached and screen is self.screen:
+            keys = self._keys_now(screen)
+            if keys == self._shown_keys and self._bindings_ready:
+                return
+            self._shown_keys = keys
+        super().bindings_changed(screen)
+
+    def compose(self):
+        """``Footer.compose`` for ungrouped keys, each key made with its ``-compact`` class
+        already set: ``FooterKey`` otherwise restyles itself once more when it is mounted."""
+        if not self._bindings_ready:
+            return
+        shown = [(binding, enabled, tooltip) for _node, binding, enabled, tooltip
+                 in self.screen.active_bindings.values() if binding.show]
+        if (self.show_command_palette and self.app.ENABLE_COMMAND_PALETTE) or any(b.group for b, _, _ in shown):
+            yield from super().compose()
+            return
+        by_action: dict[str, tuple] = {}
+        for item in shown:
+            by_action.setdefault(item[0].action, item)  # the first binding of each action
+        self.styles.grid_size_columns = len(by_action)
+        for binding, enabled, tooltip in by_action.values():
+            yield FooterKey(binding.key, self.app.get_key_display(binding), binding.description, binding.action,
+                            disabled=not enabled, tooltip=tooltip,
+                            classes="-compact" if self.compact else "").data_bind(compact=Footer.compact)
+
+
 class MainScreen(Screen):
     BINDINGS = keymap.MAIN
 
@@ -112,7 +155,7 @@ class MainScreen(Screen):
         with Horizontal(id="bottom"):
             yield LogPane(id="log", tz=app.tz, capacity=app.log_capacity)
             yield WorkersPane(id="workers")
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeysFooter(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.query_one(WorkersPane).me = self.app.runner.worker_id  # type: ignore[attr-defined]
@@ -123,6 +166,8 @@ class MainScreen(Screen):
         narrow = self.size.width < 100
         self.set_class(self.size.height < 32, "-short")
         self.set_class(narrow, "-narrow")
+        pane = self.focused_pane()
+        self._show(pane.pane_name if pane is not None else None)
         self.query_one(ResultsPane).set_compact(narrow)
         self.app.tick()  # type: ignore[attr-defined]
 
@@ -145,9 +190,11 @@ class MainScreen(Screen):
 
     def _show(self, name: str | None) -> None:
         """On a narrow terminal proxies and workers share a row with batches and log:
-        the one that has the focus is the one shown."""
-        self.set_class(name == "workers", "-show-workers")
-        self.set_class(name == "proxies", "-show-proxies")
+        the one that has the focus is the one shown. (A class on the screen restyles every
+        widget, so on a wide terminal, where they change nothing, they stay off.)"""
+        narrow = self.has_class("-narrow")
+        self.set_class(narrow and name == "workers", "-show-workers")
+        self.set_class(narrow and name == "proxies", "-show-proxies")
 
     def on_descendant_focus(self, event) -> None:
         pane = self.focused_pane()

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.padding import Padding
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
+from textual.cache import LRUCache
 from textual.containers import Vertical
 from textual.widget import Widget
 from textual.widgets import DataTable, Input, Static
@@ -154,6 +158,10 @@ def columns(*cols: Col) -> tuple[Col, ...]:
     return tuple(out)
 
 
+#: what DataTable draws for an empty cell (``_EMPTY_TEXT`` in textual.widgets._data_table)
+EMPTY_CELL = Text(no_wrap=True, end="")
+
+
 class Table(DataTable):
     """A DataTable whose rows are rewritten in place, a row at a time.
 
@@ -178,6 +186,59 @@ class Table(DataTable):
             self._pending = False
             self._update_count += 1  # the key of every render cache of DataTable
             self.refresh()
+
+    # Rendering. DataTable renders a cell again (``Styled(Padding(cell))`` through the whole
+    # Rich pipeline) whenever any cell of the table changed, the cursor moved or the table's
+    # focus changed, although the cell's own text did not. Here the text of a cell is rendered
+    # once per Text object and width, and only the table's styles (base, cursor, hover, the
+    # row/column meta for the mouse) are layered on again: the same segments, far less work.
+
+    _cell_lines_cache: LRUCache[tuple[int, int], tuple[Text, list[Segment]]] | None = None
+
+    def _cell_line(self, cell: Text, width: int) -> list[Segment]:
+        cache = self._cell_lines_cache
+        if cache is None:
+            cache = self._cell_lines_cache = LRUCache(4096)
+        key = (id(cell), width)
+        hit = cache.get(key)
+        if hit is not None and hit[0] is cell:
+            return hit[1]
+        options = self.app.console_options.update_dimensions(width, 1).update(no_wrap=True)
+        line = self.app.console.render_lines(Padding(cell, (0, 0)), options)[0]
+        cache[key] = (cell, line)
+        return line
+
+    def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
+                     cursor: bool = False, hover: bool = False) -> list[list[Segment]]:
+        header = row_index == -1
+        if (column_index < 0 or column_index < self.fixed_columns or self.cell_padding
+                or (header and self.header_height != 1) or (not header and not 0 <= self.fixed_rows <= row_index)):
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        row_key = self._header_row_key if header else self._row_locations.get_key(row_index)
+        column_key = self._column_locations.get_key(column_index)
+        cache_key = (row_key, column_key, base_style, cursor, hover, self._show_hover_cursor, self._update_count,
+                     self._pseudo_class_state)
+        lines = self._cell_render_cache.get(cache_key)
+        if lines is not None:
+            return lines
+        if header:
+            cell = self.ordered_columns[column_index].label
+        else:
+            row = self.rows.get(row_key)
+            cell = self._data.get(row_key, {}).get(column_key)
+            if row is None or row.height != 1:
+                cell = None
+            elif isinstance(cell, Text) and not cell:
+                cell = EMPTY_CELL  # as DataTable: an empty Text is drawn as its own empty cell
+        if not isinstance(cell, Text):
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        component_style, post_style = self._get_styles_to_render_cell(
+            header, False, False, hover, cursor, self.show_cursor, self._show_hover_cursor,
+            self.cursor_foreground_priority == "css", self.cursor_background_priority == "css")
+        pre_style = base_style + Style.from_meta({"row": row_index, "column": column_index}) + component_style
+        lines = [list(Segment.apply_style(self._cell_line(cell, width), pre_style, post_style))]
+        self._cell_render_cache[cache_key] = lines
+        return lines
 
 
 def setup_table(table: DataTable, cols: tuple[Col, ...]) -> None:

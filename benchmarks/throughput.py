@@ -72,7 +72,8 @@ def overhead(quick: bool) -> Section:
     s.headline[-1] += " (target >= 0.8)"
     s.notes = ["The simulator answers from its own core; the bare loop is the practical limit of this machine, not a "
                "theoretical one. `CPU us / check` is the client process's CPU time per check: the engine's extra is "
-               "its own work per check (claim, checker, two log records, fenced group commit, stories and log rows).",
+               "its own work per check (claim, checker, a log record (two with `--debug`), fenced group commit, "
+               "stories and log rows).",
                "Other engineers' test runs shared this machine; the load average is in the machine section."]
     return s
 

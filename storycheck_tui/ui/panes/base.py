@@ -172,6 +172,15 @@ class Table(DataTable):
 
     _pending = False
 
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, **kw)
+        # DataTable's caches hold up to 10,000 rendered cells and 1,000 lines and rows per table,
+        # most of them keyed by an update count that has moved on: only objects for the
+        # garbage collector to scan, over and over. A window of 100 rows needs far fewer.
+        self._cell_render_cache.maxsize = 2000
+        self._row_render_cache.maxsize = 300
+        self._line_cache.maxsize = 300
+
     def set_cells(self, row_key: str, values: dict[str, object]) -> None:
         """Write cells of an existing row (column key -> new value); shown after :meth:`flush`."""
         row = self._data.get(RowKey(row_key))  # pinned textual: DataTable keeps rows in _data
@@ -184,8 +193,22 @@ class Table(DataTable):
     def flush(self) -> None:
         if self._pending:
             self._pending = False
-            self._update_count += 1  # the key of every render cache of DataTable
+            self._update_count += 1  # the key of every render cache of DataTable:
+            for cache in (self._row_render_cache, self._cell_render_cache, self._row_renderable_cache,
+                          self._line_cache):
+                cache.clear()  # what they hold can no longer be found, let it go now
+            self._prune_cell_lines()
             self.refresh()
+
+    def _prune_cell_lines(self) -> None:
+        """Forget the rendered text of cells that are no longer in the table."""
+        cache = self._cell_lines_cache
+        if cache is None or len(cache) <= 2 * (len(self._data) + 1) * len(self.columns):
+            return
+        live = {id(v) for row in self._data.values() for v in row.values()}
+        live.update(id(c.label) for c in self.columns.values())
+        for key in [k for k in cache.keys() if k[0] not in live]:
+            cache.discard(key)
 
     # Rendering. DataTable renders a cell again (``Styled(Padding(cell))`` through the whole
     # Rich pipeline) whenever any cell of the table changed, the cursor moved or the table's
@@ -198,7 +221,7 @@ class Table(DataTable):
     def _cell_line(self, cell: Text, width: int) -> list[Segment]:
         cache = self._cell_lines_cache
         if cache is None:
-            cache = self._cell_lines_cache = LRUCache(4096)
+            cache = self._cell_lines_cache = LRUCache(1500)  # a results window has 800 cells
         key = (id(cell), width)
         hit = cache.get(key)
         if hit is not None and hit[0] is cell:

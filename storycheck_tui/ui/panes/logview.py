@@ -83,7 +83,7 @@ class LogView(ScrollView, can_focus=True):
         self._width = 0
         # rendered lines by entry (not by line number: new entries shift every line, the
         # entries on screen stay the same objects); the entry is kept to tell a reused id
-        self._cache: LRUCache[tuple[int, int, bool], tuple[LogEntry, Strip]] = LRUCache(1024)
+        self._cache: LRUCache[tuple[int, int, bool], tuple[LogEntry, Strip]] = LRUCache(256)
         self._programmatic = False
         self.total_seen = 0
 

@@ -544,6 +544,21 @@ async def test_tables_render_cells_as_datatable_does(sample):
         assert checked > 100
 
 
+@async_test
+async def test_a_live_console_tunes_the_garbage_collector_and_restores_it(sample):
+    import gc
+
+    store, make = sample
+    before = gc.get_threshold()
+    app = make(refresh_every=0.1)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold()[0] >= 3000
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+
+
 # --- quit, engine threads, other processes ---------------------------------------------------------------
 
 

@@ -66,6 +66,8 @@ LOG_CAP_PER_TICK = 5000
 DB_READ_EVERY = 1.0
 #: seconds in-flight checks may finish when the console quits; the rest go back to the queue
 QUIT_GRACE = 3.0
+#: allocations between young-generation collections while the console runs (Python's default: 700)
+YOUNG_GC_THRESHOLD = 3000
 
 
 class LogSource:
@@ -393,7 +395,7 @@ class StorycheckApp(App):
         self._last_read = 0.0
         self._results_sig: tuple | None = None
         self._snap: EngineSnapshot | None = None
-        self._gc_frozen = False
+        self._gc_saved: tuple[int, ...] | None = None  # the collector's thresholds before the console ran
         self.tick_seconds: list[float] = []  # redraw cost of recent ticks (for measurements)
         self.read_seconds: list[float] = []  # background database reads (off the UI thread)
         self.apply_seconds: list[float] = []  # showing one read's answer (on the UI thread)
@@ -430,19 +432,28 @@ class StorycheckApp(App):
             self.refresh_now()
 
     def _freeze_startup_objects(self) -> None:
-        """What start-up built (modules, classes, the screen and its widgets) lives as long as
-        the console. Moved out of the cyclic garbage collector's reach, a full collection scans
-        only what came after: under load it stopped the screen for 60-140 ms about every second
-        and a half, scanning ~130,000 start-up objects each time. Undone when the app unmounts."""
-        if not self._gc_frozen:
+        """Garbage collection for a long-running screen: fewer, shorter full collections.
+
+        What start-up built (modules, classes, the screen and its widgets) lives as long as
+        the console: frozen out of the collector's reach, a full collection scans only what
+        came after. And a young generation of 3,000 allocations instead of 700: what a frame
+        allocates mostly dies before it is collected instead of being promoted to the old
+        generation (Textual's rendered strips often refer to themselves, so only a collection
+        frees them). Under load, full collections stopped the screen for 60-140 ms about
+        every second and a half before; now about every 3.5 s, and the collector's time in
+        all fell by a third. Both undone when the app unmounts.
+        """
+        if self._gc_saved is None:
             gc.collect()  # start-up's garbage is freed, not frozen
             gc.freeze()
-            self._gc_frozen = True
+            self._gc_saved = gc.get_threshold()
+            gc.set_threshold(max(YOUNG_GC_THRESHOLD, self._gc_saved[0]), *self._gc_saved[1:])
 
     def on_unmount(self) -> None:
-        if self._gc_frozen:
+        if self._gc_saved is not None:
+            gc.set_threshold(*self._gc_saved)
             gc.unfreeze()
-            self._gc_frozen = False
+            self._gc_saved = None
 
     def refresh_now(self) -> None:
         """One full redraw with inline database reads (tests and snapshots)."""

@@ -25,10 +25,27 @@ T_IMPORT = time.time()
 
 
 class Frames:
-    """perf_counter() times of the frames the app handed to the driver, in order."""
+    """perf_counter() times of the frames the app handed to the driver, in order.
+
+    ``watch``: the effect a keypress is awaiting; each frame, as it is written, checks it, and
+    ``shown_at`` is the time of the first frame written while it held (the first frame that
+    shows it: the frame is rendered from the app's state on the same thread, just before).
+    """
 
     def __init__(self) -> None:
         self.times: list[float] = []
+        self.watch = None
+        self.shown_at: float | None = None
+
+    def frame(self) -> None:
+        t = time.perf_counter()
+        self.times.append(t)
+        if self.watch is not None and self.shown_at is None:
+            try:
+                if self.watch():
+                    self.shown_at = t
+            except Exception:
+                pass
 
     def after(self, t: float) -> float | None:
         i = bisect.bisect_left(self.times, t)
@@ -36,6 +53,7 @@ class Frames:
 
 
 FRAMES = Frames()
+PAUSED: list[float] = []  # seconds the batch was paused by the `p` presses of the key rounds
 
 
 def _patch_driver() -> None:
@@ -49,7 +67,7 @@ def _patch_driver() -> None:
             return False
 
         def write(self, data: str) -> None:
-            FRAMES.times.append(time.perf_counter())
+            FRAMES.frame()
 
         def flush(self) -> None:
             pass
@@ -211,21 +229,40 @@ async def _press(app, key: str) -> None:
     app._driver.send_message(ev)
 
 
-async def _measure_keys(app, notes, rounds: int) -> dict[str, list[float]]:
+async def _measure_keys(app, notes, rounds: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Per key: ms from the keypress to the first frame that shows its effect; and, as this
+    harness measured it before, to the first frame after a poller noticed the effect."""
     out: dict[str, list[float]] = {}
+    polled: dict[str, list[float]] = {}
+    paused_since: float | None = None
     for _ in range(rounds):
         for key, make in _keys(app, notes):
             effect = make()
+            FRAMES.watch, FRAMES.shown_at = effect, None
             t0 = time.perf_counter()
             await _press(app, key)
             t_state = await _until(effect, timeout=3.0)
             if t_state is None:
+                FRAMES.watch = None
                 out.setdefault(key, []).append(float("inf"))
+                polled.setdefault(key, []).append(float("inf"))
                 continue
+            # The poller runs between the app's tasks: when the key's action and the frame that
+            # shows it run back to back, it notices the effect only after that frame, and the
+            # first frame after that is the next one. The frames check the effect themselves.
             t_frame = await _frame_after(t_state, timeout=3.0)
-            out.setdefault(key, []).append(1000.0 * ((t_frame or float("inf")) - t0))
+            FRAMES.watch = None
+            if key == "p":  # the time the batch spent paused, between a pause and its resume
+                if paused_since is None:
+                    paused_since = t_state
+                else:
+                    PAUSED.append(t_state - paused_since)
+                    paused_since = None
+            shown = FRAMES.shown_at if FRAMES.shown_at is not None else t_frame
+            out.setdefault(key, []).append(1000.0 * ((shown or float("inf")) - t0))
+            polled.setdefault(key, []).append(1000.0 * ((t_frame or float("inf")) - t0))
             await asyncio.sleep(0.05)
-    return out
+    return out, polled
 
 
 def _pcts(values: list[float]) -> tuple[float, float]:
@@ -264,7 +301,7 @@ def under_load(p: dict) -> dict:
                 seq0, fin0 = _ring_seq(setup.ring), runner.snapshot().finished
                 cpu0, ui0, t0 = cpu_seconds(), _thread_cpu(ui_tid), time.perf_counter()
                 frames0 = len(FRAMES.times)
-                keys = await _measure_keys(app, notes, p.get("rounds", 5))
+                keys, polled = await _measure_keys(app, notes, p.get("rounds", 5))
                 rest = p.get("min_seconds", 0) - (time.perf_counter() - t0)
                 if rest > 0:
                     await asyncio.sleep(rest)
@@ -273,7 +310,8 @@ def under_load(p: dict) -> dict:
                               frames_per_s=(len(FRAMES.times) - frames0) / dt,
                               ui_cpu_share=(_thread_cpu(ui_tid) - ui0) / dt,
                               records_per_s=(_ring_seq(setup.ring) - seq0) / dt,
-                              results_per_s=(runner.snapshot().finished - fin0) / dt, keys=keys,
+                              results_per_s=(runner.snapshot().finished - fin0) / dt, keys=keys, polled=polled,
+                              paused_s=sum(PAUSED),
                               ticks_ms=[1000 * x for x in app.tick_seconds[-200:]])
                 stop.set()
                 await pilot.press("ctrl+q")
@@ -289,9 +327,10 @@ def under_load(p: dict) -> dict:
             logs.reset_logging()
     allv = [x for v in result["keys"].values() for x in v]
     p50, p95 = _pcts(allv)
-    result.update(p50_ms=p50, p95_ms=p95, presses=len(allv),
+    polled_p50, polled_p95 = _pcts([x for v in result["polled"].values() for x in v])
+    result.update(p50_ms=p50, p95_ms=p95, presses=len(allv), polled_p50_ms=polled_p50, polled_p95_ms=polled_p95,
                   per_key={k: _pcts(v) for k, v in result["keys"].items()}, peak_rss_mb=peak_rss_mb())
-    del result["keys"]
+    del result["keys"], result["polled"]
     return result
 
 

@@ -244,17 +244,23 @@ async def test_d_disables_then_enables_the_selected_proxy(sample):
 
 
 @async_test
-async def test_r_and_R_in_a_watch_only_console_say_where_validation_runs(sample):
+async def test_r_and_R_in_a_watch_only_console_ask_the_workers_through_the_database(sample):
     store, make = sample
     app = make()
+    label = "us-nyc-01.proxy.example:1080"
     async with app.run_test(size=SIZE) as pilot:
-        await select_proxy(app, pilot, "us-nyc-01.proxy.example:1080")
+        await select_proxy(app, pilot, label)
         await pilot.press("r")
+        await settle(app, pilot)
+        asked = {p.label: p.validate_requested_at for p in Proxy.select()}
+        assert asked[label] is not None and sum(v is not None for v in asked.values()) == 1
         await pilot.press("R")
         await settle(app, pilot)
+        asked_all = {p.label: p.validate_requested_at for p in Proxy.select() if not p.disabled}
+        assert all(v is not None for v in asked_all.values()) and len(asked_all) > 1
         messages = " ".join(str(n.message) for n in app._notifications)
-        assert "re-validation runs in the worker processes" in messages
-        assert Proxy.get(Proxy.label == "us-nyc-01.proxy.example:1080").state == "dead"
+        assert "the workers re-validate" in messages
+        assert Proxy.get(Proxy.label == label).state == "dead"  # the console itself validates nothing
 
 
 # --- results, detail, filters ------------------------------------------------------------------------------

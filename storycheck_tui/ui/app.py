@@ -327,18 +327,15 @@ class MainScreen(Screen):
             return
         app: StorycheckApp = self.app  # type: ignore[assignment]
         label = fmt.literal(p.label)
-        if app.watch_only:
-            app.notify("re-validation runs in the worker processes (they re-check dead proxies on their own); "
-                       f"to bring {label} back now, press d twice (disable, enable)", severity="warning", timeout=8)
-            return
-        app.command(lambda: (app.runner.retry_proxy(p.key), CommandDone(f"proxy {label}: re-validating now"))[1])
+        done = (f"proxy {label}: the workers re-validate it within a second or two" if app.watch_only
+                else f"proxy {label}: re-validating now")
+        app.command(lambda: (app.runner.retry_proxy(p.key), CommandDone(done))[1])
 
     def action_revalidate_all(self) -> None:
         app: StorycheckApp = self.app  # type: ignore[assignment]
-        if app.watch_only:
-            app.notify("re-validation runs in the worker processes; this console only watches", severity="warning")
-            return
-        app.command(lambda: (app.runner.revalidate_all(), CommandDone("re-validating every enabled proxy now"))[1])
+        done = ("every enabled proxy: the workers re-validate them within a second or two" if app.watch_only
+                else "re-validating every enabled proxy now")
+        app.command(lambda: (app.runner.revalidate_all(), CommandDone(done))[1])
 
     def action_quit_app(self) -> None:
         self.app.request_quit()  # type: ignore[attr-defined]

@@ -329,10 +329,13 @@ class LogRing(logging.Handler):
 
     def since(self, seq: int) -> list[LogEntry]:
         """Entries newer than ``seq`` (all of them that are still buffered)."""
-        with self._lock_:
-            if not self._buf or self._buf[-1][0] <= seq:
-                return []
-            items = [it for it in self._buf if it[0] > seq]
+        with self._lock_:  # held by every logging thread too: walk back over the new ones only
+            items = []
+            for it in reversed(self._buf):
+                if it[0] <= seq:
+                    break
+                items.append(it)
+        items.reverse()
         return self._entries(items)
 
     def snapshot(self) -> list[LogEntry]:

@@ -230,17 +230,23 @@ def finished_rows(store, batch_id: int) -> list[str]:
     return [r.message for r in BatchLog.select().where((BatchLog.batch == batch_id) & (BatchLog.event == "BATCH_FINISHED"))]
 
 
+def events_of(store, batch_id: int) -> list[str]:
+    return [r.event for r in BatchLog.select().where(BatchLog.batch == batch_id).order_by(BatchLog.id)]
+
+
 def test_every_way_a_batch_finishes_commits_one_batch_finished_row_with_it(store):
     # by results
     b1 = ops.create_batch(store, "by-results", ["a"])
     report = q.finish(store, "w", [ok(c) for c in q.claim(store, "w", 30, 5, batch_ids=[b1])])
     assert report.finished_batches == [b1] and finished_rows(store, b1) == [f"batch {b1} finished"]
+    assert events_of(store, b1)[-2:] == ["STORY_CHECK_SUCCESS", "BATCH_FINISHED"]  # the last result, then this
     # by the reaper: the last job's attempts are spent (no result, no writer: the reaper's own commit)
     b2 = ops.create_batch(store, "by-reaper", ["b"])
     q.claim(store, "dead-worker", 0.01, 5, batch_ids=[b2])
     time.sleep(0.05)
     assert [r.failed for r in q.reap_expired(store, max_claims=1)] == [True]
     assert ops.get_batch(store, b2).state == "finished" and finished_rows(store, b2) == [f"batch {b2} finished"]
+    assert events_of(store, b2)[-2:] == ["LEASE_EXPIRED", "BATCH_FINISHED"]
     # by the reaper, while paused: a paused batch with nothing left is finished too
     b3 = ops.create_batch(store, "paused", ["c"])
     q.claim(store, "dead-worker", 0.01, 5, batch_ids=[b3])

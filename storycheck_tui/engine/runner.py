@@ -466,11 +466,7 @@ class Runner:
                 if self.threads and now - last_reap >= min(5.0, eng.lease_seconds / 4):
                     q.expire_dead_local_workers(self.store, self.worker_id)
                     q.mark_lost_workers(self.store, eng.lease_seconds)
-                    for r in q.reap_expired(self.store, self.settings.retry.max_claims):
-                        logs.event(logging.WARNING, logs.LEASE_EXPIRED,
-                                   f"{r.username}: lease of worker {r.owner} expired; "
-                                   + ("attempts spent, job failed" if r.failed else "job back in the queue"),
-                                   batch_id=r.batch_id, job_id=r.job_id, username=r.username)
+                    q.reap_expired(self.store, self.settings.retry.max_claims)  # logs what it reaped
                     last_reap = now
                     self._wake_claimer.set()
             except Exception:

@@ -181,18 +181,18 @@ def finish(store: Store, owner: str, results: list[JobResult], extra_logs: list[
                 for s in o.stories:  # in _STORY_COLUMNS order
                     stories.append((r.job.username, s.story_id, s.taken_at, s.expires_at, s.media_type, ts,
                                     r.job.batch_id))
-        for batch_id, (ok, failed) in sorted(deltas.items()):
+        d.insert_rows(db, "story", _STORY_COLUMNS, stories, ignore_conflicts=True)
+        for e in extra_logs:
+            row = entry_row(e)
+            logs.append(tuple(row[c] for c in _LOG_COLUMNS))
+        d.insert_rows(db, "batch_log", _LOG_COLUMNS, logs)
+        for batch_id, (ok, failed) in sorted(deltas.items()):  # after the result rows: their BATCH_FINISHED last
             db.execute_sql(
                 f"UPDATE batch SET completed_profiles = completed_profiles + {p}, "
                 f"successful_checks = successful_checks + {p}, failed_checks = failed_checks + {p} WHERE id = {p}",
                 (ok + failed, ok, failed, batch_id))
             if _finish_batch_if_done(store, batch_id, ts):
                 report.finished_batches.append(batch_id)
-        d.insert_rows(db, "story", _STORY_COLUMNS, stories, ignore_conflicts=True)
-        for e in extra_logs:
-            row = entry_row(e)
-            logs.append(tuple(row[c] for c in _LOG_COLUMNS))
-        d.insert_rows(db, "batch_log", _LOG_COLUMNS, logs)
     return report
 
 
@@ -297,7 +297,10 @@ class Reaped:
 
 
 def reap_expired(store: Store, max_claims: int, limit: int = 1000) -> list[Reaped]:
-    """Expired leases go back to pending, or fail when their attempts are spent."""
+    """Expired leases go back to pending, or fail when their attempts are spent.
+
+    Each reaped job's LEASE_EXPIRED row (and a BATCH_FINISHED row for a batch this ends) is
+    written in the same transaction; their records are logged after the commit, in order."""
     db = store.db
     d = store.dialect
     p = d.param
@@ -326,14 +329,25 @@ def reap_expired(store: Store, max_claims: int, limit: int = 1000) -> list[Reape
                 if give_up:
                     failed_by_batch[batch_id] += 1
         _cancel_pending_of_cancelled(store, {r.batch_id for r in out if not r.failed})
+        d.insert_rows(db, "batch_log", _LOG_COLUMNS, [
+            (ts, "WARNING", logs.LEASE_EXPIRED, r.batch_id, r.job_id, r.username, None, clean(_reaped_message(r)), None)
+            for r in out])
         for batch_id, n in failed_by_batch.items():
             db.execute_sql(
                 f"UPDATE batch SET completed_profiles = completed_profiles + {p}, failed_checks = failed_checks + {p} "
                 f"WHERE id = {p}", (n, n, batch_id))
             if _finish_batch_if_done(store, batch_id, ts):
                 finished.append(batch_id)
+    for r in out:
+        logs.event(logging.WARNING, logs.LEASE_EXPIRED, _reaped_message(r), persisted=True,
+                   batch_id=r.batch_id, job_id=r.job_id, username=r.username)
     log_batches_finished(finished)
     return out
+
+
+def _reaped_message(r: Reaped) -> str:
+    return (f"{r.username}: lease of worker {r.owner} expired; "
+            + ("attempts spent, job failed" if r.failed else "job back in the queue"))
 
 
 # --- workers -------------------------------------------------------------------------------

@@ -125,6 +125,19 @@ def test_acquire_hands_out_a_new_route_first_and_gives_up_at_once_when_only_a_re
     pool.acquire()
     pool.add(Route(key="p9", url="http://10.0.0.9:8080", label="p9"))
     assert pool.acquire().key == "p9"
+    # several new ones at once: all before the used ones, in an order that differs between
+    # pools (workers adding the same proxies do not all start with the same one)
+    firsts = set()
+    for seed in range(12):
+        other, _ = make_pool(2, rate=100.0, burst=100.0, seed=seed)
+        other.acquire()
+        other.acquire()
+        other.add(*(Route(key=f"n{i}", url=f"http://10.0.1.{i}:8080", label=f"n{i}") for i in range(4)))
+        picks = [other.acquire().key for _ in range(4)]
+        assert sorted(picks) == ["n0", "n1", "n2", "n3"]
+        assert [v.key for v in other.views()][-4:] == ["n0", "n1", "n2", "n3"]  # views keep the order given
+        firsts.add(picks[0])
+    assert len(firsts) > 1
     for key in ("p0", "p1", "p9"):
         pool.disable(key)
     t0 = time.monotonic()

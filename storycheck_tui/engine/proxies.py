@@ -513,24 +513,31 @@ class ProxyPool:
 
     # -- membership ----------------------------------------------------------------------
 
-    def add(self, route: Route) -> None:
-        """Add a route (``unchecked``); an existing key keeps its state and takes the new URL/label.
+    def add(self, *routes: Route) -> None:
+        """Add routes (``unchecked``); an existing key keeps its state and takes the new URL/label.
 
+        New routes are the least recently used, in random order among themselves (so workers
+        adding the same proxies do not all try the same one first); views keep the order given.
         Adding a proxy to a direct pool removes the direct route: requests never mix the
         machine's own address with proxies.
         """
         with self._cond:
-            if self._direct and route.key != DIRECT.key:
-                self._entries.pop(DIRECT.key, None)
-                self._lru.pop(DIRECT.key, None)
-                self._direct = False
-            e = self._entries.get(route.key)
-            if e is not None:
-                e.route = route
-            else:
-                e = self._entries[route.key] = self._new_entry(route)
-                self._lru[route.key] = e
-                self._lru.move_to_end(route.key, last=False)  # a new route is the least recently used
+            new: list[_Entry] = []
+            for route in routes:
+                if self._direct and route.key != DIRECT.key:
+                    self._entries.pop(DIRECT.key, None)
+                    self._lru.pop(DIRECT.key, None)
+                    self._direct = False
+                e = self._entries.get(route.key)
+                if e is not None:
+                    e.route = route
+                else:
+                    e = self._entries[route.key] = self._new_entry(route)
+                    new.append(e)
+            self._rng.shuffle(new)
+            for e in new:
+                self._lru[e.route.key] = e
+                self._lru.move_to_end(e.route.key, last=False)
             self._cond.notify_all()
 
     def remove(self, key: str) -> None:

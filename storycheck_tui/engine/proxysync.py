@@ -123,12 +123,16 @@ class ProxySync:
                 self._counts[key] = (v.successes, v.failures)
         known = set(views)
         totals = {}
-        for row in Proxy.select():  # a pool is hundreds of rows at most: read them all
+        rows = list(Proxy.select().order_by(Proxy.id))  # a pool is hundreds of rows at most: read them all
+        fresh = [row for row in rows if str(row.id) not in known]  # added since the last sync
+        for row in fresh:
+            add_url_credentials(row.url)
+        if fresh:
+            self.pool.add(*(Route(key=str(row.id), url=row.url, label=row.label) for row in fresh))
+        for row in rows:
             key = str(row.id)
             totals[key] = (row.successes, row.failures, row.last_latency_ms)
             if key not in known:
-                add_url_credentials(row.url)
-                self.pool.add(Route(key=key, url=row.url, label=row.label))
                 self._adopt(row, key)
             elif row.updated_at != self._seen.get(key) or row.disabled != (views[key].state == P.DISABLED):
                 self._adopt(row, key)

@@ -42,7 +42,8 @@ class _Stop:
 
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+            if handler is not None:  # None: installed outside Python, nothing we can put back
+                signal.signal(sig, handler)
 
     def _handle(self, signum, frame) -> None:
         if self.event.is_set():

@@ -36,7 +36,7 @@ def proxy_states(run) -> dict[str, str]:
 @pytest.fixture
 def socks():
     port = free_port()
-    proc = start_pproxy(f"socks5://127.0.0.1:{port}#{SOCKS_USER}:{SOCKS_PW}")
+    proc = start_pproxy(f"socks5://127.0.0.1:{port}#{SOCKS_USER}:{SOCKS_PW}", "--auth", "0")
     yield port
     proc.terminate()
     proc.wait(5)

@@ -94,7 +94,7 @@ def world(tmp_path):
               1: ProxyFault(kind="auth", username="bob", password="the-right-one"),
               2: ProxyFault(kind="auth", username="fay", password=PW["fay"])}
     socks_port = free_port()
-    pproxy = start_pproxy(f"socks5://127.0.0.1:{socks_port}#sockuser:{PW['sock']}")
+    pproxy = start_pproxy(f"socks5://127.0.0.1:{socks_port}#sockuser:{PW['sock']}", "--auth", "0")
     closer = RawServer(lambda req, n: close_now)
     echo = RawServer(echo_auth_script)
     echo_src = RawServer(echo_key_script)

@@ -14,14 +14,12 @@ from __future__ import annotations
 import json
 import socket
 import struct
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from helpers import free_port, wait_for, wait_port  # one copy of the polling helpers
+from helpers import free_port, start_pproxy, wait_for, wait_port  # one copy of each
 from urllib.parse import parse_qs, urlsplit
 
 __all__ = [
@@ -300,16 +298,3 @@ class Backlog:
         for c in self._fillers:
             c.close()
         self._sock.close()
-
-
-def start_pproxy(spec: str) -> subprocess.Popen:
-    """``python -m pproxy -l SPEC --auth 0``; waits until its port accepts connections."""
-    port = int(spec.split("://", 1)[1].split("#")[0].rsplit(":", 1)[1])
-    proc = subprocess.Popen([sys.executable, "-m", "pproxy", "-l", spec, "--auth", "0"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_port(port)
-    except BaseException:
-        proc.kill()
-        raise
-    return proc

@@ -13,9 +13,12 @@ from typing import Iterator
 from storycheck_tui import logs
 from storycheck_tui.errors import StorycheckError
 from storycheck_tui.store.db import Store
-from storycheck_tui.store.models import (
-    CANCELLED, FAILED, FINISHED, PAUSED, PENDING, QUEUED, RUNNING, Batch, Job, Proxy,
-)
+from storycheck_tui.states import OPEN, BatchState, JobState, ProxyState, sql, sql_list
+from storycheck_tui.store.models import Batch, Job, Proxy
+
+# Older names, kept while callers move to ``storycheck_tui.states``.
+QUEUED, RUNNING, PAUSED, CANCELLED, FINISHED = (BatchState.QUEUED, BatchState.RUNNING, BatchState.PAUSED,
+                                                BatchState.CANCELLED, BatchState.FINISHED)
 from storycheck_tui.store.queue import _chunks, _finish_batch_if_done, log_batches_finished, now
 
 
@@ -57,7 +60,7 @@ def _view(b: Batch) -> BatchView:
 
 
 def create_batch(store: Store, name: str, usernames: list[str], *, priority: int = 0,
-                 source_file: str | None = None, state: str = QUEUED) -> int:
+                 source_file: str | None = None, state: BatchState = BatchState.QUEUED) -> int:
     """Create a batch with one pending job per username, all or nothing."""
     db = store.db
     with db.atomic():
@@ -66,7 +69,7 @@ def create_batch(store: Store, name: str, usernames: list[str], *, priority: int
                              created_at=ts, total_profiles=len(usernames))
         store.dialect.insert_jobs(db, batch.id, usernames)
         if not usernames:
-            batch.state = FINISHED
+            batch.state = BatchState.FINISHED
             batch.finished_at = ts
             batch.save()
     logs.event(logging.INFO, logs.BATCH_CREATED, f"batch {batch.id} {name!r} created with {len(usernames)} profiles",
@@ -110,7 +113,7 @@ def _set_state(store: Store, batch_id: int, new: str, allowed: tuple[str, ...], 
 
 def pause(store: Store, batch_id: int, reason: str | None = None, *, level: int = logging.INFO) -> bool:
     get_batch(store, batch_id)
-    changed = _set_state(store, batch_id, PAUSED, (QUEUED, RUNNING), reason)
+    changed = _set_state(store, batch_id, BatchState.PAUSED, (BatchState.QUEUED, BatchState.RUNNING), reason)
     if changed:
         logs.event(level, logs.BATCH_PAUSED, f"batch {batch_id} paused" + (f": {reason}" if reason else ""),
                    batch_id=batch_id)
@@ -120,7 +123,7 @@ def pause(store: Store, batch_id: int, reason: str | None = None, *, level: int 
 
 def resume(store: Store, batch_id: int) -> bool:
     get_batch(store, batch_id)
-    changed = _set_state(store, batch_id, RUNNING, (PAUSED,), None)
+    changed = _set_state(store, batch_id, BatchState.RUNNING, (BatchState.PAUSED,), None)
     if changed:
         logs.event(logging.INFO, logs.BATCH_RESUMED, f"batch {batch_id} resumed", batch_id=batch_id)
         flush_logs(store)
@@ -137,12 +140,13 @@ def cancel(store: Store, batch_id: int) -> int:
     p = store.dialect.param
     with store.db.atomic():
         cur = store.db.execute_sql(
-            f"UPDATE batch SET state = '{CANCELLED}', state_reason = 'cancelled by operator', finished_at = {store.dialect.now} "
-            f"WHERE id = {p} AND state IN ('{QUEUED}', '{RUNNING}', '{PAUSED}')", (batch_id,))
+            f"UPDATE batch SET state = {sql(BatchState.CANCELLED)}, state_reason = 'cancelled by operator', "
+            f"finished_at = {store.dialect.now} WHERE id = {p} AND state IN {sql_list(OPEN)}", (batch_id,))
         if cur.rowcount != 1:
             return 0
         n = store.db.execute_sql(
-            f"UPDATE job SET state = 'cancelled' WHERE batch_id = {p} AND state = '{PENDING}'", (batch_id,)).rowcount
+            f"UPDATE job SET state = {sql(JobState.CANCELLED)} WHERE batch_id = {p} AND state = {sql(JobState.PENDING)}",
+            (batch_id,)).rowcount
         store.db.execute_sql(f"UPDATE batch SET cancelled_profiles = cancelled_profiles + {p} WHERE id = {p}",
                              (n, batch_id))
     logs.event(logging.WARNING, logs.BATCH_CANCELLED, f"batch {batch_id} cancelled: {n} pending profiles will not be checked",
@@ -156,18 +160,20 @@ def retry_failed(store: Store, batch_id: int) -> int:
 
     A cancelled batch is refused: nothing would ever claim its jobs again.
     """
-    if get_batch(store, batch_id).state == CANCELLED:
+    if get_batch(store, batch_id).state == BatchState.CANCELLED:
         raise StorycheckError(f"batch {batch_id} is cancelled: its failed checks cannot be retried "
                               f"(create a new batch from them: storycheck export, then storycheck add)")
     p = store.dialect.param
     with store.db.atomic():
         n = store.db.execute_sql(
-            f"UPDATE job SET state = '{PENDING}', attempts = 0, run_after = 0, error_kind = NULL, error_message = NULL, "
-            f"http_status = NULL, finished_at = NULL WHERE batch_id = {p} AND state = '{FAILED}'", (batch_id,)).rowcount
+            f"UPDATE job SET state = {sql(JobState.PENDING)}, attempts = 0, run_after = 0, error_kind = NULL, "
+            f"error_message = NULL, http_status = NULL, finished_at = NULL WHERE batch_id = {p} "
+            f"AND state = {sql(JobState.FAILED)}", (batch_id,)).rowcount
         if n:
             store.db.execute_sql(
                 f"UPDATE batch SET failed_checks = failed_checks - {p}, completed_profiles = completed_profiles - {p}, "
-                f"finished_at = NULL, state = CASE WHEN state = '{FINISHED}' THEN '{RUNNING}' ELSE state END "
+                f"finished_at = NULL, state = CASE WHEN state = {sql(BatchState.FINISHED)} "
+                f"THEN {sql(BatchState.RUNNING)} ELSE state END "
                 f"WHERE id = {p}", (n, n, batch_id))
     if n:
         logs.event(logging.INFO, logs.BATCH_RETRY, f"batch {batch_id}: {n} failed checks queued again", batch_id=batch_id)
@@ -228,7 +234,7 @@ def set_proxy_disabled(store: Store, proxy_id: int, disabled: bool) -> bool:
         changed = store.db.execute_sql(
             f"UPDATE proxy SET disabled = {p}, state = {p}, fail_streak = 0, cooldown_until = NULL, "
             f"updated_at = {store.dialect.now} WHERE id = {p} AND disabled = {p}",
-            (disabled, "disabled" if disabled else "unchecked", proxy_id, not disabled)).rowcount == 1
+            (disabled, ProxyState.DISABLED if disabled else ProxyState.UNCHECKED, proxy_id, not disabled)).rowcount == 1
     if changed:
         label = Proxy.get_by_id(proxy_id).label
         logs.event(logging.WARNING if disabled else logging.INFO,

@@ -8,12 +8,15 @@ from typing import Iterator
 import peewee
 from peewee import Database, PostgresqlDatabase
 
+from storycheck_tui.states import CLAIMABLE, JobState, sql, sql_list
 
-_VALUES = "({p}, {p}, 'pending', 0, 0, 0.0, 0)"
-_FINISH_JOB = ("UPDATE job SET state = ?, outcome = ?, story_count = ?, latest_story_at = ?, error_kind = ?, "
+_PENDING, _RUNNING, _CLAIMABLE = sql(JobState.PENDING), sql(JobState.RUNNING), sql_list(CLAIMABLE)
+
+_VALUES = "({p}, {p}, " + _PENDING + ", 0, 0, 0.0, 0)"
+_FINISH_JOB = (f"UPDATE job SET state = ?, outcome = ?, story_count = ?, latest_story_at = ?, error_kind = ?, "
                "error_message = ?, proxy = ?, http_status = ?, latency_ms = ?, tries = ?, finished_at = ?, "
                "lease_owner = NULL, lease_until = NULL "
-               "WHERE id = ? AND state = 'running' AND lease_owner = ? AND lease_seq = ?")
+               f"WHERE id = ? AND state = {_RUNNING} AND lease_owner = ? AND lease_seq = ?")
 _INSERT_JOBS = "INSERT INTO job (batch_id, username, state, attempts, lease_seq, run_after, tries) VALUES " + _VALUES
 
 
@@ -32,11 +35,11 @@ class Dialect:
         """
         p, now = self.param, self.now
         return (
-            f"UPDATE job SET state = 'running', attempts = attempts + 1, lease_seq = lease_seq + 1, lease_owner = {p}, "
+            f"UPDATE job SET state = {_RUNNING}, attempts = attempts + 1, lease_seq = lease_seq + 1, lease_owner = {p}, "
             f"lease_until = {now} + {p}, started_at = {now} "
-            f"WHERE id IN (SELECT j.id FROM job j WHERE j.batch_id = {p} AND j.state = 'pending' "
+            f"WHERE id IN (SELECT j.id FROM job j WHERE j.batch_id = {p} AND j.state = {_PENDING} "
             f"AND j.run_after <= {now} "
-            f"AND EXISTS (SELECT 1 FROM batch b WHERE b.id = {p} AND b.state IN ('queued', 'running')) "
+            f"AND EXISTS (SELECT 1 FROM batch b WHERE b.id = {p} AND b.state IN {_CLAIMABLE}) "
             f"ORDER BY j.id LIMIT {p}) "
             f"RETURNING id, batch_id, username, attempts, lease_seq"
         )
@@ -47,7 +50,7 @@ class Dialect:
     def extend_leases_sql(self) -> str:
         """Extend every lease ``owner`` holds. Parameters: see :meth:`extend_leases_params`."""
         p = self.param
-        return f"UPDATE job SET lease_until = {self.now} + {p} WHERE state = 'running' AND lease_owner = {p}"
+        return f"UPDATE job SET lease_until = {self.now} + {p} WHERE state = {_RUNNING} AND lease_owner = {p}"
 
     def extend_leases_params(self, owner: str, lease: float) -> tuple:
         return (lease, owner)
@@ -73,7 +76,7 @@ class Dialect:
             cur = db.cursor()
             for i in range(0, len(rows), 500):
                 part = rows[i:i + 500]
-                cur.execute(f"SELECT id, lease_seq, lease_owner FROM job WHERE state = 'running' "
+                cur.execute(f"SELECT id, lease_seq, lease_owner FROM job WHERE state = {_RUNNING} "
                             f"AND id IN ({', '.join('?' * len(part))})", [r[0] for r in part])
                 held.update((job_id, (seq, owner)) for job_id, seq, owner in cur.fetchall())
             todo = [(*values, job_id, owner, seq) for job_id, seq, owner, *values in rows
@@ -108,10 +111,10 @@ class PostgresDialect(Dialect):
         p, now = self.param, self.now
         return (
             f"WITH c AS MATERIALIZED (SELECT j.id FROM job j WHERE j.batch_id = {p} "
-            f"AND j.state = 'pending' AND j.run_after <= {now} "
-            f"AND EXISTS (SELECT 1 FROM batch b WHERE b.id = {p} AND b.state IN ('queued', 'running')) "
+            f"AND j.state = {_PENDING} AND j.run_after <= {now} "
+            f"AND EXISTS (SELECT 1 FROM batch b WHERE b.id = {p} AND b.state IN {_CLAIMABLE}) "
             f"ORDER BY j.id LIMIT {p} FOR UPDATE OF j SKIP LOCKED) "
-            f"UPDATE job SET state = 'running', attempts = job.attempts + 1, lease_seq = job.lease_seq + 1, lease_owner = {p}, "
+            f"UPDATE job SET state = {_RUNNING}, attempts = job.attempts + 1, lease_seq = job.lease_seq + 1, lease_owner = {p}, "
             f"lease_until = {now} + {p}, started_at = {now} "
             f"FROM c WHERE job.id = c.id "
             f"RETURNING job.id, job.batch_id, job.username, job.attempts, job.lease_seq"
@@ -126,7 +129,7 @@ class PostgresDialect(Dialect):
         # with a transaction that locks jobs in id order. A skipped lease is extended next beat.
         p, now = self.param, self.now
         return (
-            f"WITH c AS MATERIALIZED (SELECT id FROM job WHERE state = 'running' AND lease_owner = {p} "
+            f"WITH c AS MATERIALIZED (SELECT id FROM job WHERE state = {_RUNNING} AND lease_owner = {p} "
             f"FOR UPDATE SKIP LOCKED) "
             f"UPDATE job SET lease_until = {now} + {p} FROM c WHERE job.id = c.id"
         )
@@ -158,7 +161,7 @@ class PostgresDialect(Dialect):
             "finished_at = v.finished_at, lease_owner = NULL, lease_until = NULL "
             "FROM (VALUES %s) AS v(id, seq, owner, state, outcome, story_count, latest_story_at, error_kind, "
             "error_message, proxy, http_status, latency_ms, tries, finished_at) "
-            "WHERE job.id = v.id AND job.state = 'running' AND job.lease_owner = v.owner AND job.lease_seq = v.seq "
+            f"WHERE job.id = v.id AND job.state = {_RUNNING} AND job.lease_owner = v.owner AND job.lease_seq = v.seq "
             "RETURNING job.id",
             rows, page_size=len(rows), fetch=True,
             template="(%s::integer, %s::integer, %s::text, %s::text, %s::text, %s::integer, %s::double precision, "

@@ -10,13 +10,15 @@ from peewee import (
     TextField,
 )
 
+from storycheck_tui.states import BatchState, JobState, ProxyState, WorkerState, sql
+
 database = DatabaseProxy()
 
-# batch.state
-QUEUED, RUNNING, PAUSED, CANCELLED, FINISHED = "queued", "running", "paused", "cancelled", "finished"
-BATCH_STATES = (QUEUED, RUNNING, PAUSED, CANCELLED, FINISHED)
-# job.state
-PENDING, JOB_RUNNING, SUCCEEDED, FAILED, JOB_CANCELLED = "pending", "running", "succeeded", "failed", "cancelled"
+# Older names of the states, kept while callers move to ``storycheck_tui.states``.
+QUEUED, RUNNING, PAUSED, CANCELLED, FINISHED = (BatchState.QUEUED, BatchState.RUNNING, BatchState.PAUSED,
+                                                BatchState.CANCELLED, BatchState.FINISHED)
+PENDING, JOB_RUNNING, SUCCEEDED, FAILED, JOB_CANCELLED = (JobState.PENDING, JobState.RUNNING, JobState.SUCCEEDED,
+                                                          JobState.FAILED, JobState.CANCELLED)
 
 
 class BaseModel(Model):
@@ -37,7 +39,7 @@ class Meta_(BaseModel):
 
 class Batch(BaseModel):
     name = CharField()
-    state = CharField(default=QUEUED)
+    state = CharField(default=BatchState.QUEUED.value)
     priority = IntegerField(default=0)
     source_file = TextField(null=True)
     created_at = DoubleField()
@@ -56,7 +58,7 @@ class Job(BaseModel):
 
     batch = ForeignKeyField(Batch, backref="jobs", on_delete="CASCADE", index=False)
     username = CharField()
-    state = CharField(default=PENDING)
+    state = CharField(default=JobState.PENDING.value)
     attempts = IntegerField(default=0)  # claims that counted (a voluntary release gives one back)
     lease_seq = IntegerField(default=0)  # +1 on every claim, never reset: fences a finish
     run_after = DoubleField(default=0.0)
@@ -94,7 +96,7 @@ class Story(BaseModel):
 class Proxy(BaseModel):
     url = TextField(unique=True)  # may hold credentials: never shown, logged or exported
     label = CharField()
-    state = CharField(default="unchecked")
+    state = CharField(default=ProxyState.UNCHECKED.value)
     fail_streak = IntegerField(default=0)
     successes = IntegerField(default=0)
     failures = IntegerField(default=0)
@@ -133,14 +135,14 @@ class Worker(BaseModel):
     heartbeat_at = DoubleField()
     checks = IntegerField(default=0)  # finished by this worker
     rate = DoubleField(default=0.0)  # recent checks/s
-    state = CharField(default="running")  # running | stopping | stopped
+    state = CharField(default=WorkerState.RUNNING.value)  # a WorkerState
 
 
 MODELS = [Meta_, Batch, Job, Story, Proxy, BatchLog, Worker]
 PARTIAL_INDEXES = [
     # The claim reads only pending jobs: a partial index stays small with millions finished.
-    ("job_pending", "CREATE INDEX IF NOT EXISTS job_pending ON job (batch_id, id) WHERE state = 'pending'"),
-    ("job_running", "CREATE INDEX IF NOT EXISTS job_running ON job (lease_until) WHERE state = 'running'"),
+    ("job_pending", f"CREATE INDEX IF NOT EXISTS job_pending ON job (batch_id, id) WHERE state = {sql(JobState.PENDING)}"),
+    ("job_running", f"CREATE INDEX IF NOT EXISTS job_running ON job (lease_until) WHERE state = {sql(JobState.RUNNING)}"),
     ("job_by_state", "CREATE INDEX IF NOT EXISTS job_batch_state ON job (batch_id, state)"),
 ]
 _ = SQL  # re-exported for dialect helpers

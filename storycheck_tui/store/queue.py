@@ -26,9 +26,13 @@ from storycheck_tui import logs
 from storycheck_tui.logs import LogEntry, clean
 from storycheck_tui.sources.base import Outcome
 from storycheck_tui.store.db import Store
-from storycheck_tui.store.models import (
-    FAILED, FINISHED, JOB_RUNNING, PENDING, SUCCEEDED, BatchLog,
+from storycheck_tui.states import (
+    CLAIMABLE, OPEN, BatchState, ErrorKind, JobState, OutcomeKind, WorkerState, sql, sql_list,
 )
+from storycheck_tui.store.models import BatchLog
+
+# Older names, kept while callers move to ``storycheck_tui.states``.
+PENDING, JOB_RUNNING, SUCCEEDED, FAILED = JobState.PENDING, JobState.RUNNING, JobState.SUCCEEDED, JobState.FAILED
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,7 @@ class JobResult:
     """What a worker thread learned about one claimed job."""
 
     job: Claimed
-    state: str  # SUCCEEDED or FAILED
+    state: JobState  # SUCCEEDED or FAILED
     outcome: Outcome | None = None
     error_kind: str | None = None
     error_message: str | None = None
@@ -59,7 +63,7 @@ class JobResult:
 
     @property
     def ok(self) -> bool:
-        return self.state == SUCCEEDED
+        return self.state == JobState.SUCCEEDED
 
 
 @dataclass
@@ -82,16 +86,16 @@ def claim(store: Store, owner: str, lease_seconds: float, limit: int, batch_ids:
     d = store.dialect
     out: list[Claimed] = []
     with db.atomic():
-        sql = "SELECT id FROM batch WHERE state IN ('queued', 'running')"
+        query = f"SELECT id FROM batch WHERE state IN {sql_list(CLAIMABLE)}"
         params: list = []
         if batch_ids is not None:
             ids = list(batch_ids)
             if not ids:
                 return []
-            sql += " AND id IN (" + ", ".join([d.param] * len(ids)) + ")"
+            query += " AND id IN (" + ", ".join([d.param] * len(ids)) + ")"
             params = ids
-        sql += " ORDER BY priority DESC, id"
-        batches = [r[0] for r in db.execute_sql(sql, params).fetchall()]
+        query += " ORDER BY priority DESC, id"
+        batches = [r[0] for r in db.execute_sql(query, params).fetchall()]
         for batch_id in batches:
             want = limit - len(out)
             if want <= 0:
@@ -99,7 +103,8 @@ def claim(store: Store, owner: str, lease_seconds: float, limit: int, batch_ids:
             # The batch row before any job row, as cancel() does: the first claim of a queued
             # batch and a cancel then wait for each other instead of deadlocking.
             db.execute_sql(
-                f"UPDATE batch SET state = 'running', started_at = {d.now} WHERE id = {d.param} AND state = 'queued'",
+                f"UPDATE batch SET state = {sql(BatchState.RUNNING)}, started_at = {d.now} WHERE id = {d.param} "
+                f"AND state = {sql(BatchState.QUEUED)}",
                 (batch_id,))
             rows = db.execute_sql(d.claim_sql(), d.claim_params(owner, lease_seconds, batch_id, want)).fetchall()
             out.extend(Claimed(int(r[0]), int(r[1]), r[2], int(r[3]), int(r[4])) for r in rows)
@@ -107,7 +112,7 @@ def claim(store: Store, owner: str, lease_seconds: float, limit: int, batch_ids:
     return out
 
 
-_FENCE = "id = {p} AND state = 'running' AND lease_owner = {p} AND lease_seq = {p}"
+_FENCE = "id = {p} AND state = " + sql(JobState.RUNNING) + " AND lease_owner = {p} AND lease_seq = {p}"
 
 
 def _log_row(created: float, level: str, event: str, r: JobResult, message: str) -> tuple:
@@ -135,7 +140,7 @@ def result_message(r: JobResult) -> tuple[str, str, str]:
     """(level, event, message) of the record that states a job's final result."""
     if r.ok and r.outcome is not None:
         o = r.outcome
-        what = f"{o.story_count} active stor{'y' if o.story_count == 1 else 'ies'}" if o.kind == "has_stories" else o.kind.replace("_", " ")
+        what = f"{o.story_count} active stor{'y' if o.story_count == 1 else 'ies'}" if o.kind == OutcomeKind.HAS_STORIES else o.kind.replace("_", " ")
         return "INFO", "STORY_CHECK_SUCCESS", f"{r.job.username}: {what} (HTTP {r.http_status}, {r.latency_ms or 0:.0f} ms via {r.proxy or 'direct'})"
     status = f"HTTP {r.http_status}" if r.http_status else "no HTTP status"
     return "ERROR", "CHECK_FAILED", (
@@ -227,8 +232,8 @@ def _finish_batch_if_done(store: Store, batch_id: int, ts: float) -> bool:
     the caller logs the record with :func:`log_batches_finished`."""
     p = store.dialect.param
     cur = store.db.execute_sql(
-        f"UPDATE batch SET state = '{FINISHED}', finished_at = {p} WHERE id = {p} "
-        f"AND state IN ('queued', 'running', 'paused') "
+        f"UPDATE batch SET state = {sql(BatchState.FINISHED)}, finished_at = {p} WHERE id = {p} "
+        f"AND state IN {sql_list(OPEN)} "
         f"AND completed_profiles + cancelled_profiles >= total_profiles",
         (ts, batch_id))
     if cur.rowcount != 1:
@@ -259,7 +264,7 @@ def release(store: Store, owner: str, jobs: list[Claimed], *, delay: float = 0.0
     with store.db.atomic():
         for j in sorted(jobs, key=lambda j: j.id):  # id order, as in finish and reap
             cur = store.db.execute_sql(
-                f"UPDATE job SET state = 'pending', attempts = attempts - 1, lease_owner = NULL, lease_until = NULL, "
+                f"UPDATE job SET state = {sql(JobState.PENDING)}, attempts = attempts - 1, lease_owner = NULL, lease_until = NULL, "
                 f"run_after = {store.dialect.now} + {p} WHERE {fence}",
                 (delay, j.id, owner, j.lease_seq))
             n += cur.rowcount
@@ -273,8 +278,8 @@ def _cancel_pending_of_cancelled(store: Store, batch_ids: Iterable[int]) -> None
     p = store.dialect.param
     for batch_id in batch_ids:
         n = store.db.execute_sql(
-            f"UPDATE job SET state = 'cancelled' WHERE batch_id = {p} AND state = 'pending' "
-            f"AND EXISTS (SELECT 1 FROM batch b WHERE b.id = {p} AND b.state = 'cancelled')",
+            f"UPDATE job SET state = {sql(JobState.CANCELLED)} WHERE batch_id = {p} AND state = {sql(JobState.PENDING)} "
+            f"AND EXISTS (SELECT 1 FROM batch b WHERE b.id = {p} AND b.state = {sql(BatchState.CANCELLED)})",
             (batch_id, batch_id)).rowcount
         if n:
             store.db.execute_sql(
@@ -310,19 +315,19 @@ def reap_expired(store: Store, max_claims: int, limit: int = 1000) -> list[Reape
         ts = now(store)
         rows = db.execute_sql(
             f"SELECT id, batch_id, username, attempts, lease_owner, lease_seq FROM job "
-            f"WHERE state = 'running' AND lease_until < {p} ORDER BY id LIMIT {p}", (ts, limit)).fetchall()
+            f"WHERE state = {sql(JobState.RUNNING)} AND lease_until < {p} ORDER BY id LIMIT {p}", (ts, limit)).fetchall()
         failed_by_batch: dict[int, int] = defaultdict(int)
         for job_id, batch_id, username, attempts, owner, seq in rows:
             give_up = attempts >= max_claims
             if give_up:
                 cur = db.execute_sql(
-                    f"UPDATE job SET state = 'failed', error_kind = 'lease_expired', "
+                    f"UPDATE job SET state = {sql(JobState.FAILED)}, error_kind = {sql(ErrorKind.LEASE_EXPIRED)}, "
                     f"error_message = {p}, finished_at = {p}, lease_owner = NULL, lease_until = NULL "
                     f"WHERE {_FENCE.format(p=p)}",
                     (f"worker {owner} stopped without finishing it, {attempts} times", ts, job_id, owner, seq))
             else:
                 cur = db.execute_sql(
-                    f"UPDATE job SET state = 'pending', lease_owner = NULL, lease_until = NULL, run_after = {p} "
+                    f"UPDATE job SET state = {sql(JobState.PENDING)}, lease_owner = NULL, lease_until = NULL, run_after = {p} "
                     f"WHERE {_FENCE.format(p=p)}", (ts, job_id, owner, seq))
             if cur.rowcount == 1:
                 out.append(Reaped(job_id, batch_id, username, owner, give_up))
@@ -394,11 +399,12 @@ def register_worker(store: Store, worker_id: str, threads: int) -> None:
         ts = now(store)
         store.db.execute_sql(
             f"INSERT INTO worker (id, host, pid, threads, started_at, heartbeat_at, checks, rate, state) "
-            f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, 0, 0, 'running')",
+            f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, 0, 0, {sql(WorkerState.RUNNING)})",
             (worker_id, host, pid, threads, ts, ts))
 
 
-def heartbeat(store: Store, worker_id: str, *, checks: int, rate: float, lease_seconds: float, state: str = "running") -> None:
+def heartbeat(store: Store, worker_id: str, *, checks: int, rate: float, lease_seconds: float,
+              state: WorkerState = WorkerState.RUNNING) -> None:
     """Say this worker is alive and extend the leases it holds, in one transaction."""
     d = store.dialect
     p = d.param
@@ -412,7 +418,7 @@ def heartbeat(store: Store, worker_id: str, *, checks: int, rate: float, lease_s
 def stop_worker(store: Store, worker_id: str) -> None:
     p = store.dialect.param
     with store.db.atomic():
-        store.db.execute_sql(f"UPDATE worker SET state = 'stopped', heartbeat_at = {store.dialect.now} WHERE id = {p}",
+        store.db.execute_sql(f"UPDATE worker SET state = {sql(WorkerState.STOPPED)}, heartbeat_at = {store.dialect.now} WHERE id = {p}",
                              (worker_id,))
 
 
@@ -435,13 +441,13 @@ def expire_dead_local_workers(store: Store, me: str) -> list[str]:
     d = store.dialect
     p = d.param
     rows = store.db.execute_sql(
-        f"SELECT id, pid FROM worker WHERE host = {p} AND state != 'stopped' AND id != {p}", (host, me)).fetchall()
+        f"SELECT id, pid FROM worker WHERE host = {p} AND state != {sql(WorkerState.STOPPED)} AND id != {p}", (host, me)).fetchall()
     dead = [wid for wid, pid in rows if _is_local(wid) and not pid_alive(int(pid))]
     if dead:
         with store.db.atomic():
             for wid in dead:
                 store.db.execute_sql(d.extend_leases_sql(), d.extend_leases_params(wid, -1.0))  # expired now
-                store.db.execute_sql(f"UPDATE worker SET state = 'stopped' WHERE id = {p}", (wid,))
+                store.db.execute_sql(f"UPDATE worker SET state = {sql(WorkerState.STOPPED)} WHERE id = {p}", (wid,))
     return dead
 
 
@@ -450,7 +456,8 @@ def mark_lost_workers(store: Store, silent_for: float) -> int:
     d = store.dialect
     with store.db.atomic():
         return store.db.execute_sql(
-            f"UPDATE worker SET state = 'lost' WHERE state IN ('running', 'stopping') "
+            f"UPDATE worker SET state = {sql(WorkerState.LOST)} "
+            f"WHERE state IN {sql_list((WorkerState.RUNNING, WorkerState.STOPPING))} "
             f"AND heartbeat_at < {d.now} - {d.param}", (silent_for,)).rowcount
 
 

@@ -14,24 +14,25 @@ from typing import Any
 
 from peewee import SQL, NodeList, fn
 
+from storycheck_tui.states import DONE, JobState, OutcomeKind, WorkerState
 from storycheck_tui.store.db import Store
 from storycheck_tui.store.models import BatchLog, Job, Proxy, Worker
 
 #: result filters the console offers (``is:NAME`` in its filter box)
 STATE_FILTERS: dict[str, Any] = {
     "all": None,
-    "ok": (Job.state == "succeeded"),
-    "succeeded": (Job.state == "succeeded"),
-    "failed": (Job.state == "failed"),
-    "running": (Job.state == "running"),
-    "pending": (Job.state == "pending"),
-    "cancelled": (Job.state == "cancelled"),
-    "done": Job.state.in_(("succeeded", "failed")),
-    "has_stories": (Job.outcome == "has_stories"),
-    "stories": (Job.outcome == "has_stories"),
-    "no_stories": (Job.outcome == "no_stories"),
-    "private": (Job.outcome == "private"),
-    "not_found": (Job.outcome == "not_found"),
+    "ok": (Job.state == JobState.SUCCEEDED),
+    "succeeded": (Job.state == JobState.SUCCEEDED),
+    "failed": (Job.state == JobState.FAILED),
+    "running": (Job.state == JobState.RUNNING),
+    "pending": (Job.state == JobState.PENDING),
+    "cancelled": (Job.state == JobState.CANCELLED),
+    "done": Job.state.in_(DONE),
+    "has_stories": (Job.outcome == OutcomeKind.HAS_STORIES),
+    "stories": (Job.outcome == OutcomeKind.HAS_STORIES),
+    "no_stories": (Job.outcome == OutcomeKind.NO_STORIES),
+    "private": (Job.outcome == OutcomeKind.PRIVATE),
+    "not_found": (Job.outcome == OutcomeKind.NOT_FOUND),
 }
 
 #: longest text filter accepted (a pasted novel is cut, not sent to LIKE)
@@ -252,7 +253,7 @@ def workers(store: Store, *, stopped_within: float = 60.0, now: float | None = N
     ts = db_now(store) if now is None else now
     q = (Worker.select(Worker.id, Worker.host, Worker.pid, Worker.threads, Worker.state, Worker.started_at,
                        Worker.heartbeat_at, Worker.checks, Worker.rate)
-         .where(((Worker.state != "stopped") & (Worker.heartbeat_at > ts - WORKER_SHOWN_FOR))
+         .where(((Worker.state != WorkerState.STOPPED) & (Worker.heartbeat_at > ts - WORKER_SHOWN_FOR))
                 | (Worker.heartbeat_at > ts - stopped_within))
          .order_by(Worker.started_at).tuples())
     return [WorkerRow(t[0], t[1], int(t[2]), int(t[3]), t[4], float(t[5]), float(t[6]), int(t[7] or 0),

@@ -116,3 +116,14 @@ def add_url_credentials(url: str | None) -> None:
 
 def scrub(text: str) -> str:
     return secrets.scrub(text)
+
+
+def one_line(text: str, limit: int | None = None) -> str:
+    """Masked, printable, single-line, at most ``limit`` characters."""
+    text = scrub(text)
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    text = " ".join(text.split())
+    text = scrub(text)  # joining lines may have rebuilt a URL with credentials
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    return text

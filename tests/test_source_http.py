@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 
 from helpers import free_port, wait_port  # one copy of the port helpers
@@ -871,3 +872,70 @@ def test_presets_and_build_source(monkeypatch):
                 SourceSettings(kind="sim"), SourceSettings(kind="ftp", url="http://x/{username}")):
         with pytest.raises(InputError):
             build_source(bad)
+
+
+# ------------------------------------------------------------------------------------------
+# the wall deadline holds on every route (the transport's public seam, not a patched pool)
+# ------------------------------------------------------------------------------------------
+
+
+def _trickle_head(api: Loopback) -> Callable[[Handler], None]:
+    def serve(h: Handler) -> None:
+        try:
+            h.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            while not api.stop.wait(0.05):  # one byte every 50 ms: never a read timeout
+                h.wfile.write(b"a")
+                h.wfile.flush()
+        except OSError:
+            pass
+        h.close_connection = True
+    return serve
+
+
+def _trickle_body(api: Loopback) -> Callable[[Handler], None]:
+    def serve(h: Handler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Length", "100000")
+        h.end_headers()
+        try:
+            while not api.stop.wait(0.05):
+                h.wfile.write(b" ")
+                h.wfile.flush()
+        except OSError:
+            pass
+        h.close_connection = True
+    return serve
+
+
+@pytest.mark.parametrize("route", ["direct", "http-proxy", "socks5-proxy"])
+@pytest.mark.parametrize("part", ["headers", "body"])
+def test_a_trickling_source_is_cut_at_the_wall_deadline_on_every_route(api, proxies, make_source, route, part):
+    # timeout 0.3 s -> deadline 0.9 s; a byte every 50 ms never trips a per-read timeout
+    path = f"/trickle-{part}"
+    api.route(path)((_trickle_head if part == "headers" else _trickle_body)(api))
+    via = {"direct": DIRECT,
+           "http-proxy": Route("h", f"http://user:{PROXY_PW}@127.0.0.1:{proxies.http_auth}", "pproxy-http"),
+           "socks5-proxy": Route("s", f"socks5://127.0.0.1:{proxies.socks}", "pproxy-socks")}[route]
+    src = make_source(settings_for(api.base, path, timeout=0.3))
+    t0 = time.monotonic()
+    err = expect(SourceUnavailable, bounded(lambda: src.check("u", via), 10), PROXY_PW)
+    elapsed = time.monotonic() - t0
+    assert err.message == "read deadline exceeded (0.9s)", err.message
+    assert 0.85 <= elapsed < 1.6, elapsed
+    t1 = time.monotonic()
+    expect(SourceUnavailable, bounded(lambda: src.check("u", via), 10))  # the next request gets its own deadline
+    assert time.monotonic() - t1 < 1.6
+
+
+def test_the_deadline_transport_bounds_requests_that_bring_no_deadline(api):
+    # DeadlineTransport is usable on its own: a request without a Deadline gets deadline_s
+    from storycheck_tui.sources.http.transport import DeadlineTransport
+
+    api.route("/trickle-alone")(_trickle_body(api))
+    transport = DeadlineTransport(proxy=None, ssl_context=httpx.create_ssl_context(), timeout=0.3, deadline_s=0.6,
+                                  limits=httpx.Limits())
+    with httpx.Client(transport=transport, timeout=0.3) as client:
+        t0 = time.monotonic()
+        with pytest.raises(httpx.ReadTimeout):
+            bounded(lambda: client.get(f"{api.base}/trickle-alone"), 10)()
+        assert 0.55 <= time.monotonic() - t0 < 1.2

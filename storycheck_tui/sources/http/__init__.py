@@ -1,0 +1,17 @@
+"""The ``http`` story source, one concern per module.
+
+* :mod:`.source`: :class:`HttpSource`, the requests and the order of decisions;
+* :mod:`.client`: one ``httpx.Client`` per route (headers, no cookies, redirects);
+* :mod:`.transport` and :mod:`.deadline`: the per-request wall deadline, on every socket operation;
+* :mod:`.body`: reading a body within its size limit;
+* :mod:`.status`: what a status means before the body (``Retry-After``, the status lists);
+* :mod:`.parsing`: from a JSON body to stories;
+* :mod:`.failures`: every exception as a typed CheckError.
+"""
+
+from storycheck_tui.sources.http.client import USER_AGENT
+from storycheck_tui.sources.http.parsing import BadBody, parse_stories
+from storycheck_tui.sources.http.source import DEADLINE_FACTOR, HttpSource
+from storycheck_tui.sources.http.status import parse_retry_after
+
+__all__ = ["HttpSource", "parse_retry_after", "parse_stories", "BadBody", "USER_AGENT", "DEADLINE_FACTOR"]

@@ -1,0 +1,206 @@
+"""The configurable HTTP story source: one request per username, an Outcome or a typed error.
+
+Everything about the API comes from :class:`~storycheck_tui.config.SourceSettings` (the
+``[source]`` table): the URL template, headers, where the story list sits in the JSON body,
+the item fields, and which HTTP statuses mean "not found", "private", "rate limited" or
+"credentials refused".
+
+What it guarantees to its callers (the checker, the proxy validator):
+
+* ``check`` returns a fully parsed :class:`Outcome` or raises a
+  :class:`~storycheck_tui.errors.CheckError` subclass; no httpx, httpcore or socksio
+  exception ever escapes (:mod:`.failures`).
+* The proxy's failure is told apart from the source's: :class:`ProxyFailed` means "fail over
+  to another proxy", :class:`SourceUnavailable` / :class:`BadResponse` mean "the answer was bad".
+* Every error message is one line, names what happened (and the HTTP status, if any), and is
+  masked, so no proxy password or API key leaks.
+* A request ends by its wall deadline (``timeout * 3``), however slowly the bytes come
+  (:mod:`.deadline`, :mod:`.transport`).
+
+Threads: ``check`` and ``health`` run on many threads at once. The client table is the only
+shared mutable state, guarded by ``_lock``; everything about one request lives in that call.
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+import time
+from contextlib import contextmanager
+from typing import Iterator
+from urllib.parse import quote, unquote, urlsplit
+
+import httpx
+
+from storycheck_tui.config import SourceSettings
+from storycheck_tui.errors import BadResponse, InputError, ProxyFailed, SourceUnavailable
+from storycheck_tui.masking import secrets
+from storycheck_tui.sources.base import DIRECT, HAS_STORIES, NO_STORIES, NOT_FOUND, PRIVATE, Outcome, Route
+from storycheck_tui.sources.http.body import drain, read_body
+from storycheck_tui.sources.http.client import build_client, origin
+from storycheck_tui.sources.http.deadline import Deadline
+from storycheck_tui.sources.http.failures import Mapping, make_error
+from storycheck_tui.sources.http.parsing import parse_stories
+from storycheck_tui.sources.http.status import failure_for_status
+from storycheck_tui.sources.http.transport import DEADLINE
+
+__all__ = ["HttpSource", "DEADLINE_FACTOR"]
+
+#: the per-request wall deadline is this many times ``settings.timeout``
+DEADLINE_FACTOR = 3.0
+
+
+class HttpSource:
+    """A :class:`~storycheck_tui.sources.base.StorySource` configured by ``SourceSettings``."""
+
+    def __init__(self, settings: SourceSettings) -> None:
+        if not settings.url or "{username}" not in settings.url:
+            raise InputError("[source] url: must be set and contain {username}")
+        if not settings.url.startswith(("http://", "https://")):
+            raise InputError("[source] url: must start with http:// or https://")
+        self.settings = settings
+        self._timeout = float(settings.timeout)
+        self._deadline_s = self._timeout * DEADLINE_FACTOR
+        self._home = origin(httpx.URL(settings.url.replace("{username}", "x")))
+        if settings.health_url:
+            self._health_url = settings.health_url
+            self._health_lenient = False
+        else:
+            parts = urlsplit(settings.url)
+            self._health_url = f"{parts.scheme}://{parts.netloc}/"
+            self._health_lenient = True
+        for value in settings.headers.values():
+            secrets.add(value)  # already registered when they came from ${VAR}; harmless twice
+        self._lock = threading.Lock()
+        self._clients: dict[str, tuple[str | None, httpx.Client]] = {}
+        self._closed = False
+        # one TLS context for every client: building one loads the CA bundle (~17 ms here),
+        # which a pool of a thousand proxies would pay a thousand times, under the lock
+        self._ssl_context: ssl.SSLContext = httpx.create_ssl_context(trust_env=False)
+
+    # ------------------------------------------------------------------ public API
+
+    def url_for(self, username: str) -> str:
+        return self.settings.url.replace("{username}", quote(username, safe=""))
+
+    def check(self, username: str, via: Route = DIRECT) -> Outcome:
+        """Ask the source about ``username`` through ``via``; an Outcome or a CheckError."""
+        s = self.settings
+        with self._exchange(via, self.url_for(username)) as (resp, m):
+            status = resp.status_code
+            self._raise_failure(resp, via)
+            if status in s.not_found or status in s.private:
+                drain(resp)
+                kind = NOT_FOUND if status in s.not_found else PRIVATE
+                return Outcome(kind, http_status=status, latency_ms=self._ms(m.deadline))
+            if not 200 <= status < 300:
+                raise make_error(BadResponse, f"unexpected HTTP status {status}", via, status)
+            body = read_body(resp, s.max_body_bytes, m.deadline)
+            latency = self._ms(m.deadline)
+            stories = parse_stories(body, s)
+        kind = HAS_STORIES if stories else NO_STORIES
+        return Outcome(kind, stories=stories, http_status=status, latency_ms=latency)
+
+    def health(self, via: Route = DIRECT) -> float:
+        """GET the health URL through ``via``; latency in ms, or a CheckError.
+
+        With an explicit ``health_url`` only a 2xx is healthy. Without one, the origin of
+        ``url`` is probed and any answer below 500 (other than 407/429) proves the route
+        works: an API root commonly answers 404 or 401, and that must not keep a good proxy dead.
+        """
+        with self._exchange(via, self._health_url) as (resp, m):
+            status = resp.status_code
+            if self._health_lenient:
+                if status == 407 or status in self.settings.rate_limited or status >= 500:
+                    self._raise_failure(resp, via, what="health check: ")
+                return self._ms(m.deadline)
+            self._raise_failure(resp, via, what="health check: ")
+            if not 200 <= status < 300:
+                raise make_error(BadResponse, f"health check: unexpected HTTP status {status}", via, status)
+            return self._ms(m.deadline)
+
+    def forget(self, route_key: str) -> None:
+        """Close and drop the client of one route (a proxy removed or changed)."""
+        with self._lock:
+            entry = self._clients.pop(route_key, None)
+        if entry is not None:
+            entry[1].close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            clients = [c for _, c in self._clients.values()]
+            self._clients.clear()
+        for client in clients:
+            try:
+                client.close()
+            except Exception:  # pragma: no cover - closing must not fail shutdown
+                pass
+
+    def __enter__(self) -> "HttpSource":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ one request
+
+    @contextmanager
+    def _exchange(self, via: Route, url: str) -> Iterator[tuple[httpx.Response, Mapping]]:
+        """``with self._exchange(via, url) as (response, mapping):`` one streamed GET.
+
+        The response is open for the block; any exception raised in it (by httpx while
+        reading, or by the block's own code) leaves as a CheckError.
+        """
+        deadline = Deadline(self._deadline_s)
+        with Mapping(via, url, self._timeout, deadline) as m:
+            client = self._client(via)
+            resp = client.send(client.build_request("GET", url, extensions={DEADLINE: deadline}), stream=True)
+            try:
+                m.status = resp.status_code
+                yield resp, m
+            finally:
+                try:
+                    resp.close()
+                except Exception:  # closing a broken stream: the error (if any) is already mapped
+                    pass
+
+    def _raise_failure(self, resp: httpx.Response, via: Route, what: str = "") -> None:
+        failure = failure_for_status(resp, self.settings, what)
+        if failure is not None:
+            raise make_error(failure.cls, failure.message, via, failure.status, **failure.extra)
+
+    @staticmethod
+    def _ms(deadline: Deadline) -> float:
+        return (time.monotonic() - deadline.started) * 1000.0
+
+    # ------------------------------------------------------------------ clients
+
+    def _client(self, via: Route) -> httpx.Client:
+        with self._lock:
+            if self._closed:
+                raise make_error(SourceUnavailable, "source is closed", via)
+            entry = self._clients.get(via.key)
+            if entry is not None and entry[0] == via.url:
+                return entry[1]
+            client = self._new_client(via)
+            self._clients[via.key] = (via.url, client)
+        if entry is not None:  # the route's URL changed: retire the old client
+            entry[1].close()
+        return client
+
+    def _new_client(self, via: Route) -> httpx.Client:
+        if via.url:
+            try:
+                parts = urlsplit(via.url)
+                for pw in (parts.password, unquote(parts.password or "")):
+                    secrets.add(pw)
+                httpx.Proxy(via.url)
+            except (ValueError, httpx.InvalidURL) as exc:
+                raise make_error(ProxyFailed, f"invalid proxy URL: {exc}", via) from None
+        try:
+            return build_client(via, headers=self.settings.headers, home=self._home, timeout=self._timeout,
+                                deadline_s=self._deadline_s, ssl_context=self._ssl_context)
+        except (ValueError, httpx.InvalidURL) as exc:  # e.g. socks4:// or ftp://
+            raise make_error(ProxyFailed, f"unsupported proxy URL: {exc}", via) from None
+

@@ -79,7 +79,7 @@ class DemoRun:
 
 
 @contextlib.contextmanager
-def demo_run(db_url: str | None, profiles: int = 500) -> Iterator[DemoRun]:
+def demo_run(db_url: str | None, profiles: int = 500, *, log_sink=None) -> Iterator[DemoRun]:
     """The simulator, its proxies and a demo batch in ``db_url`` (a throwaway database if None)."""
     from storycheck_tui.store import batches as ops
     from storycheck_tui.store.db import open_store
@@ -87,7 +87,8 @@ def demo_run(db_url: str | None, profiles: int = 500) -> Iterator[DemoRun]:
     demo = start_demo()
     tmp = None if db_url else tempfile.TemporaryDirectory(prefix="storycheck-demo-")
     try:
-        store = open_store(db_url or f"{tmp.name}/demo.db", pool_size=demo.settings.engine.workers + 6)
+        store = open_store(db_url or f"{tmp.name}/demo.db", pool_size=demo.settings.engine.workers + 6,
+                           log_sink=log_sink)
         try:
             ops.add_proxies(store, demo.proxies)
             batch_id = ops.create_batch(store, "demo", demo_usernames(profiles))

@@ -193,10 +193,12 @@ def test_lease_comes_from_the_database_clock(store):
 # --- reaper -------------------------------------------------------------------------------------
 
 def test_reaper_returns_expired_leases_then_fails_spent_jobs(store):
+    """Leases are long (30 s, nothing can expire by chance on a slow machine); expiry is driven
+    explicitly by moving the lease end into the past, as a worker found dead does."""
     batch_id = ops.create_batch(store, "b", ["a", "b"])
-    held = q.claim(store, "dead-worker", 0.05, 2)
-    assert q.reap_expired(store, max_claims=2) == []  # not expired yet (the DB clock says so)
-    time.sleep(0.1)
+    held = q.claim(store, "dead-worker", 30, 2)
+    assert q.reap_expired(store, max_claims=2) == []  # not expired (the DB clock says so)
+    assert q.extend_leases(store, "dead-worker", -1.0) == 2  # its lease ended a second ago
     reaped = q.reap_expired(store, max_claims=2)
     assert sorted(r.username for r in reaped) == ["a", "b"] and not any(r.failed for r in reaped)
     assert job_counts(store, batch_id) == {"pending": 2}
@@ -204,8 +206,9 @@ def test_reaper_returns_expired_leases_then_fails_spent_jobs(store):
     assert ops.get_batch(store, batch_id).completed == 0
 
     # second expiry: attempts (2) reached max_claims (2): the jobs fail and count as failed
-    q.claim(store, "dead-again", 0.01, 2)
-    time.sleep(0.05)
+    q.claim(store, "dead-again", 30, 2)
+    assert q.reap_expired(store, max_claims=2) == []
+    q.extend_leases(store, "dead-again", -1.0)
     reaped = q.reap_expired(store, max_claims=2)
     assert all(r.failed for r in reaped) and len(reaped) == 2
     b = ops.get_batch(store, batch_id)
@@ -333,6 +336,54 @@ def test_claim_reads_an_index_of_pending_jobs(store):
     started = time.perf_counter()
     assert len(q.claim(store, "w", 30, 10)) == 10
     assert time.perf_counter() - started < 1.0
+
+
+# --- one store per process, the batch-log sink it was given --------------------------------------
+
+def test_a_second_store_in_one_process_is_refused_not_silently_switched_to(store, tmp_path):
+    """The models are bound to the open store: opening another is one clear error, and the
+    first store keeps its models; once closed, a query fails instead of reconnecting."""
+    ops.create_batch(store, "mine", ["a"])
+    with pytest.raises(DatabaseError) as err:
+        open_store(str(tmp_path / "other.db"))
+    assert "already open in this process" in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "other.db").exists()  # refused before anything was created
+    assert [b.name for b in ops.list_batches(store)] == ["mine"]  # still the first database
+    store.close()
+    with pytest.raises(Exception, match="uninitialized"):
+        Job.select().count()
+    other = open_store(str(tmp_path / "other.db"))  # closed: another may be opened
+    try:
+        assert ops.list_batches(other) == []
+    finally:
+        other.close()
+
+
+def test_batch_operations_store_their_records_through_the_sink_they_were_given(db_url, tmp_path):
+    """No hidden logging global: a store opened without a sink stores no batch records (they
+    still reach the log file); one opened with the caller's sink stores them."""
+    from storycheck_tui import logs
+
+    logs.reset_logging()
+    setup = logs.setup_logging(tmp_path / "logs")
+    try:
+        s = open_store(db_url)
+        try:
+            ops.create_batch(s, "unsunk", ["a"])
+            assert BatchLog.select().where(BatchLog.event == logs.BATCH_CREATED).count() == 0
+        finally:
+            s.close()
+        setup.sink.drain()
+        s = open_store(db_url, log_sink=setup.sink)
+        try:
+            batch_id = ops.create_batch(s, "sunk", ["a"])
+            ops.pause(s, batch_id)
+            rows = [(r.batch, r.event) for r in BatchLog.select().order_by(BatchLog.id)]
+            assert rows == [(batch_id, logs.BATCH_CREATED), (batch_id, logs.BATCH_PAUSED)]
+        finally:
+            s.close()
+    finally:
+        logs.reset_logging()
 
 
 # --- schema: creation, upgrades, version check --------------------------------------------------

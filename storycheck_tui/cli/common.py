@@ -34,9 +34,11 @@ def start_logging(args: Namespace, *, console: bool = False) -> logs.Logging:
     return logs.setup_logging(stderr_level=level, debug=bool(getattr(args, "debug", False)) or verbose >= 2)
 
 
-def open_db(args: Namespace, settings: Settings | None = None) -> Store:
+def open_db(args: Namespace, settings: Settings | None = None, *, log_sink: logs.BatchLogSink | None = None) -> Store:
+    """The database of ``--db``; ``log_sink`` (from :func:`start_logging`) is where batch
+    operations find the records to store in ``batch_log``."""
     threads = settings.engine.workers if settings else 4
-    return open_store(getattr(args, "db", None), pool_size=threads + 6)
+    return open_store(getattr(args, "db", None), pool_size=threads + 6, log_sink=log_sink)
 
 
 def read_profiles(args: Namespace) -> ProfileList:

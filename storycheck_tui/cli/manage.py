@@ -19,8 +19,8 @@ from storycheck_tui.store.models import BatchLog
 @contextlib.contextmanager
 def _opened(args: Namespace) -> Iterator[Store]:
     """Logging on, the database open for the command, closed after it whatever happens."""
-    start_logging(args)
-    store = open_db(args)
+    setup = start_logging(args)
+    store = open_db(args, log_sink=setup.sink)
     try:
         yield store
     finally:

@@ -58,10 +58,10 @@ class _Stop:
 
 def run_command(args: Namespace) -> int:
     settings = settings_from(args)
-    start_logging(args)
+    setup = start_logging(args)
     plist = read_profiles(args)  # input errors before anything is written
     source = build_source(settings)
-    store = open_db(args, settings)
+    store = open_db(args, settings, log_sink=setup.sink)
     try:
         import_proxies(store, args.proxies)
         batch_id = create_batch_from(store, args, plist)
@@ -125,9 +125,9 @@ def print_summary(store: Store, batch_ids: list[int], elapsed: float) -> int:
 
 def worker_command(args: Namespace) -> int:
     settings = settings_from(args)
-    start_logging(args)
+    setup = start_logging(args)
     source = build_source(settings)
-    store = open_db(args, settings)
+    store = open_db(args, settings, log_sink=setup.sink)
     try:
         import_proxies(store, args.proxies)
         batch_ids = [ops.find_batch(store, ref).id for ref in args.batch] if args.batch else None
@@ -170,8 +170,8 @@ def demo_headless(args: Namespace) -> int:
     """The simulator, faulty demo proxies and a demo batch through the real engine, headless."""
     from storycheck_tui.demo import demo_run
 
-    start_logging(args)
-    with demo_run(args.db, args.profiles) as run:
+    setup = start_logging(args)
+    with demo_run(args.db, args.profiles, log_sink=setup.sink) as run:
         print(run.hello, file=sys.stderr)
         runner = build_runner(run.store, run.demo.settings, batch_ids=[run.batch_id])
         return _drive(run.store, runner, [run.batch_id], 5.0)

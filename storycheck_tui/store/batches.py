@@ -254,13 +254,13 @@ def request_validation(store: Store, proxy_id: int) -> float | None:
 
 
 def flush_logs(store: Store) -> None:
-    """Store queued batch records now (used outside a running engine, e.g. by CLI commands)."""
-    setup = logs._setup
-    if setup is None:
+    """Store the batch records queued in the store's log sink now (used outside a running
+    engine, e.g. by CLI commands); nothing without a sink."""
+    if store.log_sink is None:
         return
     from storycheck_tui.store.queue import store_logs
 
-    store_logs(store, setup.sink.drain())
+    store_logs(store, store.log_sink.drain())
 
 
 __all__ = ["BatchView", "NoSuchBatch", "create_batch", "get_batch", "find_batch", "list_batches", "pause", "resume",

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from peewee import Database, OperationalError, PeeweeException, SqliteDatabase
@@ -30,15 +31,37 @@ SCHEMA_VERSION = 2
 ENV_VAR = "STORYCHECK_DB"
 
 
-@dataclass
+class LogSink(Protocol):
+    """Where batch records wait for the ``batch_log`` table (``logs.BatchLogSink``)."""
+
+    def drain(self) -> list: ...
+
+    def requeue(self, entries: list) -> None: ...
+
+
+@dataclass(eq=False)
 class Store:
-    """An open database: the peewee handle, its dialect and a secret-free name."""
+    """An open database: the peewee handle, its dialect and a secret-free name.
+
+    One store per process: the peewee models (``store.models``) are bound to the open store,
+    so a second ``open_store`` while one is open is refused (see :func:`open_store`).
+    """
 
     db: Database
     dialect: Dialect
     display: str  # the URL or path with any password masked
+    #: the batch-log sink the caller passed to open_store: batch operations store its queued
+    #: records (batches.flush_logs); None stores none (the records still reach the log file)
+    log_sink: LogSink | None = None
 
     def close(self) -> None:
+        """Close the connections and release the models; using the store afterwards fails
+        loudly instead of quietly reconnecting."""
+        global _open
+        with _open_lock:
+            if _open is self:
+                _open = None
+                models.database.initialize(None)
         if not self.db.is_closed():
             self.db.close()
         close_all = getattr(self.db, "close_all", None)
@@ -76,14 +99,34 @@ def resolve_url(url: str | None) -> str:
     return url or os.environ.get(ENV_VAR) or str(default_db_path())
 
 
-def open_store(url: str | None = None, *, pool_size: int = 8, create: bool = True) -> Store:
-    """Open (and by default create/upgrade) the database; errors are one clear line."""
+#: the open store of this process (the one the peewee models are bound to); owned by
+#: open_store/Store.close under _open_lock
+_open: Store | None = None
+_open_lock = threading.Lock()
+
+
+def open_store(url: str | None = None, *, pool_size: int = 8, create: bool = True,
+               log_sink: LogSink | None = None) -> Store:
+    """Open (and by default create/upgrade) the database; errors are one clear line.
+
+    One store per process, enforced: the peewee models are bound process-wide (every entry
+    point — run, worker, console, each CLI command — opens exactly one database), so a second
+    open while one is open is a :class:`DatabaseError`, never a silent switch of every model
+    to the other database. Close the first to open another.
+    """
+    global _open
     url = resolve_url(url)
-    if url.startswith(("postgresql://", "postgres://")):
-        store = _open_postgres(url, pool_size)
-    else:
-        store = _open_sqlite(url)
-    models.database.initialize(store.db)
+    with _open_lock:
+        if _open is not None:
+            raise DatabaseError(f"{_open.display}: is already open in this process (one database per "
+                                f"process): close it before opening another")
+        if url.startswith(("postgresql://", "postgres://")):
+            store = _open_postgres(url, pool_size)
+        else:
+            store = _open_sqlite(url)
+        store.log_sink = log_sink
+        models.database.initialize(store.db)
+        _open = store
     try:
         store.db.connect(reuse_if_open=True)
         ensure_schema(store, create=create)
@@ -93,6 +136,9 @@ def open_store(url: str | None = None, *, pool_size: int = 8, create: bool = Tru
     except sqlite3.Error as exc:  # pragma: no cover - peewee wraps most of these
         store.close()
         raise DatabaseError(f"{store.display}: cannot open database: {exc}") from None
+    except BaseException:  # a newer schema, no schema, an interrupt: nothing stays open
+        store.close()
+        raise
     return store
 
 

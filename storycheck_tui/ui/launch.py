@@ -19,7 +19,7 @@ def launch_console(args: Namespace) -> int:
 
     settings = settings_from(args)
     setup = start_logging(args, console=True)
-    store = open_db(args, settings)
+    store = open_db(args, settings, log_sink=setup.sink)
     try:
         import_proxies(store, getattr(args, "proxies", None))
         if settings.source.url:
@@ -35,7 +35,7 @@ def launch_demo(args: Namespace) -> int:
     from storycheck_tui.engine.wiring import build_runner
 
     setup = start_logging(args, console=True)
-    with demo_run(getattr(args, "db", None), getattr(args, "profiles", 500) or 500) as run:
+    with demo_run(getattr(args, "db", None), getattr(args, "profiles", 500) or 500, log_sink=setup.sink) as run:
         return run_console(build_runner(run.store, run.demo.settings), run.store, setup.ring,
                            hello=run.hello + ". Press ? for keys.")
 

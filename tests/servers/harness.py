@@ -299,7 +299,7 @@ def engine_run(tmp_path: Path, settings: Settings, usernames: list[str], *, prox
 
     db = tmp_path / "engine.db"
     with fresh_logging(tmp_path / "logs") as setup:
-        store = open_store(str(db), pool_size=settings.engine.workers + 6)
+        store = open_store(str(db), pool_size=settings.engine.workers + 6, log_sink=setup.sink)
         runner = None
         try:
             if proxy_urls:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from storycheck_tui.errors import InputError
-from storycheck_tui.masking import secrets
+from storycheck_tui.masking import register_secret
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -144,7 +144,7 @@ def expand_env(value: str, *, where: InputError) -> str:
         if name not in os.environ:
             raise InputError(f"environment variable {name} is not set", source=where.source, line=where.line)
         val = os.environ[name]
-        secrets.add(val)
+        register_secret(val)
         return val
 
     return _ENV_REF.sub(sub, value)

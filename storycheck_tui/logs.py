@@ -25,7 +25,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from storycheck_tui.masking import scrub
+from storycheck_tui.masking import one_line, scrub
 
 LOGGER_NAME = "storycheck"
 #: seconds between the log file's background writes (see _RotatingFile)
@@ -68,10 +68,7 @@ def clean(text: str) -> str:
     """Scrub secrets and escape control characters (``\\n``, ``\\x1b``, ``\\u202e``...), so one
     record is always one line, and a terminal showing it (``tail -f``, stderr) runs no escape
     sequence and reorders no text. Printable text (markup, emoji, any script) is kept as is."""
-    text = scrub(text)
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+    return one_line(text)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,29 +1,74 @@
-"""Keep secrets out of every output: logs, batch_log, exports, the screen."""
+"""Keep secrets out of every output: logs, batch_log, exports, the screen.
+
+Two mechanisms, both linear in the length of the text and independent of how many secrets
+are known (a pool of 100,000 proxies must not slow every log line down):
+
+* structural: the password of any ``scheme://user:password@host`` is masked wherever it
+  appears (:func:`mask_url`), registered or not;
+* known values: every secret registered with :func:`register_secret` (in each form it can
+  take in a message: URL-encoded, as a ``Basic`` token, escaped by ``repr`` or JSON...) is
+  found by an Aho-Corasick automaton (``pyahocorasick``) and masked.
+
+:func:`one_line` is the one "masked, printable, single line" helper: logs, the database's
+error texts and the sources' error messages all go through it. Text from outside (an answer
+body, a proxy's reply) is cut to its display length before it is masked.
+
+Threads: the registry is written by whoever loads settings or proxies and read by every
+thread that emits text; ``SecretRegistry._lock`` guards its values, and a built automaton is
+never changed (a new one replaces it), so scrubbing takes no lock.
+"""
 
 from __future__ import annotations
 
 import base64
+import json
 import re
 import threading
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, quote_plus, unquote, urlsplit
+
+import ahocorasick
 
 MASK = "***"
+#: secrets shorter than this are not registered (they would mangle ordinary text)
+MIN_SECRET = 4
+#: text from outside is cut to its display length plus this much (or the longest secret) before
+#: masking, so a secret that straddles the display length is still whole when it is looked for
+CUT_MARGIN = 512
 
-# The userinfo runs to the LAST '@' of the authority (as urlsplit reads it), so a password
-# or user holding a raw '@' is masked whole instead of leaking its tail.
-_URL_CREDS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/?#\s]*)@")
+# where a URL's authority ends (the userinfo runs to the LAST '@' before it, as urlsplit reads it)
+_AUTHORITY_END = re.compile(r"[/?#\s]")
 
 
-def _mask_creds(m: re.Match[str]) -> str:
-    user, sep, _pw = m["userinfo"].partition(":")
-    return f"{m['scheme']}{user}:{MASK}@" if sep else m[0]
+def mask_url(text: str) -> str:
+    """``scheme://user:pass@host:port/...`` -> ``scheme://user:***@host:port/...``, anywhere in ``text``.
 
-
-def mask_url(url: str) -> str:
-    """``scheme://user:pass@host:port/...`` -> ``scheme://user:***@host:port/...``."""
-    if "@" not in url:  # the pattern needs one: most log text has none (a regex scan is 20x dearer)
-        return url
-    return _URL_CREDS.sub(_mask_creds, url)
+    A scan for ``://`` and the first character ending the authority: linear, with no
+    backtracking, whatever the text (a long run of letters before an ``@`` once took a regex
+    quadratic time).
+    """
+    if "@" not in text:  # most text has none
+        return text
+    start = text.find("://")
+    if start < 0:
+        return text
+    out: list[str] = []
+    done = 0
+    while start >= 0:
+        begin = start + 3
+        m = _AUTHORITY_END.search(text, begin)
+        end = m.start() if m else len(text)
+        at = text.rfind("@", begin, end)
+        if at >= 0:
+            user, sep, _password = text[begin:at].partition(":")
+            if sep:
+                out.append(text[done:begin])
+                out.append(f"{user}:{MASK}")
+                done = at
+        start = text.find("://", max(end, begin))
+    if not out:
+        return text
+    out.append(text[done:])
+    return "".join(out)
 
 
 def proxy_label(url: str) -> str:
@@ -41,28 +86,28 @@ def proxy_label(url: str) -> str:
 
 
 class SecretRegistry:
-    """Known secret values (proxy passwords, API keys) scrubbed from any text we emit.
+    """Known secret values (proxy passwords, API keys) masked in any text we emit.
 
-    Values are registered once when settings and proxies are loaded; :meth:`scrub` replaces
-    each with ``***``. Short values (under 4 characters) are not registered: replacing them
-    would mangle ordinary text, and they are masked structurally in URLs anyway.
-
-    The pattern is compiled lazily by the next :meth:`scrub`, not on every :meth:`add`:
-    loading a proxy list with thousands of distinct passwords must stay linear.
+    :meth:`add` takes one exact string; :func:`register_secret` adds every form of a secret.
+    The automaton is built lazily by the next :meth:`scrub`, not on every :meth:`add`:
+    loading a proxy list with thousands of distinct passwords stays linear.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._values: set[str] = set()
-        self._pattern: re.Pattern[str] | None = None
+        self._automaton: ahocorasick.Automaton | None = None
+        self._longest = 0
+        self._stale = False
 
     def add(self, value: str | None) -> None:
-        if not value or len(value) < 4:
+        if not value or len(value) < MIN_SECRET:
             return
         with self._lock:
             if value not in self._values:
                 self._values.add(value)
-                self._pattern = None  # recompiled by the next scrub
+                self._longest = max(self._longest, len(value))
+                self._stale = True  # rebuilt by the next scrub
 
     def values(self) -> frozenset[str]:
         with self._lock:
@@ -72,32 +117,89 @@ class SecretRegistry:
         """Forget every secret not in ``values`` (tests: one test's passwords stay its own)."""
         with self._lock:
             self._values = set(values)
-            self._pattern = None
+            self._longest = max(map(len, self._values), default=0)
+            self._stale = True
 
-    def _compiled(self) -> re.Pattern[str] | None:
-        pattern = self._pattern
-        if pattern is None and self._values:
+    @property
+    def longest(self) -> int:
+        """Length of the longest registered value."""
+        return self._longest
+
+    def _built(self) -> ahocorasick.Automaton | None:
+        if self._stale:
             with self._lock:
-                if self._pattern is None and self._values:
-                    alts = sorted(self._values, key=len, reverse=True)
-                    self._pattern = re.compile("|".join(re.escape(v) for v in alts))
-                pattern = self._pattern
-        return pattern
+                if self._stale:
+                    automaton = None
+                    if self._values:
+                        automaton = ahocorasick.Automaton()
+                        for value in self._values:
+                            automaton.add_word(value, len(value))
+                        automaton.make_automaton()
+                    self._automaton = automaton
+                    self._stale = False
+        return self._automaton
 
     def scrub(self, text: str) -> str:
         text = mask_url(text)
-        pattern = self._compiled()
-        return pattern.sub(MASK, text) if pattern else text
+        automaton = self._built()
+        if automaton is None:
+            return text
+        spans: list[tuple[int, int]] = []  # merged [start, end] of every match, overlaps joined
+        for end, length in automaton.iter(text):
+            start = end - length + 1
+            while spans and start <= spans[-1][1]:
+                start = min(start, spans.pop()[0])
+            spans.append((start, end))
+        if not spans:
+            return text
+        out: list[str] = []
+        done = 0
+        for start, end in spans:
+            out.append(text[done:start])
+            out.append(MASK)
+            done = end + 1
+        out.append(text[done:])
+        return "".join(out)
 
 
 #: The process-wide registry used by logging, exports and the console.
 secrets = SecretRegistry()
 
 
+def _escaped_forms(value: str) -> set[str]:
+    """How ``value`` reads once a library or storycheck escaped it into a message."""
+    return {
+        repr(value)[1:-1],  # str repr: "\r" -> "\\r", quotes escaped if both kinds occur
+        repr(value.encode("utf-8", "surrogatepass"))[2:-1],  # bytes repr (h11's "Illegal header value b'..'")
+        value.encode("unicode_escape").decode("ascii"),
+        json.dumps(value)[1:-1],  # JSON, ASCII-only
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in value),  # one_line
+    }
+
+
+def register_secret(value: str | None, *, user: str | None = None) -> None:
+    """Register ``value`` in every form it can take in text we emit.
+
+    As written; stripped of surrounding whitespace; URL-encoded (path, query and form
+    styles); escaped (``repr`` of the text and of its bytes, ``unicode_escape``, JSON,
+    :func:`one_line`'s escapes); and, with ``user`` (the user name of a ``user:password``
+    pair, ``""`` for none), as the ``Basic`` token of ``user:value`` that an
+    ``Authorization`` or ``Proxy-Authorization`` header carries.
+    """
+    if not value:
+        return
+    forms = {value, value.strip(), quote(value, safe=""), quote(value), quote_plus(value)}
+    forms |= _escaped_forms(value)
+    if user is not None:
+        forms.add(base64.b64encode(f"{user}:{value}".encode("utf-8", "surrogatepass")).decode("ascii"))
+    for form in forms:
+        secrets.add(form)
+
+
 def add_url_credentials(url: str | None) -> None:
-    """Register the password of ``scheme://user:pass@host`` in every form it travels in:
-    as written, URL-decoded, and as the ``Basic`` token httpx sends in Proxy-Authorization
-    (a proxy's error page that echoes the request headers must not leak it either)."""
+    """Register the password of ``scheme://user:pass@host`` in every form (see :func:`register_secret`),
+    both as written in the URL and percent-decoded, with the Basic token httpx sends to a proxy."""
     if not url:
         return
     try:
@@ -107,23 +209,40 @@ def add_url_credentials(url: str | None) -> None:
         return
     if not password:
         return
-    plain = unquote(password)
-    for value in (password, plain):
-        secrets.add(value)
-    token = base64.b64encode(f"{unquote(user or '')}:{plain}".encode("utf-8")).decode("ascii")
-    secrets.add(token)
+    register_secret(password)
+    register_secret(unquote(password), user=unquote(user or ""))
 
 
 def scrub(text: str) -> str:
     return secrets.scrub(text)
 
 
-def one_line(text: str, limit: int | None = None) -> str:
-    """Masked, printable, single-line, at most ``limit`` characters."""
+def _escape(text: str) -> str:
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def one_line(text: str, limit: int | None = None, *, fold: bool = False) -> str:
+    """``text`` masked, on one printable line, at most ``limit`` characters (``…`` marks a cut).
+
+    Control characters are escaped (``\\n``, ``\\x1b``, ``\\u202e``), so a terminal that shows
+    the line runs no escape sequence and the reader sees what was sent; with ``fold`` every
+    run of whitespace (line breaks, tabs) becomes one space first, for multi-line texts whose
+    line breaks carry no meaning (a driver's hint lines, an HTML error page). Printable text
+    (markup, emoji, any script) is kept as is. With a ``limit`` the text is cut before it is
+    masked (to the limit plus room for the longest secret), so its cost is bounded however
+    long the text is.
+    """
+    if limit is not None:
+        window = limit + max(CUT_MARGIN, secrets.longest)
+        if len(text) > window:
+            text = text[:window]
     text = scrub(text)
-    text = "".join(ch if ch.isprintable() else " " for ch in text)
-    text = " ".join(text.split())
-    text = scrub(text)  # joining lines may have rebuilt a URL with credentials
+    if fold:
+        folded = " ".join(text.split())
+        if folded != text:
+            text = scrub(folded)  # a secret written across a line break is whole again
+    if not text.isprintable():
+        text = _escape(text)
     if limit is not None and len(text) > limit:
         text = text[: limit - 1].rstrip() + "…"
     return text

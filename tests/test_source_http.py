@@ -939,3 +939,39 @@ def test_the_deadline_transport_bounds_requests_that_bring_no_deadline(api):
         with pytest.raises(httpx.ReadTimeout):
             bounded(lambda: client.get(f"{api.base}/trickle-alone"), 10)()
         assert 0.55 <= time.monotonic() - t0 < 1.2
+
+
+# ------------------------------------------------------------------------------------------
+# a hostile source: answers built to freeze, exhaust or leak (each failed on the old code)
+# ------------------------------------------------------------------------------------------
+
+DEFAULT_MAX_BODY = SourceSettings().max_body_bytes
+
+
+def test_a_field_built_to_make_masking_backtrack_does_not_freeze_the_check(api, make_source):
+    # {"taken_at": "aaaa…@"} filling the default body limit: the old masking pattern needed
+    # ~19 s for 100 KB of it (quadratic), holding the GIL, so every thread of the worker stopped
+    filler = "a" * (DEFAULT_MAX_BODY - 100) + "@"
+    body = json.dumps({"items": [{"pk": 1, "taken_at": filler}]}).encode()
+    assert len(body) <= DEFAULT_MAX_BODY
+    api.route("/backtrack")(lambda h: h.reply(200, body))
+    src = make_source(settings_for(api.base, "/backtrack", max_body_bytes=DEFAULT_MAX_BODY))
+    err = expect(BadResponse, bounded(lambda: src.check("u", DIRECT), 5))
+    assert err.message.startswith("item 0: field 'taken_at' is not epoch seconds or an ISO-8601 time: 'aaaa")
+    pk_body = json.dumps({"items": [{"pk": [filler], "taken_at": 1}]}).encode()
+    api.route("/backtrack-pk")(lambda h: h.reply(200, pk_body))
+    src = make_source(settings_for(api.base, "/backtrack-pk", max_body_bytes=DEFAULT_MAX_BODY))
+    expect(BadResponse, bounded(lambda: src.check("u", DIRECT), 5))
+
+
+def test_an_api_key_with_a_control_character_never_leaks_in_any_escaped_form(api, make_source):
+    from storycheck_tui.errors import Unexpected
+    from storycheck_tui.masking import register_secret, scrub
+
+    key = "CRLF-key-5b1e77\r"  # read from a key file with Windows line endings
+    register_secret(key)  # as config loading does for every ${VAR}
+    api.route("/crkey")(lambda h: h.reply(200, {"items": []}))
+    src = make_source(settings_for(api.base, "/crkey", headers={"x-access-key": key}))
+    err = expect(Unexpected, lambda: src.check("u", DIRECT), key)
+    assert "CRLF-key" not in str(err), str(err)  # h11 quotes it as b'CRLF-key-5b1e77\r' (escaped)
+    assert "CRLF-key" not in scrub(printed_chain(err))  # what the log's traceback would show

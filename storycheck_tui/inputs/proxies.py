@@ -27,7 +27,7 @@ from urllib.parse import quote, unquote
 
 from storycheck_tui.errors import InputError, InputErrors
 from storycheck_tui.inputs.profiles import display, iter_lines, read_file, safe_source, source_name
-from storycheck_tui.masking import proxy_label, secrets
+from storycheck_tui.masking import proxy_label, register_secret, secrets
 
 SCHEMES = ("http", "https", "socks5", "socks5h")
 _SCHEME_LIST = "http, https, socks5 or socks5h"
@@ -93,8 +93,7 @@ def _split_colon_form(text: str) -> list[str]:
 
 
 def _register(password: str) -> None:
-    secrets.add(password)
-    secrets.add(quote(password, safe=""))
+    register_secret(password)
 
 
 def _parse(text: str) -> ProxySpec:
@@ -150,7 +149,7 @@ def _parse_authority(scheme: str, rest: str) -> ProxySpec:
         raw_user, sep, raw_pw = userinfo.partition(":")
         if sep:
             password = unquote(raw_pw)
-            secrets.add(raw_pw)
+            register_secret(raw_pw)
             _register(password)
         user = unquote(raw_user)
         if not user:

@@ -11,7 +11,7 @@ import os
 
 from storycheck_tui.config import SourceSettings
 from storycheck_tui.errors import InputError
-from storycheck_tui.masking import secrets
+from storycheck_tui.masking import register_secret
 from storycheck_tui.sources.http import HttpSource
 
 #: the header the simulator reads an API key from (same name as the documented example)
@@ -31,7 +31,7 @@ def sim_settings(api_url: str, api_key_env: str | None = None) -> SourceSettings
         if api_key_env not in os.environ:
             raise InputError(f"environment variable {api_key_env} is not set")
         key = os.environ[api_key_env]
-        secrets.add(key)
+        register_secret(key)
         headers[SIM_KEY_HEADER] = key
     return SourceSettings(
         kind="sim",

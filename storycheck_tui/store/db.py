@@ -23,7 +23,7 @@ from peewee import Database, OperationalError, PeeweeException, SqliteDatabase
 
 from storycheck_tui import __version__
 from storycheck_tui.errors import DatabaseError
-from storycheck_tui.masking import mask_url, secrets
+from storycheck_tui.masking import mask_url, one_line as masked_line, register_secret
 from storycheck_tui.store import models
 from storycheck_tui.store.dialect import Dialect, dialect_for
 
@@ -86,7 +86,7 @@ class Store:
 
 def one_line(exc: BaseException) -> str:
     """A driver's error text, secrets scrubbed, on one line (libpq adds a tab-indented hint line)."""
-    return " ".join(secrets.scrub(str(exc)).split())
+    return masked_line(str(exc), fold=True)
 
 
 def default_db_path() -> Path:
@@ -182,7 +182,7 @@ def _open_postgres(url: str, pool_size: int) -> Store:
     except ValueError as exc:
         raise DatabaseError(f"{mask_url(url)}: not a valid PostgreSQL URL ({exc})") from None
     if parts.password:
-        secrets.add(unquote(parts.password))
+        register_secret(unquote(parts.password))
     name = parts.path.lstrip("/")
     if not name:
         raise DatabaseError(f"{mask_url(url)}: the URL names no database (postgresql://user:pass@host:port/DBNAME)")
@@ -193,7 +193,7 @@ def _open_postgres(url: str, pool_size: int) -> Store:
     # libpq options in the query string pass through (?sslmode=require&connect_timeout=5 …).
     options = {k: v for k, v in parse_qsl(parts.query)}
     for secret_key in ("password", "sslpassword"):
-        secrets.add(options.get(secret_key))
+        register_secret(options.get(secret_key))
     options.setdefault("connect_timeout", "10")
     options.setdefault("application_name", "storycheck")
     host, qport = options.pop("host", None), options.pop("port", None)

@@ -41,7 +41,7 @@ MAX_MESSAGE = 300
 def make_error(cls: type[CheckError], message: str, via: Route, status: int | None = None,
                **extra: Any) -> CheckError:
     """A CheckError whose message is one masked line and whose proxy is the route's label."""
-    return cls(one_line(message, MAX_MESSAGE), status=status, proxy=scrub(via.label), **extra)
+    return cls(one_line(message, MAX_MESSAGE, fold=True), status=status, proxy=scrub(via.label), **extra)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from storycheck_tui.config import SourceSettings
-from storycheck_tui.masking import one_line
+from storycheck_tui.masking import CUT_MARGIN, one_line, secrets
 from storycheck_tui.sources.base import Story
 
 __all__ = ["BadBody", "MISSING", "load_json", "lookup", "items_at", "stories_from", "parse_stories",
@@ -34,9 +34,15 @@ def kind_of(value: Any) -> str:
     return type(value).__name__
 
 
-def short(value: Any) -> str:
-    """A field value as an error message shows it: ``repr``, masked, at most 40 characters."""
-    return one_line(repr(value), 40)
+def short(value: Any, limit: int = 40) -> str:
+    """A field value as an error message shows it: ``repr``, masked, at most ``limit`` characters.
+
+    A long string is cut before ``repr`` and masking (a field may hold a megabyte), keeping
+    room for the longest secret so one that straddles the cut is still masked whole.
+    """
+    if isinstance(value, str):
+        value = value[: limit + max(CUT_MARGIN, secrets.longest)]
+    return one_line(repr(value), limit)
 
 
 def describe(value: Any) -> str:

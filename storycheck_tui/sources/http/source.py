@@ -28,13 +28,13 @@ import threading
 import time
 from contextlib import contextmanager
 from typing import Iterator
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 
 from storycheck_tui.config import SourceSettings
 from storycheck_tui.errors import BadResponse, InputError, ProxyFailed, SourceUnavailable
-from storycheck_tui.masking import secrets
+from storycheck_tui.masking import add_url_credentials, register_secret
 from storycheck_tui.sources.base import DIRECT, HAS_STORIES, NO_STORIES, NOT_FOUND, PRIVATE, Outcome, Route
 from storycheck_tui.sources.http.body import drain, read_body
 from storycheck_tui.sources.http.client import build_client, origin
@@ -70,7 +70,7 @@ class HttpSource:
             self._health_url = f"{parts.scheme}://{parts.netloc}/"
             self._health_lenient = True
         for value in settings.headers.values():
-            secrets.add(value)  # already registered when they came from ${VAR}; harmless twice
+            register_secret(value)  # already registered when they came from ${VAR}; harmless twice
         self._lock = threading.Lock()
         self._clients: dict[str, tuple[str | None, httpx.Client]] = {}
         self._closed = False
@@ -191,10 +191,8 @@ class HttpSource:
 
     def _new_client(self, via: Route) -> httpx.Client:
         if via.url:
+            add_url_credentials(via.url)  # also done when routes load; harmless twice
             try:
-                parts = urlsplit(via.url)
-                for pw in (parts.password, unquote(parts.password or "")):
-                    secrets.add(pw)
                 httpx.Proxy(via.url)
             except (ValueError, httpx.InvalidURL) as exc:
                 raise make_error(ProxyFailed, f"invalid proxy URL: {exc}", via) from None

@@ -78,7 +78,7 @@ def failure_for_status(resp: httpx.Response, s: SourceSettings, what: str = "") 
     if status in s.auth_failed:
         return Failure(AuthFailed, f"{what}the source refused the credentials (HTTP {status})", status)
     if status >= 500 and status not in s.not_found and status not in s.private:
-        excerpt = one_line(drain(resp, keep=4096).decode("utf-8", errors="replace"), EXCERPT)
+        excerpt = one_line(drain(resp, keep=4096).decode("utf-8", errors="replace"), EXCERPT, fold=True)
         msg = f"{what}source error HTTP {status}"
         if excerpt:
             msg += f": {excerpt}"

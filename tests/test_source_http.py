@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import traceback
+import zlib
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
@@ -962,6 +963,78 @@ def test_a_field_built_to_make_masking_backtrack_does_not_freeze_the_check(api, 
     api.route("/backtrack-pk")(lambda h: h.reply(200, pk_body))
     src = make_source(settings_for(api.base, "/backtrack-pk", max_body_bytes=DEFAULT_MAX_BODY))
     expect(BadResponse, bounded(lambda: src.check("u", DIRECT), 5))
+
+
+def _zlib_stream(wbits: int, size: int) -> bytes:
+    """``size`` zero bytes compressed (gzip: wbits 31, zlib: 15, raw deflate: -15), built in steps."""
+    c = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    block = b"\0" * (1 << 20)
+    parts = [c.compress(block) for _ in range(size // len(block))]
+    parts.append(c.flush())
+    return b"".join(parts)
+
+
+@pytest.fixture(scope="module")
+def bombs():
+    """Compression bombs: each decodes to 200 MB (the old reader held all of it at once)."""
+    once = _zlib_stream(31, 200 << 20)
+    twice = gzip.compress(once, 9)
+    return {
+        "gzip, gzip": ("gzip, gzip", twice),
+        "gzip": ("gzip", once),
+        "deflate": ("deflate", _zlib_stream(15, 200 << 20)),
+        "raw deflate": ("deflate", _zlib_stream(-15, 200 << 20)),
+        "x-gzip, identity": ("x-gzip, identity", once),
+    }
+
+
+@pytest.mark.parametrize("name", ["gzip, gzip", "gzip", "deflate", "raw deflate", "x-gzip, identity"])
+def test_a_compression_bomb_is_refused_by_its_decoded_size_in_bounded_memory(api, make_source, bombs, name):
+    import tracemalloc
+
+    encoding, payload = bombs[name]
+    path = f"/bomb-{abs(hash(name))}"
+    api.route(path)(lambda h: h.reply(200, payload, {"Content-Encoding": encoding}))
+    src = make_source(settings_for(api.base, path))  # default max_body_bytes
+    assert len(payload) < DEFAULT_MAX_BODY  # small on the wire: only the decoded size can refuse it
+    tracemalloc.start()
+    try:
+        err = expect(BadResponse, bounded(lambda: src.check("u", DIRECT), 10))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert err.message == f"response body over {DEFAULT_MAX_BODY} bytes once decoded", err.message
+    assert peak < 16 * DEFAULT_MAX_BODY, f"peak {peak / 2**20:.0f} MiB while decoding {name}"
+
+
+@pytest.mark.parametrize("encoding", ["br", "zstd", "compress", "gzip, br", "rot13"])
+def test_an_encoding_that_cannot_be_bounded_is_refused(api, make_source, encoding):
+    path = f"/enc-{abs(hash(encoding))}"
+    api.route(path)(lambda h: h.reply(200, b"\x0b\x02\x80{}\x03", {"Content-Encoding": encoding}))
+    err = expect(BadResponse, lambda: make_source(settings_for(api.base, path)).check("u", DIRECT))
+    assert err.message.startswith("response body could not be decoded: unsupported Content-Encoding"), err.message
+    assert api.hits_for(path)[-1].headers["accept-encoding"] == "gzip, deflate"
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "gzip, gzip", "deflate", "raw deflate", "identity", "GZIP"])
+def test_compressed_answers_within_the_limit_still_parse(api, make_source, encoding):
+    doc = json.dumps({"items": [{"pk": i, "taken_at": 1_700_000_000 + i} for i in range(50)]}).encode()
+    data = {"gzip": gzip.compress(doc), "GZIP": gzip.compress(doc), "gzip, gzip": gzip.compress(gzip.compress(doc)),
+            "deflate": zlib.compress(doc), "identity": doc}.get(encoding)
+    if encoding == "raw deflate":
+        c = zlib.compressobj(6, zlib.DEFLATED, -15)
+        data = c.compress(doc) + c.flush()
+    header = "deflate" if encoding == "raw deflate" else encoding
+    path = f"/enc-ok-{abs(hash(encoding))}"
+    api.route(path)(lambda h: h.reply(200, data, {"Content-Encoding": header}))
+    assert make_source(settings_for(api.base, path)).check("u", DIRECT).story_count == 50
+
+
+def test_a_compressed_error_page_is_quoted_decoded(api, make_source):
+    page = gzip.compress(b"<html>upstream timed out</html>" + b" " * 100_000)
+    api.route("/gz503")(lambda h: h.reply(503, page, {"Content-Encoding": "gzip"}))
+    err = expect(SourceUnavailable, lambda: make_source(settings_for(api.base, "/gz503")).check("u", DIRECT))
+    assert err.message.startswith("source error HTTP 503: <html>upstream timed out</html>"), err.message
 
 
 def test_an_api_key_with_a_control_character_never_leaks_in_any_escaped_form(api, make_source):

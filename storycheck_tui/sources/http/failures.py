@@ -21,7 +21,7 @@ import httpx
 from storycheck_tui.errors import BadResponse, CheckError, ProxyFailed, SourceUnavailable, Unexpected
 from storycheck_tui.masking import one_line, scrub
 from storycheck_tui.sources.base import Route
-from storycheck_tui.sources.http.body import BodyTooLarge, DeadlineExceeded
+from storycheck_tui.sources.http.body import BodyTooLarge, BodyUndecodable, DeadlineExceeded
 from storycheck_tui.sources.http.client import MAX_REDIRECTS
 from storycheck_tui.sources.http.deadline import Deadline
 from storycheck_tui.sources.http.parsing import BadBody
@@ -193,6 +193,6 @@ _RULES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], Rule]
     (httpx.PoolTimeout, _pool_timeout),
     ((httpx.ReadTimeout, httpx.WriteTimeout), _read_timeout),
     ((httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError, httpx.CloseError), _broken_connection),
-    (httpx.DecodingError, _undecodable),
+    ((BodyUndecodable, httpx.DecodingError), _undecodable),
     ((httpx.UnsupportedProtocol, httpx.InvalidURL), _unusable_url),
 )

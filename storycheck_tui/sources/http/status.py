@@ -14,7 +14,7 @@ import httpx
 from storycheck_tui.config import SourceSettings
 from storycheck_tui.errors import AuthFailed, CheckError, ProxyFailed, RateLimited, SourceUnavailable
 from storycheck_tui.masking import one_line
-from storycheck_tui.sources.http.body import drain
+from storycheck_tui.sources.http.body import drain, excerpt
 
 __all__ = ["Failure", "parse_retry_after", "failure_for_status"]
 
@@ -78,9 +78,9 @@ def failure_for_status(resp: httpx.Response, s: SourceSettings, what: str = "") 
     if status in s.auth_failed:
         return Failure(AuthFailed, f"{what}the source refused the credentials (HTTP {status})", status)
     if status >= 500 and status not in s.not_found and status not in s.private:
-        excerpt = one_line(drain(resp, keep=4096).decode("utf-8", errors="replace"), EXCERPT, fold=True)
+        quoted = one_line(excerpt(resp, 4096), EXCERPT, fold=True)
         msg = f"{what}source error HTTP {status}"
-        if excerpt:
-            msg += f": {excerpt}"
+        if quoted:
+            msg += f": {quoted}"
         return Failure(SourceUnavailable, msg, status)
     return None

@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-HAS_STORIES = "has_stories"
-NO_STORIES = "no_stories"
-PRIVATE = "private"
-NOT_FOUND = "not_found"
-OUTCOMES = (HAS_STORIES, NO_STORIES, PRIVATE, NOT_FOUND)
+from storycheck_tui.states import OutcomeKind
+
+HAS_STORIES = OutcomeKind.HAS_STORIES
+NO_STORIES = OutcomeKind.NO_STORIES
+PRIVATE = OutcomeKind.PRIVATE
+NOT_FOUND = OutcomeKind.NOT_FOUND
+OUTCOMES = tuple(OutcomeKind)
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,7 @@ class Story:
 class Outcome:
     """A parsed, valid answer about one username: the only thing that counts as success."""
 
-    kind: str  # one of OUTCOMES
+    kind: OutcomeKind
     stories: tuple[Story, ...] = ()
     http_status: int = 200
     latency_ms: float = 0.0

@@ -6,12 +6,12 @@ import dataclasses
 import logging
 import sys
 from argparse import Namespace
-from pathlib import Path
 
 from storycheck_tui import logs
 from storycheck_tui.config import Settings, load_settings
 from storycheck_tui.inputs.profiles import ProfileList, load_profiles
 from storycheck_tui.inputs.proxies import load_proxies
+from storycheck_tui.intake import import_batch
 from storycheck_tui.store import batches as ops
 from storycheck_tui.store.db import Store, open_store
 
@@ -56,9 +56,6 @@ def import_proxies(store: Store, path: str | None, *, skip_invalid: bool = False
 
 
 def create_batch_from(store: Store, args: Namespace, plist: ProfileList) -> int:
-    name = args.name or Path(args.profiles).stem
-    batch_id = ops.create_batch(store, name, plist.usernames, priority=args.priority, source_file=str(args.profiles))
-    dup = f", {plist.duplicates} duplicates dropped" if plist.duplicates else ""
-    skipped = f", {len(plist.invalid)} invalid lines skipped" if plist.invalid else ""
-    print(f"batch {batch_id} {name!r}: {len(plist.usernames)} profiles{dup}{skipped}", file=sys.stderr)
-    return batch_id
+    made = import_batch(store, args.profiles, name=args.name or "", priority=args.priority, profiles=plist)
+    print(made.describe(), file=sys.stderr)
+    return made.batch_id

@@ -8,8 +8,13 @@ Data flow (nothing here blocks the event loop on the database or the network):
 * about once a second, or at once when a pane asks (or the selected batch changes state),
   a thread worker reads the proxy and worker tables and the results window of the selected
   batch from the database, and posts the answer back as one message;
-* operator commands (pause, cancel, proxy on/off, …) run in thread workers too: a write
-  that waits for SQLite's lock never freezes the screen.
+* operator commands (pause, cancel, proxy on/off, …) run in thread workers too (see
+  :mod:`storycheck_tui.ui.screen`): a write that waits for SQLite's lock never freezes the screen.
+
+Threads: every attribute of the app and its widgets belongs to the UI thread. Worker threads
+(``@work(thread=True)``) read only what they were given and hand their answer back as a
+message or a worker result; the engine's threads are the runner's (its ``snapshot()`` is the
+UI thread's one way in), the log ring is filled by any thread and drained here.
 
 For deterministic snapshots, ``refresh_every=None`` turns the timer off and every read
 happens inline, once, on mount; ``clock`` and ``tz`` pin the time used for ages and ETAs.
@@ -18,46 +23,40 @@ happens inline, once, on mount; ``clock`` and ``tz`` pin the time used for ages 
 from __future__ import annotations
 
 import gc
-import re
 import threading
 import time
-from dataclasses import dataclass
+from contextlib import contextmanager
 from datetime import tzinfo
-from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from rich.text import Text
+from textual import work
 from textual.app import App
 from textual.binding import Binding
-from textual.containers import Horizontal
-from textual.message import Message
+from textual.dom import DOMNode
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer
-from textual.widgets._footer import FooterKey
-from textual.worker import Worker, WorkerState
+from textual.worker import WorkerState, get_current_worker
 
 from storycheck_tui import logs
 from storycheck_tui.engine.runner import EngineSnapshot, Runner
 from storycheck_tui.logs import LogEntry
-from storycheck_tui.store import batches as ops
 from storycheck_tui.store import reads
 from storycheck_tui.store.db import Store
-from storycheck_tui.ui import format as fmt
 from storycheck_tui.ui import keymap
 from storycheck_tui.ui.commands import StorycheckCommands
+from storycheck_tui.ui.messages import DbRead, DbState, EngineStopped
 from storycheck_tui.ui.modals.confirm import ConfirmScreen
 from storycheck_tui.ui.modals.detail import DetailScreen
-from storycheck_tui.ui.modals.export import Exported, ExportScreen
 from storycheck_tui.ui.modals.help import HelpScreen
-from storycheck_tui.ui.modals.new_batch import Created, NewBatchScreen
-from storycheck_tui.ui.panes.base import Pane
-from storycheck_tui.ui.panes.batches import BatchesPane, BatchesTable, BatchLine
+from storycheck_tui.ui.panes.batches import BatchesPane, BatchLine
 from storycheck_tui.ui.panes.logview import LogPane, gap_entry
 from storycheck_tui.ui.panes.proxies import LatencyHistory, ProxiesPane, merge
 from storycheck_tui.ui.panes.results import ResultsPane, ResultsTable, WindowQuery
 from storycheck_tui.ui.panes.workers import WorkersPane
 from storycheck_tui.ui.rates import RateTracker
+from storycheck_tui.ui.screen import NARROW, MainScreen
 from storycheck_tui.ui.status import StatusBar, StatusFacts
 
 #: at most this many log records are taken from the ring per redraw
@@ -68,291 +67,6 @@ DB_READ_EVERY = 1.0
 QUIT_GRACE = 3.0
 #: allocations between young-generation collections while the console runs (Python's default: 700)
 YOUNG_GC_THRESHOLD = 3000
-
-
-class LogSource:
-    """What the console reads log records from: ``since(seq) -> list[LogEntry]``."""
-
-    def since(self, seq: int) -> list[LogEntry]:  # pragma: no cover - protocol
-        raise NotImplementedError
-
-
-@dataclass(frozen=True)
-class DbState:
-    proxies: list[reads.ProxyRow] | None = None
-    workers: list[reads.WorkerRow] | None = None
-    window: reads.JobWindow | None = None
-    error: str | None = None
-
-
-class DbRead(Message):
-    """The answer of one background database read."""
-
-    def __init__(self, state: DbState) -> None:
-        super().__init__()
-        self.state = state
-
-
-class EngineStopped(Message):
-    pass
-
-
-@dataclass(frozen=True)
-class CommandDone:
-    message: str
-    severity: str = "information"
-
-
-class KeysFooter(Footer):
-    """Textual's footer, rebuilt only when the keys it shows change.
-
-    ``Footer`` mounts a new widget per key whenever the screen's bindings are updated, which
-    happens after most actions even when the focused widget, and so the keys, stay the same.
-    """
-
-    _shown_keys: tuple | None = None
-
-    def _keys_now(self, screen: Screen) -> tuple:
-        return tuple((binding.key, binding.key_display, binding.action, binding.description, binding.group, enabled,
-                      tooltip)
-                     for _node, binding, enabled, tooltip in screen.active_bindings.values() if binding.show)
-
-    def bindings_changed(self, screen: Screen) -> None:
-        if screen.app.app_focus and self.is_attached and screen is self.screen:
-            keys = self._keys_now(screen)
-            if keys == self._shown_keys and self._bindings_ready:
-                return
-            self._shown_keys = keys
-        super().bindings_changed(screen)
-
-    def compose(self):
-        """``Footer.compose`` for ungrouped keys, each key made with its ``-compact`` class
-        already set (``FooterKey`` otherwise restyles itself once more when it is mounted) and
-        not data-bound to the footer (a rebuild happens whenever the keys change)."""
-        if not self._bindings_ready:
-            return
-        shown = [(binding, enabled, tooltip) for _node, binding, enabled, tooltip
-                 in self.screen.active_bindings.values() if binding.show]
-        if (self.show_command_palette and self.app.ENABLE_COMMAND_PALETTE) or any(b.group for b, _, _ in shown):
-            yield from super().compose()
-            return
-        by_action: dict[str, tuple] = {}
-        for item in shown:
-            by_action.setdefault(item[0].action, item)  # the first binding of each action
-        self.styles.grid_size_columns = len(by_action)
-        for binding, enabled, tooltip in by_action.values():
-            key = FooterKey(binding.key, self.app.get_key_display(binding), binding.description, binding.action,
-                            disabled=not enabled, tooltip=tooltip, classes="-compact" if self.compact else "")
-            # not data_bind(compact=...): that leaves a watcher on the footer that holds every key
-            # ever made, so each rebuild leaked a dozen widgets
-            key.set_reactive(FooterKey.compact, self.compact)
-            yield key
-
-
-class MainScreen(Screen):
-    BINDINGS = keymap.MAIN
-
-    def compose(self):
-        app: StorycheckApp = self.app  # type: ignore[assignment]
-        yield StatusBar(id="status")
-        with Horizontal(id="top"):
-            yield BatchesPane(id="batches")
-            yield ProxiesPane(id="proxies")
-        yield ResultsPane(id="results")
-        with Horizontal(id="bottom"):
-            yield LogPane(id="log", tz=app.tz, capacity=app.log_capacity)
-            yield WorkersPane(id="workers")
-        yield KeysFooter(compact=True, show_command_palette=False)
-
-    def on_mount(self) -> None:
-        self.query_one(WorkersPane).me = self.app.runner.worker_id  # type: ignore[attr-defined]
-        self.query_one(BatchesPane).focus_target()
-        self.app.start_refresh()  # type: ignore[attr-defined]
-
-    def on_resize(self) -> None:
-        narrow = self.size.width < 100
-        self.set_class(self.size.height < 32, "-short")
-        self.set_class(narrow, "-narrow")
-        pane = self.focused_pane()
-        self._show(pane.pane_name if pane is not None else None)
-        self.query_one(ResultsPane).set_compact(narrow)
-        self.app.tick()  # type: ignore[attr-defined]
-
-    # -- panes --------------------------------------------------------------------------------------
-
-    def pane(self, name: str) -> Pane:
-        return self.query_one(f"#{name}", Pane)
-
-    def focused_pane(self) -> Pane | None:
-        node: Widget | None = self.focused
-        while node is not None and not isinstance(node, Pane):
-            node = node.parent if isinstance(node.parent, Widget) else None
-        return node
-
-    def action_focus_pane(self, name: str) -> None:
-        if self.maximized is not None:
-            self.minimize()
-        self._show(name)
-        self.pane(name).focus_target()
-
-    def _show(self, name: str | None) -> None:
-        """On a narrow terminal proxies and workers share a row with batches and log:
-        the one that has the focus is the one shown. (A class on the screen restyles every
-        widget, so on a wide terminal, where they change nothing, they stay off.)"""
-        narrow = self.has_class("-narrow")
-        self.set_class(narrow and name == "workers", "-show-workers")
-        self.set_class(narrow and name == "proxies", "-show-proxies")
-
-    def on_descendant_focus(self, event) -> None:
-        pane = self.focused_pane()
-        if pane is not None:
-            self._show(pane.pane_name)
-
-    def action_focus_next(self) -> None:
-        self.focus_next()
-
-    def action_focus_previous(self) -> None:
-        self.focus_previous()
-
-    def action_filter(self) -> None:
-        pane = self.focused_pane() or self.pane("results")
-        if not pane.open_filter():
-            self.app.notify(f"the {pane.pane_title.lower()} pane has no filter", severity="warning")
-
-    def action_toggle_maximize(self) -> None:
-        if self.maximized is not None:
-            self.minimize()
-        elif self.focused is not None:
-            self.maximize(self.focused)
-
-    # -- actions on the selected batch / proxy --------------------------------------------------------
-
-    def _batch(self):
-        b = self.query_one(BatchesPane).selected
-        if b is None:
-            self.app.notify("no batch selected: press n to create one", severity="warning")
-        return b
-
-    def action_pause_batch(self) -> None:
-        b = self._batch()
-        if b is None:
-            return
-        app: StorycheckApp = self.app  # type: ignore[assignment]
-        if b.state == "paused":
-            app.command(lambda: CommandDone(f"batch {b.id} resumed") if app.runner.resume(b.id)
-                        else CommandDone(f"batch {b.id} is not paused any more", "warning"))
-        elif b.state in ("running", "queued"):
-            app.command(lambda: CommandDone(f"batch {b.id} paused: workers take no more of its profiles")
-                        if app.runner.pause(b.id) else CommandDone(f"batch {b.id} cannot be paused now", "warning"))
-        else:
-            app.notify(f"batch {b.id} is {b.state}: nothing to pause or resume", severity="warning")
-
-    def action_cancel_batch(self) -> None:
-        b = self._batch()
-        if b is None:
-            return
-        if b.state not in ("running", "queued", "paused"):
-            self.app.notify(f"batch {b.id} is {b.state}: nothing to cancel", severity="warning")
-            return
-        app: StorycheckApp = self.app  # type: ignore[assignment]
-        msg = Text("Cancel batch ")
-        msg.append_text(fmt.plain(b.name, "bold"))
-        msg.append(f" (#{b.id})? Its {b.remaining:,} unchecked profiles will not be checked; "
-                   "checks in flight finish. This cannot be undone.")
-
-        def done(yes: bool | None) -> None:
-            if yes:
-                app.command(lambda: CommandDone(f"batch {b.id} cancelled: {app.runner.cancel(b.id):,} profiles dropped"))
-
-        self.app.push_screen(ConfirmScreen("Cancel batch", msg, yes="Cancel batch", no="Keep it"), done)
-
-    def action_retry_failed(self) -> None:
-        b = self._batch()
-        if b is None:
-            return
-        if not b.failed:
-            self.app.notify(f"batch {b.id} has no failed checks", severity="warning")
-            return
-        app: StorycheckApp = self.app  # type: ignore[assignment]
-        app.command(lambda: CommandDone(f"batch {b.id}: {app.runner.retry_failed(b.id):,} failed checks queued again"))
-
-    def action_new_batch(self) -> None:
-        app: StorycheckApp = self.app  # type: ignore[assignment]
-
-        def done(result: Created | None) -> None:
-            if result is not None:
-                app.select_batch_when_seen = result.batch_id
-                app.notify(result.message)
-                app.request_read()
-
-        self.app.push_screen(NewBatchScreen(app.create_batch_from_file), done)
-
-    def action_export_batch(self) -> None:
-        b = self._batch()
-        if b is None:
-            return
-        app: StorycheckApp = self.app  # type: ignore[assignment]
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", b.name).strip("-.") or "batch"
-        default = str(Path.cwd() / f"{slug}-{b.id}.csv")
-
-        def done(result: Exported | None) -> None:
-            if result is not None:
-                app.notify(f"exported {result.rows:,} rows of batch {b.id} to {result.path} ({result.fmt})")
-
-        self.app.push_screen(ExportScreen(f"{b.name} (#{b.id})", default,
-                                          lambda path, kind: app.export_batch(b.id, path, kind)), done)
-
-    def _proxy(self):
-        p = self.query_one(ProxiesPane).selected
-        if p is None:
-            self.app.notify("no proxy selected", severity="warning")
-        elif p.key == "direct":
-            self.app.notify("no proxies are configured: checks go direct (add some with --proxies FILE)",
-                            severity="warning")
-            return None
-        return p
-
-    def action_toggle_proxy(self) -> None:
-        p = self._proxy()
-        if p is None:
-            return
-        app: StorycheckApp = self.app  # type: ignore[assignment]
-        label = fmt.literal(p.label)
-        app.command(lambda: CommandDone(f"proxy {label} disabled" if app.runner.toggle_proxy(p.key)
-                                        else f"proxy {label} enabled"))
-
-    def action_retry_proxy(self) -> None:
-        p = self._proxy()
-        if p is None:
-            return
-        app: StorycheckApp = self.app  # type: ignore[assignment]
-        label = fmt.literal(p.label)
-        done = (f"proxy {label}: the workers re-validate it within a second or two" if app.watch_only
-                else f"proxy {label}: re-validating now")
-        app.command(lambda: (app.runner.retry_proxy(p.key), CommandDone(done))[1])
-
-    def action_revalidate_all(self) -> None:
-        app: StorycheckApp = self.app  # type: ignore[assignment]
-        done = ("every enabled proxy: the workers re-validate them within a second or two" if app.watch_only
-                else "re-validating every enabled proxy now")
-        app.command(lambda: (app.runner.revalidate_all(), CommandDone(done))[1])
-
-    def action_quit_app(self) -> None:
-        self.app.request_quit()  # type: ignore[attr-defined]
-
-    def action_help(self) -> None:
-        self.app.action_help()  # type: ignore[attr-defined]
-
-    # -- messages from panes --------------------------------------------------------------------------
-
-    def on_batches_table_selected(self, event: BatchesTable.Selected) -> None:
-        self.query_one(ResultsPane).set_batch(self.query_one(BatchesPane).selected)
-
-    def on_results_pane_reload(self, event: ResultsPane.Reload) -> None:
-        self.app.request_read()  # type: ignore[attr-defined]
-
-    def on_results_table_open_detail(self, event: ResultsTable.OpenDetail) -> None:
-        self.app.open_detail(event.job_id)  # type: ignore[attr-defined]
 
 
 class StorycheckApp(App):
@@ -387,15 +101,13 @@ class StorycheckApp(App):
         self._log_seq = 0
         self._db = DbState()
         self._latency = LatencyHistory()
-        self._reading = False
         self._read_again = False
         self._last_read = 0.0
         self._results_sig: tuple | None = None
         self._snap: EngineSnapshot | None = None
         self._gc_saved: tuple[int, ...] | None = None  # the collector's thresholds before the console ran
-        self.tick_seconds: list[float] = []  # redraw cost of recent ticks (for measurements)
-        self.read_seconds: list[float] = []  # background database reads (off the UI thread)
-        self.apply_seconds: list[float] = []  # showing one read's answer (on the UI thread)
+        self.tick_seconds: list[float] = []  # redraw cost of recent ticks (read by benchmarks/)
+        self.keymap_overrides = dict(keymap_overrides or {})
         if keymap_overrides:
             self.set_keymap(keymap_overrides)
 
@@ -529,7 +241,7 @@ class StorycheckApp(App):
             usable=sum(1 for p in merged if p.usable(now)), proxies=len(merged), direct=direct,
             threads=snap.threads, in_flight=snap.in_flight, workers=len(others),
             waiting_for_proxy=snap.waiting_for_proxy, note=self.note, stopping=self.stopping,
-            compact=main.size.width < 100)
+            compact=main.size.width < NARROW)
         main.query_one(StatusBar).show(facts)
 
     # -- database reads off the UI thread ---------------------------------------------------------------
@@ -541,34 +253,36 @@ class StorycheckApp(App):
             return None
 
     def request_read(self) -> None:
+        """Read the proxy and worker tables and the results window again: now, or as soon as
+        the read in flight has answered (reads never pile up behind a slow database)."""
         if not self.refresh_every:
             self._apply_db(self._read_db(self._results_query()))
             return
-        if self._reading:
+        if any(w.group == "db-read" and w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in self.workers):
             self._read_again = True
             return
-        self._reading = True
         self._read_again = False
         self._last_read = time.monotonic()
-        query = self._results_query()
-        self.run_worker(lambda: self._read_in_thread(query), thread=True, group="db-read", exit_on_error=False)
+        self._read_in_thread(self._results_query())
 
+    @work(thread=True, exclusive=True, group="db-read", exit_on_error=False)
     def _read_in_thread(self, query: WindowQuery | None) -> None:
-        started = time.perf_counter()
-        try:
+        with self.connection():
             state = self._read_db(query)
-        finally:
-            self._release_connection()
-        self.read_seconds.append(time.perf_counter() - started)
-        del self.read_seconds[:-200]
-        self.post_message(DbRead(state))
+        if not get_current_worker().is_cancelled:
+            self.post_message(DbRead(state))
 
-    def _release_connection(self) -> None:
-        """Worker threads give their database connection back (a pool on PostgreSQL)."""
+    @contextmanager
+    def connection(self) -> Iterator[None]:
+        """Around database work in a worker thread: the thread gives its connection back after
+        (to the pool, on PostgreSQL), whatever happened."""
         try:
-            self.store.db.close()
-        except Exception:
-            pass
+            yield
+        finally:
+            try:
+                self.store.db.close()
+            except Exception:
+                pass
 
     def _read_db(self, query: WindowQuery | None) -> DbState:
         try:
@@ -579,11 +293,7 @@ class StorycheckApp(App):
             return DbState(self._db.proxies, self._db.workers, None, f"{type(exc).__name__}: {exc}")
 
     def on_db_read(self, message: DbRead) -> None:
-        self._reading = False
-        started = time.perf_counter()
         self._apply_db(message.state)
-        self.apply_seconds.append(time.perf_counter() - started)
-        del self.apply_seconds[:-200]
         if self._read_again and not self.stopping:
             self.request_read()
 
@@ -609,54 +319,17 @@ class StorycheckApp(App):
 
     # -- commands ------------------------------------------------------------------------------------
 
-    def command(self, fn: Callable[[], CommandDone]) -> None:
-        """Run an engine/database command in a thread; say what it did; redraw."""
-        if self.stopping:
-            self.notify("stopping: no more commands", severity="warning")
-            return
-        def run() -> CommandDone:
-            try:
-                return fn()
-            finally:
-                self._release_connection()
-
-        self.run_worker(run, thread=True, group="command", exit_on_error=False)
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker.group != "command":
-            return
-        if event.state == WorkerState.SUCCESS:
-            done: CommandDone = event.worker.result
-            self.notify(done.message, severity=done.severity)  # type: ignore[arg-type]
-        elif event.state == WorkerState.ERROR:
-            err = event.worker.error
-            self.notify(f"command failed: {fmt.literal(err)}", severity="error", timeout=8)
-        else:
-            return
+    def command_done(self) -> None:
+        """A command changed something: redraw, and read the database again, now."""
         self._results_sig = None
         self.tick()
         self.request_read()
 
-    def create_batch_from_file(self, path: str, name: str, skip_invalid: bool) -> Created:
-        from storycheck_tui.inputs.profiles import load_profiles
-
-        path = str(Path(path).expanduser())
-        plist = load_profiles(path, skip_invalid=skip_invalid)
-        name = name or Path(path).stem
-        batch_id = ops.create_batch(self.store, name, plist.usernames, source_file=path)
-        self.runner.refresh()  # the new batch shows (and is claimed) now, not at the next keeper pass
-        extra = []
-        if plist.duplicates:
-            extra.append(f"{plist.duplicates} duplicates dropped")
-        if plist.invalid:
-            extra.append(f"{len(plist.invalid)} invalid lines skipped")
-        return Created(batch_id, f"batch {batch_id} {fmt.literal(name)!r}: {len(plist.usernames):,} profiles"
-                       + (f" ({', '.join(extra)})" if extra else ""))
-
-    def export_batch(self, batch_id: int, path: str, kind: str) -> int:
-        from storycheck_tui.exports import export_to_file
-
-        return export_to_file(self.store, batch_id, kind, str(Path(path).expanduser()))
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """A toast. Plain text unless asked otherwise: toasts carry batch names, proxy labels and
+        errors, and a ``[`` in one of them must show as typed, never act as markup."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     def open_detail(self, job_id: int) -> None:
         if self.refresh_every:
@@ -668,16 +341,15 @@ class StorycheckApp(App):
     async def run_binding(self, binding: Binding) -> None:
         """Run a key's action from the command palette, on the node that owns it."""
         main = self.main
-        if binding in keymap.RESULTS:
-            node = main.query_one(ResultsTable)
+        owners: dict[str, Callable[[], DOMNode]] = {
+            keymap.SCOPE_RESULTS: lambda: main.query_one(ResultsTable),
+            keymap.SCOPE_LOG: lambda: main.query_one(LogPane).target(),
+            keymap.SCOPE_APP: lambda: self,
+            keymap.SCOPE_MAIN: lambda: main,
+        }
+        node = owners[keymap.scope(binding)]()
+        if isinstance(node, Widget):
             node.focus()
-        elif binding in keymap.LOG:
-            node = main.query_one(LogPane).target()
-            node.focus()
-        elif binding in keymap.APP:
-            node = self
-        else:
-            node = main
         await node.run_action(binding.action)
 
     def action_help(self) -> None:

@@ -8,6 +8,7 @@ from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from storycheck_tui.ui import keymap
+from storycheck_tui.ui.typed import ConsoleNode
 
 #: focus moves that make no sense from the palette
 SKIP = {keymap.NEXT_PANE.id, keymap.PREV_PANE.id}
@@ -23,15 +24,15 @@ def commands() -> list[tuple[str, str, Binding]]:
     return out
 
 
-class StorycheckCommands(Provider):
+class StorycheckCommands(ConsoleNode, Provider):
     async def discover(self) -> Hits:
         for title, help_text, binding in commands():
-            yield DiscoveryHit(title, partial(self.app.run_binding, binding), help=help_text)  # type: ignore[attr-defined]
+            yield DiscoveryHit(title, partial(self.app.run_binding, binding), help=help_text)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for title, help_text, binding in commands():
             score = max(matcher.match(title), matcher.match(help_text) * 0.8)
             if score > 0:
-                yield Hit(score, matcher.highlight(title), partial(self.app.run_binding, binding),  # type: ignore[attr-defined]
+                yield Hit(score, matcher.highlight(title), partial(self.app.run_binding, binding),
                           help=help_text)

@@ -94,6 +94,15 @@ SECTIONS: list[tuple[str, list[Binding]]] = [
 ]
 
 
+#: where a key's action runs (the command palette runs it there): the scope of its list
+SCOPE_MAIN, SCOPE_RESULTS, SCOPE_LOG, SCOPE_APP = "main", "results", "log", "app"
+_SCOPES = ((RESULTS, SCOPE_RESULTS), (LOG, SCOPE_LOG), (APP, SCOPE_APP))
+
+
+def scope(binding: Binding) -> str:
+    return next((name for bindings, name in _SCOPES if binding in bindings), SCOPE_MAIN)
+
+
 def all_bindings() -> list[Binding]:
     return [b for _, group in SECTIONS for b in group]
 

@@ -10,6 +10,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from storycheck_tui.ui import keymap
+from storycheck_tui.ui.typed import ConsoleNode
 
 INTRO = ("The panes redraw a few times a second from the engine and the database. Batch keys act on the "
          "selected batch (pane 1), proxy keys on the selected proxy (pane 3). ctrl+p opens the command palette "
@@ -19,14 +20,14 @@ INTRO = ("The panes redraw a few times a second from the engine and the database
 
 
 def key_label(app, binding: Binding) -> str:
-    keys = app._keymap.get(binding.id) if binding.id else None
+    keys = app.keymap_overrides.get(binding.id) if binding.id else None
     raw = keys or binding.key
     if not keys and binding.key_display:
         return binding.key_display
     return " / ".join(app.get_key_display(Binding(k.strip(), "")) for k in raw.split(","))
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(ConsoleNode, ModalScreen[None]):
     BINDINGS = [keymap.CLOSE, ("q,question_mark,f1", "close", "Close")]
 
     def compose(self):

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rich.padding import Padding
-from rich.segment import Segment
-from rich.style import Style
+from typing import Callable, Iterable
+
 from rich.text import Text
-from textual.cache import LRUCache
 from textual.containers import Vertical
 from textual.widget import Widget
 from textual.widgets import DataTable, Input, Static
-from textual.widgets.data_table import ColumnKey, RowKey
 
 
 def same_text(a: Text | str | None, b: Text | str | None) -> bool:
@@ -158,117 +155,55 @@ def columns(*cols: Col) -> tuple[Col, ...]:
     return tuple(out)
 
 
-#: what DataTable draws for an empty cell (``_EMPTY_TEXT`` in textual.widgets._data_table)
-EMPTY_CELL = Text(no_wrap=True, end="")
-
-
 class Table(DataTable):
-    """A DataTable whose rows are rewritten in place, a row at a time.
+    """A DataTable that shows a list of rows by key and rewrites only what changed.
 
-    ``DataTable.update_cell`` invalidates every cached line of the table and asks for a
-    repaint on each call; :meth:`set_cells` writes any number of cells and :meth:`flush`
-    invalidates and repaints once, after a whole update.
+    Each row is given as its key and a tuple of cell *values* (what the row shows, before
+    rendering): :meth:`sync` adds new rows, rewrites the cells whose value changed (public
+    ``update_cell``, a cell at a time) and removes the rows that are gone, so a table whose
+    rows did not change costs one tuple comparison per row and nothing is drawn again.
     """
-
-    _pending = False
 
     def __init__(self, *args, **kw) -> None:
         super().__init__(*args, **kw)
-        # DataTable's caches hold up to 10,000 rendered cells and 1,000 lines and rows per table,
-        # most of them keyed by an update count that has moved on: only objects for the
-        # garbage collector to scan, over and over. A window of 100 rows needs far fewer.
-        self._cell_render_cache.maxsize = 2000
-        self._row_render_cache.maxsize = 300
-        self._line_cache.maxsize = 300
+        self.cols: tuple[Col, ...] = ()
+        self._written: dict[str, tuple] = {}  # row key -> the cell values last written
 
-    def set_cells(self, row_key: str, values: dict[str, object]) -> None:
-        """Write cells of an existing row (column key -> new value); shown after :meth:`flush`."""
-        row = self._data.get(RowKey(row_key))  # pinned textual: DataTable keeps rows in _data
-        if row is None:
-            raise KeyError(row_key)
-        for column_key, value in values.items():
-            row[ColumnKey(column_key)] = value
-        self._pending = True
+    def set_columns(self, cols: tuple[Col, ...]) -> None:
+        """(Re)build the columns; every row is dropped. No cell padding: see :class:`Col`."""
+        if self.columns:
+            self.clear(columns=True)
+        self._written.clear()
+        self.cols = cols
+        self.cell_padding = 0
+        for c in cols:
+            label = (" " if c.gap_before else "") + c.label
+            self.add_column(Text(label, justify="right" if c.right else "left"), key=c.key, width=c.width)
 
-    def flush(self) -> None:
-        if self._pending:
-            self._pending = False
-            self._update_count += 1  # the key of every render cache of DataTable:
-            for cache in (self._row_render_cache, self._cell_render_cache, self._row_renderable_cache,
-                          self._line_cache):
-                cache.clear()  # what they hold can no longer be found, let it go now
-            self._prune_cell_lines()
-            self.refresh()
+    def sync(self, rows: Iterable[tuple[str, tuple]], render: Callable[[tuple], list[Text]]) -> None:
+        """Show exactly ``rows`` (key, cell values), in their order when they are new;
+        ``render(values)`` makes a row's cells (one Text per column) when it changed."""
+        seen: set[str] = set()
+        for key, values in rows:
+            seen.add(key)
+            old = self._written.get(key)
+            if old == values:
+                continue
+            cells = render(values)
+            if old is None:
+                self.add_row(*cells, key=key)
+            else:
+                for i, col in enumerate(self.cols):
+                    if old[i] != values[i]:
+                        self.update_cell(key, col.key, cells[i])
+            self._written[key] = values
+        for key in [k for k in self._written if k not in seen]:
+            self.remove_row(key)
+            del self._written[key]
 
-    def _prune_cell_lines(self) -> None:
-        """Forget the rendered text of cells that are no longer in the table."""
-        cache = self._cell_lines_cache
-        if cache is None or len(cache) <= 2 * (len(self._data) + 1) * len(self.columns):
-            return
-        live = {id(v) for row in self._data.values() for v in row.values()}
-        live.update(id(c.label) for c in self.columns.values())
-        for key in [k for k in cache.keys() if k[0] not in live]:
-            cache.discard(key)
-
-    # Rendering. DataTable renders a cell again (``Styled(Padding(cell))`` through the whole
-    # Rich pipeline) whenever any cell of the table changed, the cursor moved or the table's
-    # focus changed, although the cell's own text did not. Here the text of a cell is rendered
-    # once per Text object and width, and only the table's styles (base, cursor, hover, the
-    # row/column meta for the mouse) are layered on again: the same segments, far less work.
-
-    _cell_lines_cache: LRUCache[tuple[int, int], tuple[Text, list[Segment]]] | None = None
-
-    def _cell_line(self, cell: Text, width: int) -> list[Segment]:
-        cache = self._cell_lines_cache
-        if cache is None:
-            cache = self._cell_lines_cache = LRUCache(1500)  # a results window has 800 cells
-        key = (id(cell), width)
-        hit = cache.get(key)
-        if hit is not None and hit[0] is cell:
-            return hit[1]
-        options = self.app.console_options.update_dimensions(width, 1).update(no_wrap=True)
-        line = self.app.console.render_lines(Padding(cell, (0, 0)), options)[0]
-        cache[key] = (cell, line)
-        return line
-
-    def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
-                     cursor: bool = False, hover: bool = False) -> list[list[Segment]]:
-        header = row_index == -1
-        if (column_index < 0 or column_index < self.fixed_columns or self.cell_padding
-                or (header and self.header_height != 1) or (not header and not 0 <= self.fixed_rows <= row_index)):
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        row_key = self._header_row_key if header else self._row_locations.get_key(row_index)
-        column_key = self._column_locations.get_key(column_index)
-        cache_key = (row_key, column_key, base_style, cursor, hover, self._show_hover_cursor, self._update_count,
-                     self._pseudo_class_state)
-        lines = self._cell_render_cache.get(cache_key)
-        if lines is not None:
-            return lines
-        if header:
-            cell = self.ordered_columns[column_index].label
-        else:
-            row = self.rows.get(row_key)
-            cell = self._data.get(row_key, {}).get(column_key)
-            if row is None or row.height != 1:
-                cell = None
-            elif isinstance(cell, Text) and not cell:
-                cell = EMPTY_CELL  # as DataTable: an empty Text is drawn as its own empty cell
-        if not isinstance(cell, Text):
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        component_style, post_style = self._get_styles_to_render_cell(
-            header, False, False, hover, cursor, self.show_cursor, self._show_hover_cursor,
-            self.cursor_foreground_priority == "css", self.cursor_background_priority == "css")
-        pre_style = base_style + Style.from_meta({"row": row_index, "column": column_index}) + component_style
-        lines = [list(Segment.apply_style(self._cell_line(cell, width), pre_style, post_style))]
-        self._cell_render_cache[cache_key] = lines
-        return lines
-
-
-def setup_table(table: DataTable, cols: tuple[Col, ...]) -> None:
-    table.cell_padding = 0
-    for c in cols:
-        label = (" " if c.gap_before else "") + c.label
-        table.add_column(Text(label, justify="right" if c.right else "left"), key=c.key, width=c.width)
+    def row_keys(self) -> list[str]:
+        """The keys of the rows, top to bottom."""
+        return [row.key.value for row in self.ordered_rows if row.key.value is not None]
 
 
 def fit(col: Col, text: Text) -> Text:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rich.text import Text
-from textual.message import Message
 from textual.widgets import DataTable
 
 from storycheck_tui.store.batches import BatchView
 from storycheck_tui.ui import format as fmt
-from storycheck_tui.ui.panes.base import Col, Line, Pane, Table, columns, fit, setup_table
+from storycheck_tui.ui.messages import BatchSelected
+from storycheck_tui.ui.panes.base import Col, Line, Pane, Table, columns, fit
 
 COLS = columns(Col("name", "Batch", 14), Col("state", "State", 10), Col("progress", "Progress", 11),
                Col("ok", "OK", 8, right=True), Col("failed", "Fail", 6, right=True),
@@ -53,11 +53,6 @@ def render_cells(cells: tuple) -> list[Text]:
 class BatchesTable(Table):
     """The batch table; its cursor row is the selected batch."""
 
-    class Selected(Message):
-        def __init__(self, batch_id: int | None) -> None:
-            super().__init__()
-            self.batch_id = batch_id
-
 
 class BatchesPane(Pane):
     pane_name = "batches"
@@ -66,7 +61,6 @@ class BatchesPane(Pane):
 
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
-        self._cells: dict[str, tuple] = {}
         self._views: dict[int, BatchView] = {}
         self._all: list[BatchLine] = []
         self._selected: int | None = None
@@ -75,7 +69,7 @@ class BatchesPane(Pane):
 
     def compose(self):
         table = BatchesTable(id="batches-table", cursor_type="row")
-        setup_table(table, COLS)
+        table.set_columns(COLS)
         yield table
         yield Line("", id="batches-detail", classes="detail-line")
 
@@ -96,28 +90,9 @@ class BatchesPane(Pane):
         self.now = now
         if self.needle:
             lines = [ln for ln in lines if self.needle in ln.view.name.lower() or self.needle == str(ln.view.id)]
-        table = self.target()
-        seen: set[str] = set()
-        for line in lines:
-            key = str(line.view.id)
-            seen.add(key)
-            self._views[line.view.id] = line.view
-            cells = line.cells()
-            old = self._cells.get(key)
-            if old == cells:
-                continue
-            rendered = render_cells(cells)
-            if old is None:
-                table.add_row(*rendered, key=key)
-            else:
-                table.set_cells(key, {col.key: rendered[i] for i, col in enumerate(COLS) if old[i] != cells[i]})
-            self._cells[key] = cells
-        for key in [k for k in self._cells if k not in seen]:
-            table.remove_row(key)
-            del self._cells[key]
-            self._views.pop(int(key), None)
-        table.flush()
-        if self._selected is None or str(self._selected) not in self._cells:
+        self._views = {ln.view.id: ln.view for ln in lines}
+        self.target().sync(((str(ln.view.id), ln.cells()) for ln in lines), render_cells)
+        if self._selected is None or self._selected not in self._views:
             self._select_default(lines)
         n = len(self._all)
         shown = f"{len(lines)} of {n}" if self.needle else f"{n}"
@@ -149,7 +124,7 @@ class BatchesPane(Pane):
         if batch_id != self._selected:
             self._selected = batch_id
             self._detail()
-            self.post_message(BatchesTable.Selected(batch_id))
+            self.post_message(BatchSelected(batch_id))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()

@@ -12,7 +12,7 @@ from textual.widgets import DataTable
 from storycheck_tui.engine.proxies import LATENCY_HISTORY, ProxyView
 from storycheck_tui.store.reads import ProxyRow
 from storycheck_tui.ui import format as fmt
-from storycheck_tui.ui.panes.base import Col, Line, Pane, Table, columns, fit, setup_table
+from storycheck_tui.ui.panes.base import Col, Line, Pane, Table, columns, fit
 
 COLS = columns(Col("label", "Proxy", 16), Col("state", "State", 12), Col("ok", "OK", 7, right=True),
                Col("fail", "Fail", 6, right=True), Col("latency", "ms", 6, right=True), Col("trend", "Trend", 7),
@@ -123,7 +123,6 @@ class ProxiesPane(Pane):
 
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
-        self._cells: dict[str, tuple] = {}
         self._lines: dict[str, ProxyLine] = {}
         self._all: list[ProxyLine] = []
         self.selected_key: str | None = None
@@ -132,7 +131,7 @@ class ProxiesPane(Pane):
 
     def compose(self):
         table = ProxiesTable(id="proxies-table", cursor_type="row")
-        setup_table(table, COLS)
+        table.set_columns(COLS)
         yield table
         yield Line("", id="proxies-detail", classes="detail-line")
 
@@ -153,27 +152,9 @@ class ProxiesPane(Pane):
         usable = sum(1 for p in lines if p.usable(now))
         if self.needle:
             lines = [p for p in lines if self.needle in p.label.lower() or self.needle == p.state]
-        table = self.target()
-        seen = set()
-        for p in lines:
-            seen.add(p.key)
-            self._lines[p.key] = p
-            cells = proxy_cells(p, now)
-            old = self._cells.get(p.key)
-            if old == cells:
-                continue
-            rendered = render_proxy(cells)
-            if old is None:
-                table.add_row(*rendered, key=p.key)
-            else:
-                table.set_cells(p.key, {col.key: rendered[i] for i, col in enumerate(COLS) if old[i] != cells[i]})
-            self._cells[p.key] = cells
-        for key in [k for k in self._cells if k not in seen]:
-            table.remove_row(key)
-            del self._cells[key]
-            self._lines.pop(key, None)
-        table.flush()
-        if self.selected_key not in self._cells and lines:
+        self._lines = {p.key: p for p in lines}
+        self.target().sync(((p.key, proxy_cells(p, now)) for p in lines), render_proxy)
+        if self.selected_key not in self._lines and lines:
             self.selected_key = lines[0].key
         sub = f"{usable}/{len(self._all)} usable"
         if self.needle:

@@ -7,15 +7,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rich.text import Text
-from textual.message import Message
 from textual.widgets import DataTable
 
 from storycheck_tui.store.batches import BatchView
 from storycheck_tui.store.reads import STATE_FILTERS, JobRow, JobWindow
 from storycheck_tui.ui import format as fmt
 from storycheck_tui.ui import keymap
+from storycheck_tui.ui.messages import DetailWanted, ResultsWanted
 from storycheck_tui.ui.panes.proxies import short_label
-from storycheck_tui.ui.panes.base import Col, FilterInput, Line, Pane, Table, columns, fit, setup_table
+from storycheck_tui.ui.panes.base import Col, FilterInput, Line, Pane, Table, columns, fit
 
 COLS = columns(Col("username", "Username", 22), Col("state", "Result", 11), Col("stories", "Stories", 8, right=True),
                Col("latest", "Latest", 8, right=True), Col("proxy", "Proxy", 18), Col("attempts", "Try", 4, right=True),
@@ -88,11 +88,6 @@ def render_row(j: JobRow, cells: tuple, cols: tuple[Col, ...] = COLS) -> list[Te
 class ResultsTable(Table):
     BINDINGS = keymap.RESULTS
 
-    class OpenDetail(Message):
-        def __init__(self, job_id: int) -> None:
-            super().__init__()
-            self.job_id = job_id
-
     def _pane(self) -> "ResultsPane":
         return next(a for a in self.ancestors if isinstance(a, ResultsPane))
 
@@ -112,9 +107,6 @@ class ResultsPane(Pane):
     pane_title = "Results"
     filter_placeholder = "username or error text; is:failed is:ok is:stories is:pending is:running …"
     filter_debounce = 0.3  # a text filter reads the database: wait for a pause in typing
-
-    class Reload(Message):
-        """The window's parameters changed: read it again now."""
 
     def __init__(self, *, page_size: int = PAGE, **kw) -> None:
         super().__init__(**kw)
@@ -139,7 +131,7 @@ class ResultsPane(Pane):
         box.display = False
         yield box
         table = ResultsTable(id="results-table", cursor_type="row")
-        setup_table(table, self.cols)
+        table.set_columns(self.cols)
         yield table
 
     def target(self) -> ResultsTable:
@@ -160,7 +152,7 @@ class ResultsPane(Pane):
             self.follow = True
             self.window = None
             self._clear()
-            self.post_message(self.Reload())
+            self.post_message(ResultsWanted())
         self._header()
 
     def apply_filter(self, text: str) -> None:
@@ -169,7 +161,7 @@ class ResultsPane(Pane):
         if (state, words) != (self.state_filter, self.text_filter):
             self.state_filter, self.text_filter = state, words
             self.row_offset = 0
-            self.post_message(self.Reload())
+            self.post_message(ResultsWanted())
         self._header()
 
     def page(self, step: int) -> None:
@@ -180,7 +172,7 @@ class ResultsPane(Pane):
         if new != self.row_offset:
             self.row_offset = new
             self.follow = False  # a paged view holds still until F
-            self.post_message(self.Reload())
+            self.post_message(ResultsWanted())
         self._header()
 
     def set_follow(self, on: bool) -> None:
@@ -188,7 +180,7 @@ class ResultsPane(Pane):
         if on:
             self.row_offset = 0
             self.target().move_cursor(row=0, animate=False)
-            self.post_message(self.Reload())
+            self.post_message(ResultsWanted())
         self._header()
 
     def set_compact(self, compact: bool) -> None:
@@ -197,9 +189,7 @@ class ResultsPane(Pane):
         if cols is self.cols:
             return
         self.cols = cols
-        table = self.target()
-        table.clear(columns=True)
-        setup_table(table, cols)
+        self.target().set_columns(cols)
         self._keys, self._cells, self._jobs, self._rendered = [], {}, {}, {}
         if self.window is not None:
             self.apply_window(self.window, self.now)
@@ -248,11 +238,11 @@ class ResultsPane(Pane):
             if old_key == key and old == cells:
                 continue
             same_row = old_key == key and old is not None
-            table.set_cells(str(i), {col.key: rendered[c] for c, col in enumerate(self.cols)
-                                     if not same_row or old[c] != cells[c]})
+            for c, col in enumerate(self.cols):
+                if not same_row or old[c] != cells[c]:
+                    table.update_cell(str(i), col.key, rendered[c])
         for i in range(len(self._keys) - 1, len(keys) - 1, -1):
             table.remove_row(str(i))
-        table.flush()
         self._rendered = cache
         self._keys = keys
         if moved and keys:
@@ -277,7 +267,7 @@ class ResultsPane(Pane):
         event.stop()
         job = self.selected_job()
         if job is not None:
-            self.post_message(ResultsTable.OpenDetail(job.id))
+            self.post_message(DetailWanted(job.id))
 
     def _header(self) -> None:
         header = self.query_one("#results-header", Line)

@@ -7,7 +7,7 @@ from rich.text import Text
 
 from storycheck_tui.store.reads import WorkerRow
 from storycheck_tui.ui import format as fmt
-from storycheck_tui.ui.panes.base import Col, Pane, Table, columns, fit, setup_table
+from storycheck_tui.ui.panes.base import Col, Pane, Table, columns, fit
 
 COLS = columns(Col("host", "Host", 10), Col("pid", "PID", 6, right=True), Col("threads", "Thr", 4, right=True),
                Col("rate", "/s", 6, right=True), Col("beat", "Beat", 6, right=True),
@@ -47,36 +47,18 @@ class WorkersPane(Pane):
 
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
-        self._cells: dict[str, tuple] = {}
         self.me: str | None = None
 
     def compose(self):
         table = WorkersTable(id="workers-table", cursor_type="row", show_cursor=False)
-        setup_table(table, COLS)
+        table.set_columns(COLS)
         yield table
 
     def target(self) -> WorkersTable:
         return self.query_one(WorkersTable)
 
     def update_workers(self, rows: list[WorkerRow], now: float) -> None:
-        table = self.target()
-        seen = set()
-        for w in rows:
-            seen.add(w.id)
-            cells = worker_cells(w, now, self.me)
-            old = self._cells.get(w.id)
-            if old == cells:
-                continue
-            rendered = render_worker(cells)
-            if old is None:
-                table.add_row(*rendered, key=w.id)
-            else:
-                table.set_cells(w.id, {col.key: rendered[i] for i, col in enumerate(COLS) if old[i] != cells[i]})
-            self._cells[w.id] = cells
-        for key in [k for k in self._cells if k not in seen]:
-            table.remove_row(key)
-            del self._cells[key]
-        table.flush()
+        self.target().sync(((w.id, worker_cells(w, now, self.me)) for w in rows), render_worker)
         running = sum(1 for w in rows if w.state == "running")
         late = sum(1 for w in rows if worker_cells(w, now, None)[0][2] == "late")
         sub = f"{running} running" if rows else "none"

@@ -1,0 +1,325 @@
+"""The main screen: the five panes, moving between them, and the operator's commands.
+
+Each command is two methods: ``action_*`` (on the UI thread) checks what is selected and
+asks for a confirmation where one is due; a ``@work`` thread method then makes the change
+through the engine or the database, so a write that waits for a lock never freezes the
+screen, and returns a :class:`CommandDone` that is shown as a toast.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.text import Text
+from textual import work
+from textual.containers import Horizontal
+from textual.events import DescendantFocus, Resize
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.worker import Worker, WorkerState
+
+from storycheck_tui.intake import import_batch
+from storycheck_tui.store.batches import BatchView
+from storycheck_tui.ui import format as fmt
+from storycheck_tui.ui import keymap
+from storycheck_tui.ui.footer import KeysFooter
+from storycheck_tui.ui.messages import BatchSelected, DetailWanted, ResultsWanted
+from storycheck_tui.ui.modals.confirm import ConfirmScreen
+from storycheck_tui.ui.modals.export import Exported, ExportScreen
+from storycheck_tui.ui.modals.new_batch import Created, NewBatchScreen
+from storycheck_tui.ui.panes.base import Pane
+from storycheck_tui.ui.panes.batches import BatchesPane
+from storycheck_tui.ui.panes.logview import LogPane
+from storycheck_tui.ui.panes.proxies import ProxiesPane, ProxyLine
+from storycheck_tui.ui.panes.results import ResultsPane
+from storycheck_tui.ui.panes.workers import WorkersPane
+from storycheck_tui.ui.status import StatusBar
+from storycheck_tui.ui.typed import ConsoleNode
+
+#: a terminal narrower than this shows one of batches/proxies and one of log/workers
+NARROW = 100
+#: a terminal shorter than this gives the panes fewer lines
+SHORT = 32
+
+
+@dataclass(frozen=True)
+class CommandDone:
+    """What a command did, as its toast says it."""
+
+    message: str
+    severity: str = "information"
+
+
+class MainScreen(ConsoleNode, Screen[None]):
+    BINDINGS = keymap.MAIN
+
+    def compose(self):
+        yield StatusBar(id="status")
+        with Horizontal(id="top"):
+            yield BatchesPane(id="batches")
+            yield ProxiesPane(id="proxies")
+        yield ResultsPane(id="results")
+        with Horizontal(id="bottom"):
+            yield LogPane(id="log", tz=self.app.tz, capacity=self.app.log_capacity)
+            yield WorkersPane(id="workers")
+        yield KeysFooter()
+
+    def on_mount(self) -> None:
+        self.query_one(WorkersPane).me = self.app.runner.worker_id
+        self.query_one(BatchesPane).focus_target()
+        self.app.start_refresh()
+
+    def on_resize(self, event: Resize) -> None:
+        narrow = self.size.width < NARROW
+        self.set_class(self.size.height < SHORT, "-short")
+        self.set_class(narrow, "-narrow")
+        pane = self.focused_pane()
+        self._show(pane.pane_name if pane is not None else None)
+        self.query_one(ResultsPane).set_compact(narrow)
+        self.app.tick()
+
+    # -- panes --------------------------------------------------------------------------------------
+
+    def pane(self, name: str) -> Pane:
+        return self.query_one(f"#{name}", Pane)
+
+    def focused_pane(self) -> Pane | None:
+        node: Widget | None = self.focused
+        while node is not None and not isinstance(node, Pane):
+            node = node.parent if isinstance(node.parent, Widget) else None
+        return node
+
+    def action_focus_pane(self, name: str) -> None:
+        if self.maximized is not None:
+            self.minimize()
+        self._show(name)
+        self.pane(name).focus_target()
+
+    def _show(self, name: str | None) -> None:
+        """On a narrow terminal proxies and workers share a row with batches and log:
+        the one that has the focus is the one shown. (A class on the screen restyles every
+        widget, so on a wide terminal, where they change nothing, they stay off.)"""
+        narrow = self.has_class("-narrow")
+        self.set_class(narrow and name == "workers", "-show-workers")
+        self.set_class(narrow and name == "proxies", "-show-proxies")
+
+    def on_descendant_focus(self, event: DescendantFocus) -> None:
+        pane = self.focused_pane()
+        if pane is not None:
+            self._show(pane.pane_name)
+
+    def action_focus_next(self) -> None:
+        self.focus_next()
+
+    def action_focus_previous(self) -> None:
+        self.focus_previous()
+
+    def action_filter(self) -> None:
+        pane = self.focused_pane() or self.pane("results")
+        if not pane.open_filter():
+            self.app.notify(f"the {pane.pane_title.lower()} pane has no filter", severity="warning")
+
+    def action_toggle_maximize(self) -> None:
+        if self.maximized is not None:
+            self.minimize()
+        elif self.focused is not None:
+            self.maximize(self.focused)
+
+    def action_quit_app(self) -> None:
+        self.app.request_quit()
+
+    def action_help(self) -> None:
+        self.app.action_help()
+
+    # -- messages from panes --------------------------------------------------------------------------
+
+    def on_batch_selected(self, event: BatchSelected) -> None:
+        self.query_one(ResultsPane).set_batch(self.query_one(BatchesPane).selected)
+
+    def on_results_wanted(self, event: ResultsWanted) -> None:
+        self.app.request_read()
+
+    def on_detail_wanted(self, event: DetailWanted) -> None:
+        self.app.open_detail(event.job_id)
+
+    # -- the selected batch and proxy -------------------------------------------------------------------
+
+    def _batch(self) -> BatchView | None:
+        b = self.query_one(BatchesPane).selected
+        if b is None:
+            self.app.notify("no batch selected: press n to create one", severity="warning")
+        return b
+
+    def _proxy(self) -> ProxyLine | None:
+        p = self.query_one(ProxiesPane).selected
+        if p is None:
+            self.app.notify("no proxy selected", severity="warning")
+        elif p.key == "direct":
+            self.app.notify("no proxies are configured: checks go direct (add some with --proxies FILE)",
+                            severity="warning")
+            return None
+        return p
+
+    def _can_command(self) -> bool:
+        if self.app.stopping:
+            self.app.notify("stopping: no more commands", severity="warning")
+            return False
+        return True
+
+    # -- batch commands ---------------------------------------------------------------------------------
+
+    def action_pause_batch(self) -> None:
+        b = self._batch()
+        if b is None or not self._can_command():
+            return
+        if b.state == "paused":
+            self.resume_batch(b.id)
+        elif b.state in ("running", "queued"):
+            self.pause_batch(b.id)
+        else:
+            self.app.notify(f"batch {b.id} is {b.state}: nothing to pause or resume", severity="warning")
+
+    @work(thread=True, group="command", exit_on_error=False)
+    def pause_batch(self, batch_id: int) -> CommandDone:
+        with self.app.connection():
+            if self.app.runner.pause(batch_id):
+                return CommandDone(f"batch {batch_id} paused: workers take no more of its profiles")
+            return CommandDone(f"batch {batch_id} cannot be paused now", "warning")
+
+    @work(thread=True, group="command", exit_on_error=False)
+    def resume_batch(self, batch_id: int) -> CommandDone:
+        with self.app.connection():
+            if self.app.runner.resume(batch_id):
+                return CommandDone(f"batch {batch_id} resumed")
+            return CommandDone(f"batch {batch_id} is not paused any more", "warning")
+
+    def action_cancel_batch(self) -> None:
+        b = self._batch()
+        if b is None:
+            return
+        if b.state not in ("running", "queued", "paused"):
+            self.app.notify(f"batch {b.id} is {b.state}: nothing to cancel", severity="warning")
+            return
+        msg = Text("Cancel batch ")
+        msg.append_text(fmt.plain(b.name, "bold"))
+        msg.append(f" (#{b.id})? Its {b.remaining:,} unchecked profiles will not be checked; "
+                   "checks in flight finish. This cannot be undone.")
+
+        def done(yes: bool | None) -> None:
+            if yes and self._can_command():
+                self.cancel_batch(b.id)
+
+        self.app.push_screen(ConfirmScreen("Cancel batch", msg, yes="Cancel batch", no="Keep it"), done)
+
+    @work(thread=True, group="command", exit_on_error=False)
+    def cancel_batch(self, batch_id: int) -> CommandDone:
+        with self.app.connection():
+            dropped = self.app.runner.cancel(batch_id)
+        return CommandDone(f"batch {batch_id} cancelled: {dropped:,} profiles dropped")
+
+    def action_retry_failed(self) -> None:
+        b = self._batch()
+        if b is None:
+            return
+        if not b.failed:
+            self.app.notify(f"batch {b.id} has no failed checks", severity="warning")
+            return
+        if self._can_command():
+            self.retry_failed(b.id)
+
+    @work(thread=True, group="command", exit_on_error=False)
+    def retry_failed(self, batch_id: int) -> CommandDone:
+        with self.app.connection():
+            queued = self.app.runner.retry_failed(batch_id)
+        return CommandDone(f"batch {batch_id}: {queued:,} failed checks queued again")
+
+    def action_new_batch(self) -> None:
+        def done(result: Created | None) -> None:
+            if result is not None:
+                self.app.select_batch_when_seen = result.batch_id
+                self.app.notify(result.message)
+                self.app.request_read()
+
+        self.app.push_screen(NewBatchScreen(self.create_batch), done)
+
+    def create_batch(self, path: str, name: str, skip_invalid: bool) -> Created:
+        """Import a file as a new batch (runs in the form's worker thread)."""
+        with self.app.connection():
+            made = import_batch(self.app.store, path, name=name, skip_invalid=skip_invalid)
+            self.app.runner.refresh()  # the new batch shows (and is claimed) now, not at the next keeper pass
+        return Created(made.batch_id, made.describe())
+
+    def action_export_batch(self) -> None:
+        b = self._batch()
+        if b is None:
+            return
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", b.name).strip("-.") or "batch"
+        default = str(Path.cwd() / f"{slug}-{b.id}.csv")
+
+        def done(result: Exported | None) -> None:
+            if result is not None:
+                self.app.notify(f"exported {result.rows:,} rows of batch {b.id} to {result.path} ({result.fmt})")
+
+        self.app.push_screen(ExportScreen(f"{b.name} (#{b.id})", default,
+                                          lambda path, kind: self.export_batch(b.id, path, kind)), done)
+
+    def export_batch(self, batch_id: int, path: str, kind: str) -> int:
+        """Write one batch to a file (runs in the form's worker thread); rows written."""
+        from storycheck_tui.exports import export_to_file
+
+        with self.app.connection():
+            return export_to_file(self.app.store, batch_id, kind, str(Path(path).expanduser()))
+
+    # -- proxy commands ---------------------------------------------------------------------------------
+
+    def action_toggle_proxy(self) -> None:
+        p = self._proxy()
+        if p is not None and self._can_command():
+            self.toggle_proxy(p.key, p.label)
+
+    @work(thread=True, group="command", exit_on_error=False)
+    def toggle_proxy(self, key: str, label: str) -> CommandDone:
+        with self.app.connection():
+            disabled = self.app.runner.toggle_proxy(key)
+        return CommandDone(f"proxy {fmt.literal(label)} {'disabled' if disabled else 'enabled'}")
+
+    def action_retry_proxy(self) -> None:
+        p = self._proxy()
+        if p is not None and self._can_command():
+            self.retry_proxy(p.key, p.label)
+
+    @work(thread=True, group="command", exit_on_error=False)
+    def retry_proxy(self, key: str, label: str) -> CommandDone:
+        with self.app.connection():
+            self.app.runner.retry_proxy(key)
+        if self.app.watch_only:
+            return CommandDone(f"proxy {fmt.literal(label)}: the workers re-validate it within a second or two")
+        return CommandDone(f"proxy {fmt.literal(label)}: re-validating now")
+
+    def action_revalidate_all(self) -> None:
+        if self._can_command():
+            self.revalidate_all()
+
+    @work(thread=True, group="command", exit_on_error=False)
+    def revalidate_all(self) -> CommandDone:
+        with self.app.connection():
+            self.app.runner.revalidate_all()
+        if self.app.watch_only:
+            return CommandDone("every enabled proxy: the workers re-validate them within a second or two")
+        return CommandDone("re-validating every enabled proxy now")
+
+    # -- what a command did -----------------------------------------------------------------------------
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "command":
+            return
+        if event.state == WorkerState.SUCCESS:
+            done: CommandDone = event.worker.result
+            self.app.notify(done.message, severity="warning" if done.severity == "warning" else "information")
+        elif event.state == WorkerState.ERROR:
+            self.app.notify(f"command failed: {fmt.literal(event.worker.error)}", severity="error", timeout=8)
+        else:
+            return
+        self.app.command_done()

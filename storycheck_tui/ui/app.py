@@ -37,7 +37,7 @@ from textual.dom import DOMNode
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.worker import WorkerState, get_current_worker
+from textual.worker import WorkerState as TaskState, get_current_worker
 
 from storycheck_tui import logs
 from storycheck_tui.engine.runner import EngineSnapshot, Runner
@@ -58,6 +58,7 @@ from storycheck_tui.ui.panes.workers import WorkersPane
 from storycheck_tui.ui.rates import RateTracker
 from storycheck_tui.ui.screen import NARROW, MainScreen
 from storycheck_tui.ui.status import StatusBar, StatusFacts
+from storycheck_tui.states import BatchState, WorkerState
 
 #: at most this many log records are taken from the ring per redraw
 LOG_CAP_PER_TICK = 5000
@@ -185,7 +186,7 @@ class StorycheckApp(App):
         lines = []
         for v in snap.batches:
             self.rates.observe(v.id, now, v.completed)
-            lines.append(BatchLine(v, self.rates.rate(v.id, now) if v.state == "running" else 0.0))
+            lines.append(BatchLine(v, self.rates.rate(v.id, now) if v.state == BatchState.RUNNING else 0.0))
         self.rates.forget({v.id for v in snap.batches})
         batches.update_batches(lines, now)
         if self.select_batch_when_seen is not None and any(v.id == self.select_batch_when_seen for v in snap.batches):
@@ -227,15 +228,15 @@ class StorycheckApp(App):
 
     def _status(self, main: MainScreen, snap: EngineSnapshot, lines: list[BatchLine], now: float) -> None:
         views = [ln.view for ln in lines]
-        running = [ln for ln in lines if ln.view.state == "running"]
+        running = [ln for ln in lines if ln.view.state == BatchState.RUNNING]
         proxies = main.query_one(ProxiesPane)
         merged = merge(snap.proxies, self._db.proxies, watch_only=self.watch_only, history=self._latency)
         proxies.update_proxies(merged, now)
         direct = not merged or (len(merged) == 1 and merged[0].key == "direct")
-        others = [w for w in (self._db.workers or []) if w.id != snap.worker_id and w.state == "running"]
+        others = [w for w in (self._db.workers or []) if w.id != snap.worker_id and w.state == WorkerState.RUNNING]
         facts = StatusFacts(
-            running=len(running), paused=sum(1 for v in views if v.state == "paused"),
-            queued=sum(1 for v in views if v.state == "queued"),
+            running=len(running), paused=sum(1 for v in views if v.state == BatchState.PAUSED),
+            queued=sum(1 for v in views if v.state == BatchState.QUEUED),
             rate=sum(ln.rate for ln in running), remaining=sum(ln.view.remaining for ln in running),
             succeeded=sum(v.succeeded for v in views), failed=sum(v.failed for v in views),
             usable=sum(1 for p in merged if p.usable(now)), proxies=len(merged), direct=direct,
@@ -258,7 +259,7 @@ class StorycheckApp(App):
         if not self.refresh_every:
             self._apply_db(self._read_db(self._results_query()))
             return
-        if any(w.group == "db-read" and w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in self.workers):
+        if any(w.group == "db-read" and w.state in (TaskState.PENDING, TaskState.RUNNING) for w in self.workers):
             self._read_again = True
             return
         self._read_again = False
@@ -314,7 +315,7 @@ class StorycheckApp(App):
         if state.window is not None:
             main.query_one(ResultsPane).apply_window(state.window, now)
         if self._snap is not None:
-            self._status(main, self._snap, [BatchLine(v, self.rates.rate(v.id, now) if v.state == "running" else 0.0)
+            self._status(main, self._snap, [BatchLine(v, self.rates.rate(v.id, now) if v.state == BatchState.RUNNING else 0.0)
                                             for v in self._snap.batches], now)
 
     # -- commands ------------------------------------------------------------------------------------
@@ -366,7 +367,7 @@ class StorycheckApp(App):
             self.exit(0)  # a second quit while stopping: don't wait
             return
         snap = self.runner.snapshot()
-        busy = snap.threads and (snap.in_flight or any(b.state == "running" and b.remaining for b in snap.batches))
+        busy = snap.threads and (snap.in_flight or any(b.state == BatchState.RUNNING and b.remaining for b in snap.batches))
         if not busy:
             self.shutdown()
             return

@@ -13,6 +13,8 @@ from datetime import datetime, tzinfo
 
 from rich.text import Text
 
+from storycheck_tui.states import BatchState, JobState, OutcomeKind, ProxyState, WorkerState
+
 # C0/C1 controls, and the invisible format characters that reorder or hide text on a
 # terminal: bidi overrides/isolates (U+202E makes "exe.txt" read "txt.exe"), zero-width ones
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u00ad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]")
@@ -131,20 +133,17 @@ def bar(fraction: float, width: int = 12) -> Text:
 
 
 #: colours of the states (batches, jobs, proxies, log levels)
-STATE_STYLE = {
-    # batches
-    "queued": "bright_black", "running": "bold green", "paused": "bold yellow", "cancelled": "magenta",
-    "finished": "blue",
-    # jobs
-    "pending": "bright_black", "succeeded": "green", "failed": "bold red",
-    # outcomes
-    "has_stories": "bold green", "no_stories": "green", "private": "cyan", "not_found": "yellow",
-    # proxies
-    "unchecked": "bright_black", "healthy": "green", "cooling": "yellow", "dead": "bold red",
-    "disabled": "magenta",
-    # workers
-    "stopping": "yellow", "stopped": "bright_black",
+STATE_STYLE: dict[str, str] = {
+    BatchState.QUEUED: "bright_black", BatchState.RUNNING: "bold green", BatchState.PAUSED: "bold yellow",
+    BatchState.CANCELLED: "magenta", BatchState.FINISHED: "blue",
+    JobState.PENDING: "bright_black", JobState.SUCCEEDED: "green", JobState.FAILED: "bold red",
+    OutcomeKind.HAS_STORIES: "bold green", OutcomeKind.NO_STORIES: "green", OutcomeKind.PRIVATE: "cyan",
+    OutcomeKind.NOT_FOUND: "yellow",
+    ProxyState.UNCHECKED: "bright_black", ProxyState.HEALTHY: "green", ProxyState.COOLING: "yellow",
+    ProxyState.DEAD: "bold red", ProxyState.DISABLED: "magenta",
+    WorkerState.STOPPING: "yellow", WorkerState.STOPPED: "bright_black",
 }
+# (job and worker "running" and job "cancelled" share the batch states' strings, so their colours)
 
 LEVEL_STYLE = {
     "DEBUG": "bright_black", "INFO": "green", "WARNING": "yellow", "ERROR": "bold red", "CRITICAL": "bold white on red",

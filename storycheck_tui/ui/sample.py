@@ -19,6 +19,7 @@ from peewee import Case, Expression, Value, fn
 from storycheck_tui.config import Settings
 from storycheck_tui.inputs.proxies import ProxySpec
 from storycheck_tui.logs import LogRing
+from storycheck_tui.states import BatchState, ErrorKind, JobState, OutcomeKind, ProxyState, WorkerState
 from storycheck_tui.store import batches as ops
 from storycheck_tui.store.db import Store, open_store
 from storycheck_tui.store.models import Batch, BatchLog, Job, Proxy, Worker
@@ -31,14 +32,14 @@ WORKER_A = "app-01:31337:9f3a1c"
 
 PROXIES = [
     # label, state, successes, failures, latency, cooldown (s from now), last error, fail streak, disabled
-    ("de-fra-01.proxy.example:8080", "healthy", 14_210, 41, 212.0, None, None, 0, False),
-    ("de-fra-02.proxy.example:8080", "healthy", 13_877, 58, 388.0, None, None, 0, False),
-    ("nl-ams-01.proxy.example:3128", "cooling", 9_412, 203, 1_740.0, 12.0,
+    ("de-fra-01.proxy.example:8080", ProxyState.HEALTHY, 14_210, 41, 212.0, None, None, 0, False),
+    ("de-fra-02.proxy.example:8080", ProxyState.HEALTHY, 13_877, 58, 388.0, None, None, 0, False),
+    ("nl-ams-01.proxy.example:3128", ProxyState.COOLING, 9_412, 203, 1_740.0, 12.0,
      "proxy_failed: 502 Bad Gateway from the proxy", 2, False),
-    ("us-nyc-01.proxy.example:1080", "dead", 611, 1_021, None, None,
+    ("us-nyc-01.proxy.example:1080", ProxyState.DEAD, 611, 1_021, None, None,
      "proxy_failed: connection refused (3 in a row)", 3, False),
-    ("uk-lon-01.proxy.example:8080", "disabled", 2_345, 12, 640.0, None, None, 0, True),
-    ("sg-sin-01.proxy.example:8080", "healthy", 3_107, 9, 905.0, None, None, 0, False),
+    ("uk-lon-01.proxy.example:8080", ProxyState.DISABLED, 2_345, 12, 640.0, None, None, 0, True),
+    ("sg-sin-01.proxy.example:8080", ProxyState.HEALTHY, 3_107, 9, 905.0, None, None, 0, False),
 ]
 
 
@@ -77,26 +78,26 @@ def build_sample_store(path: str | Path) -> Store:
     _finish(b3, BIG_DONE, now, fail_every=37)
     first3 = Job.select(fn.MIN(Job.id)).where(Job.batch == b3).scalar()
     running_ids = list(range(first3 + BIG_DONE, first3 + BIG_DONE + 16))
-    Job.update(state="running", attempts=1, lease_seq=1, lease_owner=WORKER_A, lease_until=now + 55,
+    Job.update(state=JobState.RUNNING, attempts=1, lease_seq=1, lease_owner=WORKER_A, lease_until=now + 55,
                started_at=now - 0.4).where(Job.id.in_(running_ids)).execute()
     _failed_with_history(first3 + BIG_DONE - 3, b3, big[BIG_DONE - 3], now)
 
     for bid in (b1, b2, b3, b4):
         _recount(bid)
-    Batch.update(state="finished", created_at=now - 10_800, started_at=now - 10_700,
+    Batch.update(state=BatchState.FINISHED, created_at=now - 10_800, started_at=now - 10_700,
                  finished_at=now - 7_200).where(Batch.id == b1).execute()
-    Batch.update(state="paused", state_reason="paused by operator", created_at=now - 5_400,
+    Batch.update(state=BatchState.PAUSED, state_reason="paused by operator", created_at=now - 5_400,
                  started_at=now - 5_300).where(Batch.id == b2).execute()
-    Batch.update(state="running", created_at=now - 1_800, started_at=now - 1_000).where(Batch.id == b3).execute()
-    Batch.update(state="queued", created_at=now - 60).where(Batch.id == b4).execute()
+    Batch.update(state=BatchState.RUNNING, created_at=now - 1_800, started_at=now - 1_000).where(Batch.id == b3).execute()
+    Batch.update(state=BatchState.QUEUED, created_at=now - 60).where(Batch.id == b4).execute()
 
     Worker.insert_many([
         {"id": WORKER_A, "host": "app-01", "pid": 31337, "threads": 16, "started_at": now - 1_000,
-         "heartbeat_at": now - 1, "checks": 21_402, "rate": 21.4, "state": "running"},
+         "heartbeat_at": now - 1, "checks": 21_402, "rate": 21.4, "state": WorkerState.RUNNING},
         {"id": "app-02:2718:0be2d4", "host": "app-02", "pid": 2718, "threads": 16, "started_at": now - 990,
-         "heartbeat_at": now - 2, "checks": 19_828, "rate": 19.8, "state": "running"},
+         "heartbeat_at": now - 2, "checks": 19_828, "rate": 19.8, "state": WorkerState.RUNNING},
         {"id": "app-03:4096:77aa01", "host": "app-03", "pid": 4096, "threads": 8, "started_at": now - 3_000,
-         "heartbeat_at": now - 25, "checks": 8_113, "rate": 0.0, "state": "running"},
+         "heartbeat_at": now - 25, "checks": 8_113, "rate": 0.0, "state": WorkerState.RUNNING},
     ]).execute()
     return store
 
@@ -109,18 +110,18 @@ def _finish(batch_id: int, done: int, last_at: float, *, fail_every: int) -> Non
     finished = Value(last_at) - (Value(last) - Job.id) * 0.0243
     latency = 140 + _mod(Job.id * 37, 900)
     proxy = Case(_mod(Job.id, 4), [(0, PROXIES[0][0]), (1, PROXIES[1][0]), (2, PROXIES[5][0])], PROXIES[2][0])
-    outcome = Case(_mod(Job.id, 7), [(0, "has_stories"), (1, "has_stories"), (2, "private"), (3, "not_found")],
-                   "no_stories")
-    Job.update(state="succeeded", attempts=Case(None, [(_mod(Job.id, 11) == 0, 2)], 1), lease_seq=1,
+    outcome = Case(_mod(Job.id, 7), [(0, OutcomeKind.HAS_STORIES), (1, OutcomeKind.HAS_STORIES), (2, OutcomeKind.PRIVATE),
+                                        (3, OutcomeKind.NOT_FOUND)], OutcomeKind.NO_STORIES)
+    Job.update(state=JobState.SUCCEEDED, attempts=Case(None, [(_mod(Job.id, 11) == 0, 2)], 1), lease_seq=1,
                outcome=outcome, proxy=proxy, http_status=200, latency_ms=latency, tries=1,
                started_at=finished - latency / 1000.0, finished_at=finished).where(rng).execute()
-    stories = rng & (Job.outcome == "has_stories")
+    stories = rng & (Job.outcome == OutcomeKind.HAS_STORIES)
     Job.update(story_count=1 + _mod(Job.id, 4), latest_story_at=finished - _mod(Job.id * 97, 80_000)).where(stories).execute()
     failed = rng & (_mod(Job.id, fail_every) == 0)
-    kind = Case(_mod(Job.id, 3), [(0, "proxy_failed"), (1, "source_unavailable")], "bad_response")
+    kind = Case(_mod(Job.id, 3), [(0, ErrorKind.PROXY_FAILED), (1, ErrorKind.SOURCE_UNAVAILABLE)], ErrorKind.BAD_RESPONSE)
     message = Case(_mod(Job.id, 3), [(0, "407 Proxy Authentication Required"),
                                 (1, "HTTP 503 Service Unavailable (4 tries)")], "body is not JSON: '<html>…'")
-    Job.update(state="failed", outcome=None, story_count=None, latest_story_at=None, error_kind=kind,
+    Job.update(state=JobState.FAILED, outcome=None, story_count=None, latest_story_at=None, error_kind=kind,
                error_message=message, http_status=Case(_mod(Job.id, 3), [(0, 407), (1, 503)], 200),
                attempts=3, tries=4).where(failed).execute()
 
@@ -132,7 +133,8 @@ def _failed_with_history(job_id: int, batch_id: int, username: str, now: float) 
           '  File "storycheck_tui/sources/http.py", line 88, in check\n'
           "    items = body[\"reel\"][\"items\"]\n"
           "KeyError: 'items'\n")
-    Job.update(state="failed", outcome=None, story_count=None, latest_story_at=None, error_kind="unexpected",
+    Job.update(state=JobState.FAILED, outcome=None, story_count=None, latest_story_at=None,
+               error_kind=ErrorKind.UNEXPECTED,
                error_message="KeyError: 'items' (the answer had no reel items)", http_status=200, attempts=2,
                tries=3, proxy=PROXIES[1][0], latency_ms=1_204.0, started_at=now - 6.2,
                finished_at=now - 0.07).where(Job.id == job_id).execute()
@@ -157,9 +159,9 @@ def _failed_with_history(job_id: int, batch_id: int, username: str, now: float) 
 
 def _recount(batch_id: int) -> None:
     counts = dict(Job.select(Job.state, fn.COUNT(Job.id)).where(Job.batch == batch_id).group_by(Job.state).tuples())
-    ok, bad = counts.get("succeeded", 0), counts.get("failed", 0)
+    ok, bad = counts.get(JobState.SUCCEEDED, 0), counts.get(JobState.FAILED, 0)
     Batch.update(completed_profiles=ok + bad, successful_checks=ok, failed_checks=bad,
-                 cancelled_profiles=counts.get("cancelled", 0)).where(Batch.id == batch_id).execute()
+                 cancelled_profiles=counts.get(JobState.CANCELLED, 0)).where(Batch.id == batch_id).execute()
 
 
 LOG_LINES = [

@@ -37,6 +37,7 @@ from storycheck_tui.ui.panes.results import ResultsPane
 from storycheck_tui.ui.panes.workers import WorkersPane
 from storycheck_tui.ui.status import StatusBar
 from storycheck_tui.ui.typed import ConsoleNode
+from storycheck_tui.states import CLAIMABLE, OPEN, BatchState
 
 #: a terminal narrower than this shows one of batches/proxies and one of log/workers
 NARROW = 100
@@ -174,9 +175,9 @@ class MainScreen(ConsoleNode, Screen[None]):
         b = self._batch()
         if b is None or not self._can_command():
             return
-        if b.state == "paused":
+        if b.state == BatchState.PAUSED:
             self.resume_batch(b.id)
-        elif b.state in ("running", "queued"):
+        elif b.state in CLAIMABLE:
             self.pause_batch(b.id)
         else:
             self.app.notify(f"batch {b.id} is {b.state}: nothing to pause or resume", severity="warning")
@@ -199,7 +200,7 @@ class MainScreen(ConsoleNode, Screen[None]):
         b = self._batch()
         if b is None:
             return
-        if b.state not in ("running", "queued", "paused"):
+        if b.state not in OPEN:
             self.app.notify(f"batch {b.id} is {b.state}: nothing to cancel", severity="warning")
             return
         msg = Text("Cancel batch ")

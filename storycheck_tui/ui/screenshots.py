@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Awaitable, Callable
 
+from storycheck_tui.states import BatchState, ErrorKind, ProxyState
+
 #: the file the "new batch" scene tries to import (line 3 is bad)
 BAD_FILE = "alice\nbob\n[/bold]bad user\ncarol\n"
 
@@ -40,7 +42,7 @@ async def _detail(pilot) -> None:
 
     await pilot.press("2")
     pane = pilot.app.main.query_one(ResultsPane)
-    row = next(i for i, j in enumerate(pane.window.rows) if j.error_kind == "unexpected")
+    row = next(i for i, j in enumerate(pane.window.rows) if j.error_kind == ErrorKind.UNEXPECTED)
     pane.target().move_cursor(row=row, animate=False)
     await pilot.press("enter")
     await _settle(pilot)
@@ -59,7 +61,7 @@ async def _disabled_proxy(pilot) -> None:
 
     await pilot.press("3")
     pane = pilot.app.main.query_one(ProxiesPane)
-    key = next(p.key for p in pane._all if p.state == "disabled")
+    key = next(p.key for p in pane._all if p.state == ProxyState.DISABLED)
     pane.target().move_cursor(row=pane.target().get_row_index(key), animate=False)
     await _settle(pilot)
 
@@ -69,7 +71,7 @@ async def _paused_batch(pilot) -> None:
 
     await pilot.press("1")
     pane = pilot.app.main.query_one(BatchesPane)
-    paused = next(v for v in pane._views.values() if v.state == "paused")
+    paused = next(v for v in pane._views.values() if v.state == BatchState.PAUSED)
     pane.select(paused.id)
     await _settle(pilot)
     pilot.app.refresh_now()

@@ -17,6 +17,7 @@ from storycheck_tui.ui import format as fmt
 from storycheck_tui.ui import keymap
 from storycheck_tui.ui.panes.logview import LEVEL_SHORT
 from storycheck_tui.ui.panes.results import result_label
+from storycheck_tui.states import JobState
 
 #: events that make up a check's attempt history
 ATTEMPT_EVENTS = {"RETRY_SCHEDULED", "RATE_LIMITED", "PROXY_FAILOVER", "CHECK_FAILED", "STORY_CHECK_SUCCESS",
@@ -78,7 +79,7 @@ def render_detail(d: JobDetail, now: float, tz: tzinfo | None) -> list[tuple[str
                           Text(fmt.literal(ln.message), style="red" if ln.level in ("ERROR", "CRITICAL") else ""))
         out.append(("Attempt history", table))
     else:
-        out.append(("Attempt history", Text("no attempts recorded yet" if j.state == "pending"
+        out.append(("Attempt history", Text("no attempts recorded yet" if j.state == JobState.PENDING
                                              else "no attempt records stored for this job", style="bright_black")))
 
     if d.traceback:

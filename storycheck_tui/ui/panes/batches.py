@@ -11,6 +11,7 @@ from storycheck_tui.store.batches import BatchView
 from storycheck_tui.ui import format as fmt
 from storycheck_tui.ui.messages import BatchSelected
 from storycheck_tui.ui.panes.base import Col, Line, Pane, Table, columns, fit
+from storycheck_tui.states import CLAIMABLE, OPEN, BatchState
 
 COLS = columns(Col("name", "Batch", 14), Col("state", "State", 10), Col("progress", "Progress", 11),
                Col("ok", "OK", 8, right=True), Col("failed", "Fail", 6, right=True),
@@ -28,11 +29,11 @@ class BatchLine:
         v = self.view
         pct = int(v.fraction * 100) if v.total else 100
         label = v.state
-        if v.state == "running" and v.remaining == 0:
+        if v.state == BatchState.RUNNING and v.remaining == 0:
             label = "finishing"
-        active = v.state in ("running", "queued")
+        active = v.state in CLAIMABLE
         return ((v.id, v.name), (v.state, label), (round(v.fraction * 40), pct), v.succeeded, v.failed,
-                round(self.rate, 1) if v.state == "running" else None,
+                round(self.rate, 1) if v.state == BatchState.RUNNING else None,
                 fmt.eta(v.remaining, self.rate) if active else "")
 
 
@@ -105,7 +106,7 @@ class BatchesPane(Pane):
             self._set_selected(None)
             return
         views = [ln.view for ln in lines]
-        for state in ("running", "paused", "queued"):
+        for state in (BatchState.RUNNING, BatchState.PAUSED, BatchState.QUEUED):
             active = [v for v in views if v.state == state]
             if active:
                 self.select(active[-1].id)
@@ -140,7 +141,7 @@ class BatchesPane(Pane):
         t = Text(no_wrap=True, overflow="ellipsis")
         t.append(f"#{b.id} ", style="bright_black")
         t.append(f"{b.completed + b.cancelled:,}/{b.total:,} done", style="")
-        if b.remaining and b.state not in ("cancelled", "finished"):
+        if b.remaining and b.state in OPEN:
             t.append(f" · {b.remaining:,} left", style="")
         if b.cancelled:
             t.append(f" · {b.cancelled:,} cancelled", style="magenta")
@@ -148,7 +149,7 @@ class BatchesPane(Pane):
             t.append(f" · started {fmt.age(b.started_at, self.now)} ago", style="bright_black")
         if b.finished_at:
             t.append(f" · ended {fmt.age(b.finished_at, self.now)} ago", style="bright_black")
-        if b.reason and b.state != "finished":
+        if b.reason and b.state != BatchState.FINISHED:
             t.append(" · ", style="bright_black")
-            t.append_text(fmt.plain(b.reason, "yellow" if b.state == "paused" else "magenta"))
+            t.append_text(fmt.plain(b.reason, "yellow" if b.state == BatchState.PAUSED else "magenta"))
         line.show(t)

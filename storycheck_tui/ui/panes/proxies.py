@@ -13,6 +13,7 @@ from storycheck_tui.engine.proxies import LATENCY_HISTORY, ProxyView
 from storycheck_tui.store.reads import ProxyRow
 from storycheck_tui.ui import format as fmt
 from storycheck_tui.ui.panes.base import Col, Line, Pane, Table, columns, fit
+from storycheck_tui.states import ProxyState
 
 COLS = columns(Col("label", "Proxy", 16), Col("state", "State", 12), Col("ok", "OK", 7, right=True),
                Col("fail", "Fail", 6, right=True), Col("latency", "ms", 6, right=True), Col("trend", "Trend", 7),
@@ -32,8 +33,8 @@ class ProxyLine:
     validating: bool = False
 
     def usable(self, now: float) -> bool:
-        return self.state in ("unchecked", "healthy") or (
-            self.state == "cooling" and (self.cooldown_until or 0.0) <= now)
+        return self.state in (ProxyState.UNCHECKED, ProxyState.HEALTHY) or (
+            self.state == ProxyState.COOLING and (self.cooldown_until or 0.0) <= now)
 
 
 class LatencyHistory:
@@ -70,9 +71,9 @@ def merge(views: tuple[ProxyView, ...], rows: list[ProxyRow] | None, *, watch_on
     """
     by_id = {str(r.id): r for r in rows or ()}
     if watch_only and rows is not None:
-        return [ProxyLine(str(r.id), r.label, "disabled" if r.disabled else r.state, r.successes, r.failures,
+        return [ProxyLine(str(r.id), r.label, ProxyState.DISABLED if r.disabled else r.state, r.successes, r.failures,
                           r.last_latency_ms, history.of(r.id),
-                          r.cooldown_until if r.state == "cooling" else None, r.last_error) for r in rows]
+                          r.cooldown_until if r.state == ProxyState.COOLING else None, r.last_error) for r in rows]
     out = []
     for v in views:
         r = by_id.get(v.key)
@@ -89,11 +90,11 @@ class ProxiesTable(Table):
 
 def proxy_cells(p: ProxyLine, now: float) -> tuple:
     cooldown = None
-    if p.state == "cooling" and p.cooldown_until is not None:
+    if p.state == ProxyState.COOLING and p.cooldown_until is not None:
         cooldown = max(0, int(p.cooldown_until - now + 0.999))
     return (p.label, (p.state, p.validating, cooldown), p.successes, p.failures,
             None if p.last_latency_ms is None else round(p.last_latency_ms), p.latencies[-5:],
-            p.last_error if p.state != "healthy" else None)
+            p.last_error if p.state != ProxyState.HEALTHY else None)
 
 
 def short_label(label: str) -> str:
@@ -112,7 +113,7 @@ def render_proxy(cells: tuple) -> list[Text]:
            Text("—" if latency is None else (f"{latency}" if latency < 10_000 else f"{latency / 1000:.0f}s"),
                 style="yellow" if latency and latency >= 1000 else ""),
            Text(fmt.sparkline(trend, 5), style="cyan"),
-           fmt.plain(error or "", "red" if state in ("dead", "cooling") else "bright_black")]
+           fmt.plain(error or "", "red" if state in (ProxyState.DEAD, ProxyState.COOLING) else "bright_black")]
     return [fit(c, t) for c, t in zip(COLS, out)]
 
 
@@ -177,13 +178,14 @@ class ProxiesPane(Pane):
         t = Text(no_wrap=True, overflow="ellipsis")
         t.append_text(fmt.plain(p.label, "bold"))
         t.append(" ")
-        what = {"healthy": "in use", "unchecked": "not checked yet", "cooling": "cooling down",
-                "dead": "dead: re-checked by the validator", "disabled": "disabled by an operator"}.get(p.state, p.state)
+        what = {ProxyState.HEALTHY: "in use", ProxyState.UNCHECKED: "not checked yet", ProxyState.COOLING: "cooling down",
+                ProxyState.DEAD: "dead: re-checked by the validator",
+                ProxyState.DISABLED: "disabled by an operator"}.get(p.state, p.state)
         t.append(what, style=fmt.STATE_STYLE.get(p.state, ""))
-        if p.state == "cooling" and p.cooldown_until is not None:
+        if p.state == ProxyState.COOLING and p.cooldown_until is not None:
             left = p.cooldown_until - self.now
             t.append(f", back in {fmt.duration(left)}" if left > 0 else ", usable again", style="yellow")
-        if p.last_error and p.state != "healthy":
+        if p.last_error and p.state != ProxyState.HEALTHY:
             t.append(" · ", style="bright_black")
             t.append_text(fmt.plain(p.last_error, "red"))
         line.show(t)

@@ -16,6 +16,7 @@ from storycheck_tui.ui import keymap
 from storycheck_tui.ui.messages import DetailWanted, ResultsWanted
 from storycheck_tui.ui.panes.proxies import short_label
 from storycheck_tui.ui.panes.base import Col, FilterInput, Line, Pane, Table, columns, fit
+from storycheck_tui.states import JobState, OutcomeKind
 
 COLS = columns(Col("username", "Username", 22), Col("state", "Result", 11), Col("stories", "Stories", 8, right=True),
                Col("latest", "Latest", 8, right=True), Col("proxy", "Proxy", 18), Col("attempts", "Try", 4, right=True),
@@ -26,8 +27,8 @@ COLS_NARROW = columns(Col("username", "Username", 18), Col("state", "Result", 11
                       Col("attempts", "Try", 4, right=True), Col("latency", "ms", 6, right=True),
                       Col("error", "Error", 80))
 
-OUTCOME_LABEL = {"has_stories": "stories", "no_stories": "no stories", "private": "private",
-                 "not_found": "not found"}
+OUTCOME_LABEL = {OutcomeKind.HAS_STORIES: "stories", OutcomeKind.NO_STORIES: "no stories",
+                 OutcomeKind.PRIVATE: "private", OutcomeKind.NOT_FOUND: "not found"}
 
 PAGE = 100  # rows per window: a page of results, never the whole batch
 
@@ -59,7 +60,7 @@ def parse_filter(text: str) -> tuple[str, str, str | None]:
 
 def result_label(j: JobRow) -> tuple[str, str]:
     """(label, style key) of a job's state/outcome."""
-    if j.state == "succeeded" and j.outcome:
+    if j.state == JobState.SUCCEEDED and j.outcome:
         return OUTCOME_LABEL.get(j.outcome, j.outcome), j.outcome
     return j.state, j.state
 
@@ -67,7 +68,7 @@ def result_label(j: JobRow) -> tuple[str, str]:
 def row_cells(j: JobRow, now: float) -> tuple:
     label, _ = result_label(j)
     error = f"{j.error_kind}: {j.error_message}" if j.error_kind else (j.error_message or "")
-    if j.state == "pending" and j.attempts and j.error_kind is None:
+    if j.state == JobState.PENDING and j.attempts and j.error_kind is None:
         error = ""
     return (j.username, label, j.story_count, fmt.age(j.latest_story_at, now) if j.latest_story_at else "",
             short_label(j.proxy or ""), j.attempts, j.latency_ms and round(j.latency_ms), error)

@@ -8,6 +8,7 @@ from rich.text import Text
 from storycheck_tui.store.reads import WorkerRow
 from storycheck_tui.ui import format as fmt
 from storycheck_tui.ui.panes.base import Col, Pane, Table, columns, fit
+from storycheck_tui.states import WorkerState
 
 COLS = columns(Col("host", "Host", 10), Col("pid", "PID", 6, right=True), Col("threads", "Thr", 4, right=True),
                Col("rate", "/s", 6, right=True), Col("beat", "Beat", 6, right=True),
@@ -15,6 +16,8 @@ COLS = columns(Col("host", "Host", 10), Col("pid", "PID", 6, right=True), Col("t
 
 #: a running worker whose heartbeat is older than this is shown as late
 LATE_AFTER = 10.0
+#: how the pane shows such a worker (not a stored state)
+LATE = "late"
 
 
 class WorkersTable(Table):
@@ -23,20 +26,21 @@ class WorkersTable(Table):
 
 def worker_cells(w: WorkerRow, now: float, me: str | None) -> tuple:
     beat = max(0.0, now - w.heartbeat_at)
-    state = "late" if w.state == "running" and beat > LATE_AFTER else w.state
+    state = LATE if w.state == WorkerState.RUNNING and beat > LATE_AFTER else w.state
     return ((w.host, w.id == me, state), w.pid, w.threads, (round(w.rate, 1), state), (fmt.duration(beat), state),
             w.checks)
 
 
 def render_worker(cells: tuple) -> list[Text]:
     (host, mine, state), pid, threads, (rate, _), (beat, _), checks = cells
-    style = {"late": "bold red", "lost": "bold red", "stopping": "yellow", "stopped": "bright_black"}.get(state, "")
+    style = {LATE: "bold red", WorkerState.LOST: "bold red", WorkerState.STOPPING: "yellow",
+             WorkerState.STOPPED: "bright_black"}.get(state, "")
     t_host = fmt.plain(host, style)
     if mine:
         t_host.append("*", style="cyan")
     out = [t_host, Text(str(pid), style="bright_black"), Text(str(threads)),
-           Text(fmt.rate(rate).removesuffix("/s") if state == "running" else state[:5], style=style),
-           Text(beat, style="bold red" if state == "late" else "bright_black"), Text(fmt.count(checks))]
+           Text(fmt.rate(rate).removesuffix("/s") if state == WorkerState.RUNNING else state[:5], style=style),
+           Text(beat, style="bold red" if state == LATE else "bright_black"), Text(fmt.count(checks))]
     return [fit(c, t) for c, t in zip(COLS, out)]
 
 
@@ -59,8 +63,8 @@ class WorkersPane(Pane):
 
     def update_workers(self, rows: list[WorkerRow], now: float) -> None:
         self.target().sync(((w.id, worker_cells(w, now, self.me)) for w in rows), render_worker)
-        running = sum(1 for w in rows if w.state == "running")
-        late = sum(1 for w in rows if worker_cells(w, now, None)[0][2] == "late")
+        running = sum(1 for w in rows if w.state == WorkerState.RUNNING)
+        late = sum(1 for w in rows if worker_cells(w, now, None)[0][2] == LATE)
         sub = f"{running} running" if rows else "none"
         if late:
             sub += f", {late} late"

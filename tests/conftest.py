@@ -36,7 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from storycheck_tui.store.queue import pid_alive
+from storycheck_tui.store.workers import pid_alive
 
 PG_ENV = "STORYCHECK_TEST_PG"
 BACKENDS = ["sqlite", "postgres"]

@@ -26,6 +26,7 @@ from storycheck_tui.sim import SimConfig, Simulator
 from storycheck_tui.sources.base import Outcome
 from storycheck_tui.store import batches as ops
 from storycheck_tui.store import queue as q
+from storycheck_tui.store import workers as wk
 from storycheck_tui.store.models import FAILED, SUCCEEDED, BatchLog, Job, Worker
 
 
@@ -316,13 +317,13 @@ def test_restarted_worker_takes_back_jobs_of_a_dead_local_worker_at_once(tmp_pat
         gone = subprocess.Popen([sys.executable, "-c", "pass"])
         gone.wait()
         def worker_id(pid: int) -> str:  # an id as a worker on this machine makes it, with that pid
-            host, _pid, tail = q.new_worker_id().split(":")
+            host, _pid, tail = wk.new_worker_id().split(":")
             return f"{host}:{pid}:{tail}"
 
         dead_worker = worker_id(gone.pid)
         live_worker = worker_id(os.getpid())  # another live process on this machine (this one)
-        q.register_worker(store, dead_worker, 4)
-        q.register_worker(store, live_worker, 1)
+        wk.register_worker(store, dead_worker, 4)
+        wk.register_worker(store, live_worker, 1)
         orphans = q.claim(store, dead_worker, 3600.0, 5, [bid])  # an hour-long lease
         [kept] = q.claim(store, live_worker, 3600.0, 1, [bid])
         with Engine(tmp_path, fast_settings(sim_source(sim)), store=store) as eng:

@@ -12,7 +12,7 @@ import pytest
 from helpers import sqlite_store
 from storycheck_tui import logs
 from storycheck_tui.masking import secrets
-from storycheck_tui.store import queue as q
+from storycheck_tui.store import logrows
 from storycheck_tui.store.models import BatchLog
 
 STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL)\s")
@@ -110,7 +110,7 @@ def test_secrets_are_scrubbed_from_file_ring_and_batch_log(fresh, tmp_path):
     assert len(entries) == 3
     store = sqlite_store(tmp_path)
     try:
-        q.store_logs(store, entries)
+        logrows.store_logs(store, entries)
         stored = repr([r.__data__ for r in BatchLog.select()])
     finally:
         store.close()

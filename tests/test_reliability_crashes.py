@@ -27,7 +27,7 @@ from storycheck_tui.inputs.proxies import parse_proxy_line
 from storycheck_tui.sim import SimConfig, Simulator
 from storycheck_tui.store import batches as ops
 from storycheck_tui.store.db import open_store
-from storycheck_tui.store.queue import pid_alive
+from storycheck_tui.store.workers import pid_alive
 
 KILLS = 24
 

@@ -35,6 +35,7 @@ from storycheck_tui.masking import proxy_label
 from storycheck_tui.sim import Simulator
 from storycheck_tui.store import batches as ops
 from storycheck_tui.store import queue as q
+from storycheck_tui.store import workers as wk
 from storycheck_tui.store.db import open_store
 from storycheck_tui.store.models import BatchLog, Job, Proxy, Worker
 
@@ -246,7 +247,7 @@ def test_jobs_of_a_silent_remote_worker_come_back_when_its_lease_expires(db_url,
             ops.add_proxies(store, [_Spec(u) for u in sim.proxy_urls])
             batch_id = ops.create_batch(store, "b", [f"u{i}" for i in range(40)])
             remote = "far-away-host:4242:abcdef"
-            q.register_worker(store, remote, 4)
+            wk.register_worker(store, remote, 4)
             held = q.claim(store, remote, 2.5, 5)
             settings = fast_settings(sim_source(sim), engine={"lease_seconds": 3.0})
             runner = build_runner(store, settings)
@@ -415,13 +416,13 @@ def test_a_dead_pid_is_judged_only_for_workers_of_this_machine(store):
     proc.wait()
     dead_pid = proc.pid
     host = socket.gethostname()
-    here = f"{host}:{dead_pid}:{q._node()}beef"
-    twin = f"{host}:{dead_pid}:{'0' * 6 if q._node() != '0' * 6 else '1' * 6}beef"  # same name, other machine
+    here = f"{host}:{dead_pid}:{wk.node()}beef"
+    twin = f"{host}:{dead_pid}:{'0' * 6 if wk.node() != '0' * 6 else '1' * 6}beef"  # same name, other machine
     ops.create_batch(store, "b", [f"u{i}" for i in range(4)])
     for wid in (here, twin):
-        q.register_worker(store, wid, 2)
+        wk.register_worker(store, wid, 2)
         assert len(q.claim(store, wid, 300, 2)) == 2
-    assert q.expire_dead_local_workers(store, q.new_worker_id()) == [here]
+    assert wk.expire_dead_local_workers(store, wk.new_worker_id()) == [here]
     reaped = {r.owner for r in q.reap_expired(store, max_claims=5)}
     assert reaped == {here}
     assert Job.select().where((Job.lease_owner == twin) & (Job.state == "running")).count() == 2

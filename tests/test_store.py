@@ -24,6 +24,7 @@ from storycheck_tui.sources.base import Outcome, Story
 from storycheck_tui.store import batches as ops
 from storycheck_tui.store import db as dbmod
 from storycheck_tui.store import queue as q
+from storycheck_tui.store import workers as wk
 from storycheck_tui.store.db import open_store
 from storycheck_tui.store.models import BatchLog, Job, Meta_, Proxy
 
@@ -219,11 +220,11 @@ def test_reaper_returns_expired_leases_then_fails_spent_jobs(store):
 
 def test_heartbeat_extends_only_the_own_leases(store):
     ops.create_batch(store, "b", ["a", "b"])
-    q.register_worker(store, "h:1:aa", 2)
-    q.register_worker(store, "h:2:bb", 2)
+    wk.register_worker(store, "h:1:aa", 2)
+    wk.register_worker(store, "h:2:bb", 2)
     (mine,) = q.claim(store, "h:1:aa", 0.2, 1)
     (theirs,) = q.claim(store, "h:2:bb", 0.2, 1)
-    q.heartbeat(store, "h:1:aa", checks=0, rate=0.0, lease_seconds=30)
+    wk.heartbeat(store, "h:1:aa", checks=0, rate=0.0, lease_seconds=30)
     time.sleep(0.3)
     assert [r.job_id for r in q.reap_expired(store, 5)] == [theirs.id]
     assert Job.get_by_id(mine.id).state == "running"
@@ -605,12 +606,12 @@ def test_heartbeat_never_waits_on_a_locked_job_row(pg_store, pg_url):
     there, in another row order, is half of a deadlock)."""
     store = pg_store
     ops.create_batch(store, "b", [f"u{i}" for i in range(6)])
-    q.register_worker(store, "h:1:aa", 2)
+    wk.register_worker(store, "h:1:aa", 2)
     held = q.claim(store, "h:1:aa", 30, 6)
     other = _OtherSession(pg_url)
     try:
         other.run("UPDATE job SET tries = tries WHERE id = %s", (held[3].id,))  # row lock, left open
-        t, box = _in_thread(lambda: q.heartbeat(store, "h:1:aa", checks=0, rate=0.0, lease_seconds=300))
+        t, box = _in_thread(lambda: wk.heartbeat(store, "h:1:aa", checks=0, rate=0.0, lease_seconds=300))
         t.join(3.0)
         assert not t.is_alive(), "heartbeat waits on a row another transaction holds"
         assert "error" not in box, box

@@ -36,6 +36,7 @@ from storycheck_tui.errors import AuthFailed, CheckError, NoProxyAvailable
 from storycheck_tui.sources.base import StorySource
 from storycheck_tui.store import batches as batch_ops
 from storycheck_tui.store import queue as q
+from storycheck_tui.store import workers as registry
 from storycheck_tui.store.batches import BatchView
 from storycheck_tui.store.db import Store
 from storycheck_tui.store.models import PAUSED, QUEUED, RUNNING, Worker
@@ -90,7 +91,7 @@ class Runner:
         self.pool = pool
         self.threads = settings.engine.workers if workers is None else workers
         self.batch_ids = batch_ids
-        self.worker_id = worker_id or q.new_worker_id()
+        self.worker_id = worker_id or registry.new_worker_id()
         self._stop = threading.Event()  # stop claiming and starting checks
         self._abort = threading.Event()  # grace is over: interrupt waits inside checks
         self._hurry = threading.Event()  # the operator asked again: cut the grace short
@@ -122,8 +123,8 @@ class Runner:
 
     def start(self) -> "Runner":
         if self.threads:
-            q.register_worker(self.store, self.worker_id, self.threads)
-            q.expire_dead_local_workers(self.store, self.worker_id)
+            registry.register_worker(self.store, self.worker_id, self.threads)
+            registry.expire_dead_local_workers(self.store, self.worker_id)
             where = "direct (no proxies)" if self.pool.direct else f"{len(self.pool)} proxies"
             logs.event(logging.INFO, logs.WORKER_STARTED,
                        f"worker {self.worker_id} started with {self.threads} check threads, {where}")
@@ -182,7 +183,7 @@ class Runner:
                                f"{released} unfinished checks handed back to the queue")
                 self._log_proxy_changes()
                 self._proxy_sync.sync()
-                q.stop_worker(self.store, self.worker_id)
+                registry.stop_worker(self.store, self.worker_id)
                 logs.event(logging.INFO, logs.WORKER_STOPPED, f"worker {self.worker_id} stopped")
                 batch_ops.flush_logs(self.store)
             except Exception:
@@ -460,12 +461,12 @@ class Runner:
                 self._log_proxy_changes()
                 self._proxy_sync.sync()
                 if self.threads and now - last_beat >= eng.heartbeat_every:
-                    q.heartbeat(self.store, self.worker_id, checks=self._finished, rate=self.snapshot().rate,
-                                lease_seconds=eng.lease_seconds, state="stopping" if self._stop.is_set() else "running")
+                    registry.heartbeat(self.store, self.worker_id, checks=self._finished, rate=self.snapshot().rate,
+                                       lease_seconds=eng.lease_seconds, state="stopping" if self._stop.is_set() else "running")
                     last_beat = now
                 if self.threads and now - last_reap >= min(5.0, eng.lease_seconds / 4):
-                    q.expire_dead_local_workers(self.store, self.worker_id)
-                    q.mark_lost_workers(self.store, eng.lease_seconds)
+                    registry.expire_dead_local_workers(self.store, self.worker_id)
+                    registry.mark_lost_workers(self.store, eng.lease_seconds)
                     q.reap_expired(self.store, self.settings.retry.max_claims)  # logs what it reaped
                     last_reap = now
                     self._wake_claimer.set()
@@ -486,7 +487,7 @@ class Runner:
         self._workers = tuple(
             WorkerView(w.id, w.host, w.pid, w.threads, w.state, max(0.0, wall - w.heartbeat_at), w.checks, w.rate)
             for w in Worker.select().where(
-                ((Worker.state != "stopped") & (Worker.heartbeat_at > wall - q.WORKER_SHOWN_FOR))
+                ((Worker.state != "stopped") & (Worker.heartbeat_at > wall - registry.WORKER_SHOWN_FOR))
                 | (Worker.heartbeat_at > wall - 60))
             .order_by(Worker.started_at))
 

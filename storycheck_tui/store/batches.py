@@ -19,7 +19,7 @@ from storycheck_tui.store.models import Batch, Job, Proxy
 # Older names, kept while callers move to ``storycheck_tui.states``.
 QUEUED, RUNNING, PAUSED, CANCELLED, FINISHED = (BatchState.QUEUED, BatchState.RUNNING, BatchState.PAUSED,
                                                 BatchState.CANCELLED, BatchState.FINISHED)
-from storycheck_tui.store.queue import _chunks, _finish_batch_if_done, log_batches_finished, now
+from storycheck_tui.store.queue import finish_batch_if_done, log_batches_finished, now
 
 
 class NoSuchBatch(StorycheckError):
@@ -128,7 +128,7 @@ def resume(store: Store, batch_id: int) -> bool:
         logs.event(logging.INFO, logs.BATCH_RESUMED, f"batch {batch_id} resumed", batch_id=batch_id)
         flush_logs(store)
         with store.db.atomic():  # nothing left to check (e.g. its last jobs were reaped while paused)
-            finished = _finish_batch_if_done(store, batch_id, now(store))
+            finished = finish_batch_if_done(store, batch_id, now(store))
         if finished:
             log_batches_finished([batch_id])
     return changed
@@ -211,8 +211,9 @@ def add_proxies(store: Store, specs) -> int:
         return 0
     with store.db.atomic():
         before = Proxy.select().count()
-        for chunk in _chunks([{"url": s.url, "label": s.label} for s in specs], 200):
-            Proxy.insert_many(chunk).on_conflict_ignore().execute()
+        rows = [{"url": s.url, "label": s.label} for s in specs]
+        for i in range(0, len(rows), 200):
+            Proxy.insert_many(rows[i:i + 200]).on_conflict_ignore().execute()
         return Proxy.select().count() - before
 
 
@@ -258,7 +259,7 @@ def flush_logs(store: Store) -> None:
     engine, e.g. by CLI commands); nothing without a sink."""
     if store.log_sink is None:
         return
-    from storycheck_tui.store.queue import store_logs
+    from storycheck_tui.store.logrows import store_logs
 
     store_logs(store, store.log_sink.drain())
 

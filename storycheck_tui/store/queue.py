@@ -11,25 +11,18 @@ Invariants kept by every function here (and tested under concurrency):
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
 import logging
-import math
-import os
-import socket
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable
 
 from storycheck_tui import logs
 from storycheck_tui.logs import LogEntry, clean
+from storycheck_tui.result_text import result_message
 from storycheck_tui.sources.base import Outcome
 from storycheck_tui.store.db import Store
-from storycheck_tui.states import (
-    CLAIMABLE, OPEN, BatchState, ErrorKind, JobState, OutcomeKind, WorkerState, sql, sql_list,
-)
-from storycheck_tui.store.models import BatchLog
+from storycheck_tui.states import CLAIMABLE, OPEN, BatchState, ErrorKind, JobState, sql, sql_list
+from storycheck_tui.store.logrows import LOG_COLUMNS, entry_tuple, result_row
 
 # Older names, kept while callers move to ``storycheck_tui.states``.
 PENDING, JOB_RUNNING, SUCCEEDED, FAILED = JobState.PENDING, JobState.RUNNING, JobState.SUCCEEDED, JobState.FAILED
@@ -115,39 +108,6 @@ def claim(store: Store, owner: str, lease_seconds: float, limit: int, batch_ids:
 _FENCE = "id = {p} AND state = " + sql(JobState.RUNNING) + " AND lease_owner = {p} AND lease_seq = {p}"
 
 
-def _log_row(created: float, level: str, event: str, r: JobResult, message: str) -> tuple:
-    """The batch_log row (in ``_LOG_COLUMNS`` order) that states a job's final result."""
-    if r.ok:  # the common case, built by hand: json.dumps was a tenth of a group commit
-        details = (f'{{"attempt": {int(r.job.attempts)}, "tries": {int(r.tries)}, '
-                   f'"status": {_json_num(r.http_status)}, "latency_ms": {_json_num(r.latency_ms)}}}')
-    else:
-        d = {"attempt": r.job.attempts, "tries": r.tries, "status": r.http_status, "latency_ms": r.latency_ms,
-             "error_kind": r.error_kind}
-        if r.traceback:
-            d["traceback"] = r.traceback
-        details = json.dumps(d, ensure_ascii=False)
-    return (created, level, event, r.job.batch_id, r.job.id, r.job.username, r.proxy,
-            clean(message), details)  # one line, like every record
-
-
-def _json_num(value: float | int | None) -> str:
-    if value is None or value != value or value in (math.inf, -math.inf):  # NaN and infinities: not JSON
-        return "null"
-    return repr(value) if isinstance(value, float) else str(int(value))
-
-
-def result_message(r: JobResult) -> tuple[str, str, str]:
-    """(level, event, message) of the record that states a job's final result."""
-    if r.ok and r.outcome is not None:
-        o = r.outcome
-        what = f"{o.story_count} active stor{'y' if o.story_count == 1 else 'ies'}" if o.kind == OutcomeKind.HAS_STORIES else o.kind.replace("_", " ")
-        return "INFO", "STORY_CHECK_SUCCESS", f"{r.job.username}: {what} (HTTP {r.http_status}, {r.latency_ms or 0:.0f} ms via {r.proxy or 'direct'})"
-    status = f"HTTP {r.http_status}" if r.http_status else "no HTTP status"
-    return "ERROR", "CHECK_FAILED", (
-        f"{r.job.username}: check failed after {r.tries} tr{'y' if r.tries == 1 else 'ies'}: {r.error_kind}: "
-        f"{r.error_message} ({status}, via {r.proxy or 'direct'})")
-
-
 def finish(store: Store, owner: str, results: list[JobResult], extra_logs: list[LogEntry] = ()) -> FinishReport:
     """Record results in ONE transaction, fenced; counters, stories and log rows with them."""
     report = FinishReport()
@@ -156,7 +116,7 @@ def finish(store: Store, owner: str, results: list[JobResult], extra_logs: list[
     p = d.param
     deltas: dict[int, list[int]] = defaultdict(lambda: [0, 0])  # batch -> [succeeded, failed]
     stories: list[tuple] = []
-    logs: list[tuple] = []
+    log_rows: list[tuple] = []
     with db.atomic():
         ts = now(store)
         # Rows are locked in id order (jobs, then batches), like the reaper does: a late
@@ -181,52 +141,29 @@ def finish(store: Store, owner: str, results: list[JobResult], extra_logs: list[
             deltas[r.job.batch_id][0 if r.ok else 1] += 1
             level, event, message = result_message(r)
             report.messages.append((level, event, message))
-            logs.append(_log_row(ts, level, event, r, message))
+            log_rows.append(result_row(ts, level, event, r, message))
             if o is not None:
-                for s in o.stories:  # in _STORY_COLUMNS order
+                for s in o.stories:  # in STORY_COLUMNS order
                     stories.append((r.job.username, s.story_id, s.taken_at, s.expires_at, s.media_type, ts,
                                     r.job.batch_id))
-        d.insert_rows(db, "story", _STORY_COLUMNS, stories, ignore_conflicts=True)
-        for e in extra_logs:
-            row = entry_row(e)
-            logs.append(tuple(row[c] for c in _LOG_COLUMNS))
-        d.insert_rows(db, "batch_log", _LOG_COLUMNS, logs)
+        d.insert_rows(db, "story", STORY_COLUMNS, stories, ignore_conflicts=True)
+        log_rows.extend(entry_tuple(e) for e in extra_logs)
+        d.insert_rows(db, "batch_log", LOG_COLUMNS, log_rows)
         for batch_id, (ok, failed) in sorted(deltas.items()):  # after the result rows: their BATCH_FINISHED last
             db.execute_sql(
                 f"UPDATE batch SET completed_profiles = completed_profiles + {p}, "
                 f"successful_checks = successful_checks + {p}, failed_checks = failed_checks + {p} WHERE id = {p}",
                 (ok + failed, ok, failed, batch_id))
-            if _finish_batch_if_done(store, batch_id, ts):
+            if finish_batch_if_done(store, batch_id, ts):
                 report.finished_batches.append(batch_id)
     return report
 
 
-_STORY_COLUMNS = ("username", "story_id", "taken_at", "expires_at", "media_type", "first_seen_at", "batch")
-_LOG_COLUMNS = ("created", "level", "event", "batch", "job", "username", "proxy", "message", "details")
+STORY_COLUMNS = ("username", "story_id", "taken_at", "expires_at", "media_type", "first_seen_at", "batch")
 
 
-def entry_row(e: LogEntry) -> dict:
-    details = dict(e.details or {})
-    for key in ("attempt", "status", "error_type"):
-        val = getattr(e, key)
-        if val is not None:
-            details[key] = val
-    if e.traceback:
-        details["traceback"] = e.traceback
-    return {"created": e.created, "level": e.level, "event": e.event, "batch": e.batch_id, "job": e.job_id,
-            "username": e.username, "proxy": e.proxy, "message": e.message,
-            "details": json.dumps(details, ensure_ascii=False) if details else None}
 
-
-def store_logs(store: Store, entries: list[LogEntry]) -> None:
-    if not entries:
-        return
-    with store.db.atomic():
-        for chunk in _chunks([entry_row(e) for e in entries], 200):
-            BatchLog.insert_many(chunk).execute()
-
-
-def _finish_batch_if_done(store: Store, batch_id: int, ts: float) -> bool:
+def finish_batch_if_done(store: Store, batch_id: int, ts: float) -> bool:
     """Mark the batch finished if nothing is left, with its BATCH_FINISHED row in the same
     transaction (whatever finished it: a result, the reaper, a resume). After the commit
     the caller logs the record with :func:`log_batches_finished`."""
@@ -238,7 +175,7 @@ def _finish_batch_if_done(store: Store, batch_id: int, ts: float) -> bool:
         (ts, batch_id))
     if cur.rowcount != 1:
         return False
-    store.dialect.insert_rows(store.db, "batch_log", _LOG_COLUMNS, [
+    store.dialect.insert_rows(store.db, "batch_log", LOG_COLUMNS, [
         (ts, "INFO", logs.BATCH_FINISHED, batch_id, None, None, None, _finished_message(batch_id), None)])
     return True
 
@@ -248,7 +185,7 @@ def _finished_message(batch_id: int) -> str:
 
 
 def log_batches_finished(batch_ids: Iterable[int]) -> None:
-    """The log records (file, console) of batches :func:`_finish_batch_if_done` finished; their
+    """The log records (file, console) of batches :func:`finish_batch_if_done` finished; their
     rows are already in batch_log, committed with the state change."""
     for batch_id in batch_ids:
         logs.event(logging.INFO, logs.BATCH_FINISHED, _finished_message(batch_id), batch_id=batch_id, persisted=True)
@@ -334,14 +271,14 @@ def reap_expired(store: Store, max_claims: int, limit: int = 1000) -> list[Reape
                 if give_up:
                     failed_by_batch[batch_id] += 1
         _cancel_pending_of_cancelled(store, {r.batch_id for r in out if not r.failed})
-        d.insert_rows(db, "batch_log", _LOG_COLUMNS, [
+        d.insert_rows(db, "batch_log", LOG_COLUMNS, [
             (ts, "WARNING", logs.LEASE_EXPIRED, r.batch_id, r.job_id, r.username, None, clean(_reaped_message(r)), None)
             for r in out])
         for batch_id, n in failed_by_batch.items():
             db.execute_sql(
                 f"UPDATE batch SET completed_profiles = completed_profiles + {p}, failed_checks = failed_checks + {p} "
                 f"WHERE id = {p}", (n, n, batch_id))
-            if _finish_batch_if_done(store, batch_id, ts):
+            if finish_batch_if_done(store, batch_id, ts):
                 finished.append(batch_id)
     for r in out:
         logs.event(logging.WARNING, logs.LEASE_EXPIRED, _reaped_message(r), persisted=True,
@@ -355,123 +292,8 @@ def _reaped_message(r: Reaped) -> str:
             + ("attempts spent, job failed" if r.failed else "job back in the queue"))
 
 
-# --- workers -------------------------------------------------------------------------------
-
-def new_worker_id() -> str:
-    """``host:pid:NNNNNNrrrr``: NNNNNN names this process table (see :func:`_node`), rrrr is random."""
-    return f"{socket.gethostname()}:{os.getpid()}:{_node()}{os.urandom(2).hex()}"
-
-
-@functools.lru_cache(maxsize=1)
-def _node() -> str:
-    """Where a pid means what it means here: this boot of this kernel, this pid namespace.
-
-    Two machines (cloned VMs, containers on the host network) may share a hostname; only a
-    worker with the same node token is one whose pid can be checked from here.
-    """
-    parts = [socket.gethostname()]
-    for path in ("/proc/sys/kernel/random/boot_id", "/etc/machine-id"):
-        try:
-            with open(path) as fh:
-                parts.append(fh.read().strip())
-            break
-        except OSError:
-            continue
-    try:
-        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
-    except OSError:
-        pass
-    return hashlib.sha1("/".join(parts).encode()).hexdigest()[:6]
-
-
-def _is_local(worker_id: str) -> bool:
-    parts = worker_id.split(":")
-    if len(parts) != 3 or parts[0] != socket.gethostname():
-        return False
-    # An id without a node token (``host:pid:rrrrrr``, older storycheck) is judged by hostname.
-    return len(parts[2]) == 6 or parts[2][:6] == _node()
-
-
-def register_worker(store: Store, worker_id: str, threads: int) -> None:
-    host, pid = worker_id.split(":")[0], int(worker_id.split(":")[1])
-    p = store.dialect.param
-    with store.db.atomic():
-        ts = now(store)
-        store.db.execute_sql(
-            f"INSERT INTO worker (id, host, pid, threads, started_at, heartbeat_at, checks, rate, state) "
-            f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, 0, 0, {sql(WorkerState.RUNNING)})",
-            (worker_id, host, pid, threads, ts, ts))
-
-
-def heartbeat(store: Store, worker_id: str, *, checks: int, rate: float, lease_seconds: float,
-              state: WorkerState = WorkerState.RUNNING) -> None:
-    """Say this worker is alive and extend the leases it holds, in one transaction."""
-    d = store.dialect
-    p = d.param
-    with store.db.atomic():
-        store.db.execute_sql(
-            f"UPDATE worker SET heartbeat_at = {d.now}, checks = {p}, rate = {p}, state = {p} WHERE id = {p}",
-            (checks, rate, state, worker_id))
-        store.db.execute_sql(d.extend_leases_sql(), d.extend_leases_params(worker_id, lease_seconds))
-
-
-def stop_worker(store: Store, worker_id: str) -> None:
-    p = store.dialect.param
-    with store.db.atomic():
-        store.db.execute_sql(f"UPDATE worker SET state = {sql(WorkerState.STOPPED)}, heartbeat_at = {store.dialect.now} WHERE id = {p}",
-                             (worker_id,))
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def expire_dead_local_workers(store: Store, me: str) -> list[str]:
-    """Workers of this machine (same process table) whose process is gone: expire their
-    leases now, no waiting. A worker elsewhere, even on a machine with the same hostname, is
-    never judged by a pid here: its jobs come back when its leases expire.
-    """
-    host = socket.gethostname()
-    d = store.dialect
-    p = d.param
-    rows = store.db.execute_sql(
-        f"SELECT id, pid FROM worker WHERE host = {p} AND state != {sql(WorkerState.STOPPED)} AND id != {p}", (host, me)).fetchall()
-    dead = [wid for wid, pid in rows if _is_local(wid) and not pid_alive(int(pid))]
-    if dead:
-        with store.db.atomic():
-            for wid in dead:
-                store.db.execute_sql(d.extend_leases_sql(), d.extend_leases_params(wid, -1.0))  # expired now
-                store.db.execute_sql(f"UPDATE worker SET state = {sql(WorkerState.STOPPED)} WHERE id = {p}", (wid,))
-    return dead
-
-
-def mark_lost_workers(store: Store, silent_for: float) -> int:
-    """Workers silent for ``silent_for`` seconds (a lease length) are 'lost': shown as such, not as running."""
-    d = store.dialect
-    with store.db.atomic():
-        return store.db.execute_sql(
-            f"UPDATE worker SET state = {sql(WorkerState.LOST)} "
-            f"WHERE state IN {sql_list((WorkerState.RUNNING, WorkerState.STOPPING))} "
-            f"AND heartbeat_at < {d.now} - {d.param}", (silent_for,)).rowcount
-
-
-#: a worker row is listed while alive, and for this long after its last heartbeat
-WORKER_SHOWN_FOR = 3600.0
-
-
-def _chunks(items: list, size: int):
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
-
-
 __all__ = [
-    "Claimed", "JobResult", "FinishReport", "Reaped", "claim", "finish", "release", "extend_leases",
-    "reap_expired", "mark_lost_workers", "WORKER_SHOWN_FOR", "register_worker", "heartbeat", "stop_worker", "expire_dead_local_workers", "new_worker_id",
-    "now", "store_logs", "entry_row", "result_message", "PENDING", "JOB_RUNNING", "FAILED", "SUCCEEDED",
+    "Claimed", "JobResult", "FinishReport", "Reaped", "claim", "finish", "release", "extend_leases", "reap_expired",
+    "finish_batch_if_done", "log_batches_finished", "now", "STORY_COLUMNS", "PENDING", "JOB_RUNNING", "FAILED",
+    "SUCCEEDED",
 ]

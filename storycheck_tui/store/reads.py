@@ -248,7 +248,8 @@ def proxies(store: Store) -> list[ProxyRow]:
 def workers(store: Store, *, stopped_within: float = 60.0, now: float | None = None) -> list[WorkerRow]:
     """Workers that are running, stopping, lost (silent for a lease, listed for an hour), or
     stopped less than ``stopped_within`` seconds ago."""
-    from storycheck_tui.store.queue import WORKER_SHOWN_FOR, now as db_now
+    from storycheck_tui.store.queue import now as db_now
+    from storycheck_tui.store.workers import WORKER_SHOWN_FOR
 
     ts = db_now(store) if now is None else now
     q = (Worker.select(Worker.id, Worker.host, Worker.pid, Worker.threads, Worker.state, Worker.started_at,

@@ -666,3 +666,16 @@ def test_claim_and_cancel_of_a_queued_batch_do_not_deadlock(pg_store, pg_url):
     assert "error" not in box, box
     assert box["value"] == [] and n == 10
     assert_counters_match_rows(store, batch_id)
+
+
+def test_open_jobs_counts_what_is_left_to_claim_or_finish(store):
+    """Runner.idle's question: jobs pending or running in claimable batches, optionally of some batches."""
+    a = ops.create_batch(store, "a", ["x", "y"])
+    b = ops.create_batch(store, "b", ["z"])
+    assert q.open_jobs(store) == 3 and q.open_jobs(store, [b]) == 1 and q.open_jobs(store, []) == 0
+    held = q.claim(store, "w1", 30, 1, [a])
+    assert q.open_jobs(store, [a]) == 2  # one running, one pending
+    ops.pause(store, b)
+    assert q.open_jobs(store) == 2  # a paused batch waits for the operator, not for a worker
+    q.finish(store, "w1", [ok(c) for c in held])
+    assert q.open_jobs(store, [a]) == 1

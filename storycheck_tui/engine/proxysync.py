@@ -17,9 +17,10 @@ from storycheck_tui.engine.proxies import ProxyPool
 from storycheck_tui.masking import add_url_credentials
 from storycheck_tui.sources.base import Route
 from storycheck_tui.store import batches as batch_ops
+from storycheck_tui.store import proxyhealth
 from storycheck_tui.store.db import Store
 from storycheck_tui.store.models import Proxy
-from storycheck_tui.store.queue import now
+from storycheck_tui.store.proxyhealth import ProxyNews
 
 EVENT_FOR_STATE = {
     P.COOLING: logs.PROXY_COOLING,
@@ -31,7 +32,7 @@ OPERATOR_REASONS = {P.REASON_DISABLED, P.REASON_ENABLED, P.REASON_FIRST_SUCCESS}
 
 
 def load_routes(store: Store) -> list[Route]:
-    rows = list(Proxy.select().order_by(Proxy.id))
+    rows = proxyhealth.proxy_rows(store)
     for p in rows:
         add_url_credentials(p.url)  # scrubbed from every output from now on, in every form
     return [Route(key=str(p.id), url=p.url, label=p.label) for p in rows]
@@ -72,7 +73,7 @@ class ProxySync:
                 self._validate_seen[key] = stamp  # this pool has it already
 
     def adopt_all(self) -> None:
-        for row in Proxy.select():
+        for row in proxyhealth.proxy_rows(self.store):
             key = str(row.id)
             if self.pool.route(key) is None:
                 continue
@@ -98,32 +99,22 @@ class ProxySync:
         with self._lock:
             changed, self._changed = self._changed, set()
         views = {v.key: v for v in self.pool.views()}
-        db = self.store.db
-        p = self.store.dialect.param
-        with db.atomic():
-            ts = now(self.store)
-            for key, v in views.items():
-                if not key.isdigit():
-                    continue
-                ok0, bad0 = self._counts.get(key, (0, 0))
-                d_ok, d_bad = v.successes - ok0, v.failures - bad0
-                if key in changed:
-                    cur = db.execute_sql(
-                        f"UPDATE proxy SET state = {p}, fail_streak = {p}, cooldown_until = {p}, last_error = {p}, "
-                        f"last_latency_ms = {p}, successes = successes + {p}, failures = failures + {p}, updated_at = {p} "
-                        f"WHERE id = {p} AND disabled = {p}",
-                        (v.state, v.fail_streak, v.cooldown_until, v.last_error, v.last_latency_ms, d_ok, d_bad, ts,
-                         int(key), v.state == P.DISABLED))
-                    if cur.rowcount == 1:
-                        self._seen[key] = ts  # our own news: nothing to adopt
-                elif d_ok or d_bad:
-                    db.execute_sql(
-                        f"UPDATE proxy SET successes = successes + {p}, failures = failures + {p}, last_latency_ms = {p} "
-                        f"WHERE id = {p}", (d_ok, d_bad, v.last_latency_ms, int(key)))
-                self._counts[key] = (v.successes, v.failures)
+        news = []
+        for key, v in views.items():
+            if not key.isdigit():
+                continue
+            ok0, bad0 = self._counts.get(key, (0, 0))
+            news.append(ProxyNews(int(key), v.state, v.fail_streak, v.cooldown_until, v.last_error, v.last_latency_ms,
+                                  v.successes - ok0, v.failures - bad0, key in changed))
+        ts, written = proxyhealth.write_news(self.store, news)
+        for n in news:
+            key = str(n.proxy_id)
+            if n.proxy_id in written:
+                self._seen[key] = ts  # our own news: nothing to adopt
+            self._counts[key] = (views[key].successes, views[key].failures)
         known = set(views)
         totals = {}
-        rows = list(Proxy.select().order_by(Proxy.id))  # a pool is hundreds of rows at most: read them all
+        rows = proxyhealth.proxy_rows(self.store)
         fresh = [row for row in rows if str(row.id) not in known]  # added since the last sync
         for row in fresh:
             add_url_credentials(row.url)

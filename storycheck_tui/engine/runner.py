@@ -225,15 +225,8 @@ class Runner:
         with self._held_lock:
             if self._held:
                 return False
-        p = self.store.dialect.param
-        sql = ("SELECT COUNT(*) FROM job j JOIN batch b ON b.id = j.batch_id "
-               "WHERE j.state IN ('pending', 'running') AND b.state IN ('queued', 'running')")
-        params: list = []
-        if self.batch_ids:
-            sql += " AND b.id IN (" + ", ".join([p] * len(self.batch_ids)) + ")"
-            params = list(self.batch_ids)
         try:
-            return self.store.db.execute_sql(sql, params).fetchone()[0] == 0
+            return q.open_jobs(self.store, self.batch_ids or None) == 0
         except PeeweeException:  # the database is away for now: certainly not idle
             self.store.recover()
             return False

@@ -105,6 +105,21 @@ def claim(store: Store, owner: str, lease_seconds: float, limit: int, batch_ids:
     return out
 
 
+def open_jobs(store: Store, batch_ids: Iterable[int] | None = None) -> int:
+    """Jobs still pending or running in claimable batches (of ``batch_ids`` if given): 0 means
+    nothing is left to claim or to wait for."""
+    d = store.dialect
+    query = (f"SELECT COUNT(*) FROM job j JOIN batch b ON b.id = j.batch_id "
+             f"WHERE j.state IN {sql_list((JobState.PENDING, JobState.RUNNING))} AND b.state IN {sql_list(CLAIMABLE)}")
+    params: list = []
+    if batch_ids is not None:
+        params = list(batch_ids)
+        if not params:
+            return 0
+        query += " AND b.id IN (" + ", ".join([d.param] * len(params)) + ")"
+    return int(store.db.execute_sql(query, params).fetchone()[0])
+
+
 _FENCE = "id = {p} AND state = " + sql(JobState.RUNNING) + " AND lease_owner = {p} AND lease_seq = {p}"
 
 
@@ -294,6 +309,6 @@ def _reaped_message(r: Reaped) -> str:
 
 __all__ = [
     "Claimed", "JobResult", "FinishReport", "Reaped", "claim", "finish", "release", "extend_leases", "reap_expired",
-    "finish_batch_if_done", "log_batches_finished", "now", "STORY_COLUMNS", "PENDING", "JOB_RUNNING", "FAILED",
+    "finish_batch_if_done", "log_batches_finished", "now", "open_jobs", "STORY_COLUMNS", "PENDING", "JOB_RUNNING", "FAILED",
     "SUCCEEDED",
 ]

@@ -548,6 +548,52 @@ def test_libpq_options_in_the_url_pass_through(pg_url):
         s.close()
 
 
+def _with_query(url: str, query: str, *, path: str | None = None, netloc: str | None = None) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, netloc if netloc is not None else parts.netloc,
+                       path if path is not None else parts.path, query, ""))
+
+
+def test_credential_options_in_the_url_are_masked_in_errors_and_the_display_name(pg_url):
+    """?sslpassword= (and ?password=) are libpq credentials like the userinfo password: never in
+    "cannot open database", never in the name the worker prints on its start line."""
+    ssl_secret, pw_secret = "Ssl-S3cret-xyzzy", "Pw-S3cret-plugh"
+    missing = _with_query(pg_url, f"sslmode=disable&sslpassword={ssl_secret}&password={pw_secret}",
+                          path="/no_such_database_here")
+    with pytest.raises(DatabaseError) as err:
+        open_store(missing)
+    msg = str(err.value)
+    assert "cannot open database" in msg and "\n" not in msg
+    assert ssl_secret not in msg and pw_secret not in msg and "sslpassword=***" in msg, msg
+    s = open_store(_with_query(pg_url, f"sslmode=disable&sslpassword={ssl_secret}&application_name=sc-x"))
+    try:
+        assert ssl_secret not in s.display and "sslpassword=***" in s.display and "application_name=sc-x" in s.display
+    finally:
+        s.close()
+
+
+def test_user_and_password_as_url_options_work_or_fail_in_one_line(pg_url):
+    """libpq accepts ?user= and ?password=; storycheck used to crash on them with a TypeError."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(pg_url)
+    bare = f"{parts.hostname}:{parts.port}"
+    s = open_store(_with_query(pg_url, f"user={parts.username}&password=unused-by-trust", netloc=bare))
+    try:
+        assert s.db.execute_sql("SELECT current_user").fetchone()[0] == parts.username
+        assert "unused-by-trust" not in s.display and "password=***" in s.display
+    finally:
+        s.close()
+    for query in (f"user={parts.username}", "password=twice"):
+        netloc = f"{parts.username}:given@{bare}" if query.startswith("password") else parts.netloc
+        with pytest.raises(DatabaseError) as err:
+            open_store(_with_query(pg_url, query, netloc=netloc))
+        msg = str(err.value)
+        assert "given twice" in msg and "\n" not in msg and "twice=" not in msg and "given@" not in msg, msg
+
+
 # --- PostgreSQL row locks: no waits that can close a deadlock cycle -------------------------------
 
 class _OtherSession:
@@ -679,3 +725,52 @@ def test_open_jobs_counts_what_is_left_to_claim_or_finish(store):
     assert q.open_jobs(store) == 2  # a paused batch waits for the operator, not for a worker
     q.finish(store, "w1", [ok(c) for c in held])
     assert q.open_jobs(store, [a]) == 1
+
+
+# --- the SQLite file: no planted symlink followed, no loose mode kept ----------------------------
+
+@pytest.mark.parametrize("planted", ["", "-wal", "-shm", "-journal"])
+def test_a_symlink_planted_as_the_sqlite_file_or_its_companions_is_refused(tmp_path, planted):
+    """A link named like the database (or its WAL/shared-memory/journal file) in a writable
+    directory would make storycheck create or write the file it points to."""
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o700)
+    victim = tmp_path / "victim.txt"
+    db = shared / "storycheck.db"
+    os.symlink(victim, str(db) + planted)  # dangling: the old code created the victim file
+    with pytest.raises(DatabaseError) as err:
+        open_store(str(db))
+    msg = str(err.value)
+    assert "symbolic link" in msg and "\n" not in msg, msg
+    assert not victim.exists()
+    if planted:
+        assert not db.exists() or db.stat().st_size == 0  # nothing written through the link either
+
+
+def test_loose_permissions_of_the_sqlite_directory_and_file_are_tightened_with_a_warning(tmp_path):
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    os.chmod(loose, 0o777)
+    db = loose / "storycheck.db"
+    s = open_store(str(db))
+    s.close()
+    os.chmod(db, 0o666)
+    s = open_store(str(db))
+    try:
+        assert (loose.stat().st_mode & 0o777) == 0o755
+        assert (db.stat().st_mode & 0o777) == 0o600
+        assert any("was readable or writable by other users" in n for n in s.notices), s.notices
+        ops.create_batch(s, "b", ["a"])
+        for companion in ("-wal", "-shm"):
+            f = tmp_path / "loose" / ("storycheck.db" + companion)
+            assert not f.exists() or (f.stat().st_mode & 0o077) == 0, companion
+    finally:
+        s.close()
+
+
+def test_a_new_sqlite_file_is_created_private(tmp_path):
+    s = open_store(str(tmp_path / "new.db"))
+    try:
+        assert ((tmp_path / "new.db").stat().st_mode & 0o777) == 0o600 and s.notices == []
+    finally:
+        s.close()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -23,8 +23,8 @@ from peewee import Database, OperationalError, PeeweeException, SqliteDatabase
 
 from storycheck_tui import __version__
 from storycheck_tui.errors import DatabaseError
-from storycheck_tui.masking import mask_url, one_line as masked_line, register_secret
-from storycheck_tui.store import models
+from storycheck_tui.masking import MASK, mask_url, one_line as masked_line, register_secret
+from storycheck_tui.store import models, sqlitefile
 from storycheck_tui.store.dialect import Dialect, dialect_for
 
 SCHEMA_VERSION = 2
@@ -53,6 +53,8 @@ class Store:
     #: the batch-log sink the caller passed to open_store: batch operations store its queued
     #: records (batches.flush_logs); None stores none (the records still reach the log file)
     log_sink: LogSink | None = None
+    #: what was made safe while opening (loose permissions tightened), for the caller to show
+    notices: list[str] = field(default_factory=list)
 
     def close(self) -> None:
         """Close the connections and release the models; using the store afterwards fails
@@ -148,18 +150,15 @@ def _open_sqlite(url: str) -> Store:
         raise DatabaseError(f"{url}: use sqlite:///PATH (three slashes) or a plain path")
     p = Path(path).expanduser()
     display = str(p)
+    notices: list[str] = []
     if path != ":memory:":
         if not p.parent.exists():
             if url == str(default_db_path()) or p == default_db_path():
                 p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             else:
                 raise DatabaseError(f"{display}: cannot open database: directory {p.parent} does not exist")
-        if not p.exists():
-            try:
-                os.close(os.open(p, os.O_CREAT | os.O_WRONLY, 0o600))
-            except OSError as exc:
-                raise DatabaseError(f"{display}: cannot create database: {exc.strerror}") from None
-        elif not os.access(p, os.R_OK | os.W_OK):
+        notices = sqlitefile.prepare(p)  # no symlinks followed, no loose modes kept
+        if not os.access(p, os.R_OK | os.W_OK):
             raise DatabaseError(f"{display}: cannot open database: file is not readable and writable by this user")
         if not os.access(p.parent, os.W_OK):
             raise DatabaseError(f"{display}: cannot open database: directory {p.parent} is not writable (SQLite needs it for its journal)")
@@ -170,45 +169,77 @@ def _open_sqlite(url: str) -> Store:
         lock_type="IMMEDIATE",
         check_same_thread=False,
     )
-    return Store(db=db, dialect=dialect_for(db), display=display)
+    return Store(db=db, dialect=dialect_for(db), display=display, notices=notices)
+
+
+#: libpq options that carry a credential: registered as secrets, masked in the display name
+CREDENTIAL_OPTIONS = frozenset({"password", "sslpassword"})
+
+
+def _is_credential(option: str) -> bool:
+    name = option.lower()
+    return name in CREDENTIAL_OPTIONS or any(w in name for w in ("password", "secret", "token"))
+
+
+def postgres_display(url: str) -> str:
+    """``url`` with the userinfo password and every credential-bearing option masked."""
+    masked = mask_url(url)
+    base, sep, query = masked.partition("?")
+    if not sep:
+        return masked
+    pairs = []
+    for item in query.split("&"):
+        key, eq, _value = item.partition("=")
+        pairs.append(f"{key}={MASK}" if eq and _is_credential(unquote(key)) else item)
+    return base + "?" + "&".join(pairs)
 
 
 def _open_postgres(url: str, pool_size: int) -> Store:
     from playhouse.pool import PooledPostgresqlDatabase
 
+    display = postgres_display(url)
     try:
         parts = urlsplit(url)
         port = parts.port
+        # libpq options in the query string pass through (?sslmode=require&connect_timeout=5 …).
+        options = dict(parse_qsl(parts.query))
     except ValueError as exc:
-        raise DatabaseError(f"{mask_url(url)}: not a valid PostgreSQL URL ({exc})") from None
+        raise DatabaseError(f"{display}: not a valid PostgreSQL URL ({exc})") from None
     if parts.password:
         register_secret(unquote(parts.password))
-    name = parts.path.lstrip("/")
-    if not name:
-        raise DatabaseError(f"{mask_url(url)}: the URL names no database (postgresql://user:pass@host:port/DBNAME)")
+    for key, value in options.items():
+        if _is_credential(key):
+            register_secret(value)
     try:
         import psycopg2  # noqa: F401
     except ImportError:
         raise DatabaseError("PostgreSQL needs psycopg2: pip install 'storycheck[postgres]'") from None
-    # libpq options in the query string pass through (?sslmode=require&connect_timeout=5 …).
-    options = {k: v for k, v in parse_qsl(parts.query)}
-    for secret_key in ("password", "sslpassword"):
-        register_secret(options.get(secret_key))
+    # user, password, host, port and dbname may come from the URL or its options (libpq takes
+    # both), not from both at once.
+    given = {"user": unquote(parts.username) if parts.username else None,
+             "password": unquote(parts.password) if parts.password else None,
+             "host": parts.hostname, "port": port, "dbname": unquote(parts.path.lstrip("/")) or None}
+    for key in given:
+        if key in options:
+            if given[key] is not None:
+                raise DatabaseError(f"{display}: {key} given twice (in the URL and as ?{key}=): give it once")
+            given[key] = options.pop(key)
+    if not given["dbname"]:
+        raise DatabaseError(f"{display}: the URL names no database (postgresql://user:pass@host:port/DBNAME)")
     options.setdefault("connect_timeout", "10")
     options.setdefault("application_name", "storycheck")
-    host, qport = options.pop("host", None), options.pop("port", None)
     db = PooledPostgresqlDatabase(
-        unquote(name),
-        user=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-        host=parts.hostname or host or "localhost",
-        port=port or qport or 5432,
+        given["dbname"],
+        user=given["user"],
+        password=given["password"],
+        host=given["host"] or "localhost",
+        port=given["port"] or 5432,
         max_connections=pool_size,
         stale_timeout=300,
         timeout=30,
         **options,
     )
-    return Store(db=db, dialect=dialect_for(db), display=mask_url(url))
+    return Store(db=db, dialect=dialect_for(db), display=display)
 
 
 # One definition for both backends: the models in ``models.py`` (tables, their indexes) and

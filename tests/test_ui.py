@@ -131,7 +131,7 @@ async def test_c_cancels_after_yes_and_keeps_the_batch_after_no(sample):
         assert batch("overnight-retry").state == "queued"
         await pilot.press("c")
         await pilot.pause()
-        await pilot.press("y")
+        await pilot.press("ctrl+y")
         await settle(app, pilot)
         b = batch("overnight-retry")
         assert b.state == "cancelled"
@@ -309,6 +309,65 @@ async def test_slash_filters_the_focused_pane(sample):
         await pilot.pause()
         view = app.main.query_one(LogView)
         assert [e.event for e in view.shown] == ["PROXY_COOLING"]
+
+
+@async_test
+async def test_keys_typed_after_slash_go_to_the_pane_filter_in_every_pane(sample):
+    """Issue 14.1: batches, proxies and workers had no filter: `1 / c y` cancelled the selected
+    batch, `3 / dead enter` disabled a proxy and opened Export."""
+    store, make = sample
+    app = make()
+    before = {p.label: p.disabled for p in Proxy.select()}
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("1", "slash", "c", "y")
+        await settle(app, pilot)
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert app.main.query_one("#batches-filter").value == "cy"
+        assert batch("spring-campaign").state == "running"
+        await pilot.press("escape")
+        await pilot.press("3", "slash", "d", "e", "a", "d", "enter")
+        await settle(app, pilot)
+        assert not isinstance(app.screen, ExportScreen)
+        assert {p.label: p.disabled for p in Proxy.select()} == before
+        assert [p.state for p in app.main.query_one(ProxiesPane)._lines.values()] == ["dead"]
+        await pilot.press("5", "slash", "a", "p", "p", "-", "0", "2", "enter")
+        await settle(app, pilot)
+        assert app.main.query_one("#workers").target().row_count == 1
+
+
+@async_test
+async def test_a_letter_never_confirms_a_destructive_command(sample):
+    store, make = sample
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await select_batch(app, pilot, "overnight-retry")
+        await pilot.press("c")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y", "Y", "enter")  # enter: the focused button is "Keep it"
+        await settle(app, pilot)
+        assert batch("overnight-retry").state == "queued"
+        assert not isinstance(app.screen, ConfirmScreen)
+
+
+@async_test
+async def test_a_cancelled_batch_shows_what_was_checked_not_100_percent(sample):
+    """Issue 14.5: a cancelled batch showed 100 % and "N/N done"."""
+    store, make = sample
+    app = make()
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await select_batch(app, pilot, "overnight-retry")
+        await pilot.press("c")
+        await pilot.pause()
+        await pilot.press("ctrl+y")
+        await settle(app, pilot)
+        assert any("5,000 pending profiles dropped" in t for t in _toasts(app)), _toasts(app)
+        app.refresh_now()
+        await pilot.pause()
+        text = screen_text(app)
+        row = next(line for line in text.splitlines() if "overnight-" in line)
+        assert "cancelled" in row and "0%" in row and "100%" not in row, row
+        assert "0/5,000 checked" in text and "5,000 cancelled" in text
 
 
 @async_test
@@ -640,7 +699,7 @@ async def test_q_while_checks_run_asks_then_stops_the_engine_and_hands_leases_ba
         await pilot.pause()
         assert isinstance(app.screen, ConfirmScreen)
         started = time.monotonic()
-        await pilot.press("y")
+        await pilot.press("ctrl+y")
         await pilot.pause()
         assert app.stopping
         await asyncio.to_thread(app.stopped.wait, 10.0)

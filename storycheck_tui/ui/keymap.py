@@ -77,7 +77,8 @@ FOLLOW_LOG = Binding("F", "toggle_follow", "Follow", id="log.follow", key_displa
 LOG = [LEVEL, FOLLOW_LOG]
 
 # --- modals -------------------------------------------------------------------------------------
-CONFIRM_YES = Binding("y", "confirm", "Yes", id="confirm.yes")
+#: ctrl+y, never a letter: a letter typed into a filter box that has closed must not confirm anything
+CONFIRM_YES = Binding("ctrl+y", "confirm", "Yes", id="confirm.yes", key_display="ctrl+y")
 CONFIRM_NO = Binding("n,escape", "cancel", "No", id="confirm.no", key_display="n")
 CLOSE = Binding("escape", "close", "Close", id="modal.close")
 SUBMIT = Binding("ctrl+s", "submit", "Create", id="modal.submit")

@@ -20,8 +20,8 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.worker import Worker, WorkerState
 
-from storycheck_tui.intake import import_batch
-from storycheck_tui.store.batches import BatchView
+from storycheck_tui.intake import import_batch, plural
+from storycheck_tui.store.batches import BatchView, summary
 from storycheck_tui.ui import format as fmt
 from storycheck_tui.ui import keymap
 from storycheck_tui.ui.footer import KeysFooter
@@ -37,7 +37,7 @@ from storycheck_tui.ui.panes.results import ResultsPane
 from storycheck_tui.ui.panes.workers import WorkersPane
 from storycheck_tui.ui.status import StatusBar
 from storycheck_tui.ui.typed import ConsoleNode
-from storycheck_tui.states import CLAIMABLE, OPEN, BatchState
+from storycheck_tui.states import CLAIMABLE, OPEN, BatchState, JobState
 
 #: a terminal narrower than this shows one of batches/proxies and one of log/workers
 NARROW = 100
@@ -218,7 +218,11 @@ class MainScreen(ConsoleNode, Screen[None]):
     def cancel_batch(self, batch_id: int) -> CommandDone:
         with self.app.connection():
             dropped = self.app.runner.cancel(batch_id)
-        return CommandDone(f"batch {batch_id} cancelled: {dropped:,} profiles dropped")
+            in_flight = summary(self.app.store, batch_id)["state"].get(JobState.RUNNING, 0)
+        # the pane counts every profile that will not be checked: these, and those of the checks
+        # in flight that end without a result (handed back, then cancelled)
+        return CommandDone(f"batch {batch_id} cancelled: {plural(dropped, 'pending profile')} dropped"
+                           + (f"; {plural(in_flight, 'check')} in flight finish first" if in_flight else ""))
 
     def action_retry_failed(self) -> None:
         b = self._batch()

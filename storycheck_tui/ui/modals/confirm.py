@@ -1,4 +1,6 @@
-"""A yes/no question: ``y`` confirms, ``n`` or escape declines."""
+"""A yes/no question: ctrl+y (or enter on the yes button) confirms; n, escape or enter on the
+no button (which has the focus) declines. No single letter confirms: keys typed by mistake
+(text meant for a filter box) cannot say yes."""
 
 from __future__ import annotations
 
@@ -25,7 +27,8 @@ class ConfirmScreen(ModalScreen[bool]):
             yield Static(Text(self._title, style="bold"), id="confirm-title", markup=False)
             yield Static(self._message, id="confirm-message", markup=False)
             with Horizontal(id="confirm-buttons", classes="buttons"):
-                yield Button(f"{self._yes} (y)", id="yes", variant="error", compact=True)
+                yield Button(f"{self._yes} ({keymap.CONFIRM_YES.key_display})", id="yes", variant="error",
+                             compact=True)
                 yield Button(f"{self._no} (n)", id="no", variant="default", compact=True)
 
     def on_mount(self) -> None:

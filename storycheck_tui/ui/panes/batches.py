@@ -10,12 +10,18 @@ from textual.widgets import DataTable
 from storycheck_tui.store.batches import BatchView
 from storycheck_tui.ui import format as fmt
 from storycheck_tui.ui.messages import BatchSelected
-from storycheck_tui.ui.panes.base import Col, Line, Pane, Table, columns, fit
+from storycheck_tui.ui.panes.base import Col, FilterInput, Line, Pane, Table, columns, fit
 from storycheck_tui.states import CLAIMABLE, OPEN, BatchState
 
 COLS = columns(Col("name", "Batch", 14), Col("state", "State", 10), Col("progress", "Progress", 11),
                Col("ok", "OK", 8, right=True), Col("failed", "Fail", 6, right=True),
                Col("rate", "/s", 6, right=True), Col("eta", "ETA", 7, right=True))
+
+
+def checked_fraction(v: BatchView) -> float:
+    """How much of a batch was checked: cancelled profiles were not (a cancelled batch is not
+    100 % done)."""
+    return v.completed / v.total if v.total else 1.0
 
 
 @dataclass(frozen=True)
@@ -27,12 +33,13 @@ class BatchLine:
 
     def cells(self) -> tuple:
         v = self.view
-        pct = int(v.fraction * 100) if v.total else 100
+        checked = checked_fraction(v)
+        pct = int(checked * 100)
         label = v.state
         if v.state == BatchState.RUNNING and v.remaining == 0:
             label = "finishing"
         active = v.state in CLAIMABLE
-        return ((v.id, v.name), (v.state, label), (round(v.fraction * 40), pct), v.succeeded, v.failed,
+        return ((v.id, v.name), (v.state, label), (round(checked * 40), pct), v.succeeded, v.failed,
                 round(self.rate, 1) if v.state == BatchState.RUNNING else None,
                 fmt.eta(v.remaining, self.rate) if active else "")
 
@@ -59,6 +66,7 @@ class BatchesPane(Pane):
     pane_name = "batches"
     number = 1
     pane_title = "Batches"
+    filter_placeholder = "name or id"
 
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
@@ -69,6 +77,9 @@ class BatchesPane(Pane):
         self.now = 0.0
 
     def compose(self):
+        box = FilterInput(placeholder=self.filter_placeholder, id="batches-filter")
+        box.display = False
+        yield box
         table = BatchesTable(id="batches-table", cursor_type="row")
         table.set_columns(COLS)
         yield table
@@ -140,7 +151,7 @@ class BatchesPane(Pane):
             return
         t = Text(no_wrap=True, overflow="ellipsis")
         t.append(f"#{b.id} ", style="bright_black")
-        t.append(f"{b.completed + b.cancelled:,}/{b.total:,} done", style="")
+        t.append(f"{b.completed:,}/{b.total:,} checked", style="")
         if b.remaining and b.state in OPEN:
             t.append(f" · {b.remaining:,} left", style="")
         if b.cancelled:

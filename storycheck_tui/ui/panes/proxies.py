@@ -12,7 +12,7 @@ from textual.widgets import DataTable
 from storycheck_tui.engine.proxies import LATENCY_HISTORY, ProxyView
 from storycheck_tui.store.reads import ProxyRow
 from storycheck_tui.ui import format as fmt
-from storycheck_tui.ui.panes.base import Col, Line, Pane, Table, columns, fit
+from storycheck_tui.ui.panes.base import Col, FilterInput, Line, Pane, Table, columns, fit
 from storycheck_tui.states import ProxyState
 
 COLS = columns(Col("label", "Proxy", 16), Col("state", "State", 12), Col("ok", "OK", 7, right=True),
@@ -121,6 +121,7 @@ class ProxiesPane(Pane):
     pane_name = "proxies"
     number = 3
     pane_title = "Proxies"
+    filter_placeholder = "label or state"
 
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
@@ -131,6 +132,9 @@ class ProxiesPane(Pane):
         self.now = 0.0
 
     def compose(self):
+        box = FilterInput(placeholder=self.filter_placeholder, id="proxies-filter")
+        box.display = False
+        yield box
         table = ProxiesTable(id="proxies-table", cursor_type="row")
         table.set_columns(COLS)
         yield table

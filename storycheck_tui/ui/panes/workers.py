@@ -7,7 +7,7 @@ from rich.text import Text
 
 from storycheck_tui.store.reads import WorkerRow
 from storycheck_tui.ui import format as fmt
-from storycheck_tui.ui.panes.base import Col, Pane, Table, columns, fit
+from storycheck_tui.ui.panes.base import Col, FilterInput, Pane, Table, columns, fit
 from storycheck_tui.states import WorkerState
 
 COLS = columns(Col("host", "Host", 10), Col("pid", "PID", 6, right=True), Col("threads", "Thr", 4, right=True),
@@ -48,12 +48,19 @@ class WorkersPane(Pane):
     pane_name = "workers"
     number = 5
     pane_title = "Workers"
+    filter_placeholder = "host, pid or state"
 
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
         self.me: str | None = None
+        self.needle = ""
+        self.now = 0.0
+        self._all: list[WorkerRow] = []
 
     def compose(self):
+        box = FilterInput(placeholder=self.filter_placeholder, id="workers-filter")
+        box.display = False
+        yield box
         table = WorkersTable(id="workers-table", cursor_type="row", show_cursor=False)
         table.set_columns(COLS)
         yield table
@@ -61,11 +68,22 @@ class WorkersPane(Pane):
     def target(self) -> WorkersTable:
         return self.query_one(WorkersTable)
 
+    def apply_filter(self, text: str) -> None:
+        self.needle = text.strip().lower()
+        self.update_workers(self._all, self.now)
+
     def update_workers(self, rows: list[WorkerRow], now: float) -> None:
-        self.target().sync(((w.id, worker_cells(w, now, self.me)) for w in rows), render_worker)
+        self._all, self.now = rows, now
+        shown = rows
+        if self.needle:
+            shown = [w for w in rows if self.needle in w.host.lower() or self.needle in w.id.lower()
+                     or self.needle == str(w.pid) or self.needle == worker_cells(w, now, None)[0][2]]
+        self.target().sync(((w.id, worker_cells(w, now, self.me)) for w in shown), render_worker)
         running = sum(1 for w in rows if w.state == WorkerState.RUNNING)
         late = sum(1 for w in rows if worker_cells(w, now, None)[0][2] == LATE)
         sub = f"{running} running" if rows else "none"
         if late:
             sub += f", {late} late"
-        self.set_subtitle(sub)
+        if self.needle:
+            sub += f" · {len(shown)} matching {fmt.literal(self.needle)!r}"
+        self.set_subtitle(Text(sub))

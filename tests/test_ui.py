@@ -208,6 +208,37 @@ async def test_e_exports_the_selected_batch(sample, tmp_path):
 
 
 @async_test
+async def test_export_asks_before_overwriting_and_says_what_it_exported(sample, tmp_path):
+    """Issue 14.4: Export wrote over an existing file without asking, and said "exported
+    N rows" for a running batch whose rows were mostly unchecked."""
+    store, make = sample
+    app = make()
+    out = tmp_path / "vip.csv"
+    out.write_text("keep me\n", encoding="utf-8")
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await select_batch(app, pilot, "vip-accounts")
+        await pilot.press("e")
+        await pilot.pause()
+        modal = app.screen
+        modal.query_one("#path").value = str(out)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        await settle(app, pilot)
+        assert app.screen is modal and out.read_text(encoding="utf-8") == "keep me\n"
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        await pilot.press("ctrl+y")
+        await settle(app, pilot)
+        assert not isinstance(app.screen, (ConfirmScreen, ExportScreen))
+        toasts = _toasts(app)
+        assert any("800 rows" in t and "312 checked" in t and "failed 12" in t and "488 pending" in t
+                   for t in toasts), toasts
+    assert len(list(csv.DictReader(out.open(encoding="utf-8")))) == 800
+
+
+@async_test
 async def test_export_error_stays_in_the_modal(sample, tmp_path):
     store, make = sample
     app = make()

@@ -265,7 +265,8 @@ class MainScreen(ConsoleNode, Screen[None]):
 
         def done(result: Exported | None) -> None:
             if result is not None:
-                self.app.notify(f"exported {result.rows:,} rows of batch {b.id} to {result.path} ({result.fmt})")
+                self.app.notify(f"exported batch {b.id} to {result.path} ({result.fmt}, {plural(result.rows, 'row')}): "
+                                f"{result.describe()}", timeout=10)
 
         self.app.push_screen(ExportScreen(f"{b.name} (#{b.id})", default,
                                           lambda path, kind: self.export_batch(b.id, path, kind)), done)

@@ -30,6 +30,7 @@ from storycheck_tui.store.models import Batch, Job, Proxy, Worker
 from storycheck_tui.ui import keymap
 from storycheck_tui.ui.app import StorycheckApp
 from storycheck_tui.ui.commands import commands
+from storycheck_tui.ui.logfeed import LogFeed
 from storycheck_tui.ui.modals.confirm import ConfirmScreen
 from storycheck_tui.ui.modals.detail import DetailScreen
 from storycheck_tui.ui.modals.export import ExportScreen
@@ -446,6 +447,58 @@ async def test_log_level_filter_and_follow(sample):
 
 
 @async_test
+async def test_the_log_pane_tails_what_other_processes_wrote_to_the_database(sample):
+    """Issue 14.2: a watch-only console's log pane showed only its own process's records
+    ("0 of 0 lines" while `storycheck worker`s logged hundreds)."""
+    store, make = sample
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.main.query_one(LogView)
+        before = len(view.entries)
+        # another process's writer stores a record in batch_log (this console's ring never saw it)
+        from storycheck_tui.store.logrows import store_logs
+
+        store_logs(store, [LogEntry(seq=1, created=FIXED_NOW - 0.5, level="INFO", logger="storycheck.store",
+                                    event="BATCH_PAUSED", message="batch 4 paused: paused from another terminal",
+                                    batch_id=batch("overnight-retry").id)])
+        app.refresh_now()
+        await pilot.pause()
+        mine = [e for e in view.entries if e.event == "BATCH_PAUSED"]
+        assert len(mine) == 1 and "paused from another terminal" in mine[0].message
+        assert len(view.entries) == before + 1
+        app.refresh_now()  # a tail: what was shown is not read again
+        await pilot.pause()
+        assert len(view.entries) == before + 1
+        assert "paused from another terminal" in screen_text(app)
+
+
+def test_the_log_feed_shows_this_process_records_once(tmp_path):
+    """A console that runs checks finds its own records in batch_log too: shown once (from the
+    ring, at once), while another process's record is shown from the table."""
+    from storycheck_tui.store.db import open_store
+    from storycheck_tui.store.logrows import store_logs
+
+    store = open_store(str(tmp_path / "feed.db"))
+    try:
+        b = ops.create_batch(store, "b", ["u1"])
+        ring = LogRing()
+        for i in range(3):
+            ring.emit(logging.makeLogRecord({"name": "storycheck.engine", "levelno": logging.INFO, "levelname": "INFO",
+                                             "msg": f"mine {i}", "args": None, "batch_id": b}))
+        feed = LogFeed(ring)
+        assert [e.message for e in feed.from_ring()] == ["mine 0", "mine 1", "mine 2"]
+        mine = ring.since(0)
+        other = LogEntry(seq=1, created=time.time(), level="WARNING", logger="storycheck", event="LEASE_EXPIRED",
+                         message="theirs", batch_id=b)
+        store_logs(store, mine + [other])
+        lines, more = feed.from_db(reads.log_tail(store, feed.db_after))
+        assert [e.message for e in lines] == ["theirs"] and not more
+        assert feed.from_db(reads.log_tail(store, feed.db_after)) == ([], False)
+    finally:
+        store.close()
+
+
+@async_test
 async def test_tab_and_number_keys_move_between_panes(sample):
     store, make = sample
     app = make()
@@ -636,8 +689,7 @@ async def test_a_burst_of_log_records_is_one_append_and_bounded(sample, monkeypa
     async with app.run_test(size=SIZE) as pilot:
         calls.clear()
         ring = LogRing(capacity=10_000)
-        app.ring = ring
-        app._log_seq = 0
+        app.log_feed = LogFeed(ring)
         for i in range(9_000):
             ring.emit(logging.makeLogRecord({"name": "storycheck.engine", "levelno": logging.INFO,
                                              "levelname": "INFO", "msg": f"record {i}", "args": None}))

@@ -226,6 +226,22 @@ def job_log(store: Store, job_id: int, limit: int = 500) -> list[LogLine]:
     return lines
 
 
+def log_tail(store: Store, after_id: int | None, limit: int = 2000) -> list[LogLine]:
+    """``batch_log`` rows after ``after_id``, oldest first, at most ``limit`` of them; with
+    ``after_id=None``, the newest ``limit`` rows (where a tail starts). Indexed by the primary
+    key: a tail reads only what is new."""
+    q = BatchLog.select(BatchLog.id, BatchLog.created, BatchLog.level, BatchLog.event, BatchLog.username,
+                        BatchLog.proxy, BatchLog.message, BatchLog.details)
+    if after_id is None:
+        q = q.order_by(BatchLog.id.desc()).limit(limit)
+    else:
+        q = q.where(BatchLog.id > after_id).order_by(BatchLog.id).limit(limit)
+    lines = [LogLine(int(t[0]), float(t[1]), t[2], t[3], t[4], t[5], t[6], _details(t[7])) for t in q.tuples()]
+    if after_id is None:
+        lines.reverse()
+    return lines
+
+
 def job_detail(store: Store, job_id: int) -> JobDetail | None:
     """A job with its lease facts and its log lines (attempt history, errors, traceback)."""
     t = (Job.select(*_JOB_FIELDS, Job.tries, Job.lease_owner, Job.lease_until, Job.run_after)
@@ -269,4 +285,4 @@ def database_now(store: Store) -> float:
 
 
 __all__ = ["STATE_FILTERS", "JobRow", "JobWindow", "LogLine", "JobDetail", "ProxyRow", "WorkerRow", "job_window",
-           "get_job", "job_log", "job_detail", "proxies", "workers", "database_now"]
+           "get_job", "job_log", "log_tail", "job_detail", "proxies", "workers", "database_now"]

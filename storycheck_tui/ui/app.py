@@ -41,7 +41,6 @@ from textual.worker import WorkerState as TaskState, get_current_worker
 
 from storycheck_tui import logs
 from storycheck_tui.engine.runner import EngineSnapshot, Runner
-from storycheck_tui.logs import LogEntry
 from storycheck_tui.store import reads
 from storycheck_tui.store.db import Store
 from storycheck_tui.ui import keymap
@@ -51,7 +50,8 @@ from storycheck_tui.ui.modals.confirm import ConfirmScreen
 from storycheck_tui.ui.modals.detail import DetailScreen
 from storycheck_tui.ui.modals.help import HelpScreen
 from storycheck_tui.ui.panes.batches import BatchesPane, BatchLine
-from storycheck_tui.ui.panes.logview import LogPane, gap_entry
+from storycheck_tui.ui.logfeed import DB_TAIL_LIMIT, LogFeed
+from storycheck_tui.ui.panes.logview import LogPane
 from storycheck_tui.ui.panes.proxies import LatencyHistory, ProxiesPane, merge
 from storycheck_tui.ui.panes.results import ResultsPane, ResultsTable, WindowQuery
 from storycheck_tui.ui.panes.workers import WorkersPane
@@ -60,8 +60,6 @@ from storycheck_tui.ui.screen import NARROW, MainScreen
 from storycheck_tui.ui.status import StatusBar, StatusFacts
 from storycheck_tui.states import BatchState, WorkerState
 
-#: at most this many log records are taken from the ring per redraw
-LOG_CAP_PER_TICK = 5000
 #: seconds between database reads of the proxy/worker tables and the results window
 DB_READ_EVERY = 1.0
 #: seconds in-flight checks may finish when the console quits; the rest go back to the queue
@@ -99,7 +97,7 @@ class StorycheckApp(App):
         self.select_batch_when_seen: int | None = None
         self.stopping: str | None = None
         self.stopped = threading.Event()
-        self._log_seq = 0
+        self.log_feed = LogFeed(ring)
         self._db = DbState()
         self._latency = LatencyHistory()
         self._read_again = False
@@ -168,7 +166,7 @@ class StorycheckApp(App):
     def refresh_now(self) -> None:
         """One full redraw with inline database reads (tests and snapshots)."""
         self.tick()
-        self._apply_db(self._read_db(self._results_query()))
+        self._apply_db(self._read_db(self._results_query(), self.log_feed.db_after))
         self.tick()
 
     # -- the redraw ----------------------------------------------------------------------------------
@@ -212,19 +210,9 @@ class StorycheckApp(App):
         del self.tick_seconds[:-200]
 
     def _drain_log(self, main: MainScreen) -> None:
-        new = self.ring.since(self._log_seq)
-        if not new:
-            return
-        out: list[LogEntry] = []
-        if len(new) > LOG_CAP_PER_TICK:
-            skipped = len(new) - LOG_CAP_PER_TICK
-            new = new[-LOG_CAP_PER_TICK:]
-            out.append(gap_entry(skipped, new[0]))
-        if self._log_seq and new[0].seq > self._log_seq + 1 and not out:
-            out.append(gap_entry(new[0].seq - self._log_seq - 1, new[0]))
-        out.extend(new)
-        self._log_seq = new[-1].seq
-        main.query_one(LogPane).add(out)
+        new = self.log_feed.from_ring()
+        if new:
+            main.query_one(LogPane).add(new)
 
     def _status(self, main: MainScreen, snap: EngineSnapshot, lines: list[BatchLine], now: float) -> None:
         views = [ln.view for ln in lines]
@@ -257,19 +245,19 @@ class StorycheckApp(App):
         """Read the proxy and worker tables and the results window again: now, or as soon as
         the read in flight has answered (reads never pile up behind a slow database)."""
         if not self.refresh_every:
-            self._apply_db(self._read_db(self._results_query()))
+            self._apply_db(self._read_db(self._results_query(), self.log_feed.db_after))
             return
         if any(w.group == "db-read" and w.state in (TaskState.PENDING, TaskState.RUNNING) for w in self.workers):
             self._read_again = True
             return
         self._read_again = False
         self._last_read = time.monotonic()
-        self._read_in_thread(self._results_query())
+        self._read_in_thread(self._results_query(), self.log_feed.db_after)
 
     @work(thread=True, exclusive=True, group="db-read", exit_on_error=False)
-    def _read_in_thread(self, query: WindowQuery | None) -> None:
+    def _read_in_thread(self, query: WindowQuery | None, log_after: int | None) -> None:
         with self.connection():
-            state = self._read_db(query)
+            state = self._read_db(query, log_after)
         if not get_current_worker().is_cancelled:
             self.post_message(DbRead(state))
 
@@ -285,13 +273,14 @@ class StorycheckApp(App):
             except Exception:
                 pass
 
-    def _read_db(self, query: WindowQuery | None) -> DbState:
+    def _read_db(self, query: WindowQuery | None, log_after: int | None) -> DbState:
         try:
             window = reads.job_window(self.store, query.batch_id, state=query.state, text=query.text,
                                       offset=query.offset, limit=query.limit) if query else None
-            return DbState(reads.proxies(self.store), reads.workers(self.store, now=self.clock()), window)
+            return DbState(reads.proxies(self.store), reads.workers(self.store, now=self.clock()), window,
+                           reads.log_tail(self.store, log_after, DB_TAIL_LIMIT))
         except Exception as exc:  # the database is busy or gone: say so, try again next time
-            return DbState(self._db.proxies, self._db.workers, None, f"{type(exc).__name__}: {exc}")
+            return DbState(error=f"{type(exc).__name__}: {exc}")
 
     def on_db_read(self, message: DbRead) -> None:
         self._apply_db(message.state)
@@ -302,6 +291,8 @@ class StorycheckApp(App):
         if state.error:
             if state.error != self._db.error:
                 self.notify(f"database read failed: {state.error}", severity="error", timeout=6)
+        if state.error:  # keep showing what the last good read found
+            state = DbState(self._db.proxies, self._db.workers, None, None, state.error)
         self._db = state
         if state.proxies is not None:
             self._latency.observe(state.proxies)
@@ -314,6 +305,13 @@ class StorycheckApp(App):
             main.query_one(WorkersPane).update_workers(state.workers, now)
         if state.window is not None:
             main.query_one(ResultsPane).apply_window(state.window, now)
+        if state.log is not None:
+            self._drain_log(main)  # first: a record of this process is known before it comes back from the table
+            lines, more = self.log_feed.from_db(state.log)
+            if lines:
+                main.query_one(LogPane).add(lines)
+            if more:
+                self._read_again = True
         if self._snap is not None:
             self._status(main, self._snap, [BatchLine(v, self.rates.rate(v.id, now) if v.state == BatchState.RUNNING else 0.0)
                                             for v in self._snap.batches], now)

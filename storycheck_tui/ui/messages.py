@@ -41,6 +41,7 @@ class DbState:
     proxies: list[reads.ProxyRow] | None = None
     workers: list[reads.WorkerRow] | None = None
     window: reads.JobWindow | None = None
+    log: list[reads.LogLine] | None = None  # batch_log rows after the last one shown
     error: str | None = None
 
 

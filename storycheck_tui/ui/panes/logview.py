@@ -8,6 +8,7 @@ widget write per line, and filtering is one pass over at most ``capacity`` entri
 
 from __future__ import annotations
 
+import heapq
 import logging
 from collections import deque
 from datetime import tzinfo
@@ -90,7 +91,13 @@ class LogView(ScrollView, can_focus=True):
     # -- adding and filtering ---------------------------------------------------------------------
 
     def add(self, new: Iterable[LogEntry]) -> int:
-        """Append entries (one batch per redraw); returns how many are visible under the filter."""
+        """Append entries (one batch per redraw); returns how many are visible under the filter.
+
+        Entries older than the newest one shown (records of other processes, read from the
+        database a second or so after they happened) take their place in time."""
+        new = list(new)
+        if new and self.entries and min(e.created for e in new) < self.entries[-1].created:
+            return self._merge(new)
         entries, visible = self.entries, self.shown
         min_level, needle = self.min_level, self.needle
         shown = 0
@@ -115,6 +122,16 @@ class LogView(ScrollView, can_focus=True):
                 self._to_end()
             else:
                 self.refresh()
+        return shown
+
+    def _merge(self, new: list[LogEntry]) -> int:
+        by_time = sorted(new, key=lambda e: e.created)
+        merged = list(heapq.merge(self.entries, by_time, key=lambda e: e.created))
+        self.entries = deque(merged[-self.capacity:], maxlen=self.capacity)
+        self.total_seen += len(new)
+        self._width = min(max([self._width] + [36 + len(e.message) for e in new]), 2000)
+        shown = sum(1 for e in new if matches(e, self.min_level, self.needle))
+        self.set_filter()
         return shown
 
     def set_filter(self, *, min_level: int | None = None, needle: str | None = None) -> None:

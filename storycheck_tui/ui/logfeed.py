@@ -1,0 +1,73 @@
+"""What the log pane shows: this process's records (the log ring) and every process's
+records that reached the database (the ``batch_log`` table), each record once.
+
+The ring is drained on every redraw; the table is tailed by id with the other database
+reads, about once a second. A record of this process is in both (the engine's writer stores
+what has a batch id): it is shown from the ring, at once, and recognised when it comes back
+from the table by its time and text. Records of `storycheck worker` processes and of CLI
+commands (pause, cancel, …) come only from the table.
+
+Owned by the UI thread (the app calls it from its redraw and from the answer of a read).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from storycheck_tui.logs import LogEntry, LogRing
+from storycheck_tui.store.reads import LogLine
+from storycheck_tui.ui.panes.logview import gap_entry
+
+#: at most this many log records are taken from the ring per redraw
+LOG_CAP_PER_TICK = 5000
+#: batch_log rows read per database read (a tail that falls behind reads again at once)
+DB_TAIL_LIMIT = 2000
+#: how many of this process's records are remembered to recognise them in the table
+REMEMBER = 50_000
+
+
+class LogFeed:
+    def __init__(self, ring: LogRing) -> None:
+        self.ring = ring
+        self.ring_seq = 0
+        self.db_after: int | None = None  # the last batch_log id shown (None: not started)
+        self._mine: deque[tuple[float, str]] = deque()
+        self._mine_set: set[tuple[float, str]] = set()
+
+    def from_ring(self) -> list[LogEntry]:
+        """New records of this process, with a gap line where some were skipped."""
+        new = self.ring.since(self.ring_seq)
+        if not new:
+            return []
+        out: list[LogEntry] = []
+        if len(new) > LOG_CAP_PER_TICK:
+            skipped = len(new) - LOG_CAP_PER_TICK
+            new = new[-LOG_CAP_PER_TICK:]
+            out.append(gap_entry(skipped, new[0]))
+        if self.ring_seq and new[0].seq > self.ring_seq + 1 and not out:
+            out.append(gap_entry(new[0].seq - self.ring_seq - 1, new[0]))
+        out.extend(new)
+        self.ring_seq = new[-1].seq
+        mine, mine_set = self._mine, self._mine_set
+        for e in new:
+            key = (e.created, e.message)
+            mine.append(key)
+            mine_set.add(key)
+        while len(mine) > REMEMBER:
+            mine_set.discard(mine.popleft())
+        return out
+
+    def from_db(self, lines: list[LogLine]) -> tuple[list[LogEntry], bool]:
+        """The rows of a tail read that this process did not show already, and whether the
+        tail may have more (read again now)."""
+        if not lines:
+            if self.db_after is None:
+                self.db_after = 0
+            return [], False
+        self.db_after = lines[-1].id
+        mine = self._mine_set
+        out = [LogEntry(seq=-1, created=ln.created, level=ln.level, logger="storycheck", event=ln.event,
+                        message=ln.message, username=ln.username, proxy=ln.proxy, details=ln.details or None,
+                        traceback=ln.traceback)
+               for ln in lines if (ln.created, ln.message) not in mine]
+        return out, len(lines) >= DB_TAIL_LIMIT

@@ -8,6 +8,7 @@ is an :class:`InputError` naming the file, the line and the reason.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import tomllib
@@ -136,18 +137,42 @@ def _line_of(text: str, section: str, key: str | None) -> int | None:
     return None
 
 
-def expand_env(value: str, *, where: InputError) -> str:
-    """Replace ``${VAR}`` with the environment's value; a missing variable is an error."""
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _unsafe_value(text: str, *, whitespace: bool = True) -> str | None:
+    """Why ``text`` cannot go into a header as it is (a key file saved with Windows line
+    endings, a pasted space), or None. The value itself is never named: it may be a secret."""
+    for ch in text:
+        if not ch.isprintable() and ch != " ":
+            return f"holds a control character ({repr(ch)[1:-1]})"
+    if whitespace and text != text.strip():
+        return "starts or ends with whitespace"
+    return None
+
+
+def expand_env(value: str, *, where: InputError, key: str = "") -> str:
+    """Replace ``${VAR}`` with the environment's value; a missing variable is an error, and so
+    is a value with a control character or surrounding whitespace (``key`` names the setting
+    in the message)."""
+    prefix = f"{key}: " if key else ""
 
     def sub(m: re.Match[str]) -> str:
         name = m.group(1)
         if name not in os.environ:
             raise InputError(f"environment variable {name} is not set", source=where.source, line=where.line)
         val = os.environ[name]
+        bad = _unsafe_value(val)
+        if bad:
+            raise InputError(f"{prefix}environment variable {name} {bad}", source=where.source, line=where.line)
         register_secret(val)
         return val
 
-    return _ENV_REF.sub(sub, value)
+    expanded = _ENV_REF.sub(sub, value)
+    bad = _unsafe_value(expanded, whitespace=False)
+    if bad:
+        raise InputError(f"{prefix}{bad}", source=where.source, line=where.line)
+    return expanded
 
 
 def _coerce(cls: type, section: str, key: str, value: Any, err: InputError) -> Any:
@@ -168,12 +193,17 @@ def _coerce(cls: type, section: str, key: str, value: Any, err: InputError) -> A
     if isinstance(sample, dict):
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise fail("expected a table of strings, e.g. { \"x-access-key\" = \"${STORY_API_KEY}\" }")
-        return {str(k): expand_env(v, where=err) for k, v in value.items()}
+        for k in value:
+            if key == "headers" and not _HEADER_NAME.fullmatch(k):
+                raise fail(f"{k!r} is not a header name (letters, digits and -)")
+        return {str(k): expand_env(v, where=err, key=f"[{section}] {key}.{k}") for k, v in value.items()}
     if isinstance(sample, (int, float)):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise fail(f"expected a number, got {value!r}")
         if isinstance(sample, int) and not isinstance(value, int):
             raise fail(f"expected a whole number, got {value!r}")
+        if not math.isfinite(value):
+            raise fail(f"expected a finite number, got {value!r}")
         if key in _POSITIVE and value <= 0:
             raise fail("must be greater than 0")
         if value < 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,10 +34,35 @@ def export_rows(store, batch_id: int) -> Iterator[dict]:
                "attempts": j.attempts, "finished_at": iso(j.finished_at) or None}
 
 
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
+
+
+def _escape_unprintable(m: re.Match[str]) -> str:
+    ch = m.group()
+    if ch.isprintable():
+        return ch
+    n = ord(ch)
+    if n > 0xFFFF:  # a UTF-16 surrogate pair, as JSON writes it
+        n -= 0x10000
+        return "\\u%04x\\u%04x" % (0xD800 + (n >> 10), 0xDC00 + (n & 0x3FF))
+    return "\\u%04x" % n
+
+
+def json_line(obj: object) -> str:
+    """One JSON object on one line. Readable text stays as it is; every character a terminal
+    would act on (C1 controls, DEL, U+202E, U+2028...) is written as a ``\\uXXXX`` escape: the
+    same value for a JSON reader, inert on a screen (``--json`` output, JSON Lines exports)."""
+    text = json.dumps(obj, ensure_ascii=False)
+    return text if text.isprintable() else _UNPRINTABLE.sub(_escape_unprintable, text)
+
+
 def _csv_safe(value) -> object:
-    """Keep a spreadsheet from running an error text as a formula."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
-        return "'" + value
+    """Keep a spreadsheet from running an error text as a formula, and a terminal showing the
+    file (``storycheck export 3 | less``) from acting on a control sequence in a stored value."""
+    if isinstance(value, str):
+        value = clean(value)
+        if value[:1] in ("=", "+", "-", "@"):
+            return "'" + value
     return "" if value is None else value
 
 
@@ -50,7 +76,7 @@ def write_export(store, batch_id: int, fmt: str, out) -> int:
             n += 1
     else:
         for row in export_rows(store, batch_id):
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            out.write(json_line(row) + "\n")
             n += 1
     return n
 
@@ -60,12 +86,20 @@ def export_to_file(store, batch_id: int, fmt: str, path: str) -> int:
     target = Path(path)
     if not target.parent.exists():
         raise InputError(f"directory {target.parent} does not exist", source=path)
-    fd, tmp = tempfile.mkstemp(prefix=".storycheck-export-", dir=target.parent)
+    if target.is_dir():
+        raise InputError(f"is a directory; give a file name, e.g. {target / ('results.' + fmt)}", source=path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".storycheck-export-", dir=target.parent)
+    except OSError as exc:
+        raise InputError(f"cannot write in {target.parent}: {exc.strerror}", source=path) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             n = write_export(store, batch_id, fmt, fh)
         os.chmod(tmp, 0o600)
         os.replace(tmp, target)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise InputError(f"cannot write the export: {exc.strerror or exc}", source=path) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -3,7 +3,8 @@
 Every module logs to the ``storycheck`` logger tree. :func:`setup_logging` installs, once
 (calling it again adds nothing), three handlers:
 
-* a rotating file in the platform log dir (or the dir given);
+* the log file in the platform log dir (or the dir given): owner-only, rotating, written by
+  a background thread (see :mod:`storycheck_tui.logfile`);
 * a :class:`LogRing`: a bounded in-memory buffer the console drains on a timer;
 * a :class:`BatchLogSink`: records carrying ``batch_id`` are queued for the ``batch_log``
   table; the runner's writer (or :meth:`BatchLogSink.flush_to`) stores them.
@@ -18,18 +19,17 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
-import logging.handlers
 import os
+import sys
 import threading
 import traceback
 from pathlib import Path
 from typing import Any
 
+from storycheck_tui.logfile import FileQueue, OwnerOnlyRotatingFile, private_dir
 from storycheck_tui.masking import one_line, scrub
 
 LOGGER_NAME = "storycheck"
-#: seconds between the log file's background writes (see _RotatingFile)
-FILE_WRITE_EVERY = 0.1
 log = logging.getLogger(LOGGER_NAME)
 
 # Event names (stored in batch_log.event and shown in the console).
@@ -55,6 +55,7 @@ LEASE_LOST = "LEASE_LOST"
 NO_PROXY = "NO_PROXY"
 WORKER_STARTED = "WORKER_STARTED"
 WORKER_STOPPED = "WORKER_STOPPED"
+LOG_FILE_UNSAFE = "LOG_FILE_UNSAFE"
 
 FIELDS = ("event", "batch_id", "job_id", "username", "proxy", "attempt", "status", "error_type", "details")
 
@@ -187,106 +188,6 @@ class LineFormatter(logging.Formatter):
         return line
 
 
-class _RotatingFile(logging.handlers.RotatingFileHandler):
-    """The standard rotating file, minus two ``stat()`` calls per record.
-
-    Python's ``shouldRollover`` checks on every record that the path is a regular file
-    (bpo-45401: never rotate ``/dev/null``); that is known when the file is opened.
-    """
-
-    _regular = True
-
-    def _open(self):  # type: ignore[no-untyped-def]
-        self._regular = not os.path.exists(self.baseFilename) or os.path.isfile(self.baseFilename)
-        if not os.path.exists(self.baseFilename):  # after a rotation too: owner-only, whatever the umask
-            os.close(os.open(self.baseFilename, os.O_CREAT | os.O_WRONLY, 0o600))
-        return super()._open()
-
-    def shouldRollover(self, record: logging.LogRecord) -> bool:
-        if self.stream is None:
-            self.stream = self._open()
-        if self.maxBytes > 0 and self._regular:
-            msg = "%s\n" % self.format(record)
-            self.stream.seek(0, 2)
-            return self.stream.tell() + len(msg) >= self.maxBytes
-        return False
-
-    # -- written in the background (setup_logging turns it on) ---------------------------
-    # A logging thread only queues its record: no lock to wait for, no write or flush on a
-    # check thread (16 of them contending for this handler's lock cost ~15 % of the engine's
-    # CPU). One thread writes what is queued every FILE_WRITE_EVERY seconds with one flush;
-    # flush(), doRollover() and close() write it at once. A SIGKILL loses at most that tail.
-
-    _pending: collections.deque | None = None
-    _stopped = False
-
-    def write_in_background(self, every: float = FILE_WRITE_EVERY) -> None:
-        self._pending = collections.deque()
-        self._wake = threading.Event()
-        threading.Thread(target=self._write_loop, args=(every,), name="storycheck-logfile", daemon=True).start()
-
-    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
-        if self._pending is None:
-            return bool(super().handle(record))
-        ok = bool(self.filter(record))
-        if ok:
-            if record.exc_info:
-                to_entry(record)  # the traceback's text, while its frames are current
-            self._pending.append(record)
-        return ok
-
-    def _write_loop(self, every: float) -> None:
-        while not self._wake.wait(every):
-            self._write_pending()
-
-    def _write_pending(self) -> None:
-        pending = self._pending
-        if not pending:
-            return
-        self.acquire()
-        try:
-            if self._stopped:
-                return
-            if self.stream is None:
-                self.stream = self._open()
-            limit = self.maxBytes if self.maxBytes > 0 and self._regular else 0
-            self.stream.seek(0, 2)
-            pos = self.stream.tell()
-            while pending:
-                record = pending.popleft()
-                try:
-                    line = self.format(record) + self.terminator
-                    if limit and pos and pos + len(line) >= limit:
-                        super().doRollover()
-                        pos = 0
-                    self.stream.write(line)
-                    pos += len(line)
-                except Exception:
-                    self.handleError(record)
-            self.stream.flush()
-        finally:
-            self.release()
-
-    def flush(self) -> None:
-        self._write_pending()
-        super().flush()
-
-    def doRollover(self) -> None:
-        self._write_pending()  # what was logged before the rotation belongs in the old file
-        super().doRollover()
-
-    def close(self) -> None:
-        self._write_pending()
-        self.acquire()
-        try:
-            self._stopped = True
-            if self._pending is not None:
-                self._wake.set()
-        finally:
-            self.release()
-        super().close()
-
-
 class LogRing(logging.Handler):
     """A bounded, thread-safe buffer of recent entries that the console drains by sequence."""
 
@@ -388,6 +289,8 @@ class Logging:
     sink: BatchLogSink
     file_path: Path | None
     stderr: logging.Handler | None = None
+    #: the rotating file itself (its writes come from the queue's thread); None without a file
+    file_handler: logging.Handler | None = None
 
 
 _setup: Logging | None = None
@@ -422,31 +325,37 @@ def setup_logging(log_dir: str | os.PathLike[str] | None = None, *, stderr_level
         sink = BatchLogSink()
         log.addHandler(ring)
         log.addHandler(sink)
-        path = None
-        if file:
-            directory = Path(log_dir) if log_dir else default_log_dir()
-            try:
-                directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-                path = directory / "storycheck.log"
-                if not path.exists():
-                    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-                fh = _RotatingFile(path, maxBytes=10_000_000, backupCount=5, encoding="utf-8")
-                fh.setLevel(logging.DEBUG)
-                fh.setFormatter(LineFormatter())
-                fh.write_in_background()
-                log.addHandler(fh)
-            except OSError as exc:
-                path = None
-                ring.emit(log.makeRecord(LOGGER_NAME, logging.WARNING, __file__, 0,
-                                         "log file disabled: cannot write to %s: %s", (str(directory), exc.strerror), None))
+        fh, warnings = (_open_file(Path(log_dir) if log_dir else default_log_dir()) if file else (None, []))
         err = None
         if stderr_level is not None:
             err = logging.StreamHandler()
             err.setLevel(stderr_level)
             err.setFormatter(LineFormatter())
             log.addHandler(err)
-        _setup = Logging(ring=ring, sink=sink, file_path=path, stderr=err)
+        _setup = Logging(ring=ring, sink=sink, file_path=Path(fh.baseFilename) if fh else None, stderr=err,
+                         file_handler=fh)
+        for text in warnings:
+            log.warning(text, extra={"event": LOG_FILE_UNSAFE})
+            if stderr_level is not None and stderr_level > logging.WARNING:  # said once even when -v is not given
+                print(f"storycheck: warning: {clean(text)}", file=sys.stderr)
         return _setup
+
+
+def _open_file(directory: Path) -> tuple[OwnerOnlyRotatingFile | None, list[str]]:
+    """Install the file's queue and writer on the logger; the file's handler (None if it cannot
+    be used) and the warnings to log."""
+    try:
+        warnings = private_dir(directory)
+        path = directory / "storycheck.log"
+        fh = OwnerOnlyRotatingFile(path, maxBytes=10_000_000, backupCount=5, encoding="utf-8")
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        where = exc.filename or directory
+        return None, [f"log file disabled: cannot use {where}: {reason}"]
+    fh.setLevel(logging.DEBUG)
+    fh.setFormatter(LineFormatter())
+    log.addHandler(FileQueue(fh))
+    return fh, warnings + fh.open_warnings
 
 
 def set_stderr_enabled(enabled: bool) -> None:

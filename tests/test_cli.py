@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import signal
 import sqlite3
@@ -512,3 +513,69 @@ def test_secrets_never_appear_in_output_logs_database_or_exports(tmp_path, capsy
     for pw in (PROXY_PW, WRONG_PW):
         token = base64.b64encode(f"user:{pw}".encode()).decode()
         assert all(token not in text for text in texts.values())
+
+
+# ------------------------------------------------------------------------------------------
+# hostile text in the database never reaches the terminal as control sequences (issue 15)
+# ------------------------------------------------------------------------------------------
+
+OSC8 = "\x1b]8;;http://127.0.0.1:9/x\x1b\\click\x1b]8;;\x1b\\"  # a terminal hyperlink
+OSC52 = "\x1b]52;c;ZXZpbA==\x07"  # writes the clipboard
+HOSTILE = f"a{OSC8}b{OSC52}c\u202ed\x9b31me\x85f"
+ACTIVE = ("\x1b", "\x07", "\x9b", "\x85", "\u202e")
+
+
+def _hostile_db(tmp_path: Path, capsys) -> Path:
+    """A batch, a job, a proxy and a log row whose text holds escape sequences, C1 controls and
+    U+202E, as a hostile source, proxy or shared database could leave them."""
+    db = tmp_path / "sc.db"
+    assert cli(capsys, "add", profiles(tmp_path, ["plain.user"]), "--name", "evil", "--db", db).code == 0
+    assert cli(capsys, "proxies", "add", write(tmp_path / "px.txt", "127.0.0.1:9\n"), "--db", db).code == 0
+    con = sqlite3.connect(db)
+    with con:
+        con.execute("UPDATE batch SET name = ?, state_reason = ?", (HOSTILE, HOSTILE))
+        con.execute("UPDATE job SET username = ?, state = 'failed', error_kind = ?, error_message = ?, proxy = ?",
+                    (HOSTILE, HOSTILE, HOSTILE, HOSTILE))
+        con.execute("UPDATE proxy SET label = ?, last_error = ?", (HOSTILE, HOSTILE))
+        con.execute("UPDATE batch_log SET message = ?, event = ?, username = ?", (HOSTILE, HOSTILE, HOSTILE))
+    con.close()
+    return db
+
+
+def test_database_text_reaches_the_terminal_escaped(tmp_path, capsys, story_server):
+    db = _hostile_db(tmp_path, capsys)
+    srv = story_server(lambda u, n: Reply())
+    cfg = http_config(tmp_path, srv.base)
+    for args in (("batches",), ("proxies", "list"), ("proxies", "check", "--config", cfg),
+                 ("proxies", "disable", "1"), ("proxies", "enable", "1"), ("export", "1"),
+                 ("logs", "--limit", "0")):
+        r = cli(capsys, *args, "--db", db)
+        assert r.code in (0, 1), (args, r.err)
+        for ch in ACTIVE:
+            assert ch not in r.out + r.err, (args, ch, r.out)
+        assert "\\x1b]8;;" in r.out or "\\x1b]8;;" in r.out.replace("\\\\", "\\"), (args, r.out)
+    # --json keeps the value (a JSON reader gets the text back) but writes it inert
+    for args, key in ((("batches", "--json"), "name"), (("proxies", "list", "--json"), "label"),
+                      (("export", "1", "--format", "jsonl"), "username"), (("logs", "--json"), "username")):
+        r = cli(capsys, *args, "--db", db)
+        assert r.code == 0, (args, r.err)
+        for ch in ACTIVE:
+            assert ch not in r.out, (args, ch)
+        rows = [json.loads(line) for line in r.out.splitlines()]
+        assert rows and rows[0][key] == HOSTILE, (args, rows)
+
+
+def test_export_to_a_directory_is_one_line_and_writes_nothing(tmp_path, capsys):
+    db = tmp_path / "sc.db"
+    assert cli(capsys, "add", profiles(tmp_path, ["plain.user"]), "--db", db).code == 0
+    out = tmp_path / "exports"
+    out.mkdir()
+    r = cli(capsys, "export", "1", "-o", out, "--db", db)
+    assert r.code == 2 and r.err_lines == [
+        f"storycheck: {out}: is a directory; give a file name, e.g. {out / 'results.csv'}"], r.err
+    assert list(out.iterdir()) == []
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    if os.geteuid() != 0:  # root writes anywhere
+        r = cli(capsys, "export", "1", "-o", locked / "x.csv", "--db", db)
+        assert r.code == 2 and len(r.err_lines) == 1 and "cannot write in" in r.err, r.err

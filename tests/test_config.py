@@ -128,3 +128,50 @@ def test_unreadable_config_files(tmp_path):
     with pytest.raises(InputError) as info:
         load_settings(Path(tmp_path))
     assert str(info.value).startswith(f"{tmp_path}: cannot read config file")
+
+
+# --- hostile values (issue 15, items 3 and 9) -----------------------------------------------
+
+@pytest.mark.parametrize("value, reason", [
+    ("K3y-S3cret-0042\r", "holds a control character (\\r)"),  # a key file with Windows line endings
+    ("K3y-S3cret-0042\n", "holds a control character (\\n)"),
+    ("K3y\x1bS3cret-0042", "holds a control character (\\x1b)"),
+    ("K3y-S3cret-0042\x85", "holds a control character (\\x85)"),
+    (" K3y-S3cret-0042", "starts or ends with whitespace"),
+    ("K3y-S3cret-0042\t", "holds a control character (\\t)"),
+    ("K3y-S3cret-0042 ", "starts or ends with whitespace"),
+])
+def test_an_env_value_with_a_control_character_or_whitespace_is_refused(tmp_path, monkeypatch, value, reason):
+    """The key would fail every request (``Illegal header value``) and its escaped form would
+    leak through the error message: refuse it when the config loads, naming the setting and the
+    variable, never the value."""
+    monkeypatch.setenv("STORY_API_KEY", value)
+    path = tmp_path / "c.toml"
+    path.write_text('[source]\nkind = "sim"\nurl = "http://127.0.0.1:9"\n'
+                    'headers = { "x-client" = "storycheck", "x-access-key" = "${STORY_API_KEY}" }\n')
+    with pytest.raises(InputError) as info:
+        load_settings(path)
+    assert str(info.value) == (f"{path}:4: [source] headers.x-access-key: environment variable STORY_API_KEY "
+                               f"{reason}")
+    assert "S3cret" not in str(info.value)
+
+
+def test_a_literal_header_with_a_control_character_or_a_bad_name_is_refused():
+    with pytest.raises(InputError, match=r"^c.toml:2: \[source\] headers.x-a: holds a control character \(\\r\)$"):
+        parse_settings('[source]\nheaders = { "x-a" = "b\\r\\nInjected: 1" }\n', source="c.toml")
+    with pytest.raises(InputError, match=r"^c.toml:2: \[source\] headers: 'x a' is not a header name"):
+        parse_settings('[source]\nheaders = { "x a" = "b" }\n', source="c.toml")
+    # a plain value with an inner space is fine
+    assert parse_settings('[source]\nheaders = { "accept-language" = "en, de" }\n').source.headers == {
+        "accept-language": "en, de"}
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "+nan"])
+@pytest.mark.parametrize("section, key", [("source", "timeout"), ("retry", "deadline"), ("retry", "base_wait"),
+                                          ("proxies", "rate"), ("engine", "lease_seconds")])
+def test_nan_and_inf_are_refused_with_the_line(section, key, text):
+    body = f"[{section}]\n# a comment\n{key} = {text}\n"
+    with pytest.raises(InputError) as info:
+        parse_settings(body, source="c.toml")
+    assert str(info.value).startswith(f"c.toml:3: [{section}] {key}: ")
+    assert "finite" in str(info.value) or "greater than 0" in str(info.value) or "negative" in str(info.value)

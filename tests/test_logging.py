@@ -4,7 +4,10 @@ writes (file, ring, batch_log), bounded buffers."""
 from __future__ import annotations
 
 import logging
+import os
 import re
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -163,3 +166,91 @@ def test_ring_is_bounded_and_drains_by_sequence(fresh):
         logs.event(logging.DEBUG, logs.STORY_CHECK_STARTED, f"n{i}")
     snap = setup.ring.snapshot()
     assert len(snap) == cap and snap[-1].message == f"n{cap + 199}"
+
+
+# --- the log file cannot be redirected or read by others (issue 15, item 7) ---------------------
+
+def _mode(path) -> int:
+    return os.stat(path, follow_symlinks=False).st_mode & 0o777
+
+
+@pytest.mark.parametrize("dangling", [False, True], ids=["to-a-file", "dangling"])
+def test_a_symlink_planted_as_the_log_file_is_refused(fresh, tmp_path, dangling):
+    """A shared, world-writable log directory: someone plants storycheck.log -> a file of the
+    user's (or where one would be created). The link is neither followed nor written through:
+    the file is disabled, with a warning that says why."""
+    fresh.mkdir(mode=0o777)
+    os.chmod(fresh, 0o777)
+    victim = tmp_path / "victim.txt"
+    if not dangling:
+        victim.write_text("precious\n")
+    (fresh / "storycheck.log").symlink_to(victim)
+    setup = logs.setup_logging(fresh)
+    logs.event(logging.WARNING, logs.CHECK_FAILED, "must not land in the victim")
+    for h in logs.log.handlers:
+        h.flush()
+    if dangling:
+        assert not victim.exists()
+    else:
+        assert victim.read_text() == "precious\n"
+    assert setup.file_path is None
+    said = [e.message for e in setup.ring.snapshot() if e.event == logs.LOG_FILE_UNSAFE]
+    assert any("log file disabled" in m and "symbolic link" in m for m in said), said
+    assert _mode(fresh) == 0o700  # the loose directory of ours was tightened first
+
+
+def test_a_loose_log_directory_and_file_are_tightened_with_a_warning(fresh, capsys):
+    fresh.mkdir()
+    os.chmod(fresh, 0o777)
+    (fresh / "storycheck.log").write_text("older line\n")
+    os.chmod(fresh / "storycheck.log", 0o666)
+    setup = logs.setup_logging(fresh, stderr_level=logging.CRITICAL)  # as a headless command
+    logs.event(logging.INFO, logs.BATCH_CREATED, "appended")
+    assert setup.file_path == fresh / "storycheck.log"
+    assert _mode(fresh) == 0o700 and _mode(setup.file_path) == 0o600
+    lines = file_lines(setup)
+    assert lines[0] == "older line" and lines[-1].endswith("appended")
+    assert any("mode 0777" in ln and "set to 0700" in ln for ln in lines), lines
+    assert any("mode 0666" in ln and "set to 0600" in ln for ln in lines), lines
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all(ln.startswith("storycheck: warning: log ") for ln in err), err
+
+
+def test_a_writable_log_directory_of_another_user_is_refused(fresh):
+    if os.geteuid() != 0:
+        pytest.skip("needs to give the directory to another user (root only)")
+    fresh.mkdir()
+    os.chown(fresh, 65534, 65534)
+    os.chmod(fresh, 0o777)
+    setup = logs.setup_logging(fresh)
+    assert setup.file_path is None and not (fresh / "storycheck.log").exists()
+    said = [e.message for e in setup.ring.snapshot() if e.event == logs.LOG_FILE_UNSAFE]
+    assert any("others may write in it" in m for m in said), said
+    assert _mode(fresh) == 0o777  # not ours to change
+
+
+def test_a_hard_link_or_a_fifo_planted_as_the_log_file_is_refused(fresh, tmp_path):
+    fresh.mkdir(mode=0o700)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    os.link(victim, fresh / "storycheck.log")
+    setup = logs.setup_logging(fresh)
+    logs.event(logging.WARNING, logs.CHECK_FAILED, "must not land in the victim")
+    assert setup.file_path is None and victim.read_text() == "precious\n"
+    logs.reset_logging()
+    (fresh / "storycheck.log").unlink()
+    os.mkfifo(fresh / "storycheck.log")
+    setup = logs.setup_logging(fresh)  # returns: the open does not wait for a reader
+    assert setup.file_path is None
+
+
+def test_records_queued_before_exit_reach_the_file(tmp_path):
+    """The file is written by a background thread: a process that logs and exits at once
+    (no flush of its own) still has every record on disk."""
+    script = ("import logging, sys; from storycheck_tui import logs; logs.setup_logging(sys.argv[1]);\n"
+              "for i in range(5000): logs.event(logging.INFO, logs.BATCH_CREATED, f'record {i}', batch_id=1)\n")
+    res = subprocess.run([sys.executable, "-c", script, str(tmp_path / "logs")], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stderr
+    lines = (tmp_path / "logs" / "storycheck.log").read_text().splitlines()
+    assert len(lines) == 5000 and lines[-1].endswith("record 4999 (batch_id=1)")

@@ -325,11 +325,15 @@ def test_the_log_file_stays_owner_only_after_rotation(tmp_path):
     try:
         logs.reset_logging()
         setup = logs.setup_logging(tmp_path / "logs")
-        handler = next(h for h in logs.log.handlers if isinstance(h, logging_handlers().RotatingFileHandler))
+        handler = setup.file_handler
+        assert isinstance(handler, logging_handlers().RotatingFileHandler)
         logs.event(20, "TEST", "before rotation")
+        for h in logs.log.handlers:  # written by the file's thread: on disk once flushed
+            h.flush()
         handler.doRollover()
         logs.event(20, "TEST", "after rotation")
-        handler.flush()
+        for h in logs.log.handlers:
+            h.flush()
         assert setup.file_path is not None
         rotated = Path(str(setup.file_path) + ".1")
         assert rotated.exists() and "before rotation" in rotated.read_text()

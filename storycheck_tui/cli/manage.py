@@ -9,8 +9,8 @@ from argparse import Namespace
 from typing import Iterator
 
 from storycheck_tui.cli.common import create_batch_from, import_proxies, open_db, read_profiles, settings_from, start_logging
+from storycheck_tui.cli.show import Column, json_line, print_table, safe
 from storycheck_tui.exports import export_to_file, iso as _iso, write_export
-from storycheck_tui.logs import clean
 from storycheck_tui.store import batches as ops
 from storycheck_tui.store.db import Store
 from storycheck_tui.store.models import BatchLog
@@ -40,20 +40,23 @@ def batches_command(args: Namespace) -> int:
         views = ops.list_batches(store)
     if args.json:
         for b in views:
-            print(json.dumps({"id": b.id, "name": b.name, "state": b.state, "priority": b.priority,
-                              "total": b.total, "completed": b.completed, "succeeded": b.succeeded,
-                              "failed": b.failed, "cancelled": b.cancelled, "created_at": _iso(b.created_at),
-                              "finished_at": _iso(b.finished_at), "reason": b.reason}, ensure_ascii=False))
+            print(json_line({"id": b.id, "name": b.name, "state": b.state, "priority": b.priority,
+                             "total": b.total, "completed": b.completed, "succeeded": b.succeeded,
+                             "failed": b.failed, "cancelled": b.cancelled, "created_at": _iso(b.created_at),
+                             "finished_at": _iso(b.finished_at), "reason": b.reason}))
         return 0
     if not views:
         print("no batches yet (create one with: storycheck add PROFILES, or storycheck run PROFILES)")
         return 0
-    print(f"{'ID':>4}  {'NAME':<24} {'STATE':<10} {'PROGRESS':>16}  {'OK':>7} {'FAILED':>7}  CREATED")
-    for b in views:
+
+    def progress(b) -> str:
         done = b.completed + b.cancelled
-        pct = f"{100.0 * done / b.total:.0f}%" if b.total else "-"
-        print(f"{b.id:>4}  {clean(b.name)[:24]:<24} {b.state:<10} {f'{done}/{b.total} {pct}':>16}  "
-              f"{b.succeeded:>7} {b.failed:>7}  {_iso(b.created_at)}")
+        return f"{done}/{b.total} {100.0 * done / b.total:.0f}%" if b.total else f"{done}/{b.total} -"
+
+    print_table([Column("ID", right=True), Column("NAME", max_width=24), Column("STATE"),
+                 Column("PROGRESS", right=True), Column("OK", right=True), Column("FAILED", right=True),
+                 Column("CREATED")],
+                ((b.id, b.name, b.state, progress(b), b.succeeded, b.failed, _iso(b.created_at)) for b in views))
     return 0
 
 
@@ -117,18 +120,18 @@ def proxies_list_command(args: Namespace) -> int:
         rows = ops.list_proxies(store)
     if getattr(args, "json", False):
         for p in rows:
-            print(json.dumps({"id": p.id, "label": p.label, "state": p.state, "successes": p.successes,
-                              "failures": p.failures, "last_latency_ms": p.last_latency_ms,
-                              "last_error": clean(p.last_error) if p.last_error else None}, ensure_ascii=False))
+            print(json_line({"id": p.id, "label": p.label, "state": p.state, "successes": p.successes,
+                             "failures": p.failures, "last_latency_ms": p.last_latency_ms,
+                             "last_error": safe(p.last_error) if p.last_error else None}))
         return 0
     if not rows:
         print("no proxies (add some with: storycheck proxies add FILE); checks then go direct")
         return 0
-    print(f"{'ID':>4}  {'PROXY':<36} {'STATE':<10} {'OK':>7} {'FAIL':>6} {'LATENCY':>9}  LAST ERROR")
-    for p in rows:
-        lat = f"{p.last_latency_ms:.0f} ms" if p.last_latency_ms is not None else "-"
-        print(f"{p.id:>4}  {clean(p.label)[:36]:<36} {p.state:<10} {p.successes:>7} {p.failures:>6} {lat:>9}  "
-              f"{clean(p.last_error or '')[:60]}")
+    print_table([Column("ID", right=True), Column("PROXY", max_width=40), Column("STATE"), Column("OK", right=True),
+                 Column("FAIL", right=True), Column("LATENCY", right=True), Column("LAST ERROR", max_width=60)],
+                ((p.id, p.label, p.state, p.successes, p.failures,
+                  f"{p.last_latency_ms:.0f} ms" if p.last_latency_ms is not None else "-", p.last_error)
+                 for p in rows))
     return 0
 
 
@@ -149,10 +152,10 @@ def proxies_check_command(args: Namespace) -> int:
         for r in routes:
             try:
                 ms = source.health(r)
-                print(f"{r.label:<36} ok       {ms:.0f} ms")
+                print(f"{safe(r.label):<36} ok       {ms:.0f} ms")
             except CheckError as err:
                 bad += 1
-                print(f"{r.label:<36} FAILED   {err.kind}: {clean(err.message)}")
+                print(f"{safe(r.label):<36} FAILED   {safe(err.kind)}: {safe(err.message)}")
     finally:
         source.close()
     return 1 if bad else 0
@@ -163,7 +166,8 @@ def _proxy_toggle(args: Namespace, disabled: bool) -> int:
         p = ops.find_proxy(store, args.proxy)
         changed = ops.set_proxy_disabled(store, p.id, disabled)
     word = "disabled" if disabled else "enabled"
-    print(f"proxy {p.id} {p.label} {word}" if changed else f"proxy {p.id} {p.label} was already {word}")
+    label = safe(p.label)
+    print(f"proxy {p.id} {label} {word}" if changed else f"proxy {p.id} {label} was already {word}")
     return 0
 
 
@@ -203,10 +207,10 @@ def logs_command(args: Namespace) -> int:
         rows = list(q)[::-1]
     for r in rows:
         if args.json:
-            print(json.dumps({"time": _iso(r.created), "level": r.level, "event": r.event, "batch": r.batch,
-                              "job": r.job, "username": r.username, "proxy": r.proxy, "message": r.message,
-                              "details": json.loads(r.details) if r.details else None}, ensure_ascii=False))
+            print(json_line({"time": _iso(r.created), "level": r.level, "event": r.event, "batch": r.batch,
+                             "job": r.job, "username": r.username, "proxy": r.proxy, "message": r.message,
+                             "details": json.loads(r.details) if r.details else None}))
         else:
-            print(f"{_iso(r.created)} {r.level:<7} {r.event or '-':<20} {clean(r.message)}")
+            print(f"{_iso(r.created)} {safe(r.level):<7} {safe(r.event or '-'):<20} {safe(r.message)}")
     return 0
 

@@ -1,4 +1,5 @@
-"""Progress of a headless run: a redrawn bar on a TTY, a plain line every few seconds otherwise."""
+"""Progress of a headless run: a ``rich`` progress bar on a terminal, a plain line every few
+seconds otherwise (a log file, ``| tee``, cron mail)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,10 @@ import sys
 import time
 from typing import TextIO
 
+from rich.console import Console
+from rich.progress import BarColumn, Progress as Bar, TextColumn
+
+from storycheck_tui.cli.show import safe
 from storycheck_tui.store.batches import BatchView
 
 
@@ -19,32 +24,48 @@ def fmt_duration(seconds: float | None) -> str:
 
 
 class Progress:
+    """Call :meth:`update` as often as you like (it draws at most every ``every`` seconds, twice
+    a second on a terminal), :meth:`close` once at the end."""
+
     def __init__(self, out: TextIO | None = None, *, every: float = 5.0):
         self.out = out if out is not None else sys.stderr  # the stderr of now, not of import time
         self.tty = self.out.isatty()
         self.every = 0.5 if self.tty else every
         self.last = 0.0
         self.started = time.monotonic()
+        self._bar: Bar | None = None
+        self._task = None
+
+    @staticmethod
+    def text(b: BatchView, rate: float) -> str:
+        done = b.completed + b.cancelled
+        pct = 100.0 * done / b.total if b.total else 100.0
+        eta = b.remaining / rate if rate > 0 else None
+        return (f"{done}/{b.total} ({pct:.0f}%)  ok {b.succeeded}  failed {b.failed}  "
+                f"{rate:.1f} checks/s  ETA {fmt_duration(eta)}  [{safe(b.state)}]")
 
     def update(self, b: BatchView, rate: float, *, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self.last < self.every:
             return
         self.last = now
-        done = b.completed + b.cancelled
-        pct = 100.0 * done / b.total if b.total else 100.0
-        eta = b.remaining / rate if rate > 0 else None
-        text = (f"{done}/{b.total} ({pct:.0f}%)  ok {b.succeeded}  failed {b.failed}  "
-                f"{rate:.1f} checks/s  ETA {fmt_duration(eta)}  [{b.state}]")
-        if self.tty:
-            width = 24
-            fill = int(width * pct / 100)
-            self.out.write("\r\x1b[2K[" + "#" * fill + "." * (width - fill) + "] " + text)
-        else:
+        text = self.text(b, rate)
+        if not self.tty:
             self.out.write(f"progress: {text}\n")
-        self.out.flush()
+            self.out.flush()
+            return
+        if self._bar is None:
+            # drawn only when asked (no refresh thread); stdout/stderr are left alone (log lines on
+            # stderr with -v print above the bar, which is redrawn below them)
+            self._bar = Bar(BarColumn(bar_width=24), TextColumn("{task.description}", markup=False),
+                            console=Console(file=self.out, highlight=False), auto_refresh=False,
+                            redirect_stdout=False, redirect_stderr=False)
+            self._task = self._bar.add_task(text, total=max(b.total, 1))
+            self._bar.start()
+        self._bar.update(self._task, completed=b.completed + b.cancelled, total=max(b.total, 1), description=text)
+        self._bar.refresh()
 
     def close(self) -> None:
-        if self.tty:
-            self.out.write("\n")
-            self.out.flush()
+        if self._bar is not None:
+            self._bar.stop()  # leaves the last state on screen, the cursor on the next line
+            self._bar = None

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from storycheck_tui.errors import InputError, InputErrors
+from storycheck_tui.words import plural
 
 MAX_USERNAME = 30
 
@@ -31,6 +32,10 @@ _URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 _IG_NOT_PROFILES = frozenset({"p", "reel", "reels", "tv", "explore", "accounts", "direct"})
 
 _DISPLAY_MAX = 60
+
+#: invalid lines listed one by one; past these only their number is kept (a file of a
+#: million bad lines must not hold a million messages)
+MAX_LISTED = 100
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -125,6 +130,30 @@ def _strip_bom(lines: Iterator[str]) -> Iterator[str]:
         yield line
 
 
+class LineErrors:
+    """The invalid lines of one file: the first ``limit`` in full, the rest only counted."""
+
+    def __init__(self, shown: str, *, limit: int = MAX_LISTED, scrub: Callable[[str], str] | None = None) -> None:
+        self.shown = shown
+        self.limit = limit
+        self.scrub = scrub  # applied to the reasons that are kept
+        self.listed: list[InputError] = []
+        self.count = 0
+
+    def add(self, reason: str, line: int | None) -> None:
+        self.count += 1
+        if len(self.listed) < self.limit:
+            self.listed.append(InputError(self.scrub(reason) if self.scrub else reason, source=self.shown, line=line))
+
+    def report(self) -> list[InputError]:
+        """The listed errors, and one more line saying how many were not listed."""
+        more = self.count - len(self.listed)
+        if not more:
+            return list(self.listed)
+        return self.listed + [InputError(f"{plural(more, 'more invalid line')} not listed "
+                                         f"({self.count:,} in all)", source=self.shown)]
+
+
 def iter_lines(lines: Iterator[str]) -> Iterator[tuple[int, str]]:
     """``(line number, content)`` of the lines that carry data: blank lines and ``#``
     comments (whole line, or after whitespace: ``name  # note``) are dropped."""
@@ -209,16 +238,18 @@ class ProfileList:
 
     usernames: list[str]  # normalised, unique, in file order
     duplicates: int  # how many duplicate lines were dropped
-    invalid: list[InputError]  # skipped lines (only ever non-empty with skip_invalid=True)
+    invalid: list[InputError]  # skipped lines, the first MAX_LISTED (only ever with skip_invalid=True)
     source: str  # the path as given
+    invalid_count: int = 0  # every skipped line, listed or not
 
 
 def load_profiles(path: str | os.PathLike, *, skip_invalid: bool = False) -> ProfileList:
     """Read usernames from ``path`` (``.csv``: a ``username`` column, else the first one;
     anything else: one a line, ``#`` comments and blank lines ignored).
 
-    Raises :class:`InputErrors` listing every invalid line (nothing is imported), unless
-    ``skip_invalid``: then they are skipped and returned in ``ProfileList.invalid``.
+    Raises :class:`InputErrors` listing the invalid lines (nothing is imported; past
+    :data:`MAX_LISTED` only their number), unless ``skip_invalid``: then they are skipped,
+    the first of them returned in ``ProfileList.invalid``.
     Raises :class:`InputError` when the file is missing, unreadable, not UTF-8 or holds no
     username at all.
     """
@@ -226,7 +257,7 @@ def load_profiles(path: str | os.PathLike, *, skip_invalid: bool = False) -> Pro
     shown = safe_source(source)
     usernames: list[str] = []
     seen: set[str] = set()
-    invalid: list[InputError] = []
+    invalid = LineErrors(shown)
     duplicates = 0
 
     def rows(lines: Iterator[str]) -> Iterator[tuple[int, str | None]]:
@@ -239,7 +270,7 @@ def load_profiles(path: str | os.PathLike, *, skip_invalid: bool = False) -> Pro
         valid = _VALID
         for n, text in rows(lines):
             if text is None:
-                invalid.append(InputError("no username in this row", source=shown, line=n))
+                invalid.add("no username in this row", n)
                 continue
             if valid.fullmatch(text):
                 name = text
@@ -247,7 +278,7 @@ def load_profiles(path: str | os.PathLike, *, skip_invalid: bool = False) -> Pro
                 try:
                     name = normalise_username(text)
                 except ValueError as exc:
-                    invalid.append(InputError(str(exc), source=shown, line=n))
+                    invalid.add(str(exc), n)
                     continue
             if name in seen:
                 duplicates += 1
@@ -256,13 +287,14 @@ def load_profiles(path: str | os.PathLike, *, skip_invalid: bool = False) -> Pro
                 usernames.append(name)
 
     read_file(path, source, consume)
-    if invalid and not skip_invalid:
-        raise InputErrors(invalid)
+    if invalid.count and not skip_invalid:
+        raise InputErrors(invalid.report())
     if not usernames:
-        if invalid:
-            raise InputError(f"no valid usernames ({len(invalid)} invalid lines skipped)", source=shown)
+        if invalid.count:
+            raise InputError(f"no valid usernames ({plural(invalid.count, 'invalid line')} skipped)", source=shown)
         raise InputError("no usernames found (the file is empty or holds only comments)", source=shown)
-    return ProfileList(usernames=usernames, duplicates=duplicates, invalid=invalid, source=source)
+    return ProfileList(usernames=usernames, duplicates=duplicates, invalid=invalid.report(), source=source,
+                       invalid_count=invalid.count)
 
 
 def _csv_cells(lines: Iterator[str], shown: str) -> Iterator[tuple[int, str | None]]:

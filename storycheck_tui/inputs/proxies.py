@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, unquote
 
 from storycheck_tui.errors import InputError, InputErrors
-from storycheck_tui.inputs.profiles import display, iter_lines, read_file, safe_source, source_name
+from storycheck_tui.inputs.profiles import LineErrors, display, iter_lines, read_file, safe_source, source_name
 from storycheck_tui.masking import proxy_label, register_secret, secrets
+from storycheck_tui.words import plural
 
 SCHEMES = ("http", "https", "socks5", "socks5h")
 _SCHEME_LIST = "http, https, socks5 or socks5h"
@@ -246,7 +247,7 @@ def _check_host(host: str, *, echo: bool) -> str:
 def load_proxies(path: str | os.PathLike, *, skip_invalid: bool = False) -> list[ProxySpec]:
     """Read proxies from ``path``, one a line; the same URL twice is kept once.
 
-    Raises :class:`InputErrors` listing every invalid line (nothing is imported) unless
+    Raises :class:`InputErrors` listing the invalid lines (nothing is imported) unless
     ``skip_invalid``; :class:`InputError` when the file is missing, unreadable, not UTF-8
     or holds no proxy at all.
     """
@@ -254,25 +255,24 @@ def load_proxies(path: str | os.PathLike, *, skip_invalid: bool = False) -> list
     shown = safe_source(source)
     specs: list[ProxySpec] = []
     seen: set[str] = set()
-    invalid: list[InputError] = []
+    invalid = LineErrors(shown, scrub=secrets.scrub)  # a bad line may hold a password
 
     def consume(lines: Iterator[str]) -> None:
         for n, text in iter_lines(lines):
             try:
                 spec = _parse_line(text)
             except ValueError as exc:
-                invalid.append(InputError(str(exc), source=shown, line=n))
+                invalid.add(str(exc), n)
                 continue
             if spec.url not in seen:
                 seen.add(spec.url)
                 specs.append(spec)
 
     read_file(path, source, consume)
-    invalid = [InputError(secrets.scrub(e.reason), source=e.source, line=e.line) for e in invalid]
-    if invalid and not skip_invalid:
-        raise InputErrors(invalid)
+    if invalid.count and not skip_invalid:
+        raise InputErrors(invalid.report())
     if not specs:
-        if invalid:
-            raise InputError(f"no valid proxies ({len(invalid)} invalid lines skipped)", source=shown)
+        if invalid.count:
+            raise InputError(f"no valid proxies ({plural(invalid.count, 'invalid line')} skipped)", source=shown)
         raise InputError("no proxies found (the file is empty or holds only comments)", source=shown)
     return specs

@@ -1,0 +1,57 @@
+"""What the commands print: tables, JSON lines, and database text made safe for a terminal.
+
+Text read from the database (batch names, proxy labels, error messages, usernames) may hold
+anything a hostile source, proxy or file put there: escape sequences (OSC 8 links, OSC 52
+clipboard writes), C1 controls, U+202E. Every path from a command to the terminal goes
+through :func:`safe` (tables and plain lines) or :func:`json_line` (``--json``).
+
+Tables are ``rich`` tables: on a terminal with a header rule and colour; otherwise plain
+aligned lines, one row per line, no colour, nothing wrapped (for ``grep`` and scripts).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import sys
+from typing import Any, Iterable, TextIO
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from storycheck_tui.exports import json_line  # noqa: F401  (the one JSON-lines writer)
+from storycheck_tui.logs import clean
+
+
+def safe(value: Any) -> str:
+    """Secrets masked, control and bidi characters escaped (``\\x1b``, ``\\x9b``, ``\\u202e``)."""
+    return "" if value is None else clean(str(value))
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    header: str
+    right: bool = False  # numbers are right-aligned
+    max_width: int | None = None  # longer text is cut with an ellipsis
+
+
+def print_table(columns: list[Column], rows: Iterable[Iterable[Any]], out: TextIO | None = None) -> None:
+    """Print ``rows`` under ``columns``; every cell goes through :func:`safe` and is drawn as text
+    (never as rich markup)."""
+    out = out if out is not None else sys.stdout
+    tty = out.isatty()
+    table = Table(box=box.SIMPLE_HEAD if tty else None, show_edge=False, pad_edge=False,
+                  header_style="bold" if tty else "")
+    for c in columns:
+        table.add_column(c.header, justify="right" if c.right else "left", no_wrap=True, overflow="ellipsis",
+                         max_width=c.max_width)
+    for row in rows:
+        table.add_row(*(Text(safe(v)) for v in row))
+    if tty:
+        Console(file=out, highlight=False).print(table)
+        return
+    buf = io.StringIO()
+    Console(file=buf, width=100_000, no_color=True, color_system=None, highlight=False).print(table)
+    out.write("".join(line.rstrip() + "\n" for line in buf.getvalue().splitlines()))

@@ -1,0 +1,136 @@
+"""The log file: owner-only, never opened through a planted link, written by one thread.
+
+The standard library does the work: a :class:`QueueHandler` on the ``storycheck`` logger
+queues each record, a :class:`QueueListener` thread hands it to a
+:class:`RotatingFileHandler`. Two things are storycheck's own:
+
+* where the file is created: its directory must be ours and closed to others (a loose
+  one of ours is tightened, with a warning; anyone else's writable one is refused), the
+  file is created with ``O_EXCL | O_NOFOLLOW`` and mode 0600 whatever the umask (also after
+  a rotation); an existing one must be a regular file of ours (a symlink is refused, loose
+  permissions are tightened, with a warning);
+* the record is queued as it is: it is formatted on the writer thread, not on the check
+  thread that logged it (the library's ``prepare`` would format and copy every record).
+
+Threads: the listener's thread owns the file's stream; logging threads only enqueue.
+:meth:`FileQueue.flush` returns once everything queued before it is on disk; ``close`` (and
+so ``logging.shutdown`` at exit) drains the queue first, so no record is lost on a normal
+exit. A SIGKILL loses what was still queued.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import logging.handlers
+import os
+import queue
+import stat
+from pathlib import Path
+from typing import TextIO
+
+
+class UnsafeLogPath(OSError):
+    """The log directory or file cannot be trusted (someone else's, or a link)."""
+
+
+def private_dir(directory: Path) -> list[str]:
+    """Create ``directory`` 0700 if missing; make sure nobody else can plant files in it.
+
+    Returns the warnings to log (a loose directory of ours was tightened); raises
+    :class:`UnsafeLogPath` for a directory of another user that others may write to.
+    """
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    st = directory.stat()
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeLogPath(errno.ENOTDIR, "not a directory", str(directory))
+    loose = stat.S_IMODE(st.st_mode) & 0o022
+    if not loose:
+        return []
+    if st.st_uid != os.geteuid():
+        raise UnsafeLogPath(errno.EPERM, f"others may write in it (mode {stat.S_IMODE(st.st_mode):04o}, "
+                                         f"owner uid {st.st_uid})", str(directory))
+    os.chmod(directory, 0o700)
+    return [f"log directory {directory} was open to others (mode {stat.S_IMODE(st.st_mode):04o}): set to 0700"]
+
+
+def open_private(path: str, *, encoding: str | None = "utf-8") -> tuple[TextIO, list[str]]:
+    """Open ``path`` to append, owner-only; returns the stream and warnings to log.
+
+    A new file is created 0600 with ``O_EXCL | O_NOFOLLOW``; an existing one is opened with
+    ``O_NOFOLLOW`` and must be a regular file of ours with one link; a loose mode is set to 0600.
+    """
+    flags = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    warnings: list[str] = []
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        try:
+            fd = os.open(path, flags | os.O_NONBLOCK)  # a FIFO planted here must not block the open
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnsafeLogPath(errno.ELOOP, "is a symbolic link", path) from None
+            raise
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise UnsafeLogPath(errno.EINVAL, "not a regular file", path)
+            if st.st_uid != os.geteuid():
+                raise UnsafeLogPath(errno.EPERM, f"belongs to uid {st.st_uid}", path)
+            if st.st_nlink != 1:
+                raise UnsafeLogPath(errno.EMLINK, f"has {st.st_nlink} hard links", path)
+            mode = stat.S_IMODE(st.st_mode)
+            if mode & 0o077:
+                os.fchmod(fd, 0o600)
+                warnings.append(f"log file {path} was readable or writable by others (mode {mode:04o}): set to 0600")
+            os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
+    return os.fdopen(fd, "a", encoding=encoding), warnings
+
+
+class OwnerOnlyRotatingFile(logging.handlers.RotatingFileHandler):
+    """The standard rotating file, opened by :func:`open_private` (after a rotation too)."""
+
+    def __init__(self, path: Path, **kwargs) -> None:
+        self.open_warnings: list[str] = []
+        super().__init__(path, **kwargs)
+
+    def _open(self) -> TextIO:  # FileHandler's documented hook for how the file is opened
+        stream, warnings = open_private(self.baseFilename, encoding=self.encoding)
+        self.open_warnings.extend(warnings)
+        return stream
+
+
+class FileQueue(logging.handlers.QueueHandler):
+    """Queues records for ``target``, written by a :class:`QueueListener` thread."""
+
+    def __init__(self, target: logging.Handler) -> None:
+        super().__init__(queue.Queue())
+        self.target = target
+        self.listener = logging.handlers.QueueListener(self.queue, target, respect_handler_level=True)
+        self.listener.start()
+        self._running = True
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        if record.exc_info:  # the traceback's text now, while its frames are current (cached on the record)
+            self.target.format(record)
+        return record  # the rest is formatted on the writer thread
+
+    def flush(self) -> None:
+        """Return once every record queued so far is written and flushed."""
+        if self._running:
+            self.queue.join()
+        self.target.flush()
+
+    def close(self) -> None:
+        self.acquire()
+        try:
+            if self._running:
+                self._running = False
+                self.listener.stop()  # writes what is queued, then ends the thread
+            self.target.close()
+        finally:
+            self.release()
+        super().close()

@@ -11,6 +11,7 @@ from typing import Iterator
 from storycheck_tui.cli.common import create_batch_from, import_proxies, open_db, read_profiles, settings_from, start_logging
 from storycheck_tui.cli.show import Column, json_line, print_table, safe
 from storycheck_tui.exports import export_to_file, iso as _iso, write_export
+from storycheck_tui.states import BatchState
 from storycheck_tui.store import batches as ops
 from storycheck_tui.store.db import Store
 from storycheck_tui.store.models import BatchLog
@@ -88,7 +89,7 @@ def resume_command(args: Namespace) -> int:
 
 def cancel_command(args: Namespace) -> int:
     def act(store, b):
-        if b.state in ("cancelled", "finished"):
+        if b.state in (BatchState.CANCELLED, BatchState.FINISHED):
             print(f"storycheck: batch {b.id} is already {b.state}", file=sys.stderr)
             return 2
         n = ops.cancel(store, b.id)

@@ -56,23 +56,28 @@ def json_line(obj: object) -> str:
     return text if text.isprintable() else _UNPRINTABLE.sub(_escape_unprintable, text)
 
 
-def _csv_safe(value) -> object:
-    """Keep a spreadsheet from running an error text as a formula, and a terminal showing the
-    file (``storycheck export 3 | less``) from acting on a control sequence in a stored value."""
+def _csv_safe(value, terminal: bool = False) -> object:
+    """Keep a spreadsheet from running an error text as a formula; on a terminal, also keep the
+    terminal from acting on a control sequence in a stored value (shown escaped)."""
     if isinstance(value, str):
-        value = clean(value)
+        if terminal:
+            value = clean(value)
         if value[:1] in ("=", "+", "-", "@"):
             return "'" + value
     return "" if value is None else value
 
 
 def write_export(store, batch_id: int, fmt: str, out) -> int:
+    """Write the batch's rows to ``out``. A CSV file keeps every value as stored (formulas
+    defused); a CSV written to a terminal shows control characters escaped. JSON Lines is
+    the same either way (:func:`json_line`)."""
     n = 0
     if fmt == "csv":
+        terminal = out.isatty()
         w = csv.DictWriter(out, fieldnames=EXPORT_FIELDS)
         w.writeheader()
         for row in export_rows(store, batch_id):
-            w.writerow({k: _csv_safe(v) for k, v in row.items()})
+            w.writerow({k: _csv_safe(v, terminal) for k, v in row.items()})
             n += 1
     else:
         for row in export_rows(store, batch_id):

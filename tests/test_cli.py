@@ -547,8 +547,7 @@ def test_database_text_reaches_the_terminal_escaped(tmp_path, capsys, story_serv
     srv = story_server(lambda u, n: Reply())
     cfg = http_config(tmp_path, srv.base)
     for args in (("batches",), ("proxies", "list"), ("proxies", "check", "--config", cfg),
-                 ("proxies", "disable", "1"), ("proxies", "enable", "1"), ("export", "1"),
-                 ("logs", "--limit", "0")):
+                 ("proxies", "disable", "1"), ("proxies", "enable", "1"), ("logs", "--limit", "0")):
         r = cli(capsys, *args, "--db", db)
         assert r.code in (0, 1), (args, r.err)
         for ch in ACTIVE:
@@ -563,6 +562,47 @@ def test_database_text_reaches_the_terminal_escaped(tmp_path, capsys, story_serv
             assert ch not in r.out, (args, ch)
         rows = [json.loads(line) for line in r.out.splitlines()]
         assert rows and rows[0][key] == HOSTILE, (args, rows)
+
+
+def _on_a_terminal(tmp_path: Path, *argv) -> str:
+    """``storycheck ARGV`` with its stdout on a pseudo-terminal; what the terminal received."""
+    import pty
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "storycheck_tui", *map(str, argv)], stdout=slave,
+                                stderr=subprocess.PIPE, env={**os.environ, "STORYCHECK_LOG_DIR": str(tmp_path / "logs")})
+        os.close(slave)
+        got = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the other side closed
+                break
+            if not chunk:
+                break
+            got += chunk
+        assert proc.wait(30) == 0, proc.stderr.read()
+        proc.stderr.close()
+    finally:
+        os.close(master)
+    return got.decode("utf-8")
+
+
+def test_a_csv_export_to_a_terminal_shows_control_characters_escaped(tmp_path, capsys):
+    """A CSV export written to a file keeps every value byte for byte; written to a terminal,
+    an OSC 8 link, an OSC 52 clipboard write or a U+202E in a stored username is shown escaped."""
+    db = _hostile_db(tmp_path, capsys)
+    shown = _on_a_terminal(tmp_path, "export", "1", "--db", db)
+    assert "username" in shown and "\\x1b]52;c;ZXZpbA==\\x07" in shown, shown
+    for ch in ACTIVE:
+        assert ch not in shown, ch
+    r = cli(capsys, "export", "1", "-o", tmp_path / "out.csv", "--db", db)
+    assert r.code == 0
+    with open(tmp_path / "out.csv", newline="", encoding="utf-8") as fh:
+        assert [row["username"] for row in csv.DictReader(fh)] == [HOSTILE]
 
 
 def test_export_to_a_directory_is_one_line_and_writes_nothing(tmp_path, capsys):

@@ -136,21 +136,25 @@ class LineErrors:
     def __init__(self, shown: str, *, limit: int = MAX_LISTED, scrub: Callable[[str], str] | None = None) -> None:
         self.shown = shown
         self.limit = limit
-        self.scrub = scrub  # applied to the reasons that are kept
+        self.scrub = scrub  # applied to the kept reasons when they are reported
         self.listed: list[InputError] = []
         self.count = 0
 
     def add(self, reason: str, line: int | None) -> None:
         self.count += 1
         if len(self.listed) < self.limit:
-            self.listed.append(InputError(self.scrub(reason) if self.scrub else reason, source=self.shown, line=line))
+            self.listed.append(InputError(reason, source=self.shown, line=line))
 
     def report(self) -> list[InputError]:
-        """The listed errors, and one more line saying how many were not listed."""
-        more = self.count - len(self.listed)
+        """The listed errors, and one more line saying how many were not listed. Reasons are
+        scrubbed here, once the whole file is read (a later line may register a password)."""
+        listed = self.listed
+        if self.scrub:
+            listed = [InputError(self.scrub(e.reason), source=e.source, line=e.line) for e in listed]
+        more = self.count - len(listed)
         if not more:
-            return list(self.listed)
-        return self.listed + [InputError(f"{plural(more, 'more invalid line')} not listed "
+            return listed
+        return listed + [InputError(f"{plural(more, 'more invalid line')} not listed "
                                          f"({self.count:,} in all)", source=self.shown)]
 
 

@@ -8,6 +8,7 @@ is an :class:`InputError` naming the file, the line and the reason.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import re
@@ -18,6 +19,8 @@ from typing import Any
 
 from storycheck_tui.errors import InputError
 from storycheck_tui.masking import register_secret
+from storycheck_tui.sources.rules import Rule
+from storycheck_tui.sources.source_table import read_source_table
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -41,6 +44,10 @@ class SourceSettings:
     health_url: str = ""
     timeout: float = 10.0  # seconds for connect/read/write of one request
     max_body_bytes: int = 1_000_000
+    preset: str = ""  # a preset's name (sources/preset_data): it filled the keys this table left out
+    method: str = "GET"  # "GET" or "POST"
+    json: Any = None  # the JSON body of a POST; string values may hold {username}
+    rules: tuple[Rule, ...] = ()  # [[source.rules]], checked in order before the status lists
 
 
 @dataclass(frozen=True)
@@ -232,6 +239,9 @@ def parse_settings(text: str, *, source: str = "<config>") -> Settings:
         cls = _SECTIONS[name]
         names = {f.name for f in dataclasses.fields(cls)}
         values: dict[str, Any] = {}
+        if name == "source":  # presets, request templates and rules: the sources package reads them
+            table, values = read_source_table(table, text=text, source=source, expand=expand_env,
+                                              line_of=lambda key: _line_of(text, "source", key))
         for key, value in table.items():
             where = InputError("", source=source, line=_line_of(text, name, key))
             if key not in names:
@@ -252,7 +262,7 @@ def validate(settings: Settings, *, text: str = "") -> None:
     if src.kind not in ("http", "sim"):
         raise InputError(f"[source] kind: expected \"http\" or \"sim\", got {src.kind!r}", source=path, line=line("kind"))
     if src.kind == "http" and src.url:
-        if "{username}" not in src.url:
+        if "{username}" not in src.url and "{username}" not in json.dumps(src.json):  # POST: may be in the body
             raise InputError("[source] url: must contain {username}", source=path, line=line("url"))
         if not src.url.startswith(("http://", "https://")):
             raise InputError("[source] url: must start with http:// or https://", source=path, line=line("url"))

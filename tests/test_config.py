@@ -23,6 +23,8 @@ def to_toml(settings: Settings) -> str:
         out.append(f"[{name}]")
         for f in dataclasses.fields(getattr(settings, name)):
             value = getattr(getattr(settings, name), f.name)
+            if value is None:  # TOML has no null: an unset optional key is left out
+                continue
             if isinstance(value, dict):
                 text = "{ " + ", ".join(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in value.items()) + " }"
             elif isinstance(value, tuple):

@@ -21,7 +21,7 @@ def _common(p: argparse.ArgumentParser, *, top: bool = False) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from storycheck_tui.cli import console, manage, run
+    from storycheck_tui.cli import console, manage, run, source_test
 
     parser = argparse.ArgumentParser(
         prog="storycheck",
@@ -97,6 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--level", default="INFO", type=str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
     p.add_argument("--limit", type=int, default=200, help="newest N records (default 200; 0 = all)")
     p.add_argument("--json", action="store_true")
+
+    p = cmd("source", source_test.source_usage_command, "try the story source of a config")
+    ssub = p.add_subparsers(title="source commands", metavar="ACTION")
+    sp = ssub.add_parser("test", help="send one request for USERNAME and explain the answer",
+                         description="send one request for USERNAME and explain the answer")
+    _common(sp)
+    sp.set_defaults(handler=source_test.source_test_command)
+    sp.add_argument("username", metavar="USERNAME")
+    sp.add_argument("--proxy", metavar="P", help="send it through this proxy (host:port[:user:pass] or a URL)")
 
     p = cmd("sim", run.sim_command, "run the story API simulator with proxy ports on 127.0.0.1")
     p.add_argument("--port", type=int, default=8765)

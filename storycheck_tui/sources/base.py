@@ -30,6 +30,7 @@ class Outcome:
     stories: tuple[Story, ...] = ()
     http_status: int = 200
     latency_ms: float = 0.0
+    decided_by: str = ""  # what decided it: a response rule, a status list or the items path
 
     @property
     def story_count(self) -> int:

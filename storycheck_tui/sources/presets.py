@@ -1,7 +1,9 @@
-"""Source presets, and the one place a SourceSettings becomes a StorySource.
+"""The one place a SourceSettings becomes a StorySource; the simulator's settings.
 
-``kind = "sim"`` is the http source with the simulator's field names filled in; its ``url`` is
-the simulator's base URL (``http://127.0.0.1:PORT``), not a template.
+``kind = "sim"`` is the http source with the ``sim`` preset (``sources/preset_data/sim.toml``)
+filled in; its ``url`` is the simulator's base URL (``http://127.0.0.1:PORT``), not a template.
+Presets in a config file (``preset = "NAME"``) are applied when the file is read
+(:mod:`storycheck_tui.sources.source_table`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from storycheck_tui.config import SourceSettings
 from storycheck_tui.errors import InputError
 from storycheck_tui.masking import register_secret
 from storycheck_tui.sources.http import HttpSource
+from storycheck_tui.sources.preset_files import apply_preset
 
 #: the header the simulator reads an API key from (same name as the documented example)
 SIM_KEY_HEADER = "x-access-key"
@@ -33,17 +36,10 @@ def sim_settings(api_url: str, api_key_env: str | None = None) -> SourceSettings
         key = os.environ[api_key_env]
         register_secret(key)
         headers[SIM_KEY_HEADER] = key
-    return SourceSettings(
-        kind="sim",
-        url=f"{base}/v1/stories?username={{username}}",
-        headers=headers,
-        items="items",
-        story_id="pk",
-        taken_at="taken_at",
-        expires_at="expiring_at",
-        media_type="media_type",
-        health_url=f"{base}/health",
-    )
+    table, _rules = apply_preset("sim", {"url": base})
+    fields = {f.name for f in dataclasses.fields(SourceSettings)}
+    return SourceSettings(kind="sim", preset="sim", headers=headers,
+                          **{k: v for k, v in table.items() if k in fields and k != "headers"})
 
 
 def build_source(settings: SourceSettings) -> HttpSource:
@@ -67,6 +63,9 @@ def build_source(settings: SourceSettings) -> HttpSource:
                 auth_failed=settings.auth_failed,
                 timeout=settings.timeout,
                 max_body_bytes=settings.max_body_bytes,
+                method=settings.method,
+                json=settings.json,
+                rules=settings.rules,
             )
     elif settings.kind != "http":
         raise InputError(f"[source] kind: expected \"http\" or \"sim\", got {settings.kind!r}")

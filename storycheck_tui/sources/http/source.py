@@ -27,20 +27,21 @@ import ssl
 import threading
 import time
 from contextlib import contextmanager
-from typing import Iterator
-from urllib.parse import quote, urlsplit
+from typing import Any, Iterator
+from urllib.parse import urlsplit
 
 import httpx
 
 from storycheck_tui.config import SourceSettings
 from storycheck_tui.errors import BadResponse, InputError, ProxyFailed, SourceUnavailable
 from storycheck_tui.masking import add_url_credentials, register_secret
-from storycheck_tui.sources.base import DIRECT, HAS_STORIES, NO_STORIES, NOT_FOUND, PRIVATE, Outcome, Route
-from storycheck_tui.sources.http.body import drain, read_body
+from storycheck_tui.sources.base import DIRECT, NOT_FOUND, PRIVATE, Outcome, Route
+from storycheck_tui.sources.http.body import BodyTooLarge, BodyUndecodable, drain, read_body
 from storycheck_tui.sources.http.client import build_client, origin
 from storycheck_tui.sources.http.deadline import Deadline
 from storycheck_tui.sources.http.failures import Mapping, make_error
-from storycheck_tui.sources.http.parsing import parse_stories
+from storycheck_tui.sources.http.decide import by_items, by_rules, document
+from storycheck_tui.sources.http.request import RequestTemplate
 from storycheck_tui.sources.http.status import failure_for_status
 from storycheck_tui.sources.http.transport import DEADLINE
 
@@ -54,10 +55,13 @@ class HttpSource:
     """A :class:`~storycheck_tui.sources.base.StorySource` configured by ``SourceSettings``."""
 
     def __init__(self, settings: SourceSettings) -> None:
-        if not settings.url or "{username}" not in settings.url:
-            raise InputError("[source] url: must be set and contain {username}")
+        self._template = RequestTemplate.from_settings(settings)
+        if not settings.url or not self._template.names_the_user:
+            raise InputError("[source] url: must be set, and it or the json body must contain {username}")
         if not settings.url.startswith(("http://", "https://")):
             raise InputError("[source] url: must start with http:// or https://")
+        if self._template.method not in ("GET", "POST"):
+            raise InputError(f"[source] method: expected \"GET\" or \"POST\", got {settings.method!r}")
         self.settings = settings
         self._timeout = float(settings.timeout)
         self._deadline_s = self._timeout * DEADLINE_FACTOR
@@ -81,25 +85,50 @@ class HttpSource:
     # ------------------------------------------------------------------ public API
 
     def url_for(self, username: str) -> str:
-        return self.settings.url.replace("{username}", quote(username, safe=""))
+        return self._template.url_for(username)
+
+    def describe_request(self, username: str) -> list[str]:
+        """The request for ``username`` as an operator reads it, secrets masked (``source test``)."""
+        return self._template.describe(username, self.settings.headers)
 
     def check(self, username: str, via: Route = DIRECT) -> Outcome:
-        """Ask the source about ``username`` through ``via``; an Outcome or a CheckError."""
+        """Ask the source about ``username`` through ``via``; an Outcome or a CheckError.
+
+        The order of decisions is :mod:`.decide`'s: rules, status lists, items path.
+        """
         s = self.settings
-        with self._exchange(via, self.url_for(username)) as (resp, m):
+        t = self._template
+        with self._exchange(via, t.url_for(username), t.method, t.json_for(username)) as (resp, m):
             status = resp.status_code
-            self._raise_failure(resp, via)
+            body: bytes | None = None
+            if s.rules and status != 407:  # a proxy's 407 is not the source's answer
+                body = self._read_any(resp, m.deadline)
+                decided = by_rules(s.rules, status, resp.headers, document(body), self._ms(m.deadline))
+                if isinstance(decided, Outcome):
+                    return decided
+                if decided is not None:
+                    raise make_error(decided.cls, decided.message, via, decided.status, **decided.extra)
+            self._raise_failure(resp, via, body=body)
             if status in s.not_found or status in s.private:
-                drain(resp)
-                kind = NOT_FOUND if status in s.not_found else PRIVATE
-                return Outcome(kind, http_status=status, latency_ms=self._ms(m.deadline))
+                if body is None:
+                    drain(resp)
+                name = "not_found" if status in s.not_found else "private"
+                return Outcome(NOT_FOUND if name == "not_found" else PRIVATE, http_status=status,
+                               latency_ms=self._ms(m.deadline), decided_by=f"status list {name} (HTTP {status})")
             if not 200 <= status < 300:
                 raise make_error(BadResponse, f"unexpected HTTP status {status}", via, status)
-            body = read_body(resp, s.max_body_bytes, m.deadline)
-            latency = self._ms(m.deadline)
-            stories = parse_stories(body, s)
-        kind = HAS_STORIES if stories else NO_STORIES
-        return Outcome(kind, stories=stories, http_status=status, latency_ms=latency)
+            if body is None:
+                body = read_body(resp, s.max_body_bytes, m.deadline)
+            return by_items(body, s, status, self._ms(m.deadline))
+
+    def _read_any(self, resp: httpx.Response, deadline: Deadline) -> bytes | None:
+        """The body of any answer, for the rules; an error page too large or undecodable is None."""
+        try:
+            return read_body(resp, self.settings.max_body_bytes, deadline)
+        except (BodyTooLarge, BodyUndecodable):
+            if 200 <= resp.status_code < 300:
+                raise
+            return None
 
     def health(self, via: Route = DIRECT) -> float:
         """GET the health URL through ``via``; latency in ms, or a CheckError.
@@ -108,7 +137,7 @@ class HttpSource:
         ``url`` is probed and any answer below 500 (other than 407/429) proves the route
         works: an API root commonly answers 404 or 401, and that must not keep a good proxy dead.
         """
-        with self._exchange(via, self._health_url) as (resp, m):
+        with self._exchange(via, self._health_url, "GET", None) as (resp, m):
             status = resp.status_code
             if self._health_lenient:
                 if status == 407 or status in self.settings.rate_limited or status >= 500:
@@ -146,8 +175,8 @@ class HttpSource:
     # ------------------------------------------------------------------ one request
 
     @contextmanager
-    def _exchange(self, via: Route, url: str) -> Iterator[tuple[httpx.Response, Mapping]]:
-        """``with self._exchange(via, url) as (response, mapping):`` one streamed GET.
+    def _exchange(self, via: Route, url: str, method: str, body: Any) -> Iterator[tuple[httpx.Response, Mapping]]:
+        """``with self._exchange(via, url, method, json) as (response, mapping):`` one streamed request.
 
         The response is open for the block; any exception raised in it (by httpx while
         reading, or by the block's own code) leaves as a CheckError.
@@ -155,7 +184,8 @@ class HttpSource:
         deadline = Deadline(self._deadline_s)
         with Mapping(via, url, self._timeout, deadline) as m:
             client = self._client(via)
-            resp = client.send(client.build_request("GET", url, extensions={DEADLINE: deadline}), stream=True)
+            request = client.build_request(method, url, json=body, extensions={DEADLINE: deadline})
+            resp = client.send(request, stream=True)
             try:
                 m.status = resp.status_code
                 yield resp, m
@@ -165,8 +195,8 @@ class HttpSource:
                 except Exception:  # closing a broken stream: the error (if any) is already mapped
                     pass
 
-    def _raise_failure(self, resp: httpx.Response, via: Route, what: str = "") -> None:
-        failure = failure_for_status(resp, self.settings, what)
+    def _raise_failure(self, resp: httpx.Response, via: Route, what: str = "", body: bytes | None = None) -> None:
+        failure = failure_for_status(resp, self.settings, what, body=body)
         if failure is not None:
             raise make_error(failure.cls, failure.message, via, failure.status, **failure.extra)
 

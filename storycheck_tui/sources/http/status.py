@@ -59,11 +59,13 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, seconds)
 
 
-def failure_for_status(resp: httpx.Response, s: SourceSettings, what: str = "") -> Failure | None:
+def failure_for_status(resp: httpx.Response, s: SourceSettings, what: str = "",
+                       body: bytes | None = None) -> Failure | None:
     """The error a status means by itself (407, rate limit, refused credentials, 5xx), or None.
 
     ``what`` prefixes the message (``"health check: "``). Reads (and drains) the body of a
-    rate limit or a 5xx, so the connection is reused and a 5xx can be quoted.
+    rate limit or a 5xx, so the connection is reused and a 5xx can be quoted, unless the
+    ``body`` was read already.
     """
     status = resp.status_code
     if status == 407:
@@ -73,12 +75,15 @@ def failure_for_status(resp: httpx.Response, s: SourceSettings, what: str = "") 
         msg = f"{what}rate limited (HTTP {status})"
         if retry_after is not None:
             msg += f", retry after {retry_after:.3g}s"
-        drain(resp)
+        if body is None:
+            drain(resp)
         return Failure(RateLimited, msg, status, {"retry_after": retry_after})
     if status in s.auth_failed:
-        return Failure(AuthFailed, f"{what}the source refused the credentials (HTTP {status})", status)
+        said = "payment required" if status == 402 else "the source refused the credentials"
+        return Failure(AuthFailed, f"{what}{said} (HTTP {status})", status)
     if status >= 500 and status not in s.not_found and status not in s.private:
-        quoted = one_line(excerpt(resp, 4096), EXCERPT, fold=True)
+        page = excerpt(resp, 4096) if body is None else body[:4096].decode("utf-8", errors="replace")
+        quoted = one_line(page, EXCERPT, fold=True)
         msg = f"{what}source error HTTP {status}"
         if quoted:
             msg += f": {quoted}"

@@ -355,3 +355,19 @@ def test_any_rules_and_any_answer_over_a_socket_give_an_outcome_or_a_typed_error
     assert outcome.decided_by
     if outcome.kind in ("has_stories", "no_stories") and not outcome.decided_by.startswith("rule"):
         assert 200 <= status < 300 and isinstance(doc, dict) and isinstance(doc.get("items"), list)
+
+
+def test_every_readme_recipe_is_a_valid_config(monkeypatch):
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    recipes = readme.split("### Recipes", 1)[1].split("\n### ", 1)[0]
+    blocks = re.findall(r"```toml\n(.*?)```", recipes, re.S)
+    assert len(blocks) == 5
+    for name in ("ROCKETAPI_KEY", "KEYAPI_TOKEN", "IG_SESSIONID", "ENSEMBLE_TOKEN"):
+        monkeypatch.setenv(name, f"value-of-{name.lower()}")
+    for block in blocks:
+        s = parse_settings(block, source="README").source
+        with HttpSource(s):
+            assert s.rules, block

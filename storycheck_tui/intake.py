@@ -12,11 +12,7 @@ from pathlib import Path
 from storycheck_tui.inputs.profiles import ProfileList, load_profiles
 from storycheck_tui.store import batches as ops
 from storycheck_tui.store.db import Store
-
-
-def plural(n: int, one: str, many: str | None = None) -> str:
-    """``1 duplicate``, ``2 duplicates``, ``1,000 profiles``."""
-    return f"{n:,} {one if n == 1 else (many or one + 's')}"
+from storycheck_tui.words import plural
 
 
 @dataclass(frozen=True)
@@ -50,4 +46,4 @@ def import_batch(store: Store, path: str | Path, *, name: str = "", priority: in
     plist = profiles if profiles is not None else load_profiles(path, skip_invalid=skip_invalid)
     name = name or path.stem
     batch_id = ops.create_batch(store, name, plist.usernames, priority=priority, source_file=str(path))
-    return Imported(batch_id, name, len(plist.usernames), plist.duplicates, len(plist.invalid))
+    return Imported(batch_id, name, len(plist.usernames), plist.duplicates, plist.invalid_count)

@@ -619,3 +619,127 @@ def test_export_to_a_directory_is_one_line_and_writes_nothing(tmp_path, capsys):
     if os.geteuid() != 0:  # root writes anywhere
         r = cli(capsys, "export", "1", "-o", locked / "x.csv", "--db", db)
         assert r.code == 2 and len(r.err_lines) == 1 and "cannot write in" in r.err, r.err
+
+
+# ------------------------------------------------------------------------------------------
+# exports say what they hold; story ids come out without SQL (issue 14, items 4 and 7)
+# ------------------------------------------------------------------------------------------
+
+
+def test_export_says_what_was_exported(tmp_path, finished_run, capsys):
+    db, bid = finished_run  # two.a, two.d: 2 stories each; none.b: none; down.c: failed
+    r = cli(capsys, "export", bid, "-o", tmp_path / "all.csv", "--db", db)
+    assert r.code == 0 and r.err_lines == [
+        f"4 rows of batch 1 written to {tmp_path / 'all.csv'}: "
+        "4 checked (has_stories 2, no_stories 1, failed 1)"], r.err
+    assert cli(capsys, "retry-failed", bid, "--db", db).code == 0  # down.c is pending again
+    r = cli(capsys, "export", bid, "--format", "jsonl", "--db", db)
+    assert r.code == 0 and r.err_lines == [
+        "4 rows of batch 1 exported: 3 checked (has_stories 2, no_stories 1), 1 pending"], r.err
+    assert cli(capsys, "cancel", bid, "--db", db).code == 0
+    r = cli(capsys, "export", bid, "--db", db)
+    assert r.err_lines == ["4 rows of batch 1 exported: 3 checked (has_stories 2, no_stories 1), 1 cancelled"]
+    r = cli(capsys, "export", bid, "--stories", "--db", db)
+    assert r.err_lines == ["4 story rows of batch 1 exported: 4 stories of 2 profiles"], r.err
+
+
+def test_story_ids_are_exported_as_a_list_a_joined_column_and_a_stories_export(tmp_path, finished_run, capsys,
+                                                                                story_server):
+    db, bid = finished_run
+    r = cli(capsys, "export", bid, "--format", "jsonl", "--db", db)
+    rows = {row["username"]: row for row in map(json.loads, r.out.splitlines())}
+    assert rows["two.a"]["story_ids"] == ["two.a-0", "two.a-1"] and rows["two.d"]["story_count"] == 2
+    assert rows["none.b"]["story_ids"] == [] and rows["down.c"]["story_ids"] == []
+    r = cli(capsys, "export", bid, "--db", db)
+    got = {row["username"]: row["story_ids"] for row in csv.DictReader(io.StringIO(r.out))}
+    assert got == {"two.a": "two.a-0;two.a-1", "none.b": "", "down.c": "", "two.d": "two.d-0;two.d-1"}
+    r = cli(capsys, "export", bid, "--stories", "--format", "jsonl", "--db", db)
+    stories = [json.loads(line) for line in r.out.splitlines()]
+    assert [(s["username"], s["story_id"]) for s in stories] == [
+        ("two.a", "two.a-0"), ("two.a", "two.a-1"), ("two.d", "two.d-0"), ("two.d", "two.d-1")]
+    assert all(s["batch_id"] == bid and s["taken_at"] and s["first_seen_at"] for s in stories)
+    r = cli(capsys, "export", bid, "--stories", "--db", db)
+    assert next(csv.reader(io.StringIO(r.out))) == ["batch_id", "username", "story_id", "taken_at", "expires_at",
+                                                     "media_type", "first_seen_at"]
+    # a second batch that sees the same stories again (stored once per profile) lists them too
+    srv = story_server(lambda u, n: Reply(200, stories_body(2 if u.startswith("two") else 0, u)))
+    r = cli(capsys, "run", profiles(tmp_path, ["two.a", "none.b"], name="again.txt"),
+            "--config", http_config(tmp_path, srv.base), "--db", db)
+    assert r.code == 0, r.err
+    r = cli(capsys, "export", "again", "--format", "jsonl", "--db", db)
+    rows = {row["username"]: row["story_ids"] for row in map(json.loads, r.out.splitlines())}
+    assert rows == {"two.a": ["two.a-0", "two.a-1"], "none.b": []}
+
+
+def test_a_cancelled_batch_shows_what_was_checked_not_100_percent(tmp_path, finished_run, capsys):
+    """Issue 14 item 5: progress counts checked profiles; cancelled ones are shown as such."""
+    db, bid = finished_run
+    assert cli(capsys, "retry-failed", bid, "--db", db).code == 0
+    assert cli(capsys, "cancel", bid, "--db", db).code == 0  # 3 checked, 1 cancelled
+    r = cli(capsys, "batches", "--db", db)
+    assert re.search(r"^\s*1\s+profiles\s+cancelled\s+3/4 75%\s+3\s+0\s+1\s", r.out, re.M), r.out
+    assert "100%" not in r.out
+    from storycheck_tui.cli.progress import Progress
+    from storycheck_tui.store.batches import BatchView
+
+    out = io.StringIO()
+    bar = Progress(out)
+    bar.update(BatchView(1, "b", "cancelled", 0, 0.0, None, None, 20_000, 3_404, 3_300, 104, 16_596, None), 0.0,
+               force=True)
+    assert out.getvalue().startswith("progress: 3404/20000 checked (17%)  ok 3300  failed 104  cancelled 16596  ")
+
+
+def test_proxies_remove_deletes_it_and_running_workers_drop_it(tmp_path, capsys):
+    """Issue 14 item 8: `proxies remove`. A worker that holds the proxy in its pool drops it at
+    its next proxy sync (no restart)."""
+    from storycheck_tui.config import ProxySettings
+    from storycheck_tui.engine.proxysync import ProxySync, build_pool
+
+    db = tmp_path / "sc.db"
+    f = write(tmp_path / "proxies.txt", "127.0.0.1:9001\n127.0.0.1:9002\n127.0.0.1:9003\n")
+    assert cli(capsys, "proxies", "add", f, "--db", db).code == 0
+    store = open_store(str(db))  # a worker's view of the pool, as a running worker holds it
+    try:
+        pool = build_pool(store, ProxySettings())
+        sync = ProxySync(store, pool)
+        assert {pool.route(k) is not None for k in ("1", "2", "3")} == {True}
+        env = {"STORYCHECK_LOG_DIR": str(tmp_path / "logs")}  # another process: one database per process
+        r = cli_subprocess("proxies", "remove", "2", "--db", db, env=env)
+        assert (r.code, r.out.strip()) == (0, "proxy 2 http://127.0.0.1:9002 removed (running workers drop it "
+                                               "within seconds)"), r.err
+        r = cli_subprocess("proxies", "remove", "http://127.0.0.1:9003", "--db", db, env=env)  # by label
+        assert r.code == 0, r.err
+        sync.sync()
+        assert pool.route("2") is None and pool.route("3") is None and pool.route("1") is not None
+    finally:
+        store.close()
+    listed = [json.loads(line)["id"] for line in cli(capsys, "proxies", "list", "--json", "--db", db).out.splitlines()]
+    assert listed == [1]
+    r = cli(capsys, "proxies", "remove", "2", "--db", db)
+    assert r.code == 2 and r.err_lines == ["storycheck: no proxy with id or label '2' (see: storycheck proxies list)"]
+    assert "PROXY_REMOVED" in (tmp_path / "logs" / "storycheck.log").read_text()
+
+
+def test_add_prints_the_new_batch_id_on_stdout_and_has_json(tmp_path, capsys):
+    db = tmp_path / "sc.db"
+    r = cli(capsys, "add", profiles(tmp_path, ["a.a", "b.b", "a.a"]), "--name", "dup", "--db", db)
+    assert (r.code, r.out) == (0, "1\n")
+    assert r.err_lines == ["batch 1 'dup': 2 profiles (1 duplicate dropped)"], r.err  # singular
+    r = cli(capsys, "add", profiles(tmp_path, ["c.c"]), "--name", "dup", "--json", "--db", db)
+    assert r.code == 0 and json.loads(r.out) == {"id": 2, "name": "dup", "profiles": 1, "duplicates": 0, "invalid": 0}
+    assert r.err_lines[-1] == "storycheck: note: 2 batches are named 'dup' (ids 1, 2): give the id"
+
+
+@pytest.mark.parametrize("command", ["pause", "resume", "cancel", "retry-failed", "export"])
+def test_an_ambiguous_batch_name_is_an_error_listing_the_ids(tmp_path, capsys, command):
+    """Issue 14 item 6: `pause dup` paused the newest of two batches named dup, silently."""
+    db = tmp_path / "sc.db"
+    for names in (["a.a"], ["b.b"]):
+        assert cli(capsys, "add", profiles(tmp_path, names), "--name", "dup", "--db", db).code == 0
+    r = cli(capsys, command, "dup", "--db", db)
+    assert r.code == 2 and r.err_lines == ["storycheck: 2 batches are named 'dup' (ids 1, 2): give the id"], r.err
+    batches, _, logs_ = db_rows(db)
+    assert [b.state for b in batches] == ["queued", "queued"]
+    assert [x.event for x in logs_] == ["BATCH_CREATED", "BATCH_CREATED"]
+    r = cli(capsys, command, "2", "--db", db)  # by id it is acted on (resume: a queued batch is refused)
+    assert r.code == (2 if command == "resume" else 0) and "named" not in r.err, r.err

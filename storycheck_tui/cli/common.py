@@ -11,7 +11,7 @@ from storycheck_tui import logs
 from storycheck_tui.config import Settings, load_settings
 from storycheck_tui.inputs.profiles import ProfileList, load_profiles
 from storycheck_tui.inputs.proxies import load_proxies
-from storycheck_tui.intake import import_batch
+from storycheck_tui.intake import Imported, import_batch
 from storycheck_tui.store import batches as ops
 from storycheck_tui.store.db import Store, open_store
 
@@ -55,7 +55,18 @@ def import_proxies(store: Store, path: str | None, *, skip_invalid: bool = False
     return ops.add_proxies(store, specs)
 
 
-def create_batch_from(store: Store, args: Namespace, plist: ProfileList) -> int:
+def import_from(store: Store, args: Namespace, plist: ProfileList) -> Imported:
+    """Create the batch; say what was imported (and whether its name is now shared) on stderr."""
     made = import_batch(store, args.profiles, name=args.name or "", priority=args.priority, profiles=plist)
     print(made.describe(), file=sys.stderr)
-    return made.batch_id
+    try:
+        ops.find_batch(store, made.name)
+    except ops.AmbiguousBatch as shared:  # commands that take the name will ask for the id
+        print(f"storycheck: note: {shared}", file=sys.stderr)
+    except ops.NoSuchBatch:  # an all-digit name is read as an id
+        pass
+    return made
+
+
+def create_batch_from(store: Store, args: Namespace, plist: ProfileList) -> int:
+    return import_from(store, args, plist).batch_id

@@ -8,10 +8,12 @@ import sys
 from argparse import Namespace
 from typing import Iterator
 
-from storycheck_tui.cli.common import create_batch_from, import_proxies, open_db, read_profiles, settings_from, start_logging
+from storycheck_tui.cli.common import import_from, import_proxies, open_db, read_profiles, settings_from, start_logging
+from storycheck_tui.cli.progress import checked_percent
 from storycheck_tui.cli.show import Column, json_line, print_table, safe
-from storycheck_tui.exports import export_to_file, iso as _iso, write_export
+from storycheck_tui.exports import ExportTally, export_to_file, iso as _iso, write_export
 from storycheck_tui.states import BatchState
+from storycheck_tui.words import plural
 from storycheck_tui.store import batches as ops
 from storycheck_tui.store.db import Store
 from storycheck_tui.store.models import BatchLog
@@ -29,10 +31,17 @@ def _opened(args: Namespace) -> Iterator[Store]:
 
 
 def add_command(args: Namespace) -> int:
+    """The new batch's id on stdout (``id=$(storycheck add leads.txt)``), or one JSON object
+    with ``--json``; what was imported on stderr."""
     start_logging(args)
     plist = read_profiles(args)  # input errors before the database is touched
     with _opened(args) as store:
-        create_batch_from(store, args, plist)
+        made = import_from(store, args, plist)
+    if getattr(args, "json", False):
+        print(json_line({"id": made.batch_id, "name": made.name, "profiles": made.profiles,
+                         "duplicates": made.duplicates, "invalid": made.invalid}))
+    else:
+        print(made.batch_id)
     return 0
 
 
@@ -50,14 +59,14 @@ def batches_command(args: Namespace) -> int:
         print("no batches yet (create one with: storycheck add PROFILES, or storycheck run PROFILES)")
         return 0
 
-    def progress(b) -> str:
-        done = b.completed + b.cancelled
-        return f"{done}/{b.total} {100.0 * done / b.total:.0f}%" if b.total else f"{done}/{b.total} -"
+    def progress(b) -> str:  # checked profiles: a cancelled batch is not 100 %
+        return f"{b.completed}/{b.total} {checked_percent(b)}"
 
     print_table([Column("ID", right=True), Column("NAME", max_width=24), Column("STATE"),
                  Column("PROGRESS", right=True), Column("OK", right=True), Column("FAILED", right=True),
-                 Column("CREATED")],
-                ((b.id, b.name, b.state, progress(b), b.succeeded, b.failed, _iso(b.created_at)) for b in views))
+                 Column("CANCELLED", right=True), Column("CREATED")],
+                ((b.id, b.name, b.state, progress(b), b.succeeded, b.failed, b.cancelled or "-", _iso(b.created_at))
+                 for b in views))
     return 0
 
 
@@ -172,6 +181,14 @@ def _proxy_toggle(args: Namespace, disabled: bool) -> int:
     return 0
 
 
+def proxies_remove_command(args: Namespace) -> int:
+    with _opened(args) as store:
+        p = ops.find_proxy(store, args.proxy)
+        ops.remove_proxy(store, p.id)
+    print(f"proxy {p.id} {safe(p.label)} removed (running workers drop it within seconds)")
+    return 0
+
+
 def proxies_disable_command(args: Namespace) -> int:
     return _proxy_toggle(args, True)
 
@@ -183,13 +200,18 @@ def proxies_enable_command(args: Namespace) -> int:
 # --- export and logs ----------------------------------------------------------------------------
 
 def export_command(args: Namespace) -> int:
+    tally = ExportTally()
+    stories = bool(getattr(args, "stories", False))
     with _opened(args) as store:
         b = ops.find_batch(store, args.batch)
         if args.output:
-            n = export_to_file(store, b.id, args.format, args.output)
-            print(f"{n} rows of batch {b.id} written to {args.output}", file=sys.stderr)
+            n = export_to_file(store, b.id, args.format, args.output, stories=stories, tally=tally)
+            where = f"written to {args.output}"
         else:
-            write_export(store, b.id, args.format, sys.stdout)
+            n = write_export(store, b.id, args.format, sys.stdout, stories=stories, tally=tally)
+            where = "exported"
+    what = plural(n, "story row", "story rows") if stories else plural(n, "row")
+    print(f"{what} of batch {b.id} {safe(where)}: {tally.describe()}", file=sys.stderr)
     return 0
 
 

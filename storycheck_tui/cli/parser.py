@@ -48,8 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--proxies", metavar="FILE", help="add the proxies in FILE (host:port, host:port:user:pass or URLs)")
     p.add_argument("--workers", type=int, metavar="N", help="check threads (default from config, 16)")
 
-    p = cmd("add", manage.add_command, "create a batch from PROFILES for workers to check")
+    p = cmd("add", manage.add_command, "create a batch from PROFILES for workers to check; prints its id")
     batch_input(p)
+    p.add_argument("--json", action="store_true", help="print the new batch as one JSON object")
 
     p = cmd("worker", run.worker_command, "check queued batches until stopped (several may share one database)")
     p.add_argument("--workers", type=int, metavar="N", help="check threads (default from config, 16)")
@@ -83,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--json", action="store_true")
     pcmd("check", manage.proxies_check_command, "validate every proxy against the source's health URL now")
     for name, handler, text in (("disable", manage.proxies_disable_command, "stop using a proxy"),
-                                ("enable", manage.proxies_enable_command, "use a disabled proxy again")):
+                                ("enable", manage.proxies_enable_command, "use a disabled proxy again"),
+                                ("remove", manage.proxies_remove_command, "delete a proxy from the pool")):
         pp = pcmd(name, handler, text)
         pp.add_argument("proxy", metavar="PROXY", help="proxy id or label (see: storycheck proxies list)")
 
@@ -91,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("batch", metavar="BATCH", help="batch id or name")
     p.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE (default: stdout)")
+    p.add_argument("--stories", action="store_true",
+                   help="one row per story found (username, story id, times) instead of one per profile")
 
     p = cmd("logs", manage.logs_command, "show the batch log")
     p.add_argument("--batch", metavar="B", help="only this batch (id or name)")

@@ -23,6 +23,12 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
+def checked_percent(b: BatchView) -> str:
+    """The share of a batch's profiles that were checked; cancelled ones were not, so a
+    cancelled batch is not 100 %."""
+    return f"{100.0 * b.completed / b.total:.0f}%" if b.total else "-"
+
+
 class Progress:
     """Call :meth:`update` as often as you like (it draws at most every ``every`` seconds, twice
     a second on a terminal), :meth:`close` once at the end."""
@@ -38,11 +44,10 @@ class Progress:
 
     @staticmethod
     def text(b: BatchView, rate: float) -> str:
-        done = b.completed + b.cancelled
-        pct = 100.0 * done / b.total if b.total else 100.0
         eta = b.remaining / rate if rate > 0 else None
-        return (f"{done}/{b.total} ({pct:.0f}%)  ok {b.succeeded}  failed {b.failed}  "
-                f"{rate:.1f} checks/s  ETA {fmt_duration(eta)}  [{safe(b.state)}]")
+        cancelled = f"  cancelled {b.cancelled}" if b.cancelled else ""
+        return (f"{b.completed}/{b.total} checked ({checked_percent(b)})  ok {b.succeeded}  failed {b.failed}"
+                f"{cancelled}  {rate:.1f} checks/s  ETA {fmt_duration(eta)}  [{safe(b.state)}]")
 
     def update(self, b: BatchView, rate: float, *, force: bool = False) -> None:
         now = time.monotonic()
@@ -62,7 +67,7 @@ class Progress:
                             redirect_stdout=False, redirect_stderr=False)
             self._task = self._bar.add_task(text, total=max(b.total, 1))
             self._bar.start()
-        self._bar.update(self._task, completed=b.completed + b.cancelled, total=max(b.total, 1), description=text)
+        self._bar.update(self._task, completed=b.completed, total=max(b.total, 1), description=text)
         self._bar.refresh()
 
     def close(self) -> None:

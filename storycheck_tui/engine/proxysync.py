@@ -115,6 +115,9 @@ class ProxySync:
         known = set(views)
         totals = {}
         rows = proxyhealth.proxy_rows(self.store)
+        for key in known - {str(row.id) for row in rows}:  # removed by an operator (proxies remove)
+            if key.isdigit():
+                self.pool.remove(key)
         fresh = [row for row in rows if str(row.id) not in known]  # added since the last sync
         for row in fresh:
             add_url_credentials(row.url)

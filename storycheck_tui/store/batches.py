@@ -26,6 +26,10 @@ class NoSuchBatch(StorycheckError):
     pass
 
 
+class AmbiguousBatch(StorycheckError):
+    """A name given for a batch that several batches have."""
+
+
 @dataclass(frozen=True)
 class BatchView:
     """A batch row as the CLI and console show it."""
@@ -86,13 +90,18 @@ def get_batch(store: Store, batch_id: int) -> BatchView:
 
 
 def find_batch(store: Store, ref: str) -> BatchView:
-    """A batch by id or by exact name (the newest of that name)."""
+    """A batch by id or by exact name; a name that several batches share is an error listing
+    their ids (a command must not act on one of them by guess)."""
     if ref.isdigit():
         return get_batch(store, int(ref))
-    b = Batch.select().where(Batch.name == ref).order_by(Batch.id.desc()).first()
-    if b is None:
+    found = list(Batch.select().where(Batch.name == ref).order_by(Batch.id).limit(11))
+    if not found:
         raise NoSuchBatch(f"no batch with id or name {ref!r}")
-    return _view(b)
+    if len(found) > 1:
+        ids = ", ".join(str(b.id) for b in found[:10]) + (", …" if len(found) > 10 else "")
+        raise AmbiguousBatch(f"{len(found) if len(found) <= 10 else 'more than 10'} batches are named {ref!r} "
+                             f"(ids {ids}): give the id")
+    return _view(found[0])
 
 
 def list_batches(store: Store, states: tuple[str, ...] | None = None) -> list[BatchView]:
@@ -244,6 +253,18 @@ def set_proxy_disabled(store: Store, proxy_id: int, disabled: bool) -> bool:
     return changed
 
 
+def remove_proxy(store: Store, proxy_id: int) -> bool:
+    """Delete a proxy from the pool (workers drop it at their next proxy sync); False if it was
+    already gone."""
+    p = store.dialect.param
+    row = Proxy.get_or_none(Proxy.id == proxy_id)
+    with store.db.atomic():
+        gone = store.db.execute_sql(f"DELETE FROM proxy WHERE id = {p}", (proxy_id,)).rowcount == 1
+    if gone and row is not None:
+        logs.event(logging.WARNING, logs.PROXY_REMOVED, f"proxy {row.label} removed by operator", proxy=row.label)
+    return gone
+
+
 def request_validation(store: Store, proxy_id: int) -> float | None:
     """Ask every worker to validate the proxy now; the request's stamp, None if no such proxy."""
     p = store.dialect.param
@@ -264,6 +285,6 @@ def flush_logs(store: Store) -> None:
     store_logs(store, store.log_sink.drain())
 
 
-__all__ = ["BatchView", "NoSuchBatch", "create_batch", "get_batch", "find_batch", "list_batches", "pause", "resume",
+__all__ = ["BatchView", "NoSuchBatch", "AmbiguousBatch", "create_batch", "get_batch", "find_batch", "list_batches", "pause", "resume",
            "cancel", "retry_failed", "iter_jobs", "summary", "add_proxies", "list_proxies", "find_proxy",
-           "set_proxy_disabled", "flush_logs", "RUNNING", "PAUSED", "CANCELLED", "FINISHED", "QUEUED"]
+           "set_proxy_disabled", "remove_proxy", "flush_logs", "RUNNING", "PAUSED", "CANCELLED", "FINISHED", "QUEUED"]

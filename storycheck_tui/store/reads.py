@@ -16,7 +16,7 @@ from peewee import SQL, NodeList, fn
 
 from storycheck_tui.states import DONE, JobState, OutcomeKind, WorkerState
 from storycheck_tui.store.db import Store
-from storycheck_tui.store.models import BatchLog, Job, Proxy, Worker
+from storycheck_tui.store.models import BatchLog, Job, Proxy, Story, Worker
 
 #: result filters the console offers (``is:NAME`` in its filter box)
 STATE_FILTERS: dict[str, Any] = {
@@ -277,6 +277,32 @@ def workers(store: Store, *, stopped_within: float = 60.0, now: float | None = N
                       float(t[8] or 0.0)) for t in q]
 
 
+@dataclass(frozen=True)
+class StoryRow:
+    """A stored story (one per username and story id, whichever batch saw it first)."""
+
+    username: str
+    story_id: str
+    taken_at: float | None
+    expires_at: float | None
+    media_type: str | None
+    first_seen_at: float
+
+
+def stories_of(store: Store, usernames: list[str]) -> dict[str, list[StoryRow]]:
+    """The stored stories of ``usernames`` by username, newest first (one statement per 500 names)."""
+    out: dict[str, list[StoryRow]] = {}
+    for i in range(0, len(usernames), 500):
+        q = (Story.select(Story.username, Story.story_id, Story.taken_at, Story.expires_at, Story.media_type,
+                          Story.first_seen_at)
+             .where(Story.username.in_(usernames[i:i + 500])).tuples())
+        for t in q:
+            out.setdefault(t[0], []).append(StoryRow(*t))
+    for rows in out.values():
+        rows.sort(key=lambda r: (r.taken_at or r.first_seen_at, r.story_id), reverse=True)
+    return out
+
+
 def database_now(store: Store) -> float:
     """The database clock (worker heartbeats and leases are stamped with it)."""
     from storycheck_tui.store.queue import now as db_now
@@ -285,4 +311,5 @@ def database_now(store: Store) -> float:
 
 
 __all__ = ["STATE_FILTERS", "JobRow", "JobWindow", "LogLine", "JobDetail", "ProxyRow", "WorkerRow", "job_window",
-           "get_job", "job_log", "log_tail", "job_detail", "proxies", "workers", "database_now"]
+           "get_job", "job_log", "log_tail", "job_detail", "proxies", "workers", "database_now",
+           "StoryRow", "stories_of"]

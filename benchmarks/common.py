@@ -56,8 +56,11 @@ def run_child(func: str, params: dict, timeout: float = 300.0, cpu: int | None =
 
 
 def sim_call(api_url: str, path: str, body: dict | None = None) -> dict:
+    """GET a simulator control path, or POST ``body`` to it (as JSON: the simulator takes
+    control calls in no other content type)."""
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(api_url + path, data=data, method="GET" if body is None else "POST")
+    req = urllib.request.Request(api_url + path, data=data, method="GET" if body is None else "POST",
+                                 headers={} if body is None else {"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read())
 

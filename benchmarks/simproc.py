@@ -13,11 +13,9 @@ import os
 import subprocess
 import sys
 import threading
-import urllib.request
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks.common import ROOT, child_env, sim_call
 
 
 class SimProcess:
@@ -34,9 +32,9 @@ class SimProcess:
         self.health_url = ""
 
     def start(self) -> "SimProcess":
-        env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.simproc", json.dumps(self.config)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT, env=env, text=True)
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT, env=child_env(),
+                                     text=True)
         line = self.proc.stdout.readline()  # type: ignore[union-attr]
         if not line:
             raise RuntimeError("the simulator process did not start")
@@ -54,21 +52,15 @@ class SimProcess:
         assert self.proc is not None
         return self.proc.pid
 
-    def _call(self, path: str, body: dict | None = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.api_url + path, data=data, method="GET" if body is None else "POST")
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return json.loads(resp.read())
-
     def stats(self) -> dict:
         """``{"total": {...}, "identities": {name: {requests, ok, rate_limited, errors, ...}}}``"""
-        return self._call("/_sim/stats")
+        return sim_call(self.api_url, "/_sim/stats")
 
     def reset(self) -> None:
-        self._call("/_sim/reset", {})
+        sim_call(self.api_url, "/_sim/reset", {})
 
     def update(self, **fields: Any) -> None:
-        self._call("/_sim/config", fields)
+        sim_call(self.api_url, "/_sim/config", fields)
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
@@ -86,15 +78,6 @@ class SimProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def cpu_seconds(pid: int | None = None) -> float:
-    """User + system CPU seconds of a process (this one by default), from /proc."""
-    path = f"/proc/{pid or 'self'}/stat"
-    with open(path) as fh:
-        fields = fh.read().rpartition(")")[2].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
 
 
 def _child(config_json: str) -> None:

@@ -1,4 +1,18 @@
-"""The simulator: the story API and the proxy ports, their faults and statistics."""
+"""The simulator: the story API and the proxy ports, their faults and statistics.
+
+Control calls, on the API port (JSON in and out):
+
+* ``GET /_sim/stats``: counters per identity, ``internal_errors``, and ``connections`` (open
+  connections, bytes of answers held unsent).
+* ``POST /_sim/reset``, ``POST /_sim/config`` (SimConfig fields, as ``Simulator.update``),
+  ``POST /_sim/fault`` (``{"index": i, "kind": ...}``, as ``Simulator.set_fault``).
+
+A POST is taken only with ``Content-Type: application/json`` and without an ``Origin`` header:
+a web page can make a browser POST ``text/plain`` to loopback, not JSON (CSRF).
+
+State: owned by the event loop's thread; the public methods of :class:`Simulator` hand their
+work to it (``_on_loop``), so any thread may call them.
+"""
 
 from __future__ import annotations
 
@@ -82,6 +96,18 @@ def _as_fault(fault: ProxyFault | str) -> ProxyFault:
 
 def _json(status: int, obj: Any, **kw: Any) -> Response:
     return Response(status, json.dumps(obj).encode(), **kw)
+
+
+def _control_refusal(request: Request) -> Response | None:
+    """A control call (POST ``/_sim/...``) changes the simulator: accept it only from a client
+    that means it. A web page can POST ``text/plain`` to loopback without asking (CSRF), but
+    not ``application/json``; and a browser names the page's origin in ``Origin``."""
+    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media != "application/json":
+        return _json(415, {"error": "control calls need Content-Type: application/json"})
+    if "origin" in request.headers:
+        return _json(403, {"error": "control calls are not taken from web pages"})
+    return None
 
 
 class _Stats:
@@ -267,6 +293,8 @@ class Simulator:
     def _stats_snapshot(self) -> dict:
         snap = self._stats.snapshot()
         snap["internal_errors"] = len(self._loop.errors) if self._loop else 0
+        figures = [listener.connection_figures() for listener in (self._api, *self._proxies)]
+        snap["connections"] = {"open": sum(n for n, _ in figures), "unsent_bytes": sum(b for _, b in figures)}
         return snap
 
     def _set_fault_now(self, index: int, fault: ProxyFault) -> None:
@@ -422,6 +450,9 @@ class Simulator:
         if request.method != "POST":
             return _json(405 if path in ("/_sim/reset", "/_sim/fault", "/_sim/config") else 404,
                          {"error": "unknown control request"})
+        refused = _control_refusal(request)
+        if refused is not None:
+            return refused
         if path == "/_sim/reset":
             self._stats.reset()
             return _json(200, {"ok": True})

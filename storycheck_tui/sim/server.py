@@ -1,24 +1,49 @@
-"""A small asyncio HTTP/1.1 server: just enough for the simulator, and fast.
+"""The simulator's HTTP/1.1 server: llhttp (``httptools``) parses, an ``asyncio.Protocol`` drives it.
 
-Requests are parsed by hand in an ``asyncio.Protocol`` (no streams, no per-request task) and
-answered by a plain synchronous handler. A handler asks for latency by setting
-``Response.delay``: the answer is then written by a ``call_later`` timer, so a slow or hanging
-answer never blocks other connections and is cancelled, not awaited, when the server stops.
+Each connection feeds its bytes to an ``httptools.HttpRequestParser`` (llhttp, the parser of
+Node.js and uvicorn), which does the protocol's hard part: request lines and headers, a
+``Content-Length`` that is not plain digits, two ``Content-Length`` headers, or one next to
+``Transfer-Encoding`` are refused with 400 and the connection closed, never read as a second
+request; chunked request bodies; keep-alive. Pipelined requests are answered in order, one at a
+time. A plain synchronous handler answers; it asks for latency with ``Response.delay``: the
+answer is then written by a ``call_later`` timer, so a slow or hanging answer never blocks
+other connections and is cancelled, not awaited, when the server stops. Answers are framed
+here (status line, ``Content-Type``, ``Content-Length``, the handler's headers).
 
-Supported: keep-alive, ``Content-Length`` request bodies, sequential requests per connection
-(pipelined requests wait their turn). Not supported: chunked request bodies, TLS, upgrades.
+Why llhttp and not h11: the simulator is the CPU-bound server of benchmark 1. Answering
+``/v1/stories`` costs its core about 20 us a request with llhttp (as with the former
+hand-written parser) and 65-70 us with h11, pure Python (figures with ``wrk``, 16 connections).
+
+Bounds, so a client cannot hold or grow the server: a request head of at most
+``MAX_HEADER_BYTES`` and a body of at most ``MAX_BODY_BYTES`` (431/413, then closed); a request
+must arrive whole within ``REQUEST_TIMEOUT`` seconds of its first byte, and a connection that
+waits for its next request, or does not read its answers, is dropped after ``IDLE_TIMEOUT``
+seconds (one sweep a second per port checks both); a client that does not read its answers is
+not read either (asyncio's write flow control), and at most ``MAX_PIPELINED`` parsed requests
+wait for their answers, so pipelined answers never pile up in memory. No TLS, no upgrades
+(``CONNECT`` is answered by the handler, then the connection closed).
+
+State: everything here is owned by the event loop's thread (``LoopThread``); other threads
+reach it only through ``LoopThread.run``/``call``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Callable, Coroutine
 
+import httptools
+
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 1024 * 1024
+REQUEST_TIMEOUT = 5.0  # seconds from a request's first byte to its last
+IDLE_TIMEOUT = 60.0  # seconds a keep-alive connection may wait for its next request
+SWEEP_EVERY = 1.0
+MAX_PIPELINED = 64  # parsed requests waiting for their answer before reading pauses
 
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 
@@ -46,6 +71,228 @@ class Response:
 Handler = Callable[[Request], "Response | Coroutine[Any, Any, Response]"]
 
 
+def _error(status: int, message: str) -> Response:
+    return Response(status, b'{"error": "%s"}' % message.encode(), close=True)
+
+
+class HttpProtocol(asyncio.Protocol):
+    """One client connection: parse with llhttp, call the handler, write (now or after ``delay``)."""
+
+    def __init__(self, handler: Handler, connections: set["HttpProtocol"]):
+        self._handler = handler
+        self._connections = connections
+        self._transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpRequestParser(self)
+        # the request being read: target, headers, body, head bytes so far, loop.time() of its start
+        self._target = b""
+        self._headers: dict[str, str] = {}
+        self._body = bytearray()
+        self._head_bytes = 0
+        self._started: float | None = None
+        # Parsed, not yet answered (pipelined), with keep-alive; a Response is a refusal to send
+        # before closing.
+        self._queue: deque[tuple[Request | Response, bool]] = deque()
+        # A delayed answer (timer) or an awaited one (task) is pending: later requests wait.
+        self._pending: asyncio.TimerHandle | asyncio.Task | None = None
+        self._reading = True
+        self._can_write = True  # False while the client does not read what we wrote
+        self._closing = False  # answer what is queued, then close
+        # loop.time() by which the client must have sent something (None: we owe an answer)
+        self.deadline: float | None = None
+
+    # asyncio callbacks -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        self._connections.add(self)
+        self.deadline = asyncio.get_running_loop().time() + IDLE_TIMEOUT
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._closing = True  # CONNECT or an upgrade: answered (the handler refuses), then closed
+        except _Refused as err:
+            self._queue_refusal(err.status, err.message)
+        except httptools.HttpParserError as err:
+            self._queue_refusal(400, f"bad request: {err}")
+        if len(self._queue) > MAX_PIPELINED:
+            self._pause_reading()
+        if self._pending is None and self._can_write:
+            self._process()
+
+    def eof_received(self) -> bool:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+        self._connections.discard(self)
+
+    def pause_writing(self) -> None:
+        self._can_write = False
+        self._pause_reading()
+        # a client that reads none of its answers is dropped like an idle one
+        self.deadline = asyncio.get_running_loop().time() + IDLE_TIMEOUT
+
+    def resume_writing(self) -> None:
+        self._can_write = True
+        if self._pending is None:
+            self._process()
+
+    # llhttp callbacks ----------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._target = b""
+        self._headers = {}
+        self._body.clear()
+        self._head_bytes = 0
+        self._started = asyncio.get_running_loop().time()
+
+    def on_url(self, url: bytes) -> None:
+        self._target += url
+        self._count_head(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        self._count_head(len(name) + len(value))
+
+    def on_body(self, body: bytes) -> None:
+        self._body += body
+        if len(self._body) > MAX_BODY_BYTES:
+            raise _Refused(413, "request body too large")
+
+    def on_message_complete(self) -> None:
+        parser = self._parser
+        request = Request(parser.get_method().decode("ascii"), self._target.decode("latin-1"),
+                          "HTTP/" + parser.get_http_version(), self._headers, bytes(self._body))
+        self._queue.append((request, parser.should_keep_alive()))
+        self._started = None
+
+    def _count_head(self, n: int) -> None:
+        self._head_bytes += n
+        if self._head_bytes > MAX_HEADER_BYTES:
+            raise _Refused(431, "request header too large")
+
+    # ------------------------------------------------------------------------------------
+
+    @property
+    def unsent_bytes(self) -> int:
+        """Answers written but not yet taken by the kernel (the client is not reading)."""
+        transport = self._transport
+        return transport.get_write_buffer_size() if transport is not None else 0
+
+    def abort(self) -> None:
+        """Drop the connection now (server stop, proxy port going dead, timeout)."""
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _pause_reading(self) -> None:
+        if self._reading and self._transport is not None:
+            self._reading = False
+            self._transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if not self._reading and self._transport is not None:
+            self._reading = True
+            self._transport.resume_reading()
+
+    def _queue_refusal(self, status: int, message: str) -> None:
+        """Answer what came before, then this error, then close: the stream cannot be trusted."""
+        self._closing = True
+        self._queue.append((_error(status, message), False))
+
+    def _process(self) -> None:
+        while self._transport is not None and self._pending is None and self._can_write:
+            if not self._queue:
+                if self._closing:
+                    self._close()
+                    return
+                self._waiting_for_client()
+                return
+            request, keep_alive = self._queue.popleft()
+            if isinstance(request, Response):
+                self._write(request, False)
+                return
+            self.deadline = None  # we owe the answer now
+            try:
+                response = self._handler(request)
+            except Exception as err:  # a bug in a handler must not kill the connection loop
+                response = self._internal_error(err)
+            if not isinstance(response, Response):
+                self._pending = asyncio.get_running_loop().create_task(
+                    self._await_response(response, keep_alive))
+                return
+            self._answer(response, keep_alive)
+
+    def _waiting_for_client(self) -> None:
+        """Nothing left to answer: arm the timeout that fits and read again."""
+        now = asyncio.get_running_loop().time()
+        if self._started is None:
+            self.deadline = now + IDLE_TIMEOUT
+        else:  # a request is on its way: it has REQUEST_TIMEOUT from its first byte
+            self.deadline = self._started + REQUEST_TIMEOUT
+        self._resume_reading()
+
+    def _answer(self, response: Response, keep_alive: bool) -> None:
+        keep_alive = keep_alive and not response.close and not (self._closing and not self._queue)
+        if response.delay > 0:
+            self._pending = asyncio.get_running_loop().call_later(
+                response.delay, self._write_delayed, response, keep_alive)
+            return
+        self._write(response, keep_alive)
+
+    async def _await_response(self, coro: Coroutine[Any, Any, Response], keep_alive: bool) -> None:
+        try:
+            response = await coro
+        except Exception as err:
+            response = self._internal_error(err)
+        self._pending = None
+        self._answer(response, keep_alive)
+        if self._pending is None:
+            self._process()
+
+    @staticmethod
+    def _internal_error(err: Exception) -> Response:
+        asyncio.get_running_loop().call_exception_handler(
+            {"message": "simulator handler failed", "exception": err})
+        return Response(500, b'{"error": "internal: %s"}' % type(err).__name__.encode())
+
+    def _write_delayed(self, response: Response, keep_alive: bool) -> None:
+        self._pending = None
+        self._write(response, keep_alive)
+        self._process()
+
+    def _write(self, response: Response, keep_alive: bool) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(encode_response(response, keep_alive))
+        if not keep_alive:
+            self._close()
+
+    def _close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+
+class _Refused(Exception):
+    """Raised from a parser callback: the request breaks one of our limits."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
 def encode_response(resp: Response, keep_alive: bool) -> bytes:
     reason = _REASONS.get(resp.status, b"Unknown")
     head = [b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
@@ -59,168 +306,6 @@ def encode_response(resp: Response, keep_alive: bool) -> bytes:
     return b"".join(head)
 
 
-class BadRequest(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-
-
-def parse_head(block: bytes) -> tuple[str, str, str, dict[str, str]]:
-    """Parse a request line and headers (``block`` excludes the final blank line)."""
-    try:
-        text = block.decode("latin-1")
-        request_line, _, rest = text.partition("\r\n")
-        method, target, version = request_line.split(" ")
-    except ValueError:
-        raise BadRequest(400, "malformed request line") from None
-    if not version.startswith("HTTP/1."):
-        raise BadRequest(505, "only HTTP/1.x is supported")
-    headers: dict[str, str] = {}
-    if rest:
-        for line in rest.split("\r\n"):
-            name, sep, value = line.partition(":")
-            if not sep or not name or name != name.strip():
-                raise BadRequest(400, "malformed header line")
-            headers[name.lower()] = value.strip()
-    return method, target, version, headers
-
-
-class HttpProtocol(asyncio.Protocol):
-    """One client connection: parse, call the handler, write (now or after ``delay``)."""
-
-    def __init__(self, handler: Handler, connections: set["HttpProtocol"]):
-        self._handler = handler
-        self._connections = connections
-        self._transport: asyncio.Transport | None = None
-        self._buf = bytearray()
-        # A delayed answer (timer) or an awaited one (task) is pending: later requests wait.
-        self._pending: asyncio.TimerHandle | asyncio.Task | None = None
-        self._paused = False
-
-    # asyncio callbacks -------------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
-        self._connections.add(self)
-
-    def data_received(self, data: bytes) -> None:
-        self._buf += data
-        if self._pending is None:
-            self._process()
-        elif len(self._buf) > MAX_HEADER_BYTES + MAX_BODY_BYTES and not self._paused:
-            self._paused = True
-            self._transport.pause_reading()  # type: ignore[union-attr]
-
-    def eof_received(self) -> bool:
-        return False  # close our side too
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None
-        if self._pending is not None:
-            self._pending.cancel()
-            self._pending = None
-        self._connections.discard(self)
-
-    # ------------------------------------------------------------------------------------
-
-    def abort(self) -> None:
-        """Drop the connection now (server stop, proxy port going dead)."""
-        if self._pending is not None:
-            self._pending.cancel()
-            self._pending = None
-        if self._transport is not None:
-            self._transport.abort()
-
-    def _process(self) -> None:
-        while self._transport is not None and self._pending is None:
-            try:
-                request = self._next_request()
-            except BadRequest as err:
-                body = b'{"error": "%s"}' % str(err).encode()
-                self._write(Response(err.status, body, close=True), keep_alive=False)
-                return
-            if request is None:
-                if self._paused and self._transport is not None:
-                    self._paused = False
-                    self._transport.resume_reading()
-                return
-            keep_alive = _wants_keep_alive(request)
-            try:
-                response = self._handler(request)
-            except Exception as err:  # a bug in a handler must not kill the connection loop
-                response = Response(500, b'{"error": "internal: %s"}' % type(err).__name__.encode())
-                asyncio.get_running_loop().call_exception_handler(
-                    {"message": "simulator handler failed", "exception": err})
-            if not isinstance(response, Response):
-                self._pending = asyncio.get_running_loop().create_task(
-                    self._await_response(response, keep_alive))
-                return
-            keep_alive = keep_alive and not response.close
-            if response.delay > 0:
-                self._pending = asyncio.get_running_loop().call_later(
-                    response.delay, self._write_delayed, response, keep_alive)
-                return
-            self._write(response, keep_alive)
-
-    def _next_request(self) -> Request | None:
-        end = self._buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(self._buf) > MAX_HEADER_BYTES:
-                raise BadRequest(431, "request header too large")
-            return None
-        method, target, version, headers = parse_head(bytes(self._buf[:end]))
-        if "transfer-encoding" in headers:
-            raise BadRequest(501, "chunked request bodies are not supported")
-        try:
-            length = int(headers.get("content-length", "0"))
-        except ValueError:
-            raise BadRequest(400, "bad content-length") from None
-        if length < 0 or length > MAX_BODY_BYTES:
-            raise BadRequest(413, "request body too large")
-        start = end + 4
-        if len(self._buf) < start + length:
-            return None
-        body = bytes(self._buf[start:start + length])
-        del self._buf[:start + length]
-        return Request(method, target, version, headers, body)
-
-    async def _await_response(self, coro: Coroutine[Any, Any, Response], keep_alive: bool) -> None:
-        try:
-            response = await coro
-        except Exception as err:
-            response = Response(500, b'{"error": "internal: %s"}' % type(err).__name__.encode())
-            asyncio.get_running_loop().call_exception_handler(
-                {"message": "simulator handler failed", "exception": err})
-        self._pending = None
-        if response.delay > 0:
-            self._pending = asyncio.get_running_loop().call_later(
-                response.delay, self._write_delayed, response, keep_alive and not response.close)
-            return
-        self._write(response, keep_alive and not response.close)
-        self._process()
-
-    def _write_delayed(self, response: Response, keep_alive: bool) -> None:
-        self._pending = None
-        self._write(response, keep_alive)
-        self._process()
-
-    def _write(self, response: Response, keep_alive: bool) -> None:
-        transport = self._transport
-        if transport is None or transport.is_closing():
-            return
-        transport.write(encode_response(response, keep_alive))
-        if not keep_alive:
-            transport.close()
-            self._transport = None
-
-
-def _wants_keep_alive(request: Request) -> bool:
-    connection = request.headers.get("connection", "").lower()
-    if request.version == "HTTP/1.0":
-        return "keep-alive" in connection
-    return "close" not in connection
-
-
 class Listener:
     """One listening port that can be closed (refusing connections) and re-opened on the
     same port number. Closing also drops its open connections: a dead port serves nothing."""
@@ -231,6 +316,7 @@ class Listener:
         self._handler = handler
         self._backlog = backlog
         self._server: asyncio.base_events.Server | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
         self._connections: set[HttpProtocol] = set()
 
     @property
@@ -245,17 +331,33 @@ class Listener:
             lambda: HttpProtocol(self._handler, self._connections),
             self.host, self.port, backlog=self._backlog, reuse_address=True)
         self.port = self._server.sockets[0].getsockname()[1]
+        self._sweeper = loop.call_later(SWEEP_EVERY, self._sweep)
 
     def close(self) -> None:
         if self._server is not None:
             self._server.close()
             self._server = None
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         self.drop_connections()
+
+    def connection_figures(self) -> tuple[int, int]:
+        """Open connections and the bytes of answers they hold unsent."""
+        return len(self._connections), sum(c.unsent_bytes for c in self._connections)
 
     def drop_connections(self) -> None:
         for conn in list(self._connections):
             conn.abort()
         self._connections.clear()
+
+    def _sweep(self) -> None:
+        """Drop the connections whose client let its deadline pass (see the module docstring)."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for conn in [c for c in self._connections if c.deadline is not None and c.deadline <= now]:
+            conn.abort()
+        self._sweeper = loop.call_later(SWEEP_EVERY, self._sweep)
 
 
 class LoopThread:

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -25,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -34,6 +35,7 @@ from storycheck_tui import logs
 from storycheck_tui.config import EngineSettings, ProxySettings, RetrySettings, Settings, SourceSettings
 from storycheck_tui.engine.wiring import build_runner
 from storycheck_tui.inputs.proxies import parse_proxy_line
+from storycheck_tui.states import BatchState, JobState
 from storycheck_tui.store import batches as ops
 from storycheck_tui.store.db import Store, open_store
 from storycheck_tui.store.models import Batch, BatchLog, Job, Proxy
@@ -69,13 +71,21 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str | Ca
 # ------------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def fresh_logging(log_dir: Path) -> Iterator[logs.Logging]:
+    """The ONE logging setup, fresh, writing its file into ``log_dir``; removed afterwards."""
+    logs.reset_logging()
+    try:
+        yield logs.setup_logging(log_dir)
+    finally:
+        logs.reset_logging()
+
+
 @pytest.fixture
 def logsetup(tmp_path):
-    """The ONE logging setup, fresh for this test, its file under ``tmp_path/logs``."""
-    logs.reset_logging()
-    setup = logs.setup_logging(tmp_path / "logs")
-    yield setup
-    logs.reset_logging()
+    """:func:`fresh_logging` for one test, its file under ``tmp_path/logs``."""
+    with fresh_logging(tmp_path / "logs") as setup:
+        yield setup
 
 
 def log_text(setup: logs.Logging) -> str:
@@ -218,14 +228,32 @@ def story_server():
 # settings
 # ------------------------------------------------------------------------------------------
 
-FAST_RETRY = RetrySettings(max_attempts=3, base_wait=0.01, max_wait=0.05, deadline=20.0, max_claims=3)
-FAST_PROXIES = ProxySettings(rate=200.0, burst=20.0, cooldown=0.2, max_cooldown=1.0, dead_after=3, validate_every=0.2)
-FAST_ENGINE = EngineSettings(workers=4, lease_seconds=30.0, claim_size=16, commit_every=0.05, heartbeat_every=0.5,
-                             grace_seconds=2.0)
+# The ONE set of engine settings for tests. What it changes from the shipped defaults, and why;
+# every field not named here keeps its default (max_claims among them: a test that needs more
+# claims says so on that test, with the reason).
+FAST_RETRY = RetrySettings(
+    max_attempts=3,  # default 4: a test of "gives up" needs one bad answer fewer
+    base_wait=0.01, max_wait=0.05,  # default 0.5-30 s of backoff: retries within a test's seconds
+    deadline=20.0,  # default 120 s: a check that hangs fails its test in 20 s, not two minutes
+)
+FAST_PROXIES = ProxySettings(
+    rate=200.0, burst=20.0,  # default 1/s, burst 2: batches of tens of profiles in well under a second
+    cooldown=0.2, max_cooldown=1.0,  # default 5-300 s: a proxy that failed is back within the test
+    dead_after=3,  # default 5: a test of a dead proxy needs fewer failures
+    validate_every=0.2,  # default 10 s: a revived proxy is seen within the test
+)
+FAST_ENGINE = EngineSettings(
+    workers=4,  # default 16: the test machine has 2 cores shared by parallel runs
+    lease_seconds=30.0,  # default 60 s: a lost lease comes back within a test's timeout
+    claim_size=16,  # default 32: small batches still spread over several claims
+    commit_every=0.05, heartbeat_every=0.5,  # default 0.25 s and 2 s: results visible sooner
+    grace_seconds=2.0,  # default 10 s: a stop with checks in flight ends within the test
+)
 
 
 def fast_settings(source: SourceSettings, *, retry: dict | None = None, proxies: dict | None = None,
                   engine: dict | None = None) -> Settings:
+    """The tests' engine settings (see FAST_*), with per-test changes by field name."""
     return Settings(
         source=source,
         retry=dataclasses.replace(FAST_RETRY, **(retry or {})),
@@ -257,13 +285,15 @@ class Engine:
 
     def __init__(self, tmp_path: Path, settings: Settings, usernames: Iterable[str] = (), *,
                  proxies: Iterable[str] = (), start: bool = True, store: Store | None = None,
-                 batch_ids: list[int] | None = None, name: str = "t"):
+                 batch_ids: list[int] | None = None, name: str = "t", only_this_batch: bool = False):
         self.store = store or sqlite_store(tmp_path)
         self.settings = settings
         if proxies:
             ops.add_proxies(self.store, [parse_proxy_line(u) for u in proxies])
         usernames = list(usernames)
         self.batch_id = ops.create_batch(self.store, name, usernames) if usernames else None
+        if only_this_batch:  # the runner works on this batch only (as `storycheck run FILE`)
+            batch_ids = [self.batch_id] if self.batch_id is not None else []
         self.runner = build_runner(self.store, settings, batch_ids=batch_ids)
         if start:
             self.runner.start()
@@ -301,7 +331,7 @@ class Engine:
     def done(self, batch_id: int | None = None, timeout: float = 20.0) -> Batch:
         """Wait until the batch is finished (every job succeeded or failed) and written."""
         bid = batch_id or self.batch_id
-        wait_for(lambda: self.batch(bid).state == "finished", timeout, f"batch {bid} to finish")
+        wait_for(lambda: self.batch(bid).state == BatchState.FINISHED, timeout, f"batch {bid} to finish")
         return self.batch(bid)
 
     def proxy_row(self, label: str) -> Proxy:
@@ -318,7 +348,7 @@ def assert_counters_match_rows(store: Store, batch_id: int) -> dict[str, int]:
     """Batch counters == counts of job rows (the invariant of seed defect 3)."""
     b = Batch.get_by_id(batch_id)
     c = counts_by_state(store, batch_id)
-    ok, failed, cancelled = c.get("succeeded", 0), c.get("failed", 0), c.get("cancelled", 0)
+    ok, failed, cancelled = c.get(JobState.SUCCEEDED, 0), c.get(JobState.FAILED, 0), c.get(JobState.CANCELLED, 0)
     assert (b.successful_checks, b.failed_checks, b.completed_profiles, b.cancelled_profiles) == \
         (ok, failed, ok + failed, cancelled), f"counters {b.__data__} vs rows {c}"
     assert b.total_profiles == sum(c.values())

@@ -54,8 +54,8 @@ GOOD = [f"good{i}" for i in range(6)]
 BAD = ["bad1", "bad2", "err1", "err2", "shape1", "html1"]
 
 
-def test_defect1_success_logged_only_for_verified_success(tmp_path, logsetup, story_server):
-    """Seed item 1: STORY_CHECK_SUCCESS was logged right after calling check_story, without
+def test_success_is_logged_only_for_a_verified_success(tmp_path, logsetup, story_server):
+    """Seed defect 1: STORY_CHECK_SUCCESS was logged right after calling check_story, without
     verifying that the check succeeded. Now: exactly one success record per succeeded job,
     none for a job whose answer was malformed JSON, a 5xx, a wrong shape or HTML."""
     srv = story_server(_mixed)
@@ -75,8 +75,8 @@ def test_defect1_success_logged_only_for_verified_success(tmp_path, logsetup, st
     assert {e.username for e in ring_events(logsetup, logs.STORY_CHECK_SUCCESS)} == set(GOOD)
 
 
-def test_defect2_failures_are_logged_and_reported(tmp_path, logsetup, story_server, capsys):
-    """Seed item 2: failures inside check_story were not logged nor reported to the batch
+def test_failures_are_logged_and_reported(tmp_path, logsetup, story_server, capsys):
+    """Seed defect 2: failures inside check_story were not logged nor reported to the batch
     processor, so every check looked successful. Now: each failed job has its error kind and
     message, one CHECK_FAILED batch_log row at ERROR, a line in the log file, and the run's
     summary reports the failures by kind (exit code 1)."""
@@ -110,8 +110,8 @@ def test_defect2_failures_are_logged_and_reported(tmp_path, logsetup, story_serv
     assert Counter(_file_events(log_text(logsetup), logs.CHECK_FAILED)) == Counter(list(failed))
 
 
-def test_defect3_batch_counters_count_failures_too(tmp_path, logsetup, story_server):
-    """Seed item 3: completed_profiles counted successes only and failed_checks was not kept.
+def test_batch_counters_count_failures_too(tmp_path, logsetup, story_server):
+    """Seed defect 3: completed_profiles counted successes only and failed_checks was not kept.
     Now: completed == succeeded + failed == job rows, failed_checks counts failures, and the
     invariant holds at every moment of the run (read in one statement while it runs)."""
     srv = story_server(lambda u, n: Reply(503) if u.startswith("err") else Reply(200, stories_body(1, u), delay=0.02))
@@ -141,8 +141,8 @@ def test_defect3_batch_counters_count_failures_too(tmp_path, logsetup, story_ser
         assert len(finished) == 1 and finished[0].batch == eng.batch_id
 
 
-def test_defect4_transient_errors_retried_then_reported(tmp_path, logsetup, story_server):
-    """Seed item 4: check_story exited early on rate limits and API errors without checking
+def test_transient_errors_are_retried_then_reported(tmp_path, logsetup, story_server):
+    """Seed defect 4: check_story exited early on rate limits and API errors without checking
     the profile and without retrying. Now: 5xx, timeouts and 429 are retried within one
     claim until a valid answer; a source that stays down is reported after max_attempts."""
 
@@ -178,8 +178,8 @@ def test_defect4_transient_errors_retried_then_reported(tmp_path, logsetup, stor
         assert "read timeout" in eng.logs(logs.RETRY_SCHEDULED, username="slowfirst")[0].message
 
 
-def test_defect5_one_log_for_checker_and_batch(tmp_path, logsetup, story_server):
-    """Seed item 5: the checker logged to its own file (story_checking.log), invisible in the
+def test_checker_and_batch_share_one_log(tmp_path, logsetup, story_server):
+    """Seed defect 5: the checker logged to its own file (story_checking.log), invisible in the
     batch logs. Now: one logger tree with one set of handlers; the checker's retry records, the
     batch operations' records and the results land in the same file, ring and batch_log."""
     root_handlers = list(logging.getLogger().handlers)
@@ -209,8 +209,8 @@ def test_defect5_one_log_for_checker_and_batch(tmp_path, logsetup, story_server)
             assert lg.handlers == [] and lg.propagate, name
 
 
-def test_defect6_success_only_for_parsed_valid_answer(tmp_path, logsetup, story_server):
-    """Seed item 6: success could be recorded although no valid result was obtained. Now only
+def test_success_needs_a_parsed_valid_answer(tmp_path, logsetup, story_server):
+    """Seed defect 6: success could be recorded although no valid result was obtained. Now only
     a parsed, valid answer is a success: outcomes and story counts match what the source sent,
     and every answer that is not valid fails as bad_response with no story stored."""
     now = 1_700_000_000
@@ -245,8 +245,8 @@ def test_defect6_success_only_for_parsed_valid_answer(tmp_path, logsetup, story_
         assert eng.batch().successful_checks == 4 and eng.batch().failed_checks == len(answers) - 4
 
 
-def test_defect7_error_messages_name_user_proxy_status_and_cause(tmp_path, logsetup):
-    """Seed item 7: error messages were too generic to diagnose. Now every retry, failover and
+def test_error_messages_name_user_proxy_status_and_cause(tmp_path, logsetup):
+    """Seed defect 7: error messages were too generic to diagnose. Now every retry, failover and
     final failure record names the username, the (masked) proxy, the HTTP status and the
     cause with its exception type, in batch_log, in the job row and in the log file."""
     with Simulator(SimConfig(proxies=2, rate=0, error_rate=1.0, faults={0: "dead"})) as sim:
@@ -281,8 +281,8 @@ def test_defect7_error_messages_name_user_proxy_status_and_cause(tmp_path, logse
         assert "error_type=source_unavailable" in line
 
 
-def test_defect8_exponential_backoff_and_retry_after_honoured(tmp_path, logsetup, story_server):
-    """Seed item 8: little retry logic and no backoff. Now: waits between tries grow
+def test_backoff_grows_and_retry_after_is_honoured(tmp_path, logsetup, story_server):
+    """Seed defect 8: little retry logic and no backoff. Now: waits between tries grow
     exponentially (full jitter, capped by max_wait); a 429's Retry-After blocks the identity
     (here the direct route) for that long; and 429s spend none of the profile's attempts."""
     # (a) growing waits: 16 profiles whose source is always down, 6 tries each
@@ -335,8 +335,8 @@ def test_defect8_exponential_backoff_and_retry_after_honoured(tmp_path, logsetup
         assert arrivals[i + 1].at - arrivals[i].at >= 0.5, [round(a.at - arrivals[0].at, 3) for a in arrivals]
 
 
-def test_defect9_failed_proxies_fail_over_and_are_revalidated(tmp_path, logsetup):
-    """Seed item 9: proxies became disabled after failures with no validation and no failover.
+def test_failed_proxies_fail_over_and_are_revalidated(tmp_path, logsetup):
+    """Seed defect 9: proxies became disabled after failures with no validation and no failover.
     Now a dead proxy port makes the check fail over to another proxy (PROXY_FAILOVER) and the
     profile is still checked; the proxy goes cooling then dead; the validator re-checks it and,
     once the port is back, brings it back to healthy (PROXY_RECOVERED) and into service."""

@@ -926,7 +926,12 @@ def test_a_watch_only_console_never_blanks_what_workers_wrote_about_proxies(tmp_
         key = str(Proxy.get(Proxy.label == "uk-lon-01.proxy.example:8080").id)
         runner.toggle_proxy(key)  # enable
         runner.toggle_proxy(key)  # disable again
-        time.sleep(1.2)  # two keeper passes
+        # Two keeper passes after the toggles, seen by their effect: a batch created now shows in
+        # the runner's snapshot once a pass has read it; the second proves the first pass (and its
+        # proxy sync, where the blanking happened) finished.
+        for marker in ("keeper pass 1", "keeper pass 2"):
+            bid = ops.create_batch(store, marker, ["x"])
+            wait_for(lambda: any(b.id == bid for b in runner.snapshot().batches), 10, f"the runner to read {marker}")
     finally:
         runner.stop(0)
     disabled = Proxy.get(Proxy.label == "uk-lon-01.proxy.example:8080")

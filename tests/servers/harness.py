@@ -1,6 +1,8 @@
 """Shared pieces of the reliability suite: settings files, worker subprocesses, the run
 invariants read straight from the SQLite file (with the stdlib ``sqlite3``, independent of
-the engine's own database code), and in-process runs through the real engine.
+the engine's own database code), and in-process runs through the real engine
+(:func:`engine_run`: ``helpers.Engine`` with ``helpers.fresh_logging``, read through
+:class:`EngineRun`). Engine settings come from ``helpers.fast_settings``: one set for every test.
 """
 
 from __future__ import annotations
@@ -18,11 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from servers import wait_for
+from helpers import Engine, fast_settings, fresh_logging, wait_for  # the one engine runner, settings, logging
+from storycheck_tui import logs
+from storycheck_tui.config import Settings
+from storycheck_tui.states import DONE, BatchState, ErrorKind, JobState, OutcomeKind, sql_list
+from storycheck_tui.store.db import open_store
 
 STORYCHECK = shutil.which("storycheck", path=os.path.dirname(sys.executable)) or ""
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL)\s")
-FINAL = ("succeeded", "failed")
+FINAL = DONE  # a job in one of these states has its final result
 
 
 def storycheck_cmd(*args: str) -> list[str]:
@@ -83,7 +89,7 @@ def scalar(db_path: Path | str, query: str, *params) -> object:
 
 
 def finished_count(db_path: Path | str, batch_id: int) -> int:
-    return int(scalar(db_path, "SELECT COUNT(*) FROM job WHERE batch_id = ? AND state IN ('succeeded', 'failed')",
+    return int(scalar(db_path, f"SELECT COUNT(*) FROM job WHERE batch_id = ? AND state IN {sql_list(DONE)}",
                       batch_id))
 
 
@@ -126,14 +132,14 @@ def check_invariants(db_path: Path | str, batch_id: int, *, log_file: Path | Non
     assert not not_final, f"{len(not_final)} jobs without a final result, e.g. {not_final[:3]}"
     leased = [j for j in jobs if j[5] is not None or j[6] is not None]
     assert not leased, f"finished jobs still carry a lease: {leased[:3]}"
-    assert state == "finished", state
-    assert completed == by_state.get("succeeded", 0) + by_state.get("failed", 0), (completed, by_state)
-    assert ok == by_state.get("succeeded", 0), (ok, by_state)
-    assert failed == by_state.get("failed", 0), (failed, by_state)
+    assert state == BatchState.FINISHED, state
+    assert completed == by_state.get(JobState.SUCCEEDED, 0) + by_state.get(JobState.FAILED, 0), (completed, by_state)
+    assert ok == by_state.get(JobState.SUCCEEDED, 0), (ok, by_state)
+    assert failed == by_state.get(JobState.FAILED, 0), (failed, by_state)
     assert cancelled == 0
     assert not dup_stories, f"duplicate story rows: {dup_stories[:5]}"
-    succeeded_ids = {j[0] for j in jobs if j[2] == "succeeded"}
-    failed_ids = {j[0] for j in jobs if j[2] == "failed"}
+    succeeded_ids = {j[0] for j in jobs if j[2] == JobState.SUCCEEDED}
+    failed_ids = {j[0] for j in jobs if j[2] == JobState.FAILED}
     success_by_job = dict(success_logs)
     orphan = set(success_by_job) - succeeded_ids
     assert not orphan, f"STORY_CHECK_SUCCESS records for jobs that did not succeed: {sorted(orphan)[:10]}"
@@ -141,12 +147,12 @@ def check_invariants(db_path: Path | str, batch_id: int, *, log_file: Path | Non
     assert not twice, f"jobs with several STORY_CHECK_SUCCESS records: {twice}"
     assert set(success_by_job) == succeeded_ids, "a succeeded job has no STORY_CHECK_SUCCESS record"
     fail_by_job = dict(fail_logs)
-    reaped = {j[0] for j in jobs if j[7] == "lease_expired"}  # failed by the reaper: a LEASE_EXPIRED record
+    reaped = {j[0] for j in jobs if j[7] == ErrorKind.LEASE_EXPIRED}  # failed by the reaper: a LEASE_EXPIRED record
     assert set(fail_by_job) == failed_ids - reaped and all(v == 1 for v in fail_by_job.values()), fail_by_job
     for j in jobs:
-        if j[2] == "succeeded" and j[3] == "has_stories":
+        if j[2] == JobState.SUCCEEDED and j[3] == OutcomeKind.HAS_STORIES:
             assert story_rows.get(j[1], 0) >= j[4], f"{j[1]}: {j[4]} stories reported, {story_rows.get(j[1])} stored"
-        if j[2] == "succeeded" and expected_outcome is not None:
+        if j[2] == JobState.SUCCEEDED and expected_outcome is not None:
             assert j[3] == expected_outcome(j[1]), f"{j[1]}: stored {j[3]}, the source says {expected_outcome(j[1])}"
     if log_file is not None and log_file.exists():
         check_log_file(log_file, succeeded_ids)
@@ -190,8 +196,8 @@ def kill9(proc: subprocess.Popen) -> None:
 
 
 def running_jobs_of(db_path: Path | str, pid: int) -> int:
-    return int(scalar(db_path, "SELECT COUNT(*) FROM job WHERE state = 'running' AND lease_owner LIKE ?",
-                      f"%:{pid}:%"))
+    return int(scalar(db_path, "SELECT COUNT(*) FROM job WHERE state = ? AND lease_owner LIKE ?",
+                      JobState.RUNNING, f"%:{pid}:%"))
 
 
 def wait_exit(proc: subprocess.Popen, timeout: float) -> int:
@@ -211,37 +217,6 @@ __all__ = ["storycheck_cmd", "subprocess_env", "write_config", "sql", "scalar", 
 # ------------------------------------------------------------------------------------------
 # the real engine, in this process
 # ------------------------------------------------------------------------------------------
-
-
-from storycheck_tui import logs as _logs  # noqa: E402
-from storycheck_tui.config import (  # noqa: E402
-    EngineSettings, ProxySettings, RetrySettings, Settings, SourceSettings,
-)
-
-
-def fast_settings(source: SourceSettings, *, retry: dict | None = None, proxies: dict | None = None,
-                  engine: dict | None = None) -> Settings:
-    r = {"max_attempts": 2, "base_wait": 0.05, "max_wait": 0.1, "deadline": 15.0, "max_claims": 50}
-    p = {"rate": 1000.0, "burst": 1000.0, "cooldown": 0.3, "max_cooldown": 1.0, "dead_after": 3,
-         "validate_every": 0.3}
-    e = {"workers": 8, "lease_seconds": 30.0, "claim_size": 16, "commit_every": 0.05, "heartbeat_every": 0.5,
-         "grace_seconds": 2.0}
-    r.update(retry or {})
-    p.update(proxies or {})
-    e.update(engine or {})
-    return Settings(source=source, retry=RetrySettings(**r), proxies=ProxySettings(**p), engine=EngineSettings(**e),
-                    path="test")
-
-
-@contextlib.contextmanager
-def fresh_logging(log_dir: Path):
-    """The ONE logging setup, fresh, writing its file into ``log_dir``; removed afterwards."""
-    _logs.reset_logging()
-    setup = _logs.setup_logging(log_dir)
-    try:
-        yield setup
-    finally:
-        _logs.reset_logging()
 
 
 @dataclass
@@ -283,37 +258,21 @@ class EngineRun:
             return [dict(r) for r in con.execute(q + " ORDER BY id", params)]
 
     def log_text(self) -> str:
-        for h in _logs.log.handlers:
+        for h in logs.log.handlers:
             h.flush()
         return self.log_file.read_text(encoding="utf-8") if self.log_file.exists() else ""
 
 
 @contextlib.contextmanager
 def engine_run(tmp_path: Path, settings: Settings, usernames: list[str], *, proxy_urls=(), name: str = "b",
-               start: bool = True):
-    """A real SQLite file, proxies, a batch and a started Runner; stopped and closed afterwards."""
-    from storycheck_tui.engine.wiring import build_runner
-    from storycheck_tui.inputs.proxies import parse_proxy_line
-    from storycheck_tui.store import batches as ops
-    from storycheck_tui.store.db import open_store
-
+               start: bool = True) -> Iterator[EngineRun]:
+    """:class:`helpers.Engine` (a SQLite file, proxies, a batch, a started Runner) with a fresh
+    logging setup, seen through :class:`EngineRun`'s independent reads; all stopped afterwards."""
     db = tmp_path / "engine.db"
-    with fresh_logging(tmp_path / "logs") as setup:
-        store = open_store(str(db), pool_size=settings.engine.workers + 6, log_sink=setup.sink)
-        runner = None
-        try:
-            if proxy_urls:
-                ops.add_proxies(store, [parse_proxy_line(u) for u in proxy_urls])
-            bid = ops.create_batch(store, name, list(usernames))
-            runner = build_runner(store, settings, batch_ids=[bid])
-            run = EngineRun(db, store, runner, bid, setup.file_path)
-            if start:
-                runner.start()
-            yield run
-        finally:
-            if runner is not None:
-                runner.stop(1.0)
-            store.close()
+    with fresh_logging(tmp_path / "logs") as setup, \
+            Engine(tmp_path, settings, usernames, proxies=proxy_urls, start=start, name=name,
+                   store=open_store(str(db), log_sink=setup.sink), only_this_batch=True) as engine:
+        yield EngineRun(db, engine.store, engine.runner, engine.batch_id, setup.file_path)
 
 
 __all__ += ["fast_settings", "fresh_logging", "engine_run", "EngineRun"]

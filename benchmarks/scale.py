@@ -23,6 +23,7 @@ from pathlib import Path
 from benchmarks.common import ROOT, cpu_seconds, peak_rss_mb, run_child, usernames
 from benchmarks.report import Section, fmt
 from benchmarks.simproc import SimProcess
+from storycheck_tui.states import JobState
 
 N = 100_000
 
@@ -58,13 +59,14 @@ def import_batch(p: dict) -> dict:
 
 
 def _outcome(username: str):
-    from storycheck_tui.sources.base import HAS_STORIES, NO_STORIES, NOT_FOUND, PRIVATE, Outcome, Story
+    from storycheck_tui.sources.base import Outcome, Story
+    from storycheck_tui.states import OutcomeKind as K
 
     roll = hashlib.blake2b(username.encode(), digest_size=2).digest()[0] % 100
     if roll < 45:
-        return Outcome(HAS_STORIES, stories=(Story(f"{username}-1", 1.7e9), Story(f"{username}-2", 1.7e9 + 60)),
+        return Outcome(K.HAS_STORIES, stories=(Story(f"{username}-1", 1.7e9), Story(f"{username}-2", 1.7e9 + 60)),
                        latency_ms=1.0)
-    kind, status = (NO_STORIES, 200) if roll < 80 else (PRIVATE, 403) if roll < 90 else (NOT_FOUND, 404)
+    kind, status = (K.NO_STORIES, 200) if roll < 80 else (K.PRIVATE, 403) if roll < 90 else (K.NOT_FOUND, 404)
     return Outcome(kind, http_status=status, latency_ms=1.0)
 
 
@@ -84,7 +86,7 @@ def queue_ops(p: dict) -> dict:
             claim_s += time.perf_counter() - t
             if not claimed:
                 break
-            results = [q.JobResult(job=c, state="succeeded", outcome=_outcome(c.username), proxy="bench",
+            results = [q.JobResult(job=c, state=JobState.SUCCEEDED, outcome=_outcome(c.username), proxy="bench",
                                    http_status=200, latency_ms=1.0, tries=1) for c in claimed]
             t = time.perf_counter()
             q.finish(store, "bench-worker:1:0", results)
@@ -323,7 +325,7 @@ def prepare_db(p: dict) -> dict:
             if not claimed:
                 break
             q.finish(store, "bench-prepare:1:0", [
-                q.JobResult(job=c, state="succeeded", outcome=_outcome(c.username),
+                q.JobResult(job=c, state=JobState.SUCCEEDED, outcome=_outcome(c.username),
                             proxy=f"http://127.0.0.1:{9000 + c.id % 8}", http_status=200,
                             latency_ms=1.0 + c.id % 50, tries=1) for c in claimed])
             done += len(claimed)

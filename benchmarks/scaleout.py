@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from storycheck_tui.states import JobState
+
 ROOT = Path(__file__).resolve().parent.parent
 STORYCHECK = [sys.executable, "-m", "storycheck_tui"]
 
@@ -186,7 +188,7 @@ lease_seconds = 60
 
         with psycopg2.connect(url) as conn, conn.cursor() as cur:
             cur.execute("SELECT COUNT(*), MIN(finished_at), MAX(finished_at), "
-                        "COUNT(*) FILTER (WHERE state = 'succeeded') FROM job")
+                        "COUNT(*) FILTER (WHERE state = %s) FROM job", (JobState.SUCCEEDED,))
             n, first, last, ok = cur.fetchone()
             cur.execute("SELECT completed_profiles, successful_checks, failed_checks FROM batch")
             completed, succeeded, failed = cur.fetchone()

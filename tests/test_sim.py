@@ -109,6 +109,85 @@ def test_story_items_shape():
     assert World(seed=3).stories("nostories_alice") == []
 
 
+def test_stories_posted_and_expired_by_hand(make_sim):
+    """Issue 13: monitoring needs stories that come and go between rounds. Over HTTP, as a
+    worker in another process would see them; the control calls as a test would make them."""
+    sim = make_sim()
+    control = sim.api_url + "/_sim/"
+    with httpx.Client(timeout=5) as client:
+        def items(name: str) -> list[dict]:
+            answer = get_story(client, sim, name)
+            assert answer.status_code == 200, answer.text
+            return answer.json()["items"]
+
+        assert items("nostories_bob") == [] and sim.outcome_for("nostories_bob") == "no_stories"
+        first = client.post(control + "post", json={"username": "nostories_bob", "taken_at": 1_700_000_000}).json()
+        assert first["ok"] and first["story"]["taken_at"] == 1_700_000_000
+        assert first["story"]["expiring_at"] == 1_700_000_000 + 86400
+        assert items("nostories_bob") == [first["story"]] == items("nostories_bob")  # same id every answer
+        assert sim.outcome_for("nostories_bob") == "has_stories"
+        second = sim.post_story("nostories_bob")
+        assert second["pk"] != first["story"]["pk"]
+        assert items("nostories_bob") == [second, first["story"]]  # newest first
+        gone = client.post(control + "expire", json={"username": "nostories_bob",
+                                                     "story_ids": [first["story"]["pk"], "unknown"]}).json()
+        assert gone == {"ok": True, "expired": [first["story"]["pk"]]}
+        assert items("nostories_bob") == [second]
+        assert sim.expire_stories("nostories_bob") == [second["pk"]]
+        assert items("nostories_bob") == [] and sim.outcome_for("nostories_bob") == "no_stories"
+
+        # a profile with stories of its own: they expire like the posted ones
+        own = items("stories_carol")
+        assert own and sim.stories_of("stories_carol") == own
+        assert sorted(sim.expire_stories("stories_carol")) == sorted(i["pk"] for i in own)
+        assert items("stories_carol") == [] and sim.outcome_for("stories_carol") == "no_stories"
+        # posting to a private profile makes it public with that story
+        assert get_story(client, sim, "private_dan").status_code == 403
+        story = sim.post_story("private_dan")
+        assert items("private_dan") == [story]
+
+        for body in ({}, {"username": ""}, {"username": "x", "story_ids": "all"}):
+            path = "expire" if "story_ids" in body else "post"
+            assert client.post(control + path, json=body).status_code == 400
+
+
+def test_stories_on_a_schedule_post_one_and_expire_the_oldest():
+    """story_every: each profile with stories posts a new one every N s at its own phase and
+    its oldest expires; ids and dates follow from seed and clock (two worlds agree)."""
+    clock = [1_700_000_000.0]
+    worlds = [World(seed=5, now=1_700_000_000, story_every=60, clock=lambda: clock[0]) for _ in range(2)]
+    names = [f"stories_{i}" for i in range(20)]
+    before = {n: worlds[0].stories(n) for n in names}
+    for _ in range(3):
+        clock[0] += 59.0  # within one period every profile moves on by at most one post
+        for n in names:
+            now = worlds[0].stories(n)
+            assert now == worlds[1].stories(n)
+            assert len(now) == len(before[n])
+            new = [i for i in now if i not in before[n]]
+            assert len(new) <= 1
+            for item in now:
+                assert item["taken_at"] <= clock[0] < item["expiring_at"]
+                assert item["expiring_at"] - item["taken_at"] == 60 * len(now)
+            if new:
+                assert new[0] == now[0] and now[1:] == before[n][:-1]  # the newest in, the oldest out
+            before[n] = now
+        clock[0] += 1.0
+    moved = [n for n in names if worlds[0].stories(n) != World(seed=5, now=1_700_000_000).stories(n)]
+    assert moved  # the schedule is not the static world
+    assert all(World(seed=5, now=1_700_000_000, story_every=60, clock=lambda: clock[0]).stories(n) ==
+               worlds[0].stories(n) for n in names)
+
+
+def test_a_scheduled_story_change_reaches_the_api(make_sim):
+    sim = make_sim()
+    with httpx.Client(timeout=5) as client:
+        assert client.post(sim.api_url + "/_sim/config", json={"story_every": 0.2}).status_code == 200
+        first = {i["pk"] for i in get_story(client, sim, "stories_eve").json()["items"]}
+        wait_for(lambda: {i["pk"] for i in get_story(client, sim, "stories_eve").json()["items"]} - first,
+                 5.0, "a new story of stories_eve")
+
+
 def test_prefix_overrides(make_sim):
     sim = make_sim(seed=99)
     with httpx.Client() as client:

@@ -6,6 +6,11 @@ Control calls, on the API port (JSON in and out):
   connections, bytes of answers held unsent).
 * ``POST /_sim/reset``, ``POST /_sim/config`` (SimConfig fields, as ``Simulator.update``),
   ``POST /_sim/fault`` (``{"index": i, "kind": ...}``, as ``Simulator.set_fault``).
+* Stories over time (see ``world.py``): ``POST /_sim/post`` ``{"username": u, "taken_at"?: t}``
+  answers ``{"ok": true, "story": {...}}`` (as ``Simulator.post_story``); ``POST /_sim/expire``
+  ``{"username": u, "story_ids"?: [...]}`` answers ``{"ok": true, "expired": [...]}`` (all of
+  the profile's active stories without ``story_ids``; as ``Simulator.expire_stories``). On a
+  schedule instead: ``SimConfig.story_every`` (or ``/_sim/config {"story_every": s}``).
 
 A POST is taken only with ``Content-Type: application/json`` and without an ``Origin`` header:
 a web page can make a browser POST ``text/plain`` to loopback, not JSON (CSRF).
@@ -84,10 +89,19 @@ class SimConfig:
     latency: float = 0.0  # base latency added to every API answer
     api_key: str | None = None  # if set, require header x-access-key == api_key, else 401
     profiles: list[str] | None = None  # if set only these usernames exist; others 404
+    story_every: float = 0.0  # > 0: each profile with stories posts one every N s, its oldest expires
     faults: dict[int, ProxyFault] = field(default_factory=dict)  # proxy index -> fault
 
 
 _RUNTIME_FIXED = {"proxies", "port", "host", "faults"}
+_CONTROL_POSTS = ("/_sim/reset", "/_sim/fault", "/_sim/config", "/_sim/post", "/_sim/expire")
+
+
+def _username(data: dict) -> str:
+    name = data.get("username")
+    if not isinstance(name, str) or not name:
+        raise ValueError("a username (a non-empty string) is needed")
+    return name
 
 
 def _as_fault(fault: ProxyFault | str) -> ProxyFault:
@@ -148,7 +162,7 @@ class Simulator:
                 raise ValueError(f"fault for proxy {index}, but there are {cfg.proxies} proxies")
         self.config = dataclasses.replace(cfg, faults=faults)
         self._faults = [faults.get(i, ProxyFault()) for i in range(cfg.proxies)]
-        self._world = World(cfg.seed, cfg.profiles)
+        self._world = World(cfg.seed, cfg.profiles, story_every=cfg.story_every)
         self._limiter = RateLimiter(cfg.rate, cfg.burst)
         self._rng = random.Random(cfg.seed)
         self._stats = _Stats(["direct"] + [f"proxy-{i}" for i in range(cfg.proxies)])
@@ -288,7 +302,21 @@ class Simulator:
         return "\n".join(lines) + "\n"
 
     def outcome_for(self, username: str) -> str:
-        return self._world.outcome(username)
+        """What the API answers for ``username`` now (one of world.OUTCOMES)."""
+        return self._on_loop(self._world.outcome, username)
+
+    def stories_of(self, username: str) -> list[dict]:
+        """The active stories the API answers for ``username`` now (empty if it has none)."""
+        return self._on_loop(self._world.stories, username)
+
+    def post_story(self, username: str, taken_at: int | None = None) -> dict:
+        """Post a new story for ``username`` (``taken_at``: epoch seconds, default now); returns
+        the story item as the API will answer it. The profile becomes public with stories."""
+        return self._on_loop(self._world.post, username, taken_at)
+
+    def expire_stories(self, username: str, story_ids: list[str] | None = None) -> list[str]:
+        """Take out active stories of ``username`` (all of them if None); the ids taken out."""
+        return self._on_loop(self._world.expire, username, story_ids)
 
     def _stats_snapshot(self) -> dict:
         snap = self._stats.snapshot()
@@ -314,8 +342,9 @@ class Simulator:
         self.config = dataclasses.replace(self.config, **fields)
         cfg = self.config
         self._limiter.rate, self._limiter.burst = cfg.rate, cfg.burst
-        if "seed" in fields or "profiles" in fields:
-            self._world = World(cfg.seed, cfg.profiles, now=self._world.now)
+        if "seed" in fields or "profiles" in fields:  # a new world: stories posted or expired by hand are gone
+            self._world = World(cfg.seed, cfg.profiles, now=self._world.now, story_every=cfg.story_every)
+        self._world.story_every = float(cfg.story_every)
 
     # request handling -------------------------------------------------------------------------
 
@@ -448,7 +477,7 @@ class Simulator:
         if path == "/_sim/stats" and request.method == "GET":
             return _json(200, self._stats_snapshot())
         if request.method != "POST":
-            return _json(405 if path in ("/_sim/reset", "/_sim/fault", "/_sim/config") else 404,
+            return _json(405 if path in _CONTROL_POSTS else 404,
                          {"error": "unknown control request"})
         refused = _control_refusal(request)
         if refused is not None:
@@ -468,6 +497,14 @@ class Simulator:
             if path == "/_sim/config":
                 self.update(**data)
                 return _json(200, {"ok": True})
+            if path == "/_sim/post":
+                story = self._world.post(_username(data), data.get("taken_at"))
+                return _json(200, {"ok": True, "story": story})
+            if path == "/_sim/expire":
+                ids = data.get("story_ids")
+                if ids is not None and not isinstance(ids, list):
+                    raise ValueError("story_ids must be a list")
+                return _json(200, {"ok": True, "expired": self._world.expire(_username(data), ids)})
         except (ValueError, TypeError, KeyError) as err:
             return _json(400, {"error": f"{type(err).__name__}: {err}"})
         return _json(404, {"error": "unknown control request"})

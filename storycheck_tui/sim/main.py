@@ -36,6 +36,7 @@ def run_sim_command(
     latency: float = 0.0,
     timeout_rate: float = 0.0,
     malformed_rate: float = 0.0,
+    story_every: float = 0.0,
     faults: dict[int, ProxyFault | str] | None = None,
     out: TextIO | None = None,
     stop_event: threading.Event | None = None,
@@ -59,7 +60,7 @@ def run_sim_command(
         seed=seed, proxies=proxies, port=port, host=host, rate=rate,
         burst=rate if burst is None else burst, error_rate=error_rate, api_key=api_key,
         latency=latency, timeout_rate=timeout_rate, malformed_rate=malformed_rate,
-        profiles=profiles, faults=dict(faults or {}),
+        story_every=story_every, profiles=profiles, faults=dict(faults or {}),
     )
     try:
         sim = Simulator(config).start()
@@ -80,7 +81,7 @@ def run_sim_command(
 
 def _from_namespace(ns: argparse.Namespace) -> dict[str, Any]:
     names = ("port", "proxies", "seed", "host", "rate", "error_rate", "burst", "api_key",
-             "latency", "timeout_rate", "malformed_rate")
+             "latency", "timeout_rate", "malformed_rate", "story_every")
     kwargs = {n: getattr(ns, n) for n in names if getattr(ns, n, None) is not None}
     profiles = getattr(ns, "profiles_file", None) or getattr(ns, "profiles", None)
     if profiles is not None:

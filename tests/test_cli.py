@@ -743,3 +743,60 @@ def test_an_ambiguous_batch_name_is_an_error_listing_the_ids(tmp_path, capsys, c
     assert [x.event for x in logs_] == ["BATCH_CREATED", "BATCH_CREATED"]
     r = cli(capsys, command, "2", "--db", db)  # by id it is acted on (resume: a queued batch is refused)
     assert r.code == (2 if command == "resume" else 0) and "named" not in r.err, r.err
+
+
+def test_a_missing_or_bad_config_fails_every_command_in_one_line(tmp_path, capsys):
+    """Issue 14 item 8: `--config /nonexistent.toml batches` exited 0 silently."""
+    db = tmp_path / "sc.db"
+    missing = tmp_path / "nonexistent.toml"
+    for args in (("batches",), ("proxies", "list"), ("logs",), ("add", profiles(tmp_path, ["a.a"]))):
+        r = cli(capsys, "--config", missing, *args, "--db", db)
+        assert r.code == 2 and r.err_lines == [f"storycheck: {missing}: config file not found"], (args, r.err)
+    bad = write(tmp_path / "bad.toml", "[engine]\nworkers = nan\n")
+    r = cli(capsys, "batches", "--config", bad, "--db", db)
+    assert r.code == 2 and r.err_lines == [f"storycheck: {bad}:2: [engine] workers: expected a whole number, got nan"]
+    assert not db.exists()
+
+
+def test_sim_exits_130_on_ctrl_c_like_run(tmp_path):
+    import subprocess
+    import sys
+
+    from helpers import free_port, wait_for
+
+    proc = subprocess.Popen([sys.executable, "-m", "storycheck_tui", "sim", "--port", str(free_port()), "--proxies", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "STORYCHECK_LOG_DIR": str(tmp_path / "logs")})
+    try:
+        lines = []
+        wait_for(lambda: lines.append(proc.stdout.readline()) or "Press Ctrl-C" in lines[-1], 20, "the banner")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == 130, proc.stderr.read()
+        assert "storycheck sim: stopped" in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_the_demo_does_not_write_to_the_users_log_file(tmp_path):
+    logs_dir = tmp_path / "logs"
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    r = cli_subprocess("demo", "--headless", "--profiles", "20",
+                       env={"STORYCHECK_LOG_DIR": str(logs_dir), "TMPDIR": str(scratch)}, timeout=60)
+    assert r.code == 0, r.err
+    assert not (logs_dir / "storycheck.log").exists()
+    [demo_log] = scratch.glob("storycheck-demo-*/storycheck.log")
+    assert f"log: {demo_log}" in r.out and "BATCH_CREATED" in demo_log.read_text()
+
+
+def test_counts_of_one_are_singular(tmp_path, capsys):
+    db = tmp_path / "sc.db"
+    r = cli(capsys, "proxies", "add", write(tmp_path / "p.txt", "127.0.0.1:9001\n"), "--db", db)
+    assert r.out.strip() == "1 proxy added (1 in the pool)"
+    r = cli(capsys, "add", profiles(tmp_path, ["b.b", "b.b", "bad name"]), "--skip-invalid", "--db", db)
+    assert "batch 1 'profiles': 1 profile (1 duplicate dropped, 1 invalid line skipped)" in r.err_lines, r.err
+    r = cli(capsys, "cancel", "1", "--db", db)
+    assert r.out.strip() == "batch 1 cancelled: 1 unchecked profile dropped"

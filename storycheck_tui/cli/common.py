@@ -31,7 +31,9 @@ def settings_from(args: Namespace) -> Settings:
 def start_logging(args: Namespace, *, console: bool = False) -> logs.Logging:
     verbose = getattr(args, "verbose", 0) or 0
     level = None if console else (logging.DEBUG if verbose >= 2 else logging.WARNING if verbose == 1 else logging.CRITICAL)
-    return logs.setup_logging(stderr_level=level, debug=bool(getattr(args, "debug", False)) or verbose >= 2)
+    # log_dir: the demo's own directory (it must not write to the user's log file)
+    return logs.setup_logging(getattr(args, "log_dir", None), stderr_level=level,
+                              debug=bool(getattr(args, "debug", False)) or verbose >= 2)
 
 
 def open_db(args: Namespace, settings: Settings | None = None, *, log_sink: logs.BatchLogSink | None = None) -> Store:

@@ -12,6 +12,11 @@ def console_command(args: Namespace) -> int:
 
 
 def demo_command(args: Namespace) -> int:
+    """The demo logs to a directory of its own under the temporary directory (kept after it
+    ends, so its log can be read), never to the user's log file."""
+    import tempfile
+
+    args.log_dir = tempfile.mkdtemp(prefix="storycheck-demo-")
     if args.headless:
         from storycheck_tui.cli.run import demo_headless
 

@@ -21,7 +21,11 @@ from storycheck_tui.store.models import BatchLog
 
 @contextlib.contextmanager
 def _opened(args: Namespace) -> Iterator[Store]:
-    """Logging on, the database open for the command, closed after it whatever happens."""
+    """Logging on, the database open for the command, closed after it whatever happens. A
+    ``--config`` given to a command that needs no settings is still read: a missing or bad
+    file is an error, not silently ignored."""
+    if getattr(args, "config", None):
+        settings_from(args)
     setup = start_logging(args)
     store = open_db(args, log_sink=setup.sink)
     try:
@@ -102,7 +106,7 @@ def cancel_command(args: Namespace) -> int:
             print(f"storycheck: batch {b.id} is already {b.state}", file=sys.stderr)
             return 2
         n = ops.cancel(store, b.id)
-        print(f"batch {b.id} cancelled: {n} unchecked profiles dropped")
+        print(f"batch {b.id} cancelled: {plural(n, 'unchecked profile')} dropped")
         return 0
     return _batch_cmd(args, act)
 
@@ -110,7 +114,7 @@ def cancel_command(args: Namespace) -> int:
 def retry_failed_command(args: Namespace) -> int:
     def act(store, b):
         n = ops.retry_failed(store, b.id)
-        print(f"batch {b.id}: {n} failed profiles queued again" + ("" if n else " (nothing failed)"))
+        print(f"batch {b.id}: {plural(n, 'failed profile')} queued again" + ("" if n else " (nothing failed)"))
         return 0
     return _batch_cmd(args, act)
 
@@ -121,7 +125,7 @@ def proxies_add_command(args: Namespace) -> int:
     with _opened(args) as store:
         n = import_proxies(store, args.file, skip_invalid=args.skip_invalid)
         total = len(ops.list_proxies(store))
-    print(f"{n} proxies added ({total} in the pool)")
+    print(f"{plural(n, 'proxy', 'proxies')} added ({total:,} in the pool)")
     return 0
 
 

@@ -18,6 +18,7 @@ from storycheck_tui.engine.runner import Runner
 from storycheck_tui.engine.wiring import build_runner, build_source
 from storycheck_tui.store import batches as ops
 from storycheck_tui.store.db import Store
+from storycheck_tui.words import plural
 
 
 class _Stop:
@@ -113,7 +114,7 @@ def print_summary(store: Store, batch_ids: list[int], elapsed: float) -> int:
             print(f"  {b.state}: {logs.clean(b.reason)}")
         remaining = b.remaining
         if remaining and b.state != "cancelled":
-            print(f"  {remaining} profiles not checked yet (batch is {b.state})")
+            print(f"  {plural(remaining, 'profile')} not checked yet (batch is {b.state})")
             failed_any = True
         if b.failed:
             failed_any = True
@@ -150,7 +151,7 @@ def worker_command(args: Namespace) -> int:
                             idle_since = None
             finally:
                 runner.stop(settings.engine.grace_seconds)
-        print(f"worker {runner.worker_id}: stopped after {runner.snapshot().finished} checks", file=sys.stderr)
+        print(f"worker {runner.worker_id}: stopped after {plural(runner.snapshot().finished, 'check')}", file=sys.stderr)
         if runner.crashed:
             print("storycheck: the worker stopped on an internal error; the log has the traceback", file=sys.stderr)
             return EXIT_FAILED

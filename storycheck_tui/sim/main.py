@@ -72,11 +72,11 @@ def run_sim_command(
         return 2
     try:
         _print_banner(sim, out, profiles)
-        _wait(stop_event or threading.Event())
+        interrupted = _wait(stop_event or threading.Event())
     finally:
         sim.stop()
     print("storycheck sim: stopped", file=out, flush=True)
-    return 0
+    return 130 if interrupted else 0
 
 
 def _from_namespace(ns: argparse.Namespace) -> dict[str, Any]:
@@ -110,15 +110,17 @@ def _print_banner(sim: Simulator, out: TextIO, profiles: list[str] | None) -> No
     print("\n".join(lines), file=out, flush=True)
 
 
-def _wait(stop: threading.Event) -> None:
-    """Block until ``stop`` is set, Ctrl-C, or SIGTERM (handler installed in the main thread)."""
+def _wait(stop: threading.Event) -> bool:
+    """Block until ``stop`` is set, Ctrl-C, or SIGTERM (handler installed in the main thread);
+    True if it was Ctrl-C (the command then exits 130, as ``run`` does)."""
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set()) if in_main else None
     try:
         while not stop.wait(0.5):
             pass
+        return False
     except KeyboardInterrupt:
-        pass
+        return True
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)

@@ -79,6 +79,28 @@ class WorkerState(StrEnum):
     LOST = "lost"
 
 
+class EventType(StrEnum):
+    STORY_NEW = "story.new"
+    PROFILE_CHANGED = "profile.changed"
+
+
+class DeliveryState(StrEnum):
+    """``event.delivery``: where an event stands with its watch's webhook."""
+
+    NONE = "none"  # the watch had no webhook when the event happened
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"  # retried for 24 hours, then given up
+
+
+class ProfileStatus(StrEnum):
+    """What a watch remembers of a profile between rounds (``profile.changed`` fires on a change)."""
+
+    PUBLIC = "public"  # has_stories or no_stories
+    PRIVATE = "private"
+    NOT_FOUND = "not_found"
+
+
 def sql_list(values: Iterable[StrEnum]) -> str:
     """``('a', 'b')`` for an SQL ``IN``: only for enum members (fixed, quote-free strings)."""
     items = []
@@ -94,5 +116,6 @@ def sql(value: StrEnum) -> str:
     return sql_list([value])[1:-1]
 
 
-__all__ = ["BatchState", "JobState", "OutcomeKind", "ErrorKind", "ProxyState", "WorkerState", "CLAIMABLE", "OPEN", "DONE",
+__all__ = ["BatchState", "JobState", "OutcomeKind", "ErrorKind", "ProxyState", "WorkerState", "EventType",
+           "DeliveryState", "ProfileStatus", "CLAIMABLE", "OPEN", "DONE",
            "sql_list", "sql"]

@@ -451,7 +451,7 @@ def test_older_schema_is_upgraded_in_place(db_url, monkeypatch):
 
 
 def test_a_version_1_database_gets_the_proxy_validation_column(db_url):
-    """Schema 1 (storycheck before proxy.validate_requested_at) is upgraded to 2 on open,
+    """Schema 1 (storycheck before proxy.validate_requested_at) is upgraded to 2 (then 3) on open,
     proxies and their state kept."""
     from playhouse.migrate import SchemaMigrator, migrate
 
@@ -463,7 +463,7 @@ def test_a_version_1_database_gets_the_proxy_validation_column(db_url):
     s.close()
     s = open_store(db_url)
     try:
-        assert Meta_.get(Meta_.key == "schema_version").value == str(dbmod.SCHEMA_VERSION) == "2"
+        assert Meta_.get(Meta_.key == "schema_version").value == str(dbmod.SCHEMA_VERSION) == "3"
         assert [(p.id, p.disabled, p.validate_requested_at) for p in Proxy.select()] == [(1, True, None)]
         assert ops.request_validation(s, 1) is not None
     finally:

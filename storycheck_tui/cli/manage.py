@@ -57,7 +57,7 @@ def batches_command(args: Namespace) -> int:
             print(json_line({"id": b.id, "name": b.name, "state": b.state, "priority": b.priority,
                              "total": b.total, "completed": b.completed, "succeeded": b.succeeded,
                              "failed": b.failed, "cancelled": b.cancelled, "created_at": _iso(b.created_at),
-                             "finished_at": _iso(b.finished_at), "reason": b.reason}))
+                             "finished_at": _iso(b.finished_at), "reason": b.reason, "watch": b.watch}))
         return 0
     if not views:
         print("no batches yet (create one with: storycheck add PROFILES, or storycheck run PROFILES)")

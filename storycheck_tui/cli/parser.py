@@ -111,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("username", metavar="USERNAME")
     sp.add_argument("--proxy", metavar="P", help="send it through this proxy (host:port[:user:pass] or a URL)")
 
+    from storycheck_tui.cli import watch
+
+    watch.register(sub, cmd, _common)
+
     p = cmd("sim", run.sim_command, "run the story API simulator with proxy ports on 127.0.0.1")
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--proxies", type=int, default=8, metavar="N")

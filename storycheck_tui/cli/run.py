@@ -15,7 +15,7 @@ from storycheck_tui.cli.common import (
 )
 from storycheck_tui.cli.progress import Progress, fmt_duration
 from storycheck_tui.engine.runner import Runner
-from storycheck_tui.engine.wiring import build_runner, build_source
+from storycheck_tui.engine.wiring import build_monitor, build_runner, build_source
 from storycheck_tui.store import batches as ops
 from storycheck_tui.store.db import Store
 from storycheck_tui.words import plural
@@ -133,9 +133,12 @@ def worker_command(args: Namespace) -> int:
         import_proxies(store, args.proxies)
         batch_ids = [ops.find_batch(store, ref).id for ref in args.batch] if args.batch else None
         runner = build_runner(store, settings, batch_ids=batch_ids, source=source)
+        monitor = build_monitor(store) if batch_ids is None else None  # watch rounds and webhooks
         with _Stop() as stop:
             stop.on_again = runner.hurry
             runner.start()
+            if monitor:
+                monitor.start()
             print(f"worker {runner.worker_id}: {runner.threads} check threads on {store.display}", file=sys.stderr)
             idle_since = None
             try:
@@ -150,6 +153,8 @@ def worker_command(args: Namespace) -> int:
                         else:
                             idle_since = None
             finally:
+                if monitor:
+                    monitor.stop()
                 runner.stop(settings.engine.grace_seconds)
         print(f"worker {runner.worker_id}: stopped after {plural(runner.snapshot().finished, 'check')}", file=sys.stderr)
         if runner.crashed:

@@ -20,6 +20,14 @@ def build_source(settings: Settings) -> StorySource:
     return build(src)
 
 
+def build_monitor(store: Store):
+    """The watch round scheduler and the webhook deliverer that run next to a worker's check
+    threads (``storycheck worker``, a console with a source); start() and stop() them."""
+    from storycheck_tui.monitor.service import Monitor
+
+    return Monitor(store)
+
+
 def build_runner(store: Store, settings: Settings, *, workers: int | None = None,
                  batch_ids: list[int] | None = None, source: StorySource | None = None) -> Runner:
     """A runner for this process; ``workers=0`` makes a watch-only runner (no source needed)."""

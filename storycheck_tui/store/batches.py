@@ -14,7 +14,7 @@ from storycheck_tui import logs
 from storycheck_tui.errors import StorycheckError
 from storycheck_tui.store.db import Store
 from storycheck_tui.states import OPEN, BatchState, JobState, ProxyState, sql, sql_list
-from storycheck_tui.store.models import Batch, Job, Proxy
+from storycheck_tui.store.models import Batch, Job, Proxy, Watch
 
 # Older names, kept while callers move to ``storycheck_tui.states``.
 QUEUED, RUNNING, PAUSED, CANCELLED, FINISHED = (BatchState.QUEUED, BatchState.RUNNING, BatchState.PAUSED,
@@ -47,6 +47,7 @@ class BatchView:
     failed: int
     cancelled: int
     reason: str | None
+    watch: str | None = None  # the watch this batch is a round of
 
     @property
     def remaining(self) -> int:
@@ -57,10 +58,17 @@ class BatchView:
         return (self.completed + self.cancelled) / self.total if self.total else 1.0
 
 
-def _view(b: Batch) -> BatchView:
+def _view(b: Batch, watch_names: dict[int, str] | None = None) -> BatchView:
+    watch = None
+    if b.watch_id is not None:
+        if watch_names is None:
+            w = Watch.get_or_none(Watch.id == b.watch_id)
+            watch = w.name if w else None
+        else:
+            watch = watch_names.get(b.watch_id)
     return BatchView(b.id, b.name, b.state, b.priority, b.created_at, b.started_at, b.finished_at,
                      b.total_profiles, b.completed_profiles, b.successful_checks, b.failed_checks,
-                     b.cancelled_profiles, b.state_reason)
+                     b.cancelled_profiles, b.state_reason, watch)
 
 
 def create_batch(store: Store, name: str, usernames: list[str], *, priority: int = 0,
@@ -108,7 +116,8 @@ def list_batches(store: Store, states: tuple[str, ...] | None = None) -> list[Ba
     q = Batch.select().order_by(Batch.id)
     if states:
         q = q.where(Batch.state.in_(states))
-    return [_view(b) for b in q]
+    names = {w.id: w.name for w in Watch.select(Watch.id, Watch.name)}
+    return [_view(b, names) for b in q]
 
 
 def _set_state(store: Store, batch_id: int, new: str, allowed: tuple[str, ...], reason: str | None) -> bool:

@@ -27,7 +27,7 @@ from storycheck_tui.masking import MASK, mask_url, one_line as masked_line, regi
 from storycheck_tui.store import models, sqlitefile
 from storycheck_tui.store.dialect import Dialect, dialect_for
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 ENV_VAR = "STORYCHECK_DB"
 
 
@@ -255,7 +255,16 @@ def _v2_validate_requests(store: Store) -> None:
                                                               DoubleField(null=True)))
 
 
-UPGRADES: dict[int, Callable[[Store], None]] = {2: _v2_validate_requests}
+def _v3_watches(store: Store) -> None:
+    """batch.watch_id; the watch tables and their indexes are created by ensure_schema."""
+    from peewee import IntegerField
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    if "watch_id" not in {c.name for c in store.db.get_columns("batch")}:
+        migrate(SchemaMigrator.from_database(store.db).add_column("batch", "watch_id", IntegerField(null=True)))
+
+
+UPGRADES: dict[int, Callable[[Store], None]] = {2: _v2_validate_requests, 3: _v3_watches}
 
 
 def _schema_version(store: Store) -> int | None:

@@ -10,7 +10,7 @@ from peewee import (
     TextField,
 )
 
-from storycheck_tui.states import BatchState, JobState, ProxyState, WorkerState, sql
+from storycheck_tui.states import BatchState, DeliveryState, EventType, JobState, ProxyState, WorkerState, sql
 
 database = DatabaseProxy()
 
@@ -51,6 +51,7 @@ class Batch(BaseModel):
     failed_checks = IntegerField(default=0)
     cancelled_profiles = IntegerField(default=0)
     state_reason = TextField(null=True)  # why it is paused/cancelled, shown to the operator
+    watch_id = IntegerField(null=True)  # the watch this batch is a round of (schema version 3)
 
 
 class Job(BaseModel):
@@ -138,11 +139,94 @@ class Worker(BaseModel):
     state = CharField(default=WorkerState.RUNNING.value)  # a WorkerState
 
 
-MODELS = [Meta_, Batch, Job, Story, Proxy, BatchLog, Worker]
+class Watch(BaseModel):
+    """A watchlist checked every ``every`` seconds; each round is a batch (schema version 3)."""
+
+    name = CharField(unique=True)
+    every = DoubleField()  # seconds between rounds
+    webhook = TextField(null=True)  # may hold credentials: shown masked only
+    paused = BooleanField(default=False)
+    created_at = DoubleField()
+    next_round_at = DoubleField()  # database clock; the worker that moves it starts the round
+    last_round = IntegerField(null=True)  # batch id of the newest round
+    rounds = IntegerField(default=0)
+
+
+class WatchProfile(BaseModel):
+    """A profile of a watch and where it stood after its last checked round."""
+
+    watch_id = IntegerField()
+    username = CharField()
+    status = CharField(null=True)  # a ProfileStatus, None until first checked
+    status_since = DoubleField(null=True)
+    last_checked = DoubleField(null=True)
+
+    class Meta:
+        table_name = "watch_profile"
+        indexes = ((("watch_id", "username"), True),)
+
+
+class WatchStory(BaseModel):
+    """Story history: each story id seen for a profile of a watch."""
+
+    watch_id = IntegerField()
+    username = CharField()
+    story_id = CharField()
+    taken_at = DoubleField(null=True)
+    expires_at = DoubleField(null=True)
+    first_seen = DoubleField()
+    last_seen = DoubleField()
+
+    class Meta:
+        table_name = "watch_story"
+        indexes = ((("watch_id", "username", "story_id"), True), (("username",), False))
+
+
+class ProfileChange(BaseModel):
+    """A profile's status over time (became private, not found, back), one row per change."""
+
+    watch_id = IntegerField()
+    username = CharField()
+    status = CharField()
+    at = DoubleField()
+
+    class Meta:
+        table_name = "profile_change"
+        indexes = ((("username", "id"), False),)
+
+
+class Event(BaseModel):
+    """The outbox: written in the transaction of the fenced finish that saw it, delivered later."""
+
+    type = CharField()  # story.new | profile.changed
+    watch_id = IntegerField()
+    watch = CharField()  # the watch's name when the event happened
+    username = CharField()
+    story_id = CharField(null=True)
+    taken_at = DoubleField(null=True)
+    details = TextField(null=True)  # JSON: from/to of a profile.changed
+    at = DoubleField()
+    delivery = CharField()  # a DeliveryState
+    attempts = IntegerField(default=0)
+    next_try_at = DoubleField(null=True)
+    lease_until = DoubleField(null=True)  # a deliverer is posting it until then
+    last_error = TextField(null=True)
+    delivered_at = DoubleField(null=True)
+
+    class Meta:
+        table_name = "event"
+        indexes = ((("watch_id", "id"), False),)
+
+
+MODELS = [Meta_, Batch, Job, Story, Proxy, BatchLog, Worker, Watch, WatchProfile, WatchStory, ProfileChange, Event]
 PARTIAL_INDEXES = [
     # The claim reads only pending jobs: a partial index stays small with millions finished.
     ("job_pending", f"CREATE INDEX IF NOT EXISTS job_pending ON job (batch_id, id) WHERE state = {sql(JobState.PENDING)}"),
     ("job_running", f"CREATE INDEX IF NOT EXISTS job_running ON job (lease_until) WHERE state = {sql(JobState.RUNNING)}"),
     ("job_by_state", "CREATE INDEX IF NOT EXISTS job_batch_state ON job (batch_id, state)"),
+    # A story is one event, whatever happens (schema version 3).
+    ("event_story", "CREATE UNIQUE INDEX IF NOT EXISTS event_story ON event (watch_id, username, story_id) "
+                    f"WHERE type = {sql(EventType.STORY_NEW)}"),
+    ("event_due", f"CREATE INDEX IF NOT EXISTS event_due ON event (next_try_at) WHERE delivery = {sql(DeliveryState.PENDING)}"),
 ]
 _ = SQL  # re-exported for dialect helpers

@@ -20,6 +20,7 @@ from storycheck_tui import logs
 from storycheck_tui.logs import LogEntry, clean
 from storycheck_tui.result_text import result_message
 from storycheck_tui.sources.base import Outcome
+from storycheck_tui.store import history
 from storycheck_tui.store.db import Store
 from storycheck_tui.states import CLAIMABLE, OPEN, BatchState, ErrorKind, JobState, sql, sql_list
 from storycheck_tui.store.logrows import LOG_COLUMNS, entry_tuple, result_row
@@ -162,6 +163,7 @@ def finish(store: Store, owner: str, results: list[JobResult], extra_logs: list[
                     stories.append((r.job.username, s.story_id, s.taken_at, s.expires_at, s.media_type, ts,
                                     r.job.batch_id))
         d.insert_rows(db, "story", STORY_COLUMNS, stories, ignore_conflicts=True)
+        history.record(store, ts, report.applied)  # watch rounds: history and events, same transaction
         log_rows.extend(entry_tuple(e) for e in extra_logs)
         d.insert_rows(db, "batch_log", LOG_COLUMNS, log_rows)
         for batch_id, (ok, failed) in sorted(deltas.items()):  # after the result rows: their BATCH_FINISHED last

@@ -15,7 +15,7 @@ WATCH_ONLY_NOTE = ("watch-only: no [source] configured (--config FILE), so check
 
 def launch_console(args: Namespace) -> int:
     from storycheck_tui.cli.common import import_proxies, open_db, settings_from, start_logging
-    from storycheck_tui.engine.wiring import build_runner
+    from storycheck_tui.engine.wiring import build_monitor, build_runner
 
     settings = settings_from(args)
     setup = start_logging(args, console=True)
@@ -23,7 +23,11 @@ def launch_console(args: Namespace) -> int:
     try:
         import_proxies(store, getattr(args, "proxies", None))
         if settings.source.url:
-            return run_console(build_runner(store, settings), store, setup.ring)
+            monitor = build_monitor(store).start()  # watch rounds and webhooks, as a worker runs them
+            try:
+                return run_console(build_runner(store, settings), store, setup.ring)
+            finally:
+                monitor.stop()
         return run_console(build_runner(store, settings, workers=0), store, setup.ring, note=WATCH_ONLY_NOTE)
     finally:
         store.close()

@@ -1,0 +1,236 @@
+"""Monitoring: watches, rounds coordinated in the database, story history, the event outbox
+written with the fenced finish, Standard Webhooks delivery (verified with the spec's reference
+library), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from helpers import wait_for
+from storycheck_tui.sources.base import Outcome, Story
+from storycheck_tui.states import DeliveryState, EventType
+from storycheck_tui.store import batches as ops
+from storycheck_tui.store import history, outbox, watches
+from storycheck_tui.store import queue as q
+from storycheck_tui.store.models import Watch
+
+
+def _stories(*ids: str) -> Outcome:
+    return Outcome("has_stories" if ids else "no_stories",
+                   stories=tuple(Story(i, 1_700_000_000.0 + n) for n, i in enumerate(ids)))
+
+
+def _run_round(store, answers: dict[str, Outcome], owner: str = "w1") -> int:
+    """Claim and finish every job of the due round with ``answers``; returns the batch id."""
+    (r,) = watches.start_due_rounds(store)
+    claimed = q.claim(store, owner, 30, 1000, [r.batch_id])
+    q.finish(store, owner, [q.JobResult(job=c, state=q.SUCCEEDED, outcome=answers[c.username], http_status=200,
+                                        tries=1) for c in claimed])
+    assert ops.get_batch(store, r.batch_id).state == "finished"
+    return r.batch_id
+
+
+def _make_due(store, name: str) -> None:
+    Watch.update(next_round_at=0.0).where(Watch.name == name).execute()
+
+
+def test_story_new_once_per_story_and_profile_changed_between_rounds(store):
+    watches.add_watch(store, "campaign", ["ann", "bob", "cat"], every=3600.0)
+    b1 = _run_round(store, {"ann": _stories("a1"), "bob": _stories(), "cat": Outcome("private")})
+    assert watches.start_due_rounds(store) == []  # not due again for an hour
+    evs = list(history.events(store))
+    assert [(e.type, e.username, e.story_id) for e in evs] == [("story.new", "ann", "a1")]  # first round: no change yet
+    _make_due(store, "campaign")
+    b2 = _run_round(store, {"ann": _stories("a1", "a2"), "bob": Outcome("not_found"), "cat": _stories("c1")})
+    assert b2 != b1
+    evs = [(e.type, e.username, e.story_id, e.details.get("from"), e.details.get("to")) for e in history.events(store)]
+    assert sorted(evs[1:]) == sorted([
+        ("story.new", "ann", "a2", None, None), ("story.new", "cat", "c1", None, None),
+        ("profile.changed", "bob", None, "public", "not_found"), ("profile.changed", "cat", None, "private", "public")])
+    hist = history.history(store, "ann")
+    assert [s.story_id for s in hist] == ["a1", "a2"] and hist[0].last_seen > hist[0].first_seen
+    assert [c.status for c in history.status_history(store, "cat")] == ["private", "public"]
+    assert all(e.delivery == DeliveryState.NONE for e in history.events(store))  # no webhook on this watch
+    assert [b.watch for b in ops.list_batches(store)] == ["campaign", "campaign"]
+
+
+def test_a_round_waits_for_the_previous_one_and_catches_up_once(store):
+    watches.add_watch(store, "w", ["ann"], every=60.0)
+    (r,) = watches.start_due_rounds(store)
+    _make_due(store, "w")
+    assert watches.start_due_rounds(store) == []  # the first round is unfinished
+    claimed = q.claim(store, "w1", 30, 10)
+    q.finish(store, "w1", [q.JobResult(job=c, state=q.SUCCEEDED, outcome=_stories(), tries=1) for c in claimed])
+    # a week of downtime: one catch-up round, the next one on the grid after now
+    Watch.update(next_round_at=q.now(store) - 7 * 86400).where(Watch.name == "w").execute()
+    assert len(watches.start_due_rounds(store)) == 1
+    w = watches.get_watch(store, "w")
+    assert q.now(store) < w.next_round_at <= q.now(store) + 60 and w.rounds == 2
+
+
+def test_two_workers_never_start_the_same_round_twice(db_url):
+    """Eight threads (one store: one connection each) race for the due rounds of five watches."""
+    from storycheck_tui.store.db import open_store
+
+    s = open_store(db_url, pool_size=12)
+    try:
+        for i in range(5):
+            watches.add_watch(s, f"w{i}", [f"u{i}"], every=3600.0)
+        started, errors = [], []
+        go = threading.Barrier(8)
+
+        def race():
+            try:
+                go.wait()
+                started.extend(watches.start_due_rounds(s))
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=race) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert not errors, errors
+        assert sorted(r.watch for r in started) == [f"w{i}" for i in range(5)]
+        assert len(ops.list_batches(s)) == 5
+    finally:
+        s.close()
+
+
+def test_an_event_is_written_with_its_finish_or_not_at_all(store):
+    """A finish that loses its lease writes no event; the later finish of the new lease writes it once."""
+    watches.add_watch(store, "w", ["ann"], every=3600.0)
+    (r,) = watches.start_due_rounds(store)
+    (old,) = q.claim(store, "dead", 30, 1)
+    q.extend_leases(store, "dead", -1.0)
+    q.reap_expired(store, max_claims=5)
+    (new,) = q.claim(store, "alive", 30, 1)
+    assert q.finish(store, "dead", [q.JobResult(job=old, state=q.SUCCEEDED, outcome=_stories("s1"), tries=1)]).stale
+    assert list(history.events(store)) == []
+    q.finish(store, "alive", [q.JobResult(job=new, state=q.SUCCEEDED, outcome=_stories("s1"), tries=1)])
+    assert [(e.type, e.story_id) for e in history.events(store)] == [("story.new", "s1")]
+
+
+def test_durations_and_webhook_urls_are_checked():
+    from storycheck_tui.errors import InputError
+
+    assert [watches.parse_duration(t) for t in ("30s", "15m", "1h", "1d")] == [30, 900, 3600, 86400]
+    for bad in ("", "10", "1w", "0s", "nan", "-5m"):
+        with pytest.raises(InputError):
+            watches.parse_duration(bad)
+    with pytest.raises(InputError):
+        watches.check_webhook("ftp://x/")
+    assert watches.check_webhook("http://127.0.0.1:9/hook") == "http://127.0.0.1:9/hook"
+
+
+# --- webhooks -----------------------------------------------------------------------------------
+
+class Receiver:
+    """A webhook receiver on loopback that verifies each POST with the standardwebhooks library."""
+
+    def __init__(self, secret: str, *, fail_first: int = 0):
+        from standardwebhooks import Webhook
+
+        self.hook = Webhook(secret)
+        self.fail_first = fail_first
+        self.received: list[tuple[str, dict]] = []  # (webhook-id, verified payload)
+        self.rejected: list[str] = []
+        self.tries = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.tries += 1
+                if outer.tries <= outer.fail_first:
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                try:
+                    payload = outer.hook.verify(body, dict(self.headers.items()))
+                except Exception as exc:  # noqa: BLE001
+                    outer.rejected.append(str(exc))
+                    self.send_response(400)
+                    self.end_headers()
+                    return
+                outer.received.append((self.headers["webhook-id"], payload))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *a) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def secret():
+    from storycheck_tui.monitor.signing import new_secret
+
+    return new_secret()
+
+
+def test_webhooks_are_signed_as_the_reference_library_verifies_and_failures_are_retried(store, secret):
+    import httpx
+
+    from storycheck_tui.monitor.deliver import Deliverer
+    from storycheck_tui.monitor.signing import parse_secret
+
+    rx = Receiver(secret, fail_first=2)
+    try:
+        watches.add_watch(store, "w", ["ann", "bob"], every=3600.0, webhook=rx.url)
+        _run_round(store, {"ann": _stories("a1", "a2"), "bob": _stories()})
+        d = Deliverer(store, parse_secret(secret))
+        with httpx.Client() as client:
+            d.deliver_due(client)  # two tries fail (503): retried later
+            evs = list(history.events(store))
+            assert rx.tries == 2 and all(e.delivery == "pending" and e.attempts == 1 for e in evs), evs
+            assert all(e.last_error == "HTTP 503" for e in evs)
+            assert d.deliver_due(client) is False  # not due yet: the first retry comes within seconds
+            store.db.execute_sql("UPDATE event SET next_try_at = 0")
+            d.deliver_due(client)
+        assert not rx.rejected
+        assert sorted((p["story_id"], p["type"], p["watch"], p["username"]) for _i, p in rx.received) == [
+            ("a1", "story.new", "w", "ann"), ("a2", "story.new", "w", "ann")]
+        assert sorted(i for i, _p in rx.received) == sorted(str(e.id) for e in history.events(store))
+        assert all(e.delivery == "delivered" for e in history.events(store))
+    finally:
+        rx.close()
+
+
+def test_a_wrong_secret_is_refused_by_the_receiver(store, secret):
+    import httpx
+
+    from storycheck_tui.monitor.deliver import Deliverer
+    from storycheck_tui.monitor.signing import new_secret, parse_secret
+
+    rx = Receiver(secret)
+    try:
+        watches.add_watch(store, "w", ["ann"], every=3600.0, webhook=rx.url)
+        _run_round(store, {"ann": _stories("a1")})
+        with httpx.Client() as client:
+            Deliverer(store, parse_secret(new_secret())).deliver_due(client)
+        assert rx.rejected and not rx.received
+    finally:
+        rx.close()
+
+
+def test_an_event_not_delivered_for_24_hours_is_marked_failed(store):
+    watches.add_watch(store, "w", ["ann"], every=3600.0, webhook="http://127.0.0.1:9/")
+    _run_round(store, {"ann": _stories("a1")})
+    (e,) = history.events(store)
+    store.db.execute_sql(f"UPDATE event SET at = at - {outbox.GIVE_UP_AFTER}")
+    assert outbox.failed_try(store, e.id, "ConnectError: refused") == "failed"
+    (e,) = history.events(store)
+    assert e.delivery == "failed" and e.last_error == "ConnectError: refused"

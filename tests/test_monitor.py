@@ -133,11 +133,13 @@ def test_durations_and_webhook_urls_are_checked():
 class Receiver:
     """A webhook receiver on loopback that verifies each POST with the standardwebhooks library."""
 
-    def __init__(self, secret: str, *, fail_first: int = 0):
+    def __init__(self, secret: str, *, fail_first: int = 0, hold: threading.Event | None = None):
         from standardwebhooks import Webhook
 
         self.hook = Webhook(secret)
         self.fail_first = fail_first
+        self.hold = hold  # the first verified POST is recorded, then left unanswered until this is set
+        self.holding = threading.Event()
         self.received: list[tuple[str, dict]] = []  # (webhook-id, verified payload)
         self.rejected: list[str] = []
         self.tries = 0
@@ -159,6 +161,9 @@ class Receiver:
                     self.end_headers()
                     return
                 outer.received.append((self.headers["webhook-id"], payload))
+                if outer.hold is not None and not outer.holding.is_set():
+                    outer.holding.set()
+                    outer.hold.wait(60)
                 self.send_response(204)
                 self.end_headers()
 
@@ -234,3 +239,71 @@ def test_an_event_not_delivered_for_24_hours_is_marked_failed(store):
     assert outbox.failed_try(store, e.id, "ConnectError: refused") == "failed"
     (e,) = history.events(store)
     assert e.delivery == "failed" and e.last_error == "ConnectError: refused"
+
+
+def test_the_console_reads_each_watch_with_its_last_round_and_new_stories(store):
+    from storycheck_tui.store import reads
+
+    watches.add_watch(store, "camp", ["ann", "bob"], every=900.0)
+    watches.add_watch(store, "idle", ["zed"], every=60.0)
+    watches.set_paused(store, "idle", True)
+    _run_round(store, {"ann": _stories("a1", "a2"), "bob": _stories()})
+    camp, idle = reads.watch_overview(store)
+    assert (camp.name, camp.every, camp.profiles, camp.rounds, camp.new_stories) == ("camp", 900.0, 2, 1, 2)
+    assert camp.last_round.state == "finished" and camp.last_round.succeeded == 2
+    assert [s.story_id for s in camp.recent] == ["a2", "a1"] and camp.next_round_at > camp.last_round.created_at
+    assert idle.paused and idle.last_round is None and idle.new_stories == 0
+    assert [s.story_id for s in reads.new_stories_after(store, camp.recent[-1].event_id)] == ["a2"]
+    assert [s.story_id for s in reads.story_history(store, "ann")] == ["a1", "a2"]
+
+
+# --- the commands -------------------------------------------------------------------------------
+
+def test_watch_events_and_history_commands(db_url, tmp_path, capsys):
+    from helpers import cli
+    from storycheck_tui.store.db import open_store
+
+    (tmp_path / "w.txt").write_text("ann\nbob\n")
+    db = ("--db", db_url)
+    r = cli(capsys, "watch", "add", tmp_path / "w.txt", "--name", "camp", "--every", "15m",
+            "--webhook", "http://hook:S3cretPw@127.0.0.1:9/h", *db)
+    assert r.code == 0, r.err
+    r = cli(capsys, "watch", "add", tmp_path / "w.txt", "--name", "bad", "--every", "15 minutes", *db)
+    assert r.code == 2 and r.err.count("\n") == 1 and "not a duration" in r.err
+    assert cli(capsys, "watch", "pause", "nope", *db).err.strip() == "storycheck: no watch named 'nope' (storycheck watch list)"
+    r = cli(capsys, "watch", "list", "--json", *db)
+    (row,) = [json.loads(line) for line in r.out.splitlines()]
+    assert (row["name"], row["every"], row["profiles"], row["paused"]) == ("camp", "15m", 2, False)
+    assert "S3cretPw" not in r.out and "***" in row["webhook"]
+    (tmp_path / "more.txt").write_text("cat\n")
+    assert cli(capsys, "watch", "add-profiles", "camp", tmp_path / "more.txt", *db).code == 0
+    assert cli(capsys, "watch", "set", "camp", "--every", "1h", "--webhook", "", *db).code == 0
+    s = open_store(db_url)
+    try:
+        _run_round(s, {"ann": _stories("a1"), "bob": _stories(), "cat": Outcome("private")})
+    finally:
+        s.close()
+    r = cli(capsys, "batches", "--json", *db)
+    assert json.loads(r.out.splitlines()[0])["watch"] == "camp"
+    r = cli(capsys, "events", "--json", "--watch", "camp", *db)
+    (ev,) = [json.loads(line) for line in r.out.splitlines()]
+    assert {k: ev[k] for k in ("type", "watch", "username", "story_id", "delivery")} == {
+        "type": "story.new", "watch": "camp", "username": "ann", "story_id": "a1", "delivery": "none"}
+    assert set(ev) >= {"id", "taken_at", "at"}
+    assert cli(capsys, "events", "--since", "1h", "--format", "csv", *db).out.splitlines()[1].split(",")[3] == "ann"
+    r = cli(capsys, "history", "ann", "--json", *db)
+    (h,) = [json.loads(line) for line in r.out.splitlines()]
+    assert h["story_id"] == "a1" and h["first_seen"] and h["last_seen"] and h["watch"] == "camp"
+    assert cli(capsys, "watch", "remove", "camp", *db).code == 0
+    assert cli(capsys, "watch", "list", "--json", *db).out == ""
+    r = cli(capsys, "watch", "secret")
+    assert r.out.startswith("whsec_") and r.code == 0
+
+
+def test_history_is_pruned_past_its_retention_and_events_are_kept(store):
+    watches.add_watch(store, "w", ["ann"], every=3600.0)
+    _run_round(store, {"ann": _stories("old", "new")})
+    store.db.execute_sql("UPDATE watch_story SET last_seen = 1000 WHERE story_id = 'old'")
+    assert history.prune_stories(store, 2000) == 1
+    assert [s.story_id for s in history.history(store, "ann")] == ["new"]
+    assert len(list(history.events(store))) == 2

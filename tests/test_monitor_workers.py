@@ -170,3 +170,69 @@ def test_two_workers_run_rounds_as_stories_change_and_deliver_each_story_once(db
         assert all(b.total == 12 for b in rounds)
     finally:
         store.close()
+
+
+def test_kill_9_of_a_worker_mid_round_loses_and_duplicates_no_event(db_url, tmp_path):
+    """The worker is killed while the round's checks are half done; a second worker finishes the
+    round: every story has exactly one event (finish and events commit together)."""
+    users = [f"user{i}" for i in range(24)]
+    stories = Stories(users, delay=0.15)
+    for u in users:
+        stories.post(u, f"{u}-s1")
+    secret = new_secret()
+    server = StoryServer(stories.respond)
+    procs: list[subprocess.Popen] = []
+    store = open_store(db_url)
+    try:
+        (tmp_path / "w.txt").write_text("\n".join(users) + "\n")
+        _cli(db_url, "watch", "add", str(tmp_path / "w.txt"), "--name", "once", "--every", "1d")
+        config = write_config(tmp_path / "w.toml", server.base)
+        victim = start_worker(db_url, config, tmp_path / "logs", secret)
+        procs.append(victim)
+        wait_for(lambda: len(_story_events(store)) >= 5, 30, lambda: "some events: " + stderr_of(procs))
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+        (r,) = _rounds(store, "once")
+        assert r.state == "running" and r.completed < 24  # killed mid-round
+        procs.append(start_worker(db_url, config, tmp_path / "logs", secret))
+        wait_for(lambda: _rounds(store, "once")[0].state == "finished", 30, lambda: "round end: " + stderr_of(procs))
+        evs = _story_events(store)
+        assert sorted((u, s) for u, s, _ in evs) == sorted((u, f"{u}-s1") for u in users)
+    finally:
+        stop(procs)
+        server.close()
+        store.close()
+
+
+def test_kill_9_of_the_deliverer_mid_post_redelivers_the_same_event_id(db_url, tmp_path):
+    """The receiver has the POST but the worker dies before the answer: the event is posted
+    again (after the delivery lease) with the same webhook-id; never a second id for it."""
+    hold = threading.Event()
+    secret = new_secret()
+    rx = Receiver(secret, hold=hold)
+    stories = Stories(["ann"])
+    stories.post("ann", "ann-s1")
+    server = StoryServer(stories.respond)
+    procs: list[subprocess.Popen] = []
+    store = open_store(db_url)
+    try:
+        (tmp_path / "w.txt").write_text("ann\n")
+        _cli(db_url, "watch", "add", str(tmp_path / "w.txt"), "--name", "w", "--every", "1d", "--webhook", rx.url)
+        config = write_config(tmp_path / "w.toml", server.base)
+        procs.append(start_worker(db_url, config, tmp_path / "logs", secret))
+        assert rx.holding.wait(30), stderr_of(procs)
+        procs[0].send_signal(signal.SIGKILL)
+        procs[0].wait(10)
+        hold.set()
+        procs.append(start_worker(db_url, config, tmp_path / "logs", secret))
+        wait_for(lambda: [e.delivery for e in history.events(store)] == ["delivered"], 60,
+                 lambda: f"redelivery: {rx.received} " + stderr_of(procs))
+        (event,) = history.events(store)
+        assert [i for i, _p in rx.received] == [str(event.id), str(event.id)]  # the same id, twice
+        assert not rx.rejected
+    finally:
+        hold.set()
+        stop(procs)
+        server.close()
+        rx.close()
+        store.close()

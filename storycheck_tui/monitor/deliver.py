@@ -15,7 +15,7 @@ import httpx
 from peewee import PeeweeException
 
 from storycheck_tui import logs
-from storycheck_tui.masking import mask_url, one_line
+from storycheck_tui.masking import add_url_credentials, mask_url, one_line
 from storycheck_tui.monitor import signing
 from storycheck_tui.store import outbox
 from storycheck_tui.store.db import Store
@@ -82,6 +82,7 @@ class Deliverer:
         if not d.url:
             outbox.failed_try(self.store, e.id, "the watch has no webhook (removed or cleared)")
             return
+        add_url_credentials(d.url)  # masked in every message, like a proxy's password
         body = outbox.body(e)
         headers = signing.headers(self.key, str(e.id), int(self.clock()), body)
         error = None

@@ -16,7 +16,7 @@ from peewee import SQL, NodeList, fn
 
 from storycheck_tui.states import DONE, JobState, OutcomeKind, WorkerState
 from storycheck_tui.store.db import Store
-from storycheck_tui.store.models import BatchLog, Job, Proxy, Story, Worker
+from storycheck_tui.store.models import Batch, BatchLog, Job, Proxy, Story, Worker
 
 #: result filters the console offers (``is:NAME`` in its filter box)
 STATE_FILTERS: dict[str, Any] = {
@@ -308,6 +308,93 @@ def database_now(store: Store) -> float:
     from storycheck_tui.store.queue import now as db_now
 
     return db_now(store)
+
+
+@dataclass(frozen=True)
+class RoundSummary:
+    """A watch's newest round (a batch)."""
+
+    batch_id: int
+    state: str
+    total: int
+    completed: int
+    succeeded: int
+    failed: int
+    created_at: float
+    finished_at: float | None
+
+
+@dataclass(frozen=True)
+class NewStory:
+    event_id: int
+    username: str
+    story_id: str
+    taken_at: float | None
+    at: float  # when storycheck first saw it
+
+
+@dataclass(frozen=True)
+class WatchOverview:
+    """One watch as the console's watch view shows it."""
+
+    name: str
+    every: float  # seconds
+    paused: bool
+    profiles: int
+    next_round_at: float
+    rounds: int
+    webhook: str | None  # masked
+    last_round: RoundSummary | None
+    #: story.new events since the newest round started: how many, and the newest few
+    new_stories: int
+    recent: tuple[NewStory, ...]
+
+
+def watch_overview(store: Store, *, recent: int = 10) -> list[WatchOverview]:
+    """Every watch with its interval, next round, newest round's summary and new stories.
+
+    A few indexed statements per watch (watches are few); safe from a thread worker."""
+    from storycheck_tui.states import EventType
+    from storycheck_tui.store.watches import list_watches
+
+    p = store.dialect.param
+    out = []
+    for w in list_watches(store):
+        last = None
+        since = None
+        if w.last_round is not None:
+            b = Batch.get_or_none(Batch.id == w.last_round)
+            if b is not None:
+                last = RoundSummary(b.id, b.state, b.total_profiles, b.completed_profiles, b.successful_checks,
+                                    b.failed_checks, b.created_at, b.finished_at)
+                since = b.created_at
+        where = f"watch_id = {p} AND type = {p}" + (f" AND at >= {p}" if since is not None else "")
+        params = [w.id, EventType.STORY_NEW] + ([since] if since is not None else [])
+        n = int(store.db.execute_sql(f"SELECT COUNT(*) FROM event WHERE {where}", params).fetchone()[0])
+        rows = store.db.execute_sql(f"SELECT id, username, story_id, taken_at, at FROM event WHERE {where} "
+                                    f"ORDER BY id DESC LIMIT {int(recent)}", params).fetchall()
+        out.append(WatchOverview(w.name, w.every, w.paused, w.profiles, w.next_round_at, w.rounds, w.webhook, last, n,
+                                 tuple(NewStory(int(r[0]), r[1], r[2], r[3], float(r[4])) for r in rows)))
+    return out
+
+
+def new_stories_after(store: Store, event_id: int, limit: int = 100) -> list[NewStory]:
+    """story.new events with an id above ``event_id``, oldest first (for a "new stories" toast:
+    remember the last id shown)."""
+    from storycheck_tui.states import EventType
+
+    p = store.dialect.param
+    rows = store.db.execute_sql(f"SELECT id, username, story_id, taken_at, at FROM event WHERE id > {p} "
+                                f"AND type = {p} ORDER BY id LIMIT {int(limit)}",
+                                (event_id, EventType.STORY_NEW)).fetchall()
+    return [NewStory(int(r[0]), r[1], r[2], r[3], float(r[4])) for r in rows]
+
+
+def story_history(store: Store, username: str) -> list:
+    """The stories seen for ``username`` in every watch (``history.StoryRow``), for the result detail."""
+    from storycheck_tui.store.history import history
+
+    return history(store, username)
 
 
 __all__ = ["STATE_FILTERS", "JobRow", "JobWindow", "LogLine", "JobDetail", "ProxyRow", "WorkerRow", "job_window",

@@ -26,13 +26,7 @@ from storycheck_tui.store.db import open_store
 from test_monitor import Receiver
 
 
-def write_config(path: Path, base: str, *, lease: float = 3.0) -> Path:
-    path.write_text(f"""[source]
-url = "{base}/stories?u={{username}}"
-items = "items"
-health_url = "{base}/health"
-timeout = 2.0
-
+FAST = """
 [proxies]
 # direct checks are paced at one a second by default (to spare the source); a round of 12
 # profiles every 2 s needs more
@@ -45,12 +39,21 @@ max_wait = 0.5
 
 [engine]
 workers = 4
-lease_seconds = {lease}
+lease_seconds = 3
 claim_size = 4
 commit_every = 0.1
 heartbeat_every = 0.5
 grace_seconds = 2
-""")
+"""
+
+
+def write_config(path: Path, base: str) -> Path:
+    path.write_text(f"""[source]
+url = "{base}/stories?u={{username}}"
+items = "items"
+health_url = "{base}/health"
+timeout = 2.0
+""" + FAST)
     return path
 
 
@@ -124,46 +127,51 @@ def _rounds(store, name: str) -> list:
     return [b for b in ops.list_batches(store) if b.watch == name]
 
 
-def test_two_workers_run_rounds_as_stories_change_and_deliver_each_story_once(db_url, tmp_path):
-    users = [f"user{i}" for i in range(12)]
-    stories = Stories(users)
-    for i, u in enumerate(users[:6]):
-        stories.post(u, f"{u}-s1")
+def test_two_workers_run_rounds_as_the_simulators_stories_change_and_deliver_each_story_once(db_url, tmp_path):
+    """The simulator posts and expires stories between rounds (its control calls); two workers
+    run the rounds every 2 s: one event per story, one webhook id per story at the receiver,
+    never two rounds of the watch at once."""
+    from storycheck_tui.sim import SimConfig, Simulator
+
+    users = [f"nostories_u{i}" for i in range(12)]
     secret = new_secret()
     rx = Receiver(secret)
-    server = StoryServer(stories.respond)
     procs: list[subprocess.Popen] = []
     store = None
-    try:
-        (tmp_path / "w.txt").write_text("\n".join(users) + "\n")
-        _cli(db_url, "watch", "add", str(tmp_path / "w.txt"), "--name", "camp", "--every", "2s", "--webhook", rx.url)
-        config = write_config(tmp_path / "w.toml", server.base)
-        procs = [start_worker(db_url, config, tmp_path / "logs", secret) for _ in range(2)]
-        store = open_store(db_url)
-        wait_for(lambda: len(_story_events(store)) == 6, 30, lambda: "round 1 events: " + stderr_of(procs))
-        # between rounds: two stories posted, one expired; a profile goes private
-        stories.post("user0", "user0-s2")
-        stories.post("user9", "user9-s1")
-        stories.expire("user1", "user1-s1")
-        first = max(b.id for b in _rounds(store, "camp"))
-        wait_for(lambda: len(_story_events(store)) == 8, 30, lambda: "new stories: " + stderr_of(procs))
-        # rounds keep coming: let two more finish, then every event must be delivered
-        wait_for(lambda: sum(b.state == "finished" and b.id > first + 1 for b in _rounds(store, "camp")) >= 2, 30,
-                 lambda: "two more rounds: " + stderr_of(procs))
-        wait_for(lambda: len(rx.received) >= 8 and all(e.delivery == "delivered" for e in history.events(store)),
-                 30, lambda: f"delivery: {rx.received} {rx.rejected}")
-    finally:
-        stop(procs)
-        server.close()
-        rx.close()
+    posted: list[tuple[str, str]] = []
+    with Simulator(SimConfig(rate=0)) as sim:
+        try:
+            for u in users[:6]:
+                posted.append((u, sim.post_story(u)["pk"]))
+            (tmp_path / "w.txt").write_text("\n".join(users) + "\n")
+            _cli(db_url, "watch", "add", str(tmp_path / "w.txt"), "--name", "camp", "--every", "2s", "--webhook", rx.url)
+            config = tmp_path / "w.toml"
+            config.write_text(sim.config_snippet() + FAST)
+            procs = [start_worker(db_url, config, tmp_path / "logs", secret) for _ in range(2)]
+            store = open_store(db_url)
+            wait_for(lambda: len(_story_events(store)) == 6, 30, lambda: "round 1 events: " + stderr_of(procs))
+            # between rounds: two stories posted, one expired
+            first = max(b.id for b in _rounds(store, "camp"))
+            posted.append(("nostories_u0", sim.post_story("nostories_u0")["pk"]))
+            posted.append(("nostories_u9", sim.post_story("nostories_u9")["pk"]))
+            sim.expire_stories("nostories_u1")
+            wait_for(lambda: len(_story_events(store)) == 8, 30, lambda: "new stories: " + stderr_of(procs))
+            # rounds keep coming: let two more finish, then every event must be delivered
+            wait_for(lambda: sum(b.state == "finished" and b.id > first + 1 for b in _rounds(store, "camp")) >= 2, 30,
+                     lambda: "two more rounds: " + stderr_of(procs))
+            wait_for(lambda: len(rx.received) >= 8 and all(e.delivery == "delivered" for e in history.events(store)),
+                     30, lambda: f"delivery: {rx.received} {rx.rejected}")
+        finally:
+            stop(procs)
+            rx.close()
     try:
         evs = _story_events(store)
-        assert len({(u, s) for u, s, _ in evs}) == len(evs) == 8  # one event per story, every round included
+        assert sorted((u, s) for u, s, _ in evs) == sorted(posted)  # one event per story, every round included
         assert not rx.rejected
-        got = {}
+        got: dict[tuple[str, str], set[str]] = {}
         for msg_id, payload in rx.received:  # as a receiver sees them: verified, one id per story
             got.setdefault((payload["username"], payload["story_id"]), set()).add(msg_id)
-        assert all(len(ids) == 1 for ids in got.values()) and len(got) == 8
+        assert all(len(ids) == 1 for ids in got.values()) and sorted(got) == sorted(posted)
         rounds = sorted(_rounds(store, "camp"), key=lambda b: b.id)
         for a, b in zip(rounds, rounds[1:]):  # never two rounds of one watch at once, whatever the workers
             assert a.finished_at is not None and b.created_at >= a.finished_at, (a, b)

@@ -128,9 +128,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
-        if self._pending is not None:
-            self._pending.cancel()
-            self._pending = None
+        self._cancel_pending()
         self._connections.discard(self)
 
     def pause_writing(self) -> None:
@@ -188,11 +186,14 @@ class HttpProtocol(asyncio.Protocol):
 
     def abort(self) -> None:
         """Drop the connection now (server stop, proxy port going dead, timeout)."""
+        self._cancel_pending()
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _cancel_pending(self) -> None:
         if self._pending is not None:
             self._pending.cancel()
             self._pending = None
-        if self._transport is not None:
-            self._transport.abort()
 
     def _pause_reading(self) -> None:
         if self._reading and self._transport is not None:

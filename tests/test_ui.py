@@ -318,6 +318,62 @@ async def test_results_show_a_window_not_every_profile(sample):
         assert pane.follow and pane.window.offset == 0
 
 
+def _finish_now(batch_id: int, n: int, at: float) -> list[int]:
+    """``n`` pending jobs of the batch finish at ``at`` (as workers elsewhere would do it)."""
+    ids = [j.id for j in Job.select(Job.id).where((Job.batch == batch_id) & (Job.state == "pending"))
+           .order_by(Job.id).limit(n)]
+    Job.update(state="succeeded", outcome="no_stories", story_count=0, started_at=at - 0.2, finished_at=at,
+               attempts=1).where(Job.id.in_(ids)).execute()
+    return ids
+
+
+@async_test
+async def test_a_paged_view_holds_still_and_following_keeps_the_selected_profile(sample):
+    """Issue 14.3: on page 2 the rows changed on every refresh and running rows slid in; back
+    on page 1 it still said "paged" but scrolled live; while following, the row under the
+    cursor changed, so enter opened whatever slid under it."""
+    store, make = sample
+    app = make()
+    big = batch("spring-campaign").id
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.main.query_one(ResultsPane)
+        table = pane.target()
+        pane.focus_target()
+        page1 = [j.id for j in pane.window.rows]
+        await pilot.press("right_square_bracket")
+        await settle(app, pilot)
+        page2 = [j.id for j in pane.window.rows]
+        running = [j.id for j in pane.window.rows if j.state == "running"]
+        _finish_now(big, 150, FIXED_NOW + 5)
+        Job.update(state="succeeded", outcome="private", finished_at=FIXED_NOW + 6).where(
+            Job.id.in_(running)).execute()
+        app.refresh_now()
+        await pilot.pause()
+        assert [j.id for j in pane.window.rows] == page2, "page 2 holds the same profiles"
+        assert all(j.state == "succeeded" for j in pane.window.rows if j.id in running), "shown as they are now"
+        assert "rows 101–200 of 100,000" in screen_text(app) and "paged" in screen_text(app)
+        await pilot.press("left_square_bracket")
+        await settle(app, pilot)
+        assert [j.id for j in pane.window.rows] == page1 and not pane.follow
+        assert "paged" in screen_text(app)
+
+        await pilot.press("F")  # following: page 1, live; the selected profile stays selected
+        await settle(app, pilot)
+        assert pane.follow
+        table.move_cursor(row=0, animate=False)
+        await pilot.pause()
+        chosen = pane.selected_job().id
+        _finish_now(big, 3, FIXED_NOW + 9)
+        app.refresh_now()
+        await pilot.pause()
+        assert pane.window.rows[0].id != chosen, "newer results came in on top"
+        assert pane.selected_job().id == chosen
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert isinstance(app.screen, DetailScreen)
+        assert chosen in {j.id for j in pane.window.rows}
+
+
 @async_test
 async def test_slash_filters_the_focused_pane(sample):
     store, make = sample

@@ -177,21 +177,53 @@ def _where(batch_id: int, state: str, text: str):
     return cond
 
 
-def job_window(store: Store, batch_id: int, *, state: str = "all", text: str = "", offset: int = 0,
-               limit: int = 100) -> JobWindow:
-    """Jobs of ``batch_id`` that match, most recent activity first (finished or started),
-    then the pending ones in queue order; ``offset``/``limit`` page through them.
+#: columns the results table may sort by (name -> the column): the only ORDER BY taken from outside
+SORTS: dict[str, Any] = {
+    "username": Job.username,
+    "state": Job.state,
+    "outcome": Job.outcome,
+    "stories": Job.story_count,
+    "latest": Job.latest_story_at,
+    "proxy": Job.proxy,
+    "attempts": Job.attempts,
+    "latency": Job.latency_ms,
+    "error": Job.error_kind,
+    "finished": Job.finished_at,
+}
 
-    ``text`` matches usernames and error messages (case-insensitive substring).
+
+def _order(sort: str | None, descending: bool) -> list:
+    """ORDER BY for a sort name from :data:`SORTS` (``None``: newest activity first). Empty
+    values last either way; the job id breaks ties, so the order is total and stable."""
+    if sort is None:
+        activity = fn.COALESCE(Job.finished_at, Job.started_at)
+        return [SQL("(COALESCE(finished_at, started_at) IS NULL)"), activity.desc(), Job.id]
+    if sort not in SORTS:
+        raise ValueError(f"cannot sort by {sort!r}: one of {', '.join(SORTS)}")
+    col = SORTS[sort]
+    return [col.is_null(), col.desc() if descending else col.asc(), Job.id.desc() if descending else Job.id]
+
+
+def job_window(store: Store, batch_id: int, *, state: str = "all", text: str = "", offset: int = 0,
+               limit: int = 100, sort: str | None = None, descending: bool = False,
+               until: float | None = None) -> JobWindow:
+    """Jobs of ``batch_id`` that match, most recent activity first (finished or started),
+    then the pending ones in queue order (or by ``sort``, a name in :data:`SORTS`);
+    ``offset``/``limit`` page through them.
+
+    ``text`` matches usernames and error messages (case-insensitive substring). ``until``
+    leaves out jobs with activity after that time (a paged view holds still: what finished
+    since it was taken does not push its rows down).
     """
     if state not in STATE_FILTERS:
         raise ValueError(f"unknown filter {state!r}: one of {', '.join(STATE_FILTERS)}")
     offset = max(0, offset)
     limit = max(1, min(limit, 1000))
     cond = _where(batch_id, state, text)
-    activity = fn.COALESCE(Job.finished_at, Job.started_at)
-    query = (Job.select(*_JOB_FIELDS).where(cond)
-             .order_by(SQL("(COALESCE(finished_at, started_at) IS NULL)"), activity.desc(), Job.id)
+    if until is not None:
+        activity = fn.COALESCE(Job.finished_at, Job.started_at)
+        cond &= activity.is_null() | (activity <= until)
+    query = (Job.select(*_JOB_FIELDS).where(cond).order_by(*_order(sort, descending))
              .limit(limit).offset(offset).tuples())
     rows = tuple(_job_row(t) for t in query)
     if offset == 0 and len(rows) < limit:
@@ -199,6 +231,15 @@ def job_window(store: Store, batch_id: int, *, state: str = "all", text: str = "
     else:
         total = Job.select(fn.COUNT(Job.id)).where(cond).scalar() or 0
     return JobWindow(batch_id, rows, int(total), offset, limit, state, text.strip()[:MAX_TEXT])
+
+
+def jobs_by_id(store: Store, ids: list[int]) -> tuple[JobRow, ...]:
+    """These jobs as they are now, in the order given (a held page, read again); jobs that no
+    longer exist are left out."""
+    if not ids:
+        return ()
+    found = {int(t[0]): _job_row(t) for t in Job.select(*_JOB_FIELDS).where(Job.id.in_(ids)).tuples()}
+    return tuple(found[i] for i in ids if i in found)
 
 
 def get_job(store: Store, job_id: int) -> JobRow | None:
@@ -398,5 +439,5 @@ def story_history(store: Store, username: str) -> list:
 
 
 __all__ = ["STATE_FILTERS", "JobRow", "JobWindow", "LogLine", "JobDetail", "ProxyRow", "WorkerRow", "job_window",
-           "get_job", "job_log", "log_tail", "job_detail", "proxies", "workers", "database_now",
-           "StoryRow", "stories_of"]
+           "SORTS", "jobs_by_id", "get_job", "job_log", "log_tail", "job_detail", "proxies", "workers",
+           "database_now", "StoryRow", "stories_of"]

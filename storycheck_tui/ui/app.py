@@ -275,12 +275,19 @@ class StorycheckApp(App):
 
     def _read_db(self, query: WindowQuery | None, log_after: int | None) -> DbState:
         try:
-            window = reads.job_window(self.store, query.batch_id, state=query.state, text=query.text,
-                                      offset=query.offset, limit=query.limit) if query else None
-            return DbState(reads.proxies(self.store), reads.workers(self.store, now=self.clock()), window,
-                           reads.log_tail(self.store, log_after, DB_TAIL_LIMIT))
+            return DbState(reads.proxies(self.store), reads.workers(self.store, now=self.clock()),
+                           self._read_window(query), reads.log_tail(self.store, log_after, DB_TAIL_LIMIT), query)
         except Exception as exc:  # the database is busy or gone: say so, try again next time
             return DbState(error=f"{type(exc).__name__}: {exc}")
+
+    def _read_window(self, query: WindowQuery | None) -> reads.JobWindow | None:
+        if query is None:
+            return None
+        if query.ids is not None:  # a held page: the same jobs, as they are now
+            return reads.JobWindow(query.batch_id, reads.jobs_by_id(self.store, list(query.ids)), len(query.ids),
+                                   query.offset, query.limit, query.state, query.text)
+        return reads.job_window(self.store, query.batch_id, state=query.state, text=query.text, offset=query.offset,
+                                limit=query.limit, sort=query.sort, descending=query.descending, until=query.until)
 
     def on_db_read(self, message: DbRead) -> None:
         self._apply_db(message.state)
@@ -292,7 +299,7 @@ class StorycheckApp(App):
             if state.error != self._db.error:
                 self.notify(f"database read failed: {state.error}", severity="error", timeout=6)
         if state.error:  # keep showing what the last good read found
-            state = DbState(self._db.proxies, self._db.workers, None, None, state.error)
+            state = DbState(self._db.proxies, self._db.workers, error=state.error)
         self._db = state
         if state.proxies is not None:
             self._latency.observe(state.proxies)
@@ -303,8 +310,8 @@ class StorycheckApp(App):
         now = self.clock()
         if state.workers is not None:
             main.query_one(WorkersPane).update_workers(state.workers, now)
-        if state.window is not None:
-            main.query_one(ResultsPane).apply_window(state.window, now)
+        if state.window is not None and state.window_query is not None:
+            main.query_one(ResultsPane).apply_window(state.window, state.window_query, now)
         if state.log is not None:
             self._drain_log(main)  # first: a record of this process is known before it comes back from the table
             lines, more = self.log_feed.from_db(state.log)

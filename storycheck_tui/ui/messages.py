@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from textual.message import Message
 
@@ -42,6 +43,7 @@ class DbState:
     workers: list[reads.WorkerRow] | None = None
     window: reads.JobWindow | None = None
     log: list[reads.LogLine] | None = None  # batch_log rows after the last one shown
+    window_query: Any = None  # the results pane's WindowQuery that ``window`` answers
     error: str | None = None
 
 

@@ -4,7 +4,7 @@ results of `storycheck worker` processes show up too."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rich.text import Text
 from textual.widgets import DataTable
@@ -35,11 +35,17 @@ PAGE = 100  # rows per window: a page of results, never the whole batch
 
 @dataclass(frozen=True)
 class WindowQuery:
+    """What the results table asks the database for."""
+
     batch_id: int
     state: str
     text: str
     offset: int
     limit: int
+    sort: str | None = None  # a name in reads.SORTS; None: newest activity first
+    descending: bool = False
+    until: float | None = None  # taking a page to hold: nothing with activity after this
+    ids: tuple[int, ...] | None = None  # a held page: these jobs, in this order, as they are now
 
 
 def parse_filter(text: str) -> tuple[str, str, str | None]:
@@ -118,6 +124,12 @@ class ResultsPane(Pane):
         self.problem: str | None = None
         self.row_offset = 0
         self.follow = True
+        # a paged view holds still: each page's jobs are kept (by id) from when it was taken
+        self.held: dict[int, tuple[int, ...]] = {}  # row offset -> job ids
+        self.held_total = 0
+        self.until: float | None = None
+        self.sort: str | None = None
+        self.descending = False
         self.window: JobWindow | None = None
         self._keys: list[str] = []
         self._cells: dict[str, tuple] = {}
@@ -143,14 +155,25 @@ class ResultsPane(Pane):
     def window_query(self) -> WindowQuery | None:
         if self.current_batch is None:
             return None
-        return WindowQuery(self.current_batch.id, self.state_filter, self.text_filter, self.row_offset, self.page_size)
+        q = WindowQuery(self.current_batch.id, self.state_filter, self.text_filter, self.row_offset, self.page_size,
+                        self.sort, self.descending)
+        if self.follow:
+            return q
+        held = self.held.get(self.row_offset)
+        return replace(q, ids=held) if held is not None else replace(q, until=self.until)
+
+    def _live(self) -> None:
+        """Back to following: page 1, read live."""
+        self.follow = True
+        self.row_offset = 0
+        self.held.clear()
+        self.until = None
 
     def set_batch(self, batch: BatchView | None) -> None:
         changed = (batch.id if batch else None) != (self.current_batch.id if self.current_batch else None)
         self.current_batch = batch
         if changed:
-            self.row_offset = 0
-            self.follow = True
+            self._live()
             self.window = None
             self._clear()
             self.post_message(ResultsWanted())
@@ -161,27 +184,40 @@ class ResultsPane(Pane):
         self.problem = problem
         if (state, words) != (self.state_filter, self.text_filter):
             self.state_filter, self.text_filter = state, words
-            self.row_offset = 0
+            self._live()
             self.post_message(ResultsWanted())
         self._header()
 
     def page(self, step: int) -> None:
-        total = self.window.total if self.window else 0
+        """Another page. Leaving page 1 holds the view still until F: the page shown is kept
+        as it is, and later pages leave out what happened since."""
+        if self.window is None:
+            return
+        total = self.held_total if not self.follow else self.window.total
         new = max(0, self.row_offset + step * self.page_size)
         if step > 0 and new >= total:
             return
-        if new != self.row_offset:
-            self.row_offset = new
-            self.follow = False  # a paged view holds still until F
-            self.post_message(ResultsWanted())
+        if new == self.row_offset:
+            return
+        if self.follow:
+            self.follow = False
+            self.held = {self.row_offset: tuple(j.id for j in self.window.rows)}
+            self.held_total = self.window.total
+            self.until = self.now
+        self.row_offset = new
+        self.post_message(ResultsWanted())
         self._header()
 
     def set_follow(self, on: bool) -> None:
-        self.follow = on
         if on:
-            self.row_offset = 0
+            self._live()
             self.target().move_cursor(row=0, animate=False)
             self.post_message(ResultsWanted())
+        elif self.follow and self.window is not None:  # hold page 1 as it is
+            self.follow = False
+            self.held = {0: tuple(j.id for j in self.window.rows)}
+            self.held_total = self.window.total
+            self.until = self.now
         self._header()
 
     def set_compact(self, compact: bool) -> None:
@@ -193,7 +229,7 @@ class ResultsPane(Pane):
         self.target().set_columns(cols)
         self._keys, self._cells, self._jobs, self._rendered = [], {}, {}, {}
         if self.window is not None:
-            self.apply_window(self.window, self.now)
+            self._show(self.window, self.now)
 
     # -- data ------------------------------------------------------------------------------------
 
@@ -204,7 +240,18 @@ class ResultsPane(Pane):
         self._cells.clear()
         self._jobs.clear()
 
-    def apply_window(self, window: JobWindow, now: float) -> None:
+    def apply_window(self, window: JobWindow, query: WindowQuery, now: float) -> None:
+        """The answer to ``query``: shown if it is still the question (else dropped)."""
+        if query != self.window_query():
+            return
+        if not self.follow and query.ids is None:  # a page taken now: hold it
+            self.held[query.offset] = tuple(j.id for j in window.rows)
+            self.held_total = window.total
+        if query.ids is not None:
+            window = replace(window, total=self.held_total)
+        self._show(window, now)
+
+    def _show(self, window: JobWindow, now: float) -> None:
         """Show ``window``, rewriting only the table rows whose content changed.
 
         The table's rows are slots: row ``i`` shows the ``i``-th result of the window (keys
@@ -223,7 +270,6 @@ class ResultsPane(Pane):
         new_cells = {str(j.id): row_cells(j, now) for j in window.rows}
         moved = keys != self._keys
         cursor_key = self._keys[table.cursor_row] if self._keys and 0 <= table.cursor_row < len(self._keys) else None
-        at_top = table.cursor_row <= 0
         cache = {}
         for i, j in enumerate(window.rows):
             key = keys[i]
@@ -247,7 +293,7 @@ class ResultsPane(Pane):
         self._rendered = cache
         self._keys = keys
         if moved and keys:
-            if cursor_key in new_cells and not (self.follow and at_top):
+            if cursor_key in new_cells:  # the selected profile stays selected wherever it moved
                 row = keys.index(cursor_key)
             else:
                 row = 0

@@ -563,8 +563,12 @@ async def test_tab_and_number_keys_move_between_panes(sample):
         for key, pane in (("4", "log"), ("2", "results"), ("5", "workers"), ("3", "proxies")):
             await pilot.press(key)
             assert main.focused_pane().pane_name == pane
-        await pilot.press("tab")
-        assert main.focused_pane().pane_name == "results"
+        # tab goes by pane number (issue 14.8: it went 1 3 2 4 5, the layout's order)
+        order = []
+        for _ in range(5):
+            await pilot.press("tab")
+            order.append(main.focused_pane().number)
+        assert order == [4, 5, 1, 2, 3]
         await pilot.press("shift+tab", "shift+tab")
         assert main.focused_pane().pane_name == "batches"
 
@@ -613,7 +617,7 @@ async def test_a_user_keymap_remaps_a_binding(sample, tmp_path):
     path.write_text('[keymap]\n"batch.pause" = "x"\n"nope.nothing" = "z"\n', encoding="utf-8")
     keys, problem = keymap.load_user_keymap(path)
     assert keys == {"batch.pause": "x"}
-    assert "unknown binding id 'nope.nothing'" in problem
+    assert f"{path}:3: unknown binding id 'nope.nothing'" in problem
     app = make(keymap_overrides=keys)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("p")
@@ -622,6 +626,86 @@ async def test_a_user_keymap_remaps_a_binding(sample, tmp_path):
         await pilot.press("x")
         await settle(app, pilot)
         assert batch("spring-campaign").state == "paused"
+
+
+@async_test
+async def test_a_keymap_conflict_is_refused_with_its_line(sample, tmp_path):
+    """Issue 14.8: "batch.pause" = "q" silently hid Quit."""
+    store, make = sample
+    path = tmp_path / "keymap.toml"
+    path.write_text('# mine\n[keymap]\n"log.level" = "v"\n"batch.pause" = "q"\n', encoding="utf-8")
+    keys, problem = keymap.load_user_keymap(path)
+    assert keys == {"log.level": "v"}
+    assert problem == f"{path}:4: 'batch.pause' = 'q' ignored: 'q' is already the key of 'app.quit'"
+    app = make(keymap_overrides=keys)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("p")
+        await settle(app, pilot)
+        assert batch("spring-campaign").state == "paused", "the default key stays"
+        await pilot.press("q")
+        await settle(app, pilot)
+        assert app.stopping or not app.is_running
+
+
+@async_test
+async def test_z_gives_any_pane_the_whole_screen(sample):
+    """Issue 14.8: z did not widen the batches and workers panes (their layout widths won)."""
+    store, make = sample
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        for key, name in (("1", "batches"), ("5", "workers"), ("3", "proxies")):
+            await pilot.press(key, "z")
+            await pilot.pause()
+            assert app.main.query_one(f"#{name}").region.width == SIZE[0], name
+            await pilot.press("z")
+            await pilot.pause()
+
+
+@async_test
+async def test_ctrl_c_quits_the_console(sample):
+    """Issue 14.8: ctrl+c did nothing and said nothing (the screen's ctrl+c is 'copy')."""
+    store, make = sample
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+        assert app.stopping or not app.is_running
+
+
+@async_test
+async def test_an_unknown_results_filter_lists_every_valid_one(sample):
+    """Issue 14.8: `is:bogus` listed the valid filters cut off at the end of the header."""
+    store, make = sample
+    app = make()
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await pilot.press("2", "slash")
+        app.main.query_one("#results-filter").value = "is:bogus"
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert any("unknown is:bogus" in t and "not_found" in t for t in _toasts(app)), _toasts(app)
+        assert "unknown is:bogus" in screen_text(app)
+
+
+@async_test
+async def test_a_running_batch_with_no_worker_left_says_so(sample):
+    """Issue 14.8: after the last worker stopped, a batch stayed 'running' with a decaying rate."""
+    store, make = sample
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        Worker.update(state="stopped").execute()
+        app.refresh_now()
+        await pilot.pause()
+        row = next(line for line in screen_text(app).splitlines() if "spring-cam" in line)
+        assert "no worker " in row and "41.2" not in row, row
+
+
+def test_in_flight_counts_checks_running_not_jobs_claimed():
+    """Issue 14.8: '80 in flight' with 16 threads counted claimed, unstarted jobs as running."""
+    from storycheck_tui.ui.status import StatusFacts, render
+
+    text = render(StatusFacts(threads=16, in_flight=80)).plain
+    assert "16 checking +64 claimed" in text and "80" not in text.replace("+64", "")
+    assert "3 checking" in render(StatusFacts(threads=16, in_flight=3)).plain
 
 
 # --- rendering user text literally ------------------------------------------------------------------------
@@ -863,11 +947,13 @@ async def test_r_and_R_revalidate_proxies_in_a_console_that_runs_checks(live):
     for key in (k1, k2):
         runner.pool.apply_shared(key, "dead", last_error="boom")
     app = StorycheckApp(runner, store, ring, refresh_every=0.1)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
         assert runner.pool.state_of(k2) == "dead", "the validator waits validate_every for dead proxies"
         await select_proxy(app, pilot, "p2:1")
         await pilot.press("r")
         await settle(app, pilot)
+        # issue 14.8: the result is said, not only "re-validating now"
+        assert any("proxy p2:1 is healthy" in t for t in _toasts(app)), _toasts(app)
         await asyncio.to_thread(wait_for, lambda: runner.pool.state_of(k2) == "healthy", 5.0, "validated")
         await asyncio.to_thread(wait_for, lambda: Proxy.get(Proxy.id == int(k2)).state == "healthy", 5.0,
                                 "healthy in the database")
@@ -876,6 +962,7 @@ async def test_r_and_R_revalidate_proxies_in_a_console_that_runs_checks(live):
         await settle(app, pilot)
         await asyncio.to_thread(wait_for, lambda: Proxy.get(Proxy.id == int(k1)).state == "healthy", 5.0,
                                 "R re-validated the other one")
+        assert any("re-validated 2 proxies: 2 healthy" in t for t in _toasts(app)), _toasts(app)
         await pilot.press("q")
         await asyncio.to_thread(app.stopped.wait, 5.0)
 

@@ -54,7 +54,7 @@ from storycheck_tui.ui.logfeed import DB_TAIL_LIMIT, LogFeed
 from storycheck_tui.ui.panes.logview import LogPane
 from storycheck_tui.ui.panes.proxies import LatencyHistory, ProxiesPane, merge
 from storycheck_tui.ui.panes.results import ResultsPane, ResultsTable, WindowQuery
-from storycheck_tui.ui.panes.workers import WorkersPane
+from storycheck_tui.ui.panes.workers import LATE_AFTER, WorkersPane
 from storycheck_tui.ui.rates import RateTracker
 from storycheck_tui.ui.screen import NARROW, MainScreen
 from storycheck_tui.ui.status import StatusBar, StatusFacts
@@ -72,7 +72,9 @@ class StorycheckApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "storycheck"
     COMMANDS = App.COMMANDS | {StorycheckCommands}
-    BINDINGS = [keymap.HELP, Binding("ctrl+q", "quit_app", "Quit", show=False, priority=True)]
+    # ctrl+c and ctrl+q quit from anywhere (a screen's ctrl+c is "copy", which left ctrl+c doing
+    # nothing); q asks first while checks run, as they do
+    BINDINGS = [keymap.HELP, Binding("ctrl+q,ctrl+c", "quit_app", "Quit", show=False, priority=True)]
     ENABLE_COMMAND_PALETTE = True
 
     def __init__(self, runner: Runner, store: Store, ring, *, clock: Callable[[], float] = time.time,
@@ -181,10 +183,9 @@ class StorycheckApp(App):
         self._snap = snap
         now = self.clock()
         batches = main.query_one(BatchesPane)
-        lines = []
         for v in snap.batches:
             self.rates.observe(v.id, now, v.completed)
-            lines.append(BatchLine(v, self.rates.rate(v.id, now) if v.state == BatchState.RUNNING else 0.0))
+        lines = self._batch_lines(snap, now)
         self.rates.forget({v.id for v in snap.batches})
         batches.update_batches(lines, now)
         if self.select_batch_when_seen is not None and any(v.id == self.select_batch_when_seen for v in snap.batches):
@@ -320,8 +321,16 @@ class StorycheckApp(App):
             if more:
                 self._read_again = True
         if self._snap is not None:
-            self._status(main, self._snap, [BatchLine(v, self.rates.rate(v.id, now) if v.state == BatchState.RUNNING else 0.0)
-                                            for v in self._snap.batches], now)
+            self._status(main, self._snap, self._batch_lines(self._snap, now), now)
+
+    def _batch_lines(self, snap: EngineSnapshot, now: float) -> list[BatchLine]:
+        """The batches with their recent rates; a running batch says so when no worker is left
+        to check it (instead of a rate that decays)."""
+        workers = self._db.workers
+        alive = bool(snap.threads) or workers is None or any(
+            w.state == WorkerState.RUNNING and now - w.heartbeat_at <= LATE_AFTER for w in workers)
+        return [BatchLine(v, self.rates.rate(v.id, now) if v.state == BatchState.RUNNING else 0.0, not alive)
+                for v in snap.batches]
 
     # -- commands ------------------------------------------------------------------------------------
 
@@ -371,6 +380,9 @@ class StorycheckApp(App):
         if self.stopping:
             self.exit(0)  # a second quit while stopping: don't wait
             return
+        if isinstance(self.screen, ConfirmScreen) and self.screen.id == "quit-confirm":
+            self.screen.dismiss(True)  # asked twice: yes
+            return
         snap = self.runner.snapshot()
         busy = snap.threads and (snap.in_flight or any(b.state == BatchState.RUNNING and b.remaining for b in snap.batches))
         if not busy:
@@ -383,7 +395,7 @@ class StorycheckApp(App):
             if yes:
                 self.shutdown()
 
-        self.push_screen(ConfirmScreen("Quit while checks run?", msg, yes="Quit", no="Stay"), done)
+        self.push_screen(ConfirmScreen("Quit while checks run?", msg, yes="Quit", no="Stay", id="quit-confirm"), done)
 
     def shutdown(self) -> None:
         """Stop the engine in a thread (the screen keeps drawing "stopping…"), then exit."""

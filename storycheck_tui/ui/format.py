@@ -142,7 +142,10 @@ STATE_STYLE: dict[str, str] = {
     ProxyState.UNCHECKED: "bright_black", ProxyState.HEALTHY: "green", ProxyState.COOLING: "yellow",
     ProxyState.DEAD: "bold red", ProxyState.DISABLED: "magenta",
     WorkerState.STOPPING: "yellow", WorkerState.STOPPED: "bright_black",
+    "stalled": "bold yellow",
 }
+#: a running batch that no worker process is left to check (a console word, not a stored state)
+STALLED = "stalled"
 # (job and worker "running" and job "cancelled" share the batch states' strings, so their colours)
 
 LEVEL_STYLE = {

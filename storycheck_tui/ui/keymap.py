@@ -128,15 +128,57 @@ def load_user_keymap(path: str | os.PathLike[str] | None = None) -> tuple[dict[s
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         return {}, f"{p}: keymap ignored: {exc}"
+    text = p.read_text(encoding="utf-8")
     table = data.get("keymap", data)
     known = {b.id for b in all_bindings()} | {CONFIRM_YES.id, CONFIRM_NO.id, CLOSE.id, SUBMIT.id}
     out: dict[str, str] = {}
     problems: list[str] = []
     for key, value in table.items():
         if key not in known:
-            problems.append(f"unknown binding id {key!r}")
+            problems.append(f"{p}:{_line_of(text, key)}: unknown binding id {key!r}")
         elif not isinstance(value, str) or not value.strip():
-            problems.append(f"{key}: keys must be a non-empty string")
+            problems.append(f"{p}:{_line_of(text, key)}: {key}: keys must be a non-empty string")
         else:
             out[key] = value.strip()
-    return out, (f"{p}: " + "; ".join(problems) if problems else None)
+    for key, other, shared in conflicts(out):
+        problems.append(f"{p}:{_line_of(text, key)}: {key!r} = {out[key]!r} ignored: {shared!r} is already the "
+                        f"key of {other!r}")
+        del out[key]
+    return out, ("; ".join(problems) if problems else None)
+
+
+def _line_of(text: str, binding_id: str) -> int:
+    """The line of ``text`` (a keymap file) that sets ``binding_id`` (1 if not found)."""
+    for n, line in enumerate(text.splitlines(), 1):
+        name = line.split("=", 1)[0].strip().strip("\"'")
+        if "=" in line and name == binding_id:
+            return n
+    return 1
+
+
+#: bindings that are in force at the same time (the main screen's and one widget's)
+_TOGETHER = (MAIN + APP + RESULTS, MAIN + APP + LOG, [CONFIRM_YES, CONFIRM_NO], [CLOSE, SUBMIT])
+
+
+def conflicts(overrides: dict[str, str]) -> list[tuple[str, str, str]]:
+    """(id, other id, key) for each override whose key another binding in force at the same
+    time already has (the one that would hide it): such an override is refused."""
+    out = []
+    accepted = dict(overrides)
+    for binding_id in list(overrides):
+        mine = {k.strip() for k in accepted[binding_id].split(",")}
+        for group in _TOGETHER:
+            if not any(b.id == binding_id for b in group):
+                continue
+            for other in group:
+                if other.id == binding_id:
+                    continue
+                theirs = {k.strip() for k in accepted.get(other.id, other.key).split(",")}
+                shared = mine & theirs
+                if shared:
+                    out.append((binding_id, other.id, sorted(shared)[0]))
+                    del accepted[binding_id]
+                    break
+            if binding_id not in accepted:
+                break
+    return out

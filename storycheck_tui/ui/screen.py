@@ -9,6 +9,7 @@ screen, and returns a :class:`CommandDone` that is shown as a toast.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +19,10 @@ from textual.containers import Horizontal
 from textual.events import DescendantFocus, Resize
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.worker import Worker, WorkerState
+from textual.worker import Worker, WorkerState as TaskState
 
 from storycheck_tui.intake import import_batch, plural
+from storycheck_tui.store import reads
 from storycheck_tui.store.batches import BatchView, summary
 from storycheck_tui.ui import format as fmt
 from storycheck_tui.ui import keymap
@@ -37,12 +39,14 @@ from storycheck_tui.ui.panes.results import ResultsPane
 from storycheck_tui.ui.panes.workers import WorkersPane
 from storycheck_tui.ui.status import StatusBar
 from storycheck_tui.ui.typed import ConsoleNode
-from storycheck_tui.states import CLAIMABLE, OPEN, BatchState, JobState
+from storycheck_tui.states import CLAIMABLE, OPEN, BatchState, JobState, ProxyState, WorkerState
 
 #: a terminal narrower than this shows one of batches/proxies and one of log/workers
 NARROW = 100
 #: a terminal shorter than this gives the panes fewer lines
 SHORT = 32
+#: seconds r / R wait for a validation's result before saying there is none yet
+VALIDATION_WAIT = 20.0
 
 
 @dataclass(frozen=True)
@@ -112,10 +116,20 @@ class MainScreen(ConsoleNode, Screen[None]):
             self._show(pane.pane_name)
 
     def action_focus_next(self) -> None:
-        self.focus_next()
+        self._cycle(+1)
 
     def action_focus_previous(self) -> None:
-        self.focus_previous()
+        self._cycle(-1)
+
+    def _cycle(self, step: int) -> None:
+        """tab / shift+tab go through the panes in the order of their numbers (1 2 3 4 5), not
+        in the order of the layout (1 3 2 4 5)."""
+        panes = sorted(self.query(Pane), key=lambda p: p.number)
+        current = self.focused_pane()
+        if current is None or current not in panes:
+            self.focus_next() if step > 0 else self.focus_previous()
+            return
+        self.action_focus_pane(panes[(panes.index(current) + step) % len(panes)].pane_name)
 
     def action_filter(self) -> None:
         pane = self.focused_pane() or self.pane("results")
@@ -299,10 +313,74 @@ class MainScreen(ConsoleNode, Screen[None]):
     @work(thread=True, group="command", exit_on_error=False)
     def retry_proxy(self, key: str, label: str) -> CommandDone:
         with self.app.connection():
+            before = self._proxy_facts([key])
             self.app.runner.retry_proxy(key)
-        if self.app.watch_only:
-            return CommandDone(f"proxy {fmt.literal(label)}: the workers re-validate it within a second or two")
-        return CommandDone(f"proxy {fmt.literal(label)}: re-validating now")
+            self._say("proxy " + fmt.literal(label) + (": the workers re-validate it within a second or two"
+                                                        if self.app.watch_only else ": re-validating now"))
+            after = self._await_validation(before)
+        return self._validation_done(after, before)
+
+    def _say(self, message: str) -> None:
+        """A toast from a command's thread, before its result."""
+        self.app.call_from_thread(self.app.notify, message)
+
+    def _proxy_facts(self, keys: list[str] | None) -> dict[str, tuple]:
+        """key -> (label, state, validating, latency, error, successes, failures, updated) of the
+        proxies (all enabled ones for ``None``): from this console's pool when it runs checks,
+        from the database (where the workers write) when it only watches."""
+        if not self.app.watch_only:
+            views = {v.key: v for v in self.app.runner.snapshot().proxies}
+            return {k: (v.label, v.state, v.validating, v.last_latency_ms, v.last_error, v.successes, v.failures, 0.0)
+                    for k, v in views.items() if (keys is None and v.state != ProxyState.DISABLED) or
+                    (keys is not None and k in keys)}
+        rows = {str(r.id): r for r in reads.proxies(self.app.store)}
+        return {k: (r.label, ProxyState.DISABLED if r.disabled else r.state, False, r.last_latency_ms, r.last_error,
+                    r.successes, r.failures, r.updated_at)
+                for k, r in rows.items() if (keys is None and not r.disabled) or (keys is not None and k in keys)}
+
+    def _await_validation(self, before: dict[str, tuple]) -> dict[str, tuple]:
+        """Wait (up to VALIDATION_WAIT) until every proxy in ``before`` was validated: its
+        validation started and ended here, or its row changed in the database."""
+        if self.app.watch_only and not any(w.state == WorkerState.RUNNING for w in reads.workers(self.app.store)):
+            return before  # nobody to validate: said as "no result"
+        deadline = time.monotonic() + VALIDATION_WAIT
+        started: set[str] = set()
+        while True:
+            now = self._proxy_facts(list(before))
+            for k, facts in now.items():
+                if facts[2]:
+                    started.add(k)
+            pending = [k for k in before if k in now and not self._validated(k, before[k], now[k], k in started)]
+            if not pending or time.monotonic() >= deadline or self.app.stopping:
+                return now
+            time.sleep(0.2)
+
+    def _validated(self, key: str, old: tuple, new: tuple, started: bool) -> bool:
+        if new[2]:  # validating now
+            return False
+        if started:
+            return True
+        return new[1:] != old[1:]  # (watch-only) the row changed: a worker validated it
+
+    def _validation_done(self, after: dict[str, tuple], before: dict[str, tuple]) -> CommandDone:
+        if len(before) == 1:
+            key = next(iter(before))
+            label, state, validating, latency, error = after.get(key, before[key])[:5]
+            if validating or (after.get(key) == before[key] and self.app.watch_only):
+                return CommandDone(f"proxy {fmt.literal(label)}: no result yet (no worker answered within "
+                                   f"{VALIDATION_WAIT:.0f} s; the pane shows it when one does)", "warning")
+            if state == ProxyState.HEALTHY:
+                return CommandDone(f"proxy {fmt.literal(label)} is healthy"
+                                   + (f" ({latency:.0f} ms)" if latency is not None else ""))
+            return CommandDone(f"proxy {fmt.literal(label)} is {state}" + (f": {fmt.literal(error)}" if error else ""),
+                               "warning")
+        states: dict[str, int] = {}
+        for facts in after.values():
+            states[facts[1]] = states.get(facts[1], 0) + 1
+        summary_text = ", ".join(f"{n} {state}" for state, n in sorted(states.items(), key=lambda x: -x[1]))
+        bad = any(s in (ProxyState.DEAD, ProxyState.COOLING) for s in states)
+        return CommandDone(f"re-validated {plural(len(after), 'proxy', 'proxies')}: {summary_text}",
+                           "warning" if bad else "information")
 
     def action_revalidate_all(self) -> None:
         if self._can_command():
@@ -311,20 +389,22 @@ class MainScreen(ConsoleNode, Screen[None]):
     @work(thread=True, group="command", exit_on_error=False)
     def revalidate_all(self) -> CommandDone:
         with self.app.connection():
+            before = self._proxy_facts(None)
             self.app.runner.revalidate_all()
-        if self.app.watch_only:
-            return CommandDone("every enabled proxy: the workers re-validate them within a second or two")
-        return CommandDone("re-validating every enabled proxy now")
+            self._say("every enabled proxy: the workers re-validate them within a second or two" if self.app.watch_only
+                      else "re-validating every enabled proxy now")
+            after = self._await_validation(before)
+        return self._validation_done(after, before)
 
     # -- what a command did -----------------------------------------------------------------------------
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.group != "command":
             return
-        if event.state == WorkerState.SUCCESS:
+        if event.state == TaskState.SUCCESS:
             done: CommandDone = event.worker.result
             self.app.notify(done.message, severity="warning" if done.severity == "warning" else "information")
-        elif event.state == WorkerState.ERROR:
+        elif event.state == TaskState.ERROR:
             self.app.notify(f"command failed: {fmt.literal(event.worker.error)}", severity="error", timeout=8)
         else:
             return

@@ -84,7 +84,11 @@ def render(f: StatusFacts) -> Text:
         pass  # the workers pane (5) has them
     elif f.threads:
         t.append(*sep)
-        t.append(f"{f.in_flight} in flight", style="bold" if f.in_flight else "")
+        # claimed jobs wait in this process's queue; at most one per thread is being checked
+        checking = min(f.in_flight, f.threads)
+        t.append(f"{checking} checking", style="bold" if checking else "")
+        if f.in_flight > checking:
+            t.append(f" +{f.in_flight - checking} claimed", style="bright_black")
         if f.workers:
             t.append(f" +{f.workers} worker{'s' if f.workers != 1 else ''}", style="cyan")
     else:

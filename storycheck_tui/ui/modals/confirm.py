@@ -15,8 +15,9 @@ from storycheck_tui.ui import keymap
 class ConfirmScreen(ModalScreen[bool]):
     BINDINGS = [keymap.CONFIRM_YES, keymap.CONFIRM_NO]
 
-    def __init__(self, title: str, message: Text | str, *, yes: str = "Yes", no: str = "No") -> None:
-        super().__init__()
+    def __init__(self, title: str, message: Text | str, *, yes: str = "Yes", no: str = "No",
+                 id: str | None = None) -> None:
+        super().__init__(id=id)
         self._title = title
         self._message = message if isinstance(message, Text) else Text(message)
         self._yes = yes

@@ -30,17 +30,21 @@ class BatchLine:
 
     view: BatchView
     rate: float
+    no_workers: bool = False  # no worker process is running to check it
 
     def cells(self) -> tuple:
         v = self.view
         checked = checked_fraction(v)
         pct = int(checked * 100)
         label = v.state
-        if v.state == BatchState.RUNNING and v.remaining == 0:
+        stalled = v.state == BatchState.RUNNING and self.no_workers
+        if stalled:
+            label = "no worker"  # (the column has room for 9)
+        elif v.state == BatchState.RUNNING and v.remaining == 0:
             label = "finishing"
-        active = v.state in CLAIMABLE
-        return ((v.id, v.name), (v.state, label), (round(checked * 40), pct), v.succeeded, v.failed,
-                round(self.rate, 1) if v.state == BatchState.RUNNING else None,
+        active = v.state in CLAIMABLE and not stalled
+        return ((v.id, v.name), (fmt.STALLED if stalled else v.state, label), (round(checked * 40), pct), v.succeeded, v.failed,
+                round(self.rate, 1) if v.state == BatchState.RUNNING and not stalled else None,
                 fmt.eta(v.remaining, self.rate) if active else "")
 
 

@@ -181,6 +181,8 @@ class ResultsPane(Pane):
 
     def apply_filter(self, text: str) -> None:
         state, words, problem = parse_filter(text)
+        if problem and problem != self.problem:
+            self.app.notify(problem, severity="warning", timeout=8)  # the header has no room for every name
         self.problem = problem
         if (state, words) != (self.state_filter, self.text_filter):
             self.state_filter, self.text_filter = state, words
@@ -325,6 +327,8 @@ class ResultsPane(Pane):
             return
         b = self.current_batch
         t = Text(no_wrap=True, overflow="ellipsis")
+        if self.problem:  # first: a cut line must not hide it
+            t.append(self.problem.split(" (")[0] + "  ", style="bold red")
         t.append("batch ", style="bright_black")
         t.append_text(fmt.plain(b.name, "bold"))
         t.append(f" #{b.id}", style="bright_black")
@@ -343,7 +347,5 @@ class ResultsPane(Pane):
             t.append("  ● following newest", style="green")
         else:
             t.append("  ‖ paged (F follows newest)", style="yellow")
-        if self.problem:
-            t.append("  " + self.problem, style="bold red")
         header.show(t)
         self.set_subtitle("newest first · / filter · [ ] page · enter detail")

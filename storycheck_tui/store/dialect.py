@@ -95,6 +95,11 @@ class Dialect:
             db.cursor().executemany(f"{verb} INTO {table} ({', '.join(columns)}) VALUES "
                                     f"({', '.join('?' * len(columns))})", rows)
 
+    def execute_many(self, db: Database, sql: str, rows: list[tuple]) -> None:
+        """One statement for many parameter tuples, in the current transaction."""
+        if rows:
+            db.cursor().executemany(sql, rows)
+
     @contextlib.contextmanager
     def schema_lock(self, db: Database) -> Iterator[None]:
         yield  # BEGIN IMMEDIATE already serialises schema creation on SQLite
@@ -176,6 +181,13 @@ class PostgresDialect(Dialect):
 
             execute_values(db.cursor(), f"INSERT INTO {table} ({', '.join(columns)}) VALUES %s"
                            + (" ON CONFLICT DO NOTHING" if ignore_conflicts else ""), rows, page_size=1000)
+
+    def execute_many(self, db: Database, sql: str, rows: list[tuple]) -> None:
+        # psycopg2's executemany is a round trip per row; execute_batch sends pages of them
+        if rows:
+            from psycopg2.extras import execute_batch
+
+            execute_batch(db.cursor(), sql, rows, page_size=500)
 
     @contextlib.contextmanager
     def schema_lock(self, db: Database) -> Iterator[None]:

@@ -93,19 +93,16 @@ def _record_watch(store: Store, ts: float, watch_id: int, name: str, delivery: D
             if before is not None:  # the first round sets where a profile stands: no change yet
                 events.append((EventType.PROFILE_CHANGED, watch_id, name, u, None, None,
                                json.dumps({"from": before, "to": now_status}), ts, delivery, 0, ts))
-        profiles.append((now_status, ts, ts, before != now_status, watch_id, u))
+            profiles.append((now_status, ts, watch_id, u))  # only changes are written: rounds stay cheap
     d.insert_rows(db, "watch_story", STORY_COLUMNS, new_stories, ignore_conflicts=True)
     d.insert_rows(db, "profile_change", ("watch_id", "username", "status", "at"), changes)
     d.insert_rows(db, "event", EVENT_COLUMNS, events, ignore_conflicts=True)
-    cur = db.cursor()
     if seen:
-        cur.executemany(f"UPDATE watch_story SET last_seen = {p}, expires_at = COALESCE({p}, expires_at) "
-                        f"WHERE watch_id = {p} AND username = {p} AND story_id = {p}", seen)
+        d.execute_many(db, f"UPDATE watch_story SET last_seen = {p}, expires_at = COALESCE({p}, expires_at) "
+                       f"WHERE watch_id = {p} AND username = {p} AND story_id = {p}", seen)
     if profiles:
-        cur.executemany(f"UPDATE watch_profile SET status = {p}, last_checked = {p}, "
-                        f"status_since = CASE WHEN {p} THEN {p} ELSE status_since END "
-                        f"WHERE watch_id = {p} AND username = {p}",
-                        [(st, checked, changed, since, w, u) for st, checked, since, changed, w, u in profiles])
+        d.execute_many(db, f"UPDATE watch_profile SET status = {p}, status_since = {p} "
+                           f"WHERE watch_id = {p} AND username = {p}", profiles)
     return len(events)
 
 

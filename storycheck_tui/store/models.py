@@ -159,7 +159,6 @@ class WatchProfile(BaseModel):
     username = CharField()
     status = CharField(null=True)  # a ProfileStatus, None until first checked
     status_since = DoubleField(null=True)
-    last_checked = DoubleField(null=True)
 
     class Meta:
         table_name = "watch_profile"

@@ -35,7 +35,7 @@ class Imported:
 
 
 def import_batch(store: Store, path: str | Path, *, name: str = "", priority: int = 0, skip_invalid: bool = False,
-                 profiles: ProfileList | None = None) -> Imported:
+                 profiles: ProfileList | None = None, max_requests: int | None = None) -> Imported:
     """Create a batch from the file at ``path`` (already read into ``profiles`` if given).
 
     ``name`` defaults to the file's name without its extension. Raises ``InputError`` /
@@ -45,5 +45,6 @@ def import_batch(store: Store, path: str | Path, *, name: str = "", priority: in
     path = Path(path).expanduser()
     plist = profiles if profiles is not None else load_profiles(path, skip_invalid=skip_invalid)
     name = name or path.stem
-    batch_id = ops.create_batch(store, name, plist.usernames, priority=priority, source_file=str(path))
+    batch_id = ops.create_batch(store, name, plist.usernames, priority=priority, source_file=str(path),
+                                max_requests=max_requests)
     return Imported(batch_id, name, len(plist.usernames), plist.duplicates, plist.invalid_count)

@@ -463,7 +463,7 @@ def test_a_version_1_database_gets_the_proxy_validation_column(db_url):
     s.close()
     s = open_store(db_url)
     try:
-        assert Meta_.get(Meta_.key == "schema_version").value == str(dbmod.SCHEMA_VERSION) == "3"
+        assert Meta_.get(Meta_.key == "schema_version").value == str(dbmod.SCHEMA_VERSION) == "4"
         assert [(p.id, p.disabled, p.validate_requested_at) for p in Proxy.select()] == [(1, True, None)]
         assert ops.request_validation(s, 1) is not None
     finally:

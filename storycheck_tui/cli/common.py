@@ -59,7 +59,13 @@ def import_proxies(store: Store, path: str | None, *, skip_invalid: bool = False
 
 def import_from(store: Store, args: Namespace, plist: ProfileList) -> Imported:
     """Create the batch; say what was imported (and whether its name is now shared) on stderr."""
-    made = import_batch(store, args.profiles, name=args.name or "", priority=args.priority, profiles=plist)
+    budget = getattr(args, "max_requests", None)
+    if budget is not None and budget < 1:
+        from storycheck_tui.errors import InputError
+
+        raise InputError(f"--max-requests must be at least 1, got {budget}")
+    made = import_batch(store, args.profiles, name=args.name or "", priority=args.priority, profiles=plist,
+                        max_requests=budget)
     print(made.describe(), file=sys.stderr)
     try:
         ops.find_batch(store, made.name)

@@ -17,6 +17,7 @@ from storycheck_tui.words import plural
 from storycheck_tui.store import batches as ops
 from storycheck_tui.store.db import Store
 from storycheck_tui.store.models import BatchLog
+from storycheck_tui.store.spend import spend_of
 
 
 @contextlib.contextmanager
@@ -52,12 +53,15 @@ def add_command(args: Namespace) -> int:
 def batches_command(args: Namespace) -> int:
     with _opened(args) as store:
         views = ops.list_batches(store)
+        spends = {b.id: spend_of(store, b.id) for b in views} if args.json else {}
     if args.json:
         for b in views:
             print(json_line({"id": b.id, "name": b.name, "state": b.state, "priority": b.priority,
                              "total": b.total, "completed": b.completed, "succeeded": b.succeeded,
                              "failed": b.failed, "cancelled": b.cancelled, "created_at": _iso(b.created_at),
-                             "finished_at": _iso(b.finished_at), "reason": b.reason, "watch": b.watch}))
+                             "finished_at": _iso(b.finished_at), "reason": b.reason, "watch": b.watch,
+                             "requests": b.requests, "max_requests": b.max_requests,
+                             "requests_by_result": spends[b.id]}))
         return 0
     if not views:
         print("no batches yet (create one with: storycheck add PROFILES, or storycheck run PROFILES)")

@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--name", help="batch name (default: the file name)")
         p.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
         p.add_argument("--skip-invalid", action="store_true", help="skip invalid lines instead of refusing the file")
+        p.add_argument("--max-requests", type=int, metavar="N",
+                       help="pause the batch once it has sent N requests to the source (resume goes on)")
 
     p = cmd("run", run.run_command, "create a batch from PROFILES and check it to the end here")
     batch_input(p)

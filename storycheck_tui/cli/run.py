@@ -18,6 +18,7 @@ from storycheck_tui.engine.runner import Runner
 from storycheck_tui.engine.wiring import build_monitor, build_runner, build_source
 from storycheck_tui.store import batches as ops
 from storycheck_tui.store.db import Store
+from storycheck_tui.store.spend import spend_of
 from storycheck_tui.words import plural
 
 
@@ -110,6 +111,10 @@ def print_summary(store: Store, batch_ids: list[int], elapsed: float) -> int:
             print(f"  {outcome:<20} {n}")
         for kind, n in sorted(s["error"].items(), key=lambda kv: -kv[1]):
             print(f"  error {kind:<14} {n}")
+        spent = spend_of(store, bid)
+        budget = f" of a budget of {b.max_requests}" if b.max_requests is not None else ""
+        print(f"  requests sent {b.requests}{budget}"
+              + (": " + ", ".join(f"{k} {n}" for k, n in spent.items()) if spent else ""))
         if b.reason and b.state != "finished":
             print(f"  {b.state}: {logs.clean(b.reason)}")
         remaining = b.remaining

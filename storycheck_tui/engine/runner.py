@@ -40,6 +40,7 @@ from storycheck_tui.store import workers as registry
 from storycheck_tui.store.batches import BatchView
 from storycheck_tui.store.db import Store
 from storycheck_tui.store.models import PAUSED, QUEUED, RUNNING, Worker
+from storycheck_tui.store.spend import log_budget_pauses
 
 log = logging.getLogger("storycheck.engine")
 
@@ -439,7 +440,8 @@ class Runner:
                        f"{r.job.username}: result dropped: this worker no longer holds the job (its lease expired "
                        f"and another worker took it)", batch_id=r.job.batch_id, job_id=r.job.id, username=r.job.username)
         q.log_batches_finished(report.finished_batches)
-        if report.finished_batches:
+        log_budget_pauses(report.paused_batches)
+        if report.finished_batches or report.paused_batches:
             self._refresh()
 
     def _keeper_loop(self) -> None:

@@ -20,6 +20,7 @@ from storycheck_tui.store.models import Batch, Job, Proxy, Watch
 QUEUED, RUNNING, PAUSED, CANCELLED, FINISHED = (BatchState.QUEUED, BatchState.RUNNING, BatchState.PAUSED,
                                                 BatchState.CANCELLED, BatchState.FINISHED)
 from storycheck_tui.store.queue import finish_batch_if_done, log_batches_finished, now
+from storycheck_tui.store import spend
 
 
 class NoSuchBatch(StorycheckError):
@@ -48,6 +49,8 @@ class BatchView:
     cancelled: int
     reason: str | None
     watch: str | None = None  # the watch this batch is a round of
+    requests: int = 0  # sent to the story source by its ended checks
+    max_requests: int | None = None  # its request budget, if any
 
     @property
     def remaining(self) -> int:
@@ -68,17 +71,19 @@ def _view(b: Batch, watch_names: dict[int, str] | None = None) -> BatchView:
             watch = watch_names.get(b.watch_id)
     return BatchView(b.id, b.name, b.state, b.priority, b.created_at, b.started_at, b.finished_at,
                      b.total_profiles, b.completed_profiles, b.successful_checks, b.failed_checks,
-                     b.cancelled_profiles, b.state_reason, watch)
+                     b.cancelled_profiles, b.state_reason, watch, b.requests, b.max_requests)
 
 
 def create_batch(store: Store, name: str, usernames: list[str], *, priority: int = 0,
-                 source_file: str | None = None, state: BatchState = BatchState.QUEUED) -> int:
-    """Create a batch with one pending job per username, all or nothing."""
+                 source_file: str | None = None, state: BatchState = BatchState.QUEUED,
+                 max_requests: int | None = None) -> int:
+    """Create a batch with one pending job per username, all or nothing; ``max_requests`` is
+    its request budget (store/spend.py)."""
     db = store.db
     with db.atomic():
         ts = now(store)
         batch = Batch.create(name=name, state=state, priority=priority, source_file=source_file,
-                             created_at=ts, total_profiles=len(usernames))
+                             created_at=ts, total_profiles=len(usernames), max_requests=max_requests)
         store.dialect.insert_jobs(db, batch.id, usernames)
         if not usernames:
             batch.state = BatchState.FINISHED
@@ -143,7 +148,9 @@ def resume(store: Store, batch_id: int) -> bool:
     get_batch(store, batch_id)
     changed = _set_state(store, batch_id, BatchState.RUNNING, (BatchState.PAUSED,), None)
     if changed:
-        logs.event(logging.INFO, logs.BATCH_RESUMED, f"batch {batch_id} resumed", batch_id=batch_id)
+        lifted = spend.lift_spent_budget(store, batch_id)
+        logs.event(logging.INFO, logs.BATCH_RESUMED, f"batch {batch_id} resumed"
+                   + (" (its spent request budget is lifted)" if lifted else ""), batch_id=batch_id)
         flush_logs(store)
         with store.db.atomic():  # nothing left to check (e.g. its last jobs were reaped while paused)
             finished = finish_batch_if_done(store, batch_id, now(store))

@@ -27,7 +27,7 @@ from storycheck_tui.masking import MASK, mask_url, one_line as masked_line, regi
 from storycheck_tui.store import models, sqlitefile
 from storycheck_tui.store.dialect import Dialect, dialect_for
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 ENV_VAR = "STORYCHECK_DB"
 
 
@@ -264,7 +264,19 @@ def _v3_watches(store: Store) -> None:
         migrate(SchemaMigrator.from_database(store.db).add_column("batch", "watch_id", IntegerField(null=True)))
 
 
-UPGRADES: dict[int, Callable[[Store], None]] = {2: _v2_validate_requests, 3: _v3_watches}
+def _v4_spend(store: Store) -> None:
+    """batch.requests and batch.max_requests, and the spend table: requests per batch and result."""
+    from peewee import IntegerField
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    migrator = SchemaMigrator.from_database(store.db)
+    have = {c.name for c in store.db.get_columns("batch")}
+    migrate(*[migrator.add_column("batch", name, field) for name, field in
+              (("requests", IntegerField(default=0)), ("max_requests", IntegerField(null=True))) if name not in have])
+    store.db.create_tables([models.Spend], safe=True)
+
+
+UPGRADES: dict[int, Callable[[Store], None]] = {2: _v2_validate_requests, 3: _v3_watches, 4: _v4_spend}
 
 
 def _schema_version(store: Store) -> int | None:

@@ -6,7 +6,7 @@ All times are epoch seconds (floats) from the database clock where it matters (l
 from __future__ import annotations
 
 from peewee import (
-    SQL, BooleanField, CharField, DatabaseProxy, DoubleField, ForeignKeyField, IntegerField, Model,
+    SQL, BooleanField, CharField, CompositeKey, DatabaseProxy, DoubleField, ForeignKeyField, IntegerField, Model,
     TextField,
 )
 
@@ -52,6 +52,8 @@ class Batch(BaseModel):
     cancelled_profiles = IntegerField(default=0)
     state_reason = TextField(null=True)  # why it is paused/cancelled, shown to the operator
     watch_id = IntegerField(null=True)  # the watch this batch is a round of (schema version 3)
+    requests = IntegerField(default=0)  # requests sent to the story source by its ended checks (v4)
+    max_requests = IntegerField(null=True)  # the request budget: paused when requests reach it (v4)
 
 
 class Job(BaseModel):
@@ -125,6 +127,17 @@ class BatchLog(BaseModel):
     class Meta:
         table_name = "batch_log"
         indexes = ((("batch", "id"), False), (("job",), False))
+
+
+class Spend(BaseModel):
+    """Requests sent per batch and per result (an outcome, or the error kind of a failure) (v4)."""
+
+    batch = IntegerField()
+    result = CharField()
+    requests = IntegerField(default=0)
+
+    class Meta:
+        primary_key = CompositeKey("batch", "result")
 
 
 class Worker(BaseModel):
@@ -217,7 +230,7 @@ class Event(BaseModel):
         indexes = ((("watch_id", "id"), False),)
 
 
-MODELS = [Meta_, Batch, Job, Story, Proxy, BatchLog, Worker, Watch, WatchProfile, WatchStory, ProfileChange, Event]
+MODELS = [Meta_, Batch, Job, Story, Proxy, BatchLog, Worker, Watch, WatchProfile, WatchStory, ProfileChange, Event, Spend]
 PARTIAL_INDEXES = [
     # The claim reads only pending jobs: a partial index stays small with millions finished.
     ("job_pending", f"CREATE INDEX IF NOT EXISTS job_pending ON job (batch_id, id) WHERE state = {sql(JobState.PENDING)}"),

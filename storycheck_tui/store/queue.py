@@ -24,6 +24,7 @@ from storycheck_tui.store import history
 from storycheck_tui.store.db import Store
 from storycheck_tui.states import CLAIMABLE, OPEN, BatchState, ErrorKind, JobState, sql, sql_list
 from storycheck_tui.store.logrows import LOG_COLUMNS, entry_tuple, result_row
+from storycheck_tui.store import spend
 
 # Older names, kept while callers move to ``storycheck_tui.states``.
 PENDING, JOB_RUNNING, SUCCEEDED, FAILED = JobState.PENDING, JobState.RUNNING, JobState.SUCCEEDED, JobState.FAILED
@@ -65,6 +66,8 @@ class FinishReport:
     applied: list[JobResult] = field(default_factory=list)
     stale: list[JobResult] = field(default_factory=list)  # lease lost: result dropped
     finished_batches: list[int] = field(default_factory=list)
+    #: (batch id, reason) of batches paused because their request budget is spent (store/spend.py)
+    paused_batches: list[tuple[int, str]] = field(default_factory=list)
     #: result_message() of each applied result, in the same order (the writer logs them)
     messages: list[tuple[str, str, str]] = field(default_factory=list)
 
@@ -173,6 +176,7 @@ def finish(store: Store, owner: str, results: list[JobResult], extra_logs: list[
                 (ok + failed, ok, failed, batch_id))
             if finish_batch_if_done(store, batch_id, ts):
                 report.finished_batches.append(batch_id)
+        report.paused_batches = spend.record(store, report.applied, ts)
     return report
 
 

@@ -160,6 +160,9 @@ class BatchesPane(Pane):
             t.append(f" · {b.remaining:,} left", style="")
         if b.cancelled:
             t.append(f" · {b.cancelled:,} cancelled", style="magenta")
+        if b.requests:  # spend (store/spend.py): requests sent to the story source
+            budget = f" of {b.max_requests:,}" if b.max_requests is not None else ""
+            t.append(f" · {b.requests:,}{budget} requests", style="")
         if b.started_at:
             t.append(f" · started {fmt.age(b.started_at, self.now)} ago", style="bright_black")
         if b.finished_at:

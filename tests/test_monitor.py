@@ -10,9 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from helpers import wait_for
 from storycheck_tui.sources.base import Outcome, Story
-from storycheck_tui.states import DeliveryState, EventType
+from storycheck_tui.states import DeliveryState, JobState
 from storycheck_tui.store import batches as ops
 from storycheck_tui.store import history, outbox, watches
 from storycheck_tui.store import queue as q
@@ -28,7 +27,7 @@ def _run_round(store, answers: dict[str, Outcome], owner: str = "w1") -> int:
     """Claim and finish every job of the due round with ``answers``; returns the batch id."""
     (r,) = watches.start_due_rounds(store)
     claimed = q.claim(store, owner, 30, 1000, [r.batch_id])
-    q.finish(store, owner, [q.JobResult(job=c, state=q.SUCCEEDED, outcome=answers[c.username], http_status=200,
+    q.finish(store, owner, [q.JobResult(job=c, state=JobState.SUCCEEDED, outcome=answers[c.username], http_status=200,
                                         tries=1) for c in claimed])
     assert ops.get_batch(store, r.batch_id).state == "finished"
     return r.batch_id
@@ -64,7 +63,7 @@ def test_a_round_waits_for_the_previous_one_and_catches_up_once(store):
     _make_due(store, "w")
     assert watches.start_due_rounds(store) == []  # the first round is unfinished
     claimed = q.claim(store, "w1", 30, 10)
-    q.finish(store, "w1", [q.JobResult(job=c, state=q.SUCCEEDED, outcome=_stories(), tries=1) for c in claimed])
+    q.finish(store, "w1", [q.JobResult(job=c, state=JobState.SUCCEEDED, outcome=_stories(), tries=1) for c in claimed])
     # a week of downtime: one catch-up round, the next one on the grid after now
     Watch.update(next_round_at=q.now(store) - 7 * 86400).where(Watch.name == "w").execute()
     assert len(watches.start_due_rounds(store)) == 1
@@ -110,9 +109,9 @@ def test_an_event_is_written_with_its_finish_or_not_at_all(store):
     q.extend_leases(store, "dead", -1.0)
     q.reap_expired(store, max_claims=5)
     (new,) = q.claim(store, "alive", 30, 1)
-    assert q.finish(store, "dead", [q.JobResult(job=old, state=q.SUCCEEDED, outcome=_stories("s1"), tries=1)]).stale
+    assert q.finish(store, "dead", [q.JobResult(job=old, state=JobState.SUCCEEDED, outcome=_stories("s1"), tries=1)]).stale
     assert list(history.events(store)) == []
-    q.finish(store, "alive", [q.JobResult(job=new, state=q.SUCCEEDED, outcome=_stories("s1"), tries=1)])
+    q.finish(store, "alive", [q.JobResult(job=new, state=JobState.SUCCEEDED, outcome=_stories("s1"), tries=1)])
     assert [(e.type, e.story_id) for e in history.events(store)] == [("story.new", "s1")]
 
 

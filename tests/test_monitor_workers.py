@@ -17,7 +17,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 
 from helpers import Reply, StoryServer, wait_for
 from storycheck_tui.monitor.signing import ENV_VAR, new_secret

@@ -33,6 +33,7 @@ from storycheck_tui.engine.proxysync import ProxySync, build_pool
 from storycheck_tui.engine.wiring import build_runner
 from storycheck_tui.masking import proxy_label
 from storycheck_tui.sim import Simulator
+from storycheck_tui.states import JobState
 from storycheck_tui.store import batches as ops
 from storycheck_tui.store import queue as q
 from storycheck_tui.store import workers as wk
@@ -262,7 +263,7 @@ def test_jobs_of_a_silent_remote_worker_come_back_when_its_lease_expires(db_url,
                 wait_for(lambda: ops.get_batch(store, batch_id).state == "finished", 20, "the batch to finish")
                 expired = BatchLog.select().where(BatchLog.event == "LEASE_EXPIRED")
                 assert {r.job for r in expired} == {c.id for c in held}
-                assert q.finish(store, remote, [q.JobResult(job=c, state=q.SUCCEEDED) for c in held]).stale
+                assert q.finish(store, remote, [q.JobResult(job=c, state=JobState.SUCCEEDED) for c in held]).stale
                 workers = wait_for(lambda: {w.id: w for w in watcher.snapshot().workers}
                                    if runner.worker_id in {w.id for w in watcher.snapshot().workers} else None, 5)
                 assert remote in workers and workers[runner.worker_id].state == "running"

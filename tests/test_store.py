@@ -21,6 +21,7 @@ from helpers import assert_counters_match_rows, wait_for
 from storycheck_tui.errors import DatabaseError
 from storycheck_tui.inputs.proxies import parse_proxy_line
 from storycheck_tui.sources.base import Outcome, Story
+from storycheck_tui.states import JobState
 from storycheck_tui.store import batches as ops
 from storycheck_tui.store import db as dbmod
 from storycheck_tui.store import queue as q
@@ -33,12 +34,12 @@ NONE = Outcome("no_stories", http_status=200, latency_ms=5.0)
 
 
 def ok(job: q.Claimed, outcome: Outcome = NONE) -> q.JobResult:
-    return q.JobResult(job=job, state=q.SUCCEEDED, outcome=outcome, proxy="http://p:1", http_status=200,
+    return q.JobResult(job=job, state=JobState.SUCCEEDED, outcome=outcome, proxy="http://p:1", http_status=200,
                        latency_ms=5.0, tries=1)
 
 
 def bad(job: q.Claimed) -> q.JobResult:
-    return q.JobResult(job=job, state=q.FAILED, error_kind="source_unavailable", error_message="HTTP 503",
+    return q.JobResult(job=job, state=JobState.FAILED, error_kind="source_unavailable", error_message="HTTP 503",
                        proxy="http://p:1", http_status=503, tries=4)
 
 
@@ -470,6 +471,30 @@ def test_a_version_1_database_gets_the_proxy_validation_column(db_url):
         s.close()
 
 
+def test_a_version_2_database_gets_the_watch_tables(db_url):
+    """Schema 2 (storycheck before monitoring) is upgraded to 3 on open: batch.watch_id and the
+    watch tables appear, batches are kept and read as batches of no watch."""
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    from storycheck_tui.store import watches
+
+    s = open_store(db_url)
+    batch_id = ops.create_batch(s, "kept", ["a"])
+    for table in ("event", "profile_change", "watch_story", "watch_profile", "watch"):
+        s.db.execute_sql(f"DROP TABLE {table}")
+    migrate(SchemaMigrator.from_database(s.db).drop_column("batch", "watch_id"))
+    Meta_.update(value="2").where(Meta_.key == "schema_version").execute()
+    s.close()
+    s = open_store(db_url)
+    try:
+        assert Meta_.get(Meta_.key == "schema_version").value == str(dbmod.SCHEMA_VERSION) == "3"
+        assert ops.get_batch(s, batch_id).watch is None
+        watches.add_watch(s, "w", ["a"], every=60.0)
+        assert [r.watch for r in watches.start_due_rounds(s)] == ["w"]
+    finally:
+        s.close()
+
+
 def test_schema_creation_race_between_processes(backend, request, tmp_path):
     """Six processes open one EMPTY database at once: one creates, the others wait and use it."""
     url = _empty_url(request, tmp_path)
@@ -772,5 +797,17 @@ def test_a_new_sqlite_file_is_created_private(tmp_path):
     s = open_store(str(tmp_path / "new.db"))
     try:
         assert ((tmp_path / "new.db").stat().st_mode & 0o777) == 0o600 and s.notices == []
+    finally:
+        s.close()
+
+
+def test_a_shared_sticky_directory_is_left_as_it_is(tmp_path):
+    """/tmp-like directories (world-writable, sticky) are shared by design: never tightened."""
+    shared = tmp_path / "tmp-like"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    s = open_store(str(shared / "s.db"))
+    try:
+        assert (shared.stat().st_mode & 0o7777) == 0o1777 and s.notices == []
     finally:
         s.close()

@@ -9,8 +9,8 @@ file. So, before SQLite opens anything:
   path); a new database file is created with ``O_CREAT | O_EXCL | O_NOFOLLOW``, mode 0600, so
   nothing planted between the check and the creation is followed;
 * a directory of ours that anyone may write is tightened (group and others lose write),
-  one we do not own is refused unless it has the sticky bit (``/tmp``: others cannot replace
-  our files there);
+  one we do not own is refused; a directory with the sticky bit (``/tmp``) is left as it is:
+  others cannot replace our files there, and links they plant are refused below;
 * a database or companion file of ours that group may write or others may read or write is
   tightened to 0600 (SQLite gives its WAL and shared-memory files the database's mode); one we do not own
   that others may write is refused.
@@ -46,12 +46,12 @@ def prepare(p: Path) -> list[str]:
         raise DatabaseError(f"{display}: cannot open database: directory {directory}: {exc.strerror}") from None
     if not stat.S_ISDIR(dst.st_mode):
         raise DatabaseError(f"{display}: cannot create database: {directory} is not a directory")
-    if dst.st_mode & 0o002:
+    if dst.st_mode & 0o002 and not dst.st_mode & stat.S_ISVTX:  # sticky (/tmp): others cannot swap our files
         if dst.st_uid == uid:
             mode = stat.S_IMODE(dst.st_mode) & ~0o022
             os.chmod(directory, mode)
             notices.append(f"directory {directory} was writable by other users: now {mode:o}")
-        elif not dst.st_mode & stat.S_ISVTX:
+        else:
             raise DatabaseError(f"{display}: cannot open database: directory {directory} is writable by other "
                                 f"users (any of them could replace the database): use a directory only you can write")
     for path in (p, *(Path(str(p) + suffix) for suffix in COMPANIONS)):

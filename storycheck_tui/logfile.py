@@ -119,9 +119,14 @@ class FileQueue(logging.handlers.QueueHandler):
         return record  # the rest is formatted on the writer thread
 
     def flush(self) -> None:
-        """Return once every record queued so far is written and flushed."""
-        if self._running:
-            self.queue.join()
+        """Return once every record queued so far is written and flushed. The handler's lock is
+        held meanwhile, so records logged during the wait queue up behind it, not ahead of it."""
+        self.acquire()
+        try:
+            if self._running:
+                self.queue.join()
+        finally:
+            self.release()
         self.target.flush()
 
     def close(self) -> None:

@@ -564,13 +564,19 @@ def test_database_text_reaches_the_terminal_escaped(tmp_path, capsys, story_serv
         assert rows and rows[0][key] == HOSTILE, (args, rows)
 
 
-def _on_a_terminal(tmp_path: Path, *argv) -> str:
-    """``storycheck ARGV`` with its stdout on a pseudo-terminal; what the terminal received."""
+def _on_a_terminal(tmp_path: Path, *argv, columns: int = 120) -> str:
+    """``storycheck ARGV`` with its stdout on a pseudo-terminal ``columns`` wide; what the
+    terminal received."""
     import pty
     import subprocess
     import sys
 
+    import fcntl
+    import struct
+    import termios
+
     master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
     try:
         proc = subprocess.Popen([sys.executable, "-m", "storycheck_tui", *map(str, argv)], stdout=slave,
                                 stderr=subprocess.PIPE, env={**os.environ, "STORYCHECK_LOG_DIR": str(tmp_path / "logs")})
@@ -800,3 +806,19 @@ def test_counts_of_one_are_singular(tmp_path, capsys):
     assert "batch 1 'profiles': 1 profile (1 duplicate dropped, 1 invalid line skipped)" in r.err_lines, r.err
     r = cli(capsys, "cancel", "1", "--db", db)
     assert r.out.strip() == "batch 1 cancelled: 1 unchecked profile dropped"
+
+
+def test_tables_on_a_terminal_draw_database_text_inert(tmp_path, capsys):
+    """On a terminal the tables are drawn by rich (a header rule, bold): its own styling is the
+    only escape sequence there; a stored OSC 8 link or OSC 52 clipboard write is shown escaped."""
+    db = _hostile_db(tmp_path, capsys)
+    for args in (("batches",), ("proxies", "list")):
+        shown = _on_a_terminal(tmp_path, *args, "--db", db)
+        assert "\x1b]8;" not in shown and "\x1b]52;" not in shown, (args, shown)
+        for ch in ("\x07", "\x9b", "\x85", "\u202e"):
+            assert ch not in shown, (args, ch)
+        assert "a\\x1b]8;;http://127.0" in shown, (args, shown)  # the name, escaped (cut to its column)
+        assert "STATE" in shown and "─" in shown  # rich's header rule
+    # on an 80-column terminal the free-text columns give up room, not the state or the numbers
+    shown = _on_a_terminal(tmp_path, "batches", "--db", db, columns=80)
+    assert "queued" in shown and "0/1 0%" in shown and "CANCELLED" in shown, shown

@@ -42,13 +42,16 @@ def print_table(columns: list[Column], rows: Iterable[Iterable[Any]], out: TextI
     (never as rich markup)."""
     out = out if out is not None else sys.stdout
     tty = out.isatty()
+    cells = [[safe(v) for v in row] for row in rows]
     table = Table(box=box.SIMPLE_HEAD if tty else None, show_edge=False, pad_edge=False,
                   header_style="bold" if tty else "")
-    for c in columns:
+    for i, c in enumerate(columns):
+        # on a narrow terminal only the columns of free text (a max_width) give up room
+        fixed = None if c.max_width else max([len(c.header)] + [len(r[i]) for r in cells])
         table.add_column(c.header, justify="right" if c.right else "left", no_wrap=True, overflow="ellipsis",
-                         max_width=c.max_width)
-    for row in rows:
-        table.add_row(*(Text(safe(v)) for v in row))
+                         max_width=c.max_width, min_width=fixed)
+    for row in cells:
+        table.add_row(*(Text(v) for v in row))
     if tty:
         Console(file=out, highlight=False).print(table)
         return

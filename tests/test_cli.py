@@ -822,3 +822,4 @@ def test_tables_on_a_terminal_draw_database_text_inert(tmp_path, capsys):
     # on an 80-column terminal the free-text columns give up room, not the state or the numbers
     shown = _on_a_terminal(tmp_path, "batches", "--db", db, columns=80)
     assert "queued" in shown and "0/1 0%" in shown and "CANCELLED" in shown, shown
+    assert re.search(r"^\s*1\s+a\\x1b.*\sZ?\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\s*$", shown, re.M), shown  # id and time whole

@@ -43,17 +43,25 @@ def print_table(columns: list[Column], rows: Iterable[Iterable[Any]], out: TextI
     out = out if out is not None else sys.stdout
     tty = out.isatty()
     cells = [[safe(v) for v in row] for row in rows]
-    table = Table(box=box.SIMPLE_HEAD if tty else None, show_edge=False, pad_edge=False,
+    natural = [max([len(c.header)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    widths: list[int | None] = [None if c.max_width else natural[i] for i, c in enumerate(columns)]
+    room = None
+    if tty:  # a narrow terminal: the free-text columns (a max_width) share what the others leave
+        console = Console(file=out, highlight=False)
+        flexible = [i for i, c in enumerate(columns) if c.max_width]
+        if flexible:
+            left = console.width - sum(w for w in widths if w) - 2 * (len(columns) - 1)
+            room = max(8, left // len(flexible))
+    table = Table(box=box.SIMPLE_HEAD if tty else None, show_edge=False, pad_edge=False, collapse_padding=tty,
                   header_style="bold" if tty else "")
     for i, c in enumerate(columns):
-        # on a narrow terminal only the columns of free text (a max_width) give up room
-        fixed = None if c.max_width else max([len(c.header)] + [len(r[i]) for r in cells])
+        cap = None if c.max_width is None else min(c.max_width, natural[i], room or c.max_width)
         table.add_column(c.header, justify="right" if c.right else "left", no_wrap=True, overflow="ellipsis",
-                         max_width=c.max_width, min_width=fixed)
+                         width=widths[i] if widths[i] is not None else cap)
     for row in cells:
         table.add_row(*(Text(v) for v in row))
     if tty:
-        Console(file=out, highlight=False).print(table)
+        console.print(table)
         return
     buf = io.StringIO()
     Console(file=buf, width=100_000, no_color=True, color_system=None, highlight=False).print(table)

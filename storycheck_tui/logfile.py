@@ -38,14 +38,17 @@ def private_dir(directory: Path) -> list[str]:
     """Create ``directory`` 0700 if missing; make sure nobody else can plant files in it.
 
     Returns the warnings to log (a loose directory of ours was tightened); raises
-    :class:`UnsafeLogPath` for a directory of another user that others may write to.
+    :class:`UnsafeLogPath` for a directory of another user that others may write to, unless it
+    is sticky like ``/tmp``.
     """
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     st = directory.stat()
     if not stat.S_ISDIR(st.st_mode):
         raise UnsafeLogPath(errno.ENOTDIR, "not a directory", str(directory))
     loose = stat.S_IMODE(st.st_mode) & 0o022
-    if not loose:
+    if not loose or st.st_mode & stat.S_ISVTX:
+        # sticky (/tmp): others may create files but not replace or remove ours; a file they
+        # plant under our name is refused by open_private (not ours, or a link)
         return []
     if st.st_uid != os.geteuid():
         raise UnsafeLogPath(errno.EPERM, f"others may write in it (mode {stat.S_IMODE(st.st_mode):04o}, "

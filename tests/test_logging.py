@@ -227,6 +227,12 @@ def test_a_writable_log_directory_of_another_user_is_refused(fresh):
     said = [e.message for e in setup.ring.snapshot() if e.event == logs.LOG_FILE_UNSAFE]
     assert any("others may write in it" in m for m in said), said
     assert _mode(fresh) == 0o777  # not ours to change
+    # a sticky one (like /tmp) is used: others cannot replace or remove the file there
+    logs.reset_logging()
+    os.chmod(fresh, 0o1777)
+    setup = logs.setup_logging(fresh)
+    logs.event(logging.INFO, logs.BATCH_CREATED, "in a sticky directory")
+    assert setup.file_path == fresh / "storycheck.log" and file_lines(setup)[-1].endswith("in a sticky directory")
 
 
 def test_a_hard_link_or_a_fifo_planted_as_the_log_file_is_refused(fresh, tmp_path):

@@ -811,3 +811,15 @@ def test_a_shared_sticky_directory_is_left_as_it_is(tmp_path):
         assert (shared.stat().st_mode & 0o7777) == 0o1777 and s.notices == []
     finally:
         s.close()
+
+
+def test_the_command_line_warns_when_it_tightens_the_database_file(tmp_path):
+    db = tmp_path / "loose.db"
+    open_store(str(db)).close()
+    os.chmod(db, 0o666)
+    proc = subprocess.run([sys.executable, "-m", "storycheck_tui", "batches", "--db", str(db)],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "STORYCHECK_DB": ""})
+    assert proc.returncode == 0, proc.stderr
+    (line,) = [ln for ln in proc.stderr.splitlines() if "warning" in ln]
+    assert line.startswith("storycheck: warning: ") and "now 600" in line
+    assert (db.stat().st_mode & 0o777) == 0o600

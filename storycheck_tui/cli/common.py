@@ -40,7 +40,10 @@ def open_db(args: Namespace, settings: Settings | None = None, *, log_sink: logs
     """The database of ``--db``; ``log_sink`` (from :func:`start_logging`) is where batch
     operations find the records to store in ``batch_log``."""
     threads = settings.engine.workers if settings else 4
-    return open_store(getattr(args, "db", None), pool_size=threads + 6, log_sink=log_sink)
+    store = open_store(getattr(args, "db", None), pool_size=threads + 6, log_sink=log_sink)
+    for notice in store.notices:  # permissions tightened on open: the operator should know
+        print(f"storycheck: warning: {notice}", file=sys.stderr)
+    return store
 
 
 def read_profiles(args: Namespace) -> ProfileList:

@@ -306,3 +306,12 @@ def test_history_is_pruned_past_its_retention_and_events_are_kept(store):
     assert history.prune_stories(store, 2000) == 1
     assert [s.story_id for s in history.history(store, "ann")] == ["new"]
     assert len(list(history.events(store))) == 2
+
+
+def test_rounds_are_batches_named_after_their_watch_and_number(store):
+    watches.add_watch(store, "camp", ["ann"], every=3600.0)
+    _run_round(store, {"ann": _stories()})
+    _make_due(store, "camp")
+    _run_round(store, {"ann": _stories()})
+    assert [(b.name, b.watch) for b in ops.list_batches(store)] == [("camp #1", "camp"), ("camp #2", "camp")]
+    assert ops.find_batch(store, "camp #2").id == ops.list_batches(store)[1].id  # steerable by name

@@ -201,6 +201,7 @@ class RoundStarted:
     watch: str
     batch_id: int
     profiles: int
+    number: int  # 1 for the watch's first round; the batch is named "WATCH #N"
 
 
 def next_due(due: float, every: float, ts: float) -> float:
@@ -224,7 +225,8 @@ def start_due_rounds(store: Store) -> list[RoundStarted]:
             started.append(r)
     for r in started:
         logs.event(logging.INFO, logs.BATCH_CREATED,
-                   f"batch {r.batch_id} {r.watch!r} created with {r.profiles} profiles (a round of watch {r.watch!r})",
+                   f"batch {r.batch_id} '{r.watch} #{r.number}' created with {r.profiles} profiles "
+                   f"(round {r.number} of watch {r.watch!r})",
                    batch_id=r.batch_id)
     return started
 
@@ -248,12 +250,12 @@ def _start_round(store: Store, watch_id: int) -> RoundStarted | None:
         if claimed != 1:
             return None  # another worker started this round
         usernames = watch_usernames(store, w.id)
-        batch = Batch.create(name=w.name, state=BatchState.QUEUED if usernames else BatchState.FINISHED,
+        batch = Batch.create(name=f"{w.name} #{w.rounds + 1}", state=BatchState.QUEUED if usernames else BatchState.FINISHED,
                              created_at=ts, finished_at=None if usernames else ts, total_profiles=len(usernames),
                              watch_id=w.id, source_file=None)
         store.dialect.insert_jobs(db, batch.id, usernames)
         db.execute_sql(f"UPDATE watch SET last_round = {p} WHERE id = {p}", (batch.id, w.id))
-    return RoundStarted(w.name, batch.id, len(usernames))
+    return RoundStarted(w.name, batch.id, len(usernames), w.rounds + 1)
 
 
 __all__ = ["NoSuchWatch", "WatchView", "RoundStarted", "parse_duration", "format_duration", "check_webhook",

@@ -84,3 +84,26 @@ def test_every_command_works_on_postgresql_and_never_shows_the_password(pg_url, 
             assert n == 0, table
     finally:
         store.close()
+
+
+def test_credential_options_of_the_url_never_reach_the_screen(pg_url, tmp_path):
+    """?sslpassword= and ?password= are masked on the worker's start line and in "cannot open
+    database" (issue 15: they were printed as given)."""
+    secret = "Ssl-Opt-Secret-4411"
+    env = {**os.environ, "STORYCHECK_LOG_DIR": str(tmp_path / "logs"), "STORYCHECK_DB": ""}
+    with Simulator(rate=10_000, burst=10_000) as sim:
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(sim.config_snippet())
+        url = f"{pg_url}?sslmode=disable&sslpassword={secret}"
+        p = subprocess.run([sys.executable, "-m", "storycheck_tui", "worker", "--until-idle", "--config", str(cfg),
+                            "--db", url], capture_output=True, text=True, timeout=120, env=env)
+        assert p.returncode == 0, p.stderr[-1500:]
+        start = [ln for ln in p.stderr.splitlines() if "check threads on" in ln]
+        assert start and "sslpassword=***" in start[0], p.stderr
+        parts = urlsplit(pg_url)
+        missing = urlunsplit(parts._replace(path="/no_such_db_4411", query=f"sslpassword={secret}&password={secret}"))
+        p = subprocess.run([sys.executable, "-m", "storycheck_tui", "batches", "--db", missing], capture_output=True,
+                           text=True, timeout=60, env=env)
+        assert p.returncode == 3 and len(p.stderr.strip().splitlines()) == 1 and "cannot open database" in p.stderr
+        for text in (p.stdout, p.stderr, *(f.read_text() for f in (tmp_path / "logs").rglob("*.log"))):
+            assert secret not in text

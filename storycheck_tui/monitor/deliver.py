@@ -87,12 +87,13 @@ class Deliverer:
         headers = signing.headers(self.key, str(e.id), int(self.clock()), body)
         error = None
         try:
-            r = client.post(d.url, content=body, headers=headers)
-            if 200 <= r.status_code < 300:
+            with client.stream("POST", d.url, content=body, headers=headers) as r:
+                status = r.status_code  # the answer's body is not read: only its status counts
+            if 200 <= status < 300:
                 outbox.delivered(self.store, e.id)
                 log.info("event %s delivered to %s", e.id, mask_url(d.url), extra={"event": WEBHOOK_DELIVERED})
                 return
-            error = f"HTTP {r.status_code}"
+            error = f"HTTP {status}"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"
         state = outbox.failed_try(self.store, e.id, error)

@@ -236,6 +236,8 @@ class HttpProtocol(asyncio.Protocol):
     def _waiting_for_client(self) -> None:
         """Nothing left to answer: arm the timeout that fits and read again."""
         now = asyncio.get_running_loop().time()
+        if not self._reading and self._started is not None:
+            self._started = now  # we stopped reading this request, not the client: its time starts again
         if self._started is None:
             self.deadline = now + IDLE_TIMEOUT
         else:  # a request is on its way: it has REQUEST_TIMEOUT from its first byte

@@ -708,6 +708,24 @@ def test_in_flight_counts_checks_running_not_jobs_claimed():
     assert "3 checking" in render(StatusFacts(threads=16, in_flight=3)).plain
 
 
+@async_test
+async def test_proxy_labels_keep_their_port_when_cut_at_80x24(sample):
+    """Issue 14.8: at 80x24 the results' proxy column showed '127.0.0.1:…' (the port is what
+    tells proxies on one host apart)."""
+    from storycheck_tui.ui.panes.proxies import keep_port
+
+    assert keep_port("de-fra-01.proxy.example:8080", 15) == "de-fra-01…:8080"
+    assert keep_port("127.0.0.1:41319", 12) == "127.0…:41319"
+    assert keep_port("short:1", 15) == "short:1" and keep_port("no-port-here-at-all", 8) == "no-port-here-at-all"
+    store, make = sample
+    app = make()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("2")
+        await pilot.pause()
+        text = screen_text(app)
+        assert ":8080" in text and "proxy…" not in text
+
+
 # --- rendering user text literally ------------------------------------------------------------------------
 
 

@@ -206,12 +206,17 @@ class Table(DataTable):
         return [row.key.value for row in self.ordered_rows if row.key.value is not None]
 
 
+def room(col: Col) -> int:
+    """The cells a column has for its text (its gap left out)."""
+    return col.width - 1 - (1 if col.gap_before else 0)
+
+
 def fit(col: Col, text: Text) -> Text:
     """Cut ``text`` to the column (keeping its gap), with an ellipsis."""
-    room = col.width - 1 - (1 if col.gap_before else 0)
-    if text.cell_len > room:
+    width = room(col)
+    if text.cell_len > width:
         text = text.copy()
-        text.truncate(room, overflow="ellipsis")
+        text.truncate(width, overflow="ellipsis")
     if col.gap_before:
         text = Text(" ").append_text(text)
     if col.right:

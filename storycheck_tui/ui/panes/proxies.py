@@ -12,7 +12,7 @@ from textual.widgets import DataTable
 from storycheck_tui.engine.proxies import LATENCY_HISTORY, ProxyView
 from storycheck_tui.store.reads import ProxyRow
 from storycheck_tui.ui import format as fmt
-from storycheck_tui.ui.panes.base import Col, FilterInput, Line, Pane, Table, columns, fit
+from storycheck_tui.ui.panes.base import Col, FilterInput, Line, Pane, Table, columns, fit, room
 from storycheck_tui.states import ProxyState
 
 COLS = columns(Col("label", "Proxy", 16), Col("state", "State", 12), Col("ok", "OK", 7, right=True),
@@ -97,6 +97,18 @@ def proxy_cells(p: ProxyLine, now: float) -> tuple:
             p.last_error if p.state != ProxyState.HEALTHY else None)
 
 
+def keep_port(label: str, width: int) -> str:
+    """``label`` in ``width`` cells, the host cut rather than the port:
+    ``de-fra-01.proxy.example:8080`` -> ``de-fra-01.p…:8080`` (the port tells proxies on
+    one host apart)."""
+    if len(label) <= width:
+        return label
+    host, sep, port = label.rpartition(":")
+    if not sep or not port.isdigit() or len(port) + 3 > width:
+        return label
+    return host[: width - len(port) - 2] + "…:" + port
+
+
 def short_label(label: str) -> str:
     """The label without its scheme (``socks5://host:port`` -> ``host:port``): the table is narrow;
     the line under it shows the whole label of the selected proxy."""
@@ -107,7 +119,7 @@ def short_label(label: str) -> str:
 def render_proxy(cells: tuple) -> list[Text]:
     label, (state, validating, cooldown), ok, bad, latency, trend, error = cells
     state_label = state + (f" {fmt.duration(cooldown)}" if cooldown else "") + ("…" if validating else "")
-    out = [fmt.plain(short_label(label)), fmt.state(state, state_label),
+    out = [fmt.plain(keep_port(short_label(label), room(COLS[0]))), fmt.state(state, state_label),
            Text(fmt.count(ok), style="green" if ok else "bright_black"),
            Text(fmt.count(bad), style="red" if bad else "bright_black"),
            Text("—" if latency is None else (f"{latency}" if latency < 10_000 else f"{latency / 1000:.0f}s"),

@@ -14,8 +14,8 @@ from storycheck_tui.store.reads import STATE_FILTERS, JobRow, JobWindow
 from storycheck_tui.ui import format as fmt
 from storycheck_tui.ui import keymap
 from storycheck_tui.ui.messages import DetailWanted, ResultsWanted
-from storycheck_tui.ui.panes.proxies import short_label
-from storycheck_tui.ui.panes.base import Col, FilterInput, Line, Pane, Table, columns, fit
+from storycheck_tui.ui.panes.proxies import keep_port, short_label
+from storycheck_tui.ui.panes.base import Col, FilterInput, Line, Pane, Table, columns, fit, room
 from storycheck_tui.states import JobState, OutcomeKind
 
 COLS = columns(Col("username", "Username", 22), Col("state", "Result", 11), Col("stories", "Stories", 8, right=True),
@@ -84,7 +84,7 @@ def render_row(j: JobRow, cells: tuple, cols: tuple[Col, ...] = COLS) -> list[Te
     label, style_key = result_label(j)
     out = [fmt.plain(cells[0]), fmt.state(style_key, label),
            Text("" if j.story_count is None else str(j.story_count), style="bold green" if j.story_count else "bright_black"),
-           Text(cells[3]), fmt.plain(cells[4], "bright_black"),
+           Text(cells[3]), fmt.plain(keep_port(cells[4], room(cols[4])), "bright_black"),
            Text(str(cells[5]) if cells[5] else "", style="yellow" if cells[5] > 1 else ""),
            Text(("" if j.latency_ms is None else fmt.latency(j.latency_ms)) if cols is COLS
                 else ("" if cells[6] is None else str(cells[6]))),

@@ -8,6 +8,7 @@ other processes run a real engine with a fake story source.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import csv
 import functools
@@ -724,6 +725,39 @@ async def test_proxy_labels_keep_their_port_when_cut_at_80x24(sample):
         await pilot.pause()
         text = screen_text(app)
         assert ":8080" in text and "proxy…" not in text
+
+
+@async_test
+async def test_a_read_only_console_changes_nothing_and_says_why(sample, tmp_path, monkeypatch):
+    """Issue 14.9: no key, palette command or modal of a read-only console changes anything;
+    its steering keys leave the footer, and pressing one says why."""
+    from storycheck_tui.ui.launch import read_only_wanted
+
+    store, make = sample
+    app = make(read_only=True)
+    before = {p.label: p.disabled for p in Proxy.select()}
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        footer = " ".join(item.description for item in app.main.query_one("KeysFooter").items)
+        assert "Pause/resume" not in footer and "Proxy on/off" not in footer and "Export" in footer
+        await pilot.press("p", "c", "f", "n")
+        await settle(app, pilot)
+        assert not isinstance(app.screen, (ConfirmScreen, NewBatchScreen))
+        await select_proxy(app, pilot, "de-fra-01.proxy.example:8080")
+        await pilot.press("d", "r", "R")
+        await settle(app, pilot)
+        assert any("read-only console" in t for t in _toasts(app))
+        for binding in keymap.STEERING:  # the palette runs the same action: refused the same way
+            await app.run_binding(binding)
+            await settle(app, pilot)
+        assert not isinstance(app.screen, (ConfirmScreen, NewBatchScreen))
+    assert batch("spring-campaign").state == "running" and batch("overnight-retry").state == "queued"
+    assert {p.label: p.disabled for p in Proxy.select()} == before
+    assert all(p.validate_requested_at is None for p in Proxy.select())
+    assert {t for t, _, b in commands(read_only=True)} & {t for t, _, b in commands() if b in keymap.STEERING} == set()
+    monkeypatch.setenv("STORYCHECK_READ_ONLY", "1")
+    assert read_only_wanted(argparse.Namespace())
+    monkeypatch.setenv("STORYCHECK_READ_ONLY", "0")
+    assert not read_only_wanted(argparse.Namespace()) and read_only_wanted(argparse.Namespace(read_only=True))
 
 
 # --- rendering user text literally ------------------------------------------------------------------------

@@ -23,8 +23,8 @@ def console(tmp_path, monkeypatch):
     store = sample_copy(tmp_path)
     runners = []
 
-    def make():
-        app, runner = sample_app(store)
+    def make(**options):
+        app, runner = sample_app(store, **options)
         runners.append(runner)
         return app
 
@@ -37,4 +37,4 @@ def console(tmp_path, monkeypatch):
 @pytest.mark.parametrize("scene", [s.name for s in screenshots.SCENES])
 def test_scene(scene, snap_compare, console):
     s = screenshots.scene(scene)
-    assert snap_compare(console(), terminal_size=s.size, run_before=s.run_before)
+    assert snap_compare(console(**dict(s.options)), terminal_size=s.size, run_before=s.run_before)

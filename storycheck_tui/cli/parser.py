@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"storycheck {__version__}")
     _common(parser, top=True)
     parser.add_argument("--proxies", metavar="FILE", help="console: add the proxies in FILE first")
+    parser.add_argument("--read-only", action="store_true",
+                        help="console: watch, never steer (no key changes anything; also STORYCHECK_READ_ONLY=1)")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     def cmd(name: str, handler, help: str) -> argparse.ArgumentParser:

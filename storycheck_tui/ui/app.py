@@ -81,7 +81,7 @@ class StorycheckApp(App):
                  tz: tzinfo | None = None, refresh_every: float | None = 0.25, note: str | None = None,
                  quit_grace: float = QUIT_GRACE, keymap_overrides: dict[str, str] | None = None,
                  startup_messages: list[str] | None = None, log_capacity: int = 10_000,
-                 rates: RateTracker | None = None, hello: str | None = None) -> None:
+                 rates: RateTracker | None = None, hello: str | None = None, read_only: bool = False) -> None:
         super().__init__()
         self.runner = runner
         self.store = store
@@ -94,6 +94,9 @@ class StorycheckApp(App):
         self.log_capacity = log_capacity
         self.rates = rates or RateTracker()
         self.watch_only = runner.threads == 0
+        # read-only: nothing here changes anything (no steering key, palette command or modal)
+        self.read_only = read_only
+        self.hidden_actions = frozenset(keymap.STEERING_ACTIONS) if read_only else frozenset()
         self.startup_messages = startup_messages or []
         self.hello = hello
         self.select_batch_when_seen: int | None = None

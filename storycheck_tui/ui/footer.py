@@ -75,8 +75,9 @@ class KeysFooter(Widget, can_focus=False):
         if screen is not self.screen:
             return
         items: dict[str, FooterItem] = {}
+        hidden = getattr(self.app, "hidden_actions", frozenset())  # e.g. a read-only console's steering keys
         for _node, binding, enabled, tooltip in screen.active_bindings.values():
-            if binding.show and binding.action not in items:  # the first binding of each action
+            if binding.show and binding.action not in items and binding.action not in hidden:  # the first binding of each action
                 items[binding.action] = FooterItem(binding.key, self.app.get_key_display(binding),
                                                    binding.description, enabled, tooltip or binding.tooltip)
         new = tuple(items.values())

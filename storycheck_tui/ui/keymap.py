@@ -56,6 +56,11 @@ HELP = Binding("question_mark,f1", "help", "Help", id="app.help", key_display="?
 MAIN = [HELP, QUIT, PAUSE, CANCEL, RETRY_FAILED, NEW_BATCH, EXPORT, TOGGLE_PROXY, RETRY_PROXY, REVALIDATE_ALL, FILTER,
         FOCUS_BATCHES, FOCUS_RESULTS, FOCUS_PROXIES, FOCUS_LOG, FOCUS_WORKERS, NEXT_PANE, PREV_PANE, MAXIMIZE]
 
+#: keys that change something (batches, proxies): a read-only console leaves them out of the
+#: footer and the palette, and pressing one says why. (Export writes a file, not the database.)
+STEERING = [PAUSE, CANCEL, RETRY_FAILED, NEW_BATCH, TOGGLE_PROXY, RETRY_PROXY, REVALIDATE_ALL]
+STEERING_ACTIONS = {b.action for b in STEERING}
+
 # --- the app (every screen) ---------------------------------------------------------------------
 APP = [HELP]
 

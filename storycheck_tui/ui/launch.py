@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from argparse import Namespace
 
 from storycheck_tui import logs
@@ -11,6 +12,15 @@ from storycheck_tui.store.db import Store
 
 WATCH_ONLY_NOTE = ("watch-only: no [source] configured (--config FILE), so checks run only in "
                    "`storycheck worker` processes")
+READ_ONLY_NOTE = ("read-only: this console watches and changes nothing (checks run only in `storycheck worker` "
+                  "processes)")
+READ_ONLY_ENV = "STORYCHECK_READ_ONLY"
+
+
+def read_only_wanted(args: Namespace) -> bool:
+    """--read-only, or STORYCHECK_READ_ONLY set to 1 / true / yes."""
+    return bool(getattr(args, "read_only", False)) or os.environ.get(READ_ONLY_ENV, "").strip().lower() in (
+        "1", "true", "yes")
 
 
 def launch_console(args: Namespace) -> int:
@@ -18,9 +28,17 @@ def launch_console(args: Namespace) -> int:
     from storycheck_tui.engine.wiring import build_monitor, build_runner
 
     settings = settings_from(args)
+    read_only = read_only_wanted(args)
+    if read_only and getattr(args, "proxies", None):
+        from storycheck_tui.errors import InputError
+
+        raise InputError("--proxies adds proxies, and a read-only console changes nothing: leave one out")
     setup = start_logging(args, console=True)
     store = open_db(args, settings, log_sink=setup.sink)
     try:
+        if read_only:  # no checks from here either: they write results
+            return run_console(build_runner(store, settings, workers=0), store, setup.ring, note=READ_ONLY_NOTE,
+                               read_only=True)
         import_proxies(store, getattr(args, "proxies", None))
         if settings.source.url:
             monitor = build_monitor(store).start()  # watch rounds and webhooks, as a worker runs them
@@ -44,7 +62,8 @@ def launch_demo(args: Namespace) -> int:
                            hello=run.hello + ". Press ? for keys.")
 
 
-def run_console(runner: Runner, store: Store, ring, *, note: str | None = None, hello: str | None = None) -> int:
+def run_console(runner: Runner, store: Store, ring, *, note: str | None = None, hello: str | None = None,
+                read_only: bool = False) -> int:
     """Start the engine, run the app until quit, and make sure the engine is stopped after."""
     from storycheck_tui.ui.app import StorycheckApp
     from storycheck_tui.ui.keymap import load_user_keymap
@@ -52,7 +71,7 @@ def run_console(runner: Runner, store: Store, ring, *, note: str | None = None, 
     keys, problem = load_user_keymap()
     messages = [m for m in (problem,) if m]
     app = StorycheckApp(runner, store, ring, note=note, keymap_overrides=keys, startup_messages=messages,
-                        hello=hello)
+                        hello=hello, read_only=read_only)
     # Records of other libraries (warnings and up) go to the log pane, never to the terminal.
     root = logging.getLogger()
     root.addHandler(ring)

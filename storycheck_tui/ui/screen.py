@@ -8,10 +8,12 @@ screen, and returns a :class:`CommandDone` that is shown as a toast.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from rich.text import Text
 from textual import work
@@ -47,6 +49,23 @@ NARROW = 100
 SHORT = 32
 #: seconds r / R wait for a validation's result before saying there is none yet
 VALIDATION_WAIT = 20.0
+
+
+READ_ONLY_REFUSAL = ("read-only console: it changes nothing (started with --read-only or STORYCHECK_READ_ONLY=1); "
+                     "use a console without it, or the storycheck command")
+
+
+def steering(action: Callable[..., None]) -> Callable[..., None]:
+    """An action that changes something: a read-only console says so instead."""
+
+    @functools.wraps(action)
+    def run(self: "MainScreen", *args) -> None:
+        if self.app.read_only:
+            self.app.notify(READ_ONLY_REFUSAL, severity="warning", timeout=6)
+            return
+        action(self, *args)
+
+    return run
 
 
 @dataclass(frozen=True)
@@ -185,6 +204,7 @@ class MainScreen(ConsoleNode, Screen[None]):
 
     # -- batch commands ---------------------------------------------------------------------------------
 
+    @steering
     def action_pause_batch(self) -> None:
         b = self._batch()
         if b is None or not self._can_command():
@@ -210,6 +230,7 @@ class MainScreen(ConsoleNode, Screen[None]):
                 return CommandDone(f"batch {batch_id} resumed")
             return CommandDone(f"batch {batch_id} is not paused any more", "warning")
 
+    @steering
     def action_cancel_batch(self) -> None:
         b = self._batch()
         if b is None:
@@ -238,6 +259,7 @@ class MainScreen(ConsoleNode, Screen[None]):
         return CommandDone(f"batch {batch_id} cancelled: {plural(dropped, 'pending profile')} dropped"
                            + (f"; {plural(in_flight, 'check')} in flight finish first" if in_flight else ""))
 
+    @steering
     def action_retry_failed(self) -> None:
         b = self._batch()
         if b is None:
@@ -254,6 +276,7 @@ class MainScreen(ConsoleNode, Screen[None]):
             queued = self.app.runner.retry_failed(batch_id)
         return CommandDone(f"batch {batch_id}: {queued:,} failed checks queued again")
 
+    @steering
     def action_new_batch(self) -> None:
         def done(result: Created | None) -> None:
             if result is not None:
@@ -294,6 +317,7 @@ class MainScreen(ConsoleNode, Screen[None]):
 
     # -- proxy commands ---------------------------------------------------------------------------------
 
+    @steering
     def action_toggle_proxy(self) -> None:
         p = self._proxy()
         if p is not None and self._can_command():
@@ -305,6 +329,7 @@ class MainScreen(ConsoleNode, Screen[None]):
             disabled = self.app.runner.toggle_proxy(key)
         return CommandDone(f"proxy {fmt.literal(label)} {'disabled' if disabled else 'enabled'}")
 
+    @steering
     def action_retry_proxy(self) -> None:
         p = self._proxy()
         if p is not None and self._can_command():
@@ -382,6 +407,7 @@ class MainScreen(ConsoleNode, Screen[None]):
         return CommandDone(f"re-validated {plural(len(after), 'proxy', 'proxies')}: {summary_text}",
                            "warning" if bad else "information")
 
+    @steering
     def action_revalidate_all(self) -> None:
         if self._can_command():
             self.revalidate_all()

@@ -88,7 +88,7 @@ class Scene:
     title: str
     size: tuple[int, int]
     run_before: RunBefore
-
+    options: tuple[tuple[str, object], ...] = ()  # StorycheckApp keyword arguments
 
 SCENES = [
     Scene("main", "The console at 120x40: batches, proxies, results of the selected batch, log, workers",
@@ -99,6 +99,9 @@ SCENES = [
     Scene("new-batch-error", "n: a file error shown as FILE:LINE: reason", (120, 40), _new_batch_error),
     Scene("disabled-proxy", "A proxy disabled with d (pane 3 selected)", (120, 40), _disabled_proxy),
     Scene("paused-batch", "A paused batch selected: its reason and its results", (120, 40), _paused_batch),
+    Scene("read-only", "storycheck --read-only: the steering keys leave the footer", (120, 40), _main,
+          (("read_only", True), ("note", "read-only: this console watches and changes nothing (checks run only in "
+                                          "`storycheck worker` processes)"))),
 ]
 
 
@@ -115,7 +118,7 @@ async def _shoot(s: Scene, out: Path) -> Path:
         try:
             Path("leads.txt").write_text(BAD_FILE, encoding="utf-8")
             store = sample_copy(tmp)
-            app, runner = sample_app(store)
+            app, runner = sample_app(store, **dict(s.options))
             try:
                 async with app.run_test(size=s.size) as pilot:
                     if s.run_before:

@@ -42,7 +42,10 @@ class HelpScreen(ConsoleNode, ModalScreen[None]):
                     table.add_column(ratio=1)
                     table.add_column(width=22, style="bright_black", no_wrap=True)
                     for b in bindings:
-                        table.add_row(key_label(self.app, b), b.description, b.tooltip, b.id)
+                        tip = b.tooltip or ""
+                        if self.app.read_only and b in keymap.STEERING:
+                            tip = "off (read-only console): " + tip
+                        table.add_row(key_label(self.app, b), b.description, tip, b.id)
                     yield Static(Text(section, style="bold underline"), classes="help-section", markup=False)
                     yield Static(table, markup=False)
             yield Static(Text("esc close", style="bright_black"), markup=False)

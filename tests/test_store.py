@@ -223,12 +223,15 @@ def test_heartbeat_extends_only_the_own_leases(store):
     ops.create_batch(store, "b", ["a", "b"])
     wk.register_worker(store, "h:1:aa", 2)
     wk.register_worker(store, "h:2:bb", 2)
-    (mine,) = q.claim(store, "h:1:aa", 0.2, 1)
-    (theirs,) = q.claim(store, "h:2:bb", 0.2, 1)
-    wk.heartbeat(store, "h:1:aa", checks=0, rate=0.0, lease_seconds=30)
-    time.sleep(0.3)
-    assert [r.job_id for r in q.reap_expired(store, 5)] == [theirs.id]
-    assert Job.get_by_id(mine.id).state == "running"
+    (mine,) = q.claim(store, "h:1:aa", 30, 1)
+    (theirs,) = q.claim(store, "h:2:bb", 30, 1)
+    before = q.now(store)
+    wk.heartbeat(store, "h:1:aa", checks=0, rate=0.0, lease_seconds=3600)  # read from the leases, no waiting
+    assert Job.get_by_id(mine.id).lease_until >= before + 3600
+    assert Job.get_by_id(theirs.id).lease_until <= q.now(store) + 30
+    wk.heartbeat(store, "h:1:aa", checks=0, rate=0.0, lease_seconds=-1)  # and only its own run out
+    assert [r.job_id for r in q.reap_expired(store, 5)] == [mine.id]
+    assert Job.get_by_id(theirs.id).state == "running"
 
 
 def finished_rows(store, batch_id: int) -> list[str]:
@@ -247,16 +250,16 @@ def test_every_way_a_batch_finishes_commits_one_batch_finished_row_with_it(store
     assert events_of(store, b1)[-2:] == ["STORY_CHECK_SUCCESS", "BATCH_FINISHED"]  # the last result, then this
     # by the reaper: the last job's attempts are spent (no result, no writer: the reaper's own commit)
     b2 = ops.create_batch(store, "by-reaper", ["b"])
-    q.claim(store, "dead-worker", 0.01, 5, batch_ids=[b2])
-    time.sleep(0.05)
+    q.claim(store, "dead-worker", 30, 5, batch_ids=[b2])
+    q.extend_leases(store, "dead-worker", -1.0)  # its lease ran out
     assert [r.failed for r in q.reap_expired(store, max_claims=1)] == [True]
     assert ops.get_batch(store, b2).state == "finished" and finished_rows(store, b2) == [f"batch {b2} finished"]
     assert events_of(store, b2)[-2:] == ["LEASE_EXPIRED", "BATCH_FINISHED"]
     # by the reaper, while paused: a paused batch with nothing left is finished too
     b3 = ops.create_batch(store, "paused", ["c"])
-    q.claim(store, "dead-worker", 0.01, 5, batch_ids=[b3])
+    q.claim(store, "dead-worker", 30, 5, batch_ids=[b3])
     assert ops.pause(store, b3)
-    time.sleep(0.05)
+    q.extend_leases(store, "dead-worker", -1.0)
     q.reap_expired(store, max_claims=1)
     assert ops.get_batch(store, b3).state == "finished" and finished_rows(store, b3) == [f"batch {b3} finished"]
     assert not ops.resume(store, b3) and len(finished_rows(store, b3)) == 1

@@ -273,6 +273,7 @@ def test_watch_events_and_history_commands(db_url, tmp_path, capsys):
     r = cli(capsys, "watch", "list", "--json", *db)
     (row,) = [json.loads(line) for line in r.out.splitlines()]
     assert (row["name"], row["every"], row["profiles"], row["paused"]) == ("camp", "15m", 2, False)
+    assert row["last_round"] is None and row["new_stories"] == 0
     assert "S3cretPw" not in r.out and "***" in row["webhook"]
     (tmp_path / "more.txt").write_text("cat\n")
     assert cli(capsys, "watch", "add-profiles", "camp", tmp_path / "more.txt", *db).code == 0
@@ -282,6 +283,9 @@ def test_watch_events_and_history_commands(db_url, tmp_path, capsys):
         _run_round(s, {"ann": _stories("a1"), "bob": _stories(), "cat": Outcome("private")})
     finally:
         s.close()
+    (row,) = [json.loads(line) for line in cli(capsys, "watch", "list", "--json", *db).out.splitlines()]
+    assert row["last_round"]["state"] == "finished" and row["new_stories"] == 1 and row["every"] == "1h"
+    assert "#1 finished 3/3" in cli(capsys, "watch", "list", *db).out
     r = cli(capsys, "batches", "--json", *db)
     assert json.loads(r.out.splitlines()[0])["watch"] == "camp"
     r = cli(capsys, "events", "--json", "--watch", "camp", *db)

@@ -19,6 +19,7 @@ from storycheck_tui.exports import iso
 from storycheck_tui.inputs.profiles import load_profiles
 from storycheck_tui.monitor.signing import ENV_VAR, new_secret
 from storycheck_tui.store import history as hist
+from storycheck_tui.store import reads
 from storycheck_tui.store import watches as w
 
 
@@ -45,16 +46,25 @@ def add_command(args: Namespace) -> int:
     return 0
 
 
-def _row(v: w.WatchView) -> dict:
+def _row(v: reads.WatchOverview) -> dict:
+    last = v.last_round
     return {"name": v.name, "every": w.format_duration(v.every), "every_seconds": v.every, "profiles": v.profiles,
-            "paused": v.paused, "webhook": v.webhook, "next_round_at": iso(v.next_round_at),
-            "last_round": v.last_round, "rounds": v.rounds}
+            "paused": v.paused, "webhook": v.webhook, "next_round_at": iso(v.next_round_at), "rounds": v.rounds,
+            "last_round": None if last is None else {
+                "batch": last.batch_id, "state": last.state, "total": last.total, "completed": last.completed,
+                "failed": last.failed, "started_at": iso(last.created_at), "finished_at": iso(last.finished_at)},
+            "new_stories": v.new_stories}
+
+
+def _last(v: reads.WatchOverview) -> str:
+    last = v.last_round
+    return "-" if last is None else f"#{v.rounds} {last.state} {last.completed}/{last.total}"
 
 
 def list_command(args: Namespace) -> int:
     store = _open(args)
     try:
-        views = w.list_watches(store)
+        views = reads.watch_overview(store, recent=0)
     finally:
         store.close()
     if args.json:
@@ -65,9 +75,10 @@ def list_command(args: Namespace) -> int:
         print("no watches yet (create one with: storycheck watch add FILE --name NAME --every 15m)")
         return 0
     print_table([Column("NAME", max_width=24), Column("EVERY", right=True), Column("PROFILES", right=True),
-                 Column("STATE"), Column("NEXT ROUND"), Column("ROUNDS", right=True), Column("WEBHOOK", max_width=40)],
+                 Column("STATE"), Column("NEXT ROUND"), Column("LAST ROUND"), Column("NEW STORIES", right=True),
+                 Column("WEBHOOK", max_width=40)],
                 ((v.name, w.format_duration(v.every), v.profiles, "paused" if v.paused else "active",
-                  iso(v.next_round_at), v.rounds, v.webhook or "-") for v in views))
+                  iso(v.next_round_at), _last(v), v.new_stories, v.webhook or "-") for v in views))
     return 0
 
 

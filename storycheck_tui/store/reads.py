@@ -413,7 +413,7 @@ def watch_overview(store: Store, *, recent: int = 10) -> list[WatchOverview]:
         params = [w.id, EventType.STORY_NEW] + ([since] if since is not None else [])
         n = int(store.db.execute_sql(f"SELECT COUNT(*) FROM event WHERE {where}", params).fetchone()[0])
         rows = store.db.execute_sql(f"SELECT id, username, story_id, taken_at, at FROM event WHERE {where} "
-                                    f"ORDER BY id DESC LIMIT {int(recent)}", params).fetchall()
+                                    f"ORDER BY id DESC LIMIT {int(recent)}", params).fetchall() if recent > 0 else []
         out.append(WatchOverview(w.name, w.every, w.paused, w.profiles, w.next_round_at, w.rounds, w.webhook, last, n,
                                  tuple(NewStory(int(r[0]), r[1], r[2], r[3], float(r[4])) for r in rows)))
     return out

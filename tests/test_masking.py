@@ -206,3 +206,17 @@ def test_masking_cost_does_not_grow_with_the_number_of_secrets():
     for _ in range(1000):
         reg.scrub(line)
     assert time.perf_counter() - t0 < 5.0
+
+
+@pytest.mark.parametrize("name", list(ADVERSARIAL) + ["controls", "bidi"])
+def test_every_other_pattern_that_sees_answer_text_is_linear(name):
+    """The console's control-character pattern and the export's escaping also see text that
+    came from a source or a proxy (error messages, excerpts): one pass, whatever the text."""
+    from storycheck_tui.ui import format as fmt
+
+    text = {"controls": "\x1b[31m\n" * (MAX_BODY // 6), "bidi": "\u202e\u2066a" * (MAX_BODY // 3)}.get(name) \
+        or ADVERSARIAL[name]
+    t0 = time.perf_counter()
+    shown = fmt.literal(text)
+    assert "\x1b" not in shown and "\u202e" not in shown
+    assert time.perf_counter() - t0 < 3.0, name

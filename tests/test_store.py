@@ -475,7 +475,7 @@ def test_a_version_1_database_gets_the_proxy_validation_column(db_url):
 
 
 def test_a_version_2_database_gets_the_watch_tables(db_url):
-    """Schema 2 (storycheck before monitoring) is upgraded to 3 on open: batch.watch_id and the
+    """Schema 2 (storycheck before monitoring) is upgraded (to 4, through 3) on open: batch.watch_id and the
     watch tables appear, batches are kept and read as batches of no watch."""
     from playhouse.migrate import SchemaMigrator, migrate
 
@@ -490,7 +490,7 @@ def test_a_version_2_database_gets_the_watch_tables(db_url):
     s.close()
     s = open_store(db_url)
     try:
-        assert Meta_.get(Meta_.key == "schema_version").value == str(dbmod.SCHEMA_VERSION) == "3"
+        assert Meta_.get(Meta_.key == "schema_version").value == str(dbmod.SCHEMA_VERSION) == "4"
         assert ops.get_batch(s, batch_id).watch is None
         watches.add_watch(s, "w", ["a"], every=60.0)
         assert [r.watch for r in watches.start_due_rounds(s)] == ["w"]

@@ -738,7 +738,7 @@ async def test_a_read_only_console_changes_nothing_and_says_why(sample, tmp_path
     before = {p.label: p.disabled for p in Proxy.select()}
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         footer = " ".join(item.description for item in app.main.query_one("KeysFooter").items)
-        assert "Pause/resume" not in footer and "Proxy on/off" not in footer and "Export" in footer
+        assert "Pause" not in footer and "Proxy on/off" not in footer and "Export" in footer
         await pilot.press("p", "c", "f", "n")
         await settle(app, pilot)
         assert not isinstance(app.screen, (ConfirmScreen, NewBatchScreen))
@@ -758,6 +758,80 @@ async def test_a_read_only_console_changes_nothing_and_says_why(sample, tmp_path
     assert read_only_wanted(argparse.Namespace())
     monkeypatch.setenv("STORYCHECK_READ_ONLY", "0")
     assert not read_only_wanted(argparse.Namespace()) and read_only_wanted(argparse.Namespace(read_only=True))
+
+
+@async_test
+async def test_every_table_sorts_by_key_and_by_a_header_click_with_an_indicator(sample):
+    """Issue 14.10: s sorts the focused table by its next column, S reverses, a click on a
+    header sorts by it; the header shows the order."""
+    store, make = sample
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.main.query_one(BatchesPane)
+        table = pane.target()
+        names = lambda: [pane._views[int(k)].name for k in table.row_keys()]  # noqa: E731
+        assert names() == ["march-leads", "vip-accounts", "spring-campaign", "overnight-retry"]
+        await pilot.press("1", "s")
+        await pilot.pause()
+        assert names() == sorted(names()) and "Batch▲" in screen_text(app)
+        await pilot.press("S")
+        await pilot.pause()
+        assert names() == sorted(names(), reverse=True) and "Batch▼" in screen_text(app)
+        await pilot.click("#batches-table", offset=(38, 0))  # the OK column's header
+        await pilot.pause()
+        oks = [pane._views[int(k)].succeeded for k in table.row_keys()]
+        assert oks == sorted(oks) and table.sort_key == "ok" and "▲OK" in screen_text(app)
+        assert pane.selected is not None and table.row_keys()[table.cursor_row] == str(pane.selected.id)
+
+        proxies = app.main.query_one(ProxiesPane)
+        await pilot.press("3", "s", "s", "S")  # by state, descending
+        await pilot.pause()
+        states = [proxies._lines[k].state for k in proxies.target().row_keys()]
+        assert states == sorted(states, reverse=True)
+
+
+@async_test
+async def test_results_sort_in_the_database_query_and_combine_with_the_filter(sample):
+    store, make = sample
+    app = make()
+    big = batch("spring-campaign").id
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.main.query_one(ResultsPane)
+        await pilot.press("2", "s")  # username
+        await settle(app, pilot)
+        first = Job.select(Job.username).where(Job.batch == big).order_by(Job.username).limit(100)
+        assert [j.username for j in pane.window.rows] == [j.username for j in first]
+        assert pane.window.total == 100_000 and "by username ▲" in screen_text(app)
+        await pilot.press("slash")
+        app.main.query_one("#results-filter").value = "is:failed"
+        await pilot.press("enter")
+        await settle(app, pilot)
+        failed = (Job.select(Job.username).where((Job.batch == big) & (Job.state == "failed"))
+                  .order_by(Job.username).limit(100))
+        assert [j.username for j in pane.window.rows] == [j.username for j in failed]
+        await pilot.press("S")
+        await settle(app, pilot)
+        names = [j.username for j in pane.window.rows]
+        assert names == sorted(names, reverse=True) and all(j.state == "failed" for j in pane.window.rows)
+
+
+@async_test
+async def test_mouse_a_click_focuses_a_pane_and_selects_a_row(sample):
+    """Issue 14.14: click a pane to focus it, a row to select it (a header to sort: above)."""
+    store, make = sample
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.click("#log-view", offset=(5, 2))
+        await pilot.pause()
+        assert app.main.focused_pane().pane_name == "log"
+        await pilot.click("#workers", offset=(3, 0))  # the border: still the pane
+        await pilot.pause()
+        assert app.main.focused_pane().pane_name == "workers"
+        pane = app.main.query_one(BatchesPane)
+        await pilot.click("#batches-table", offset=(3, 2))  # the second batch's row
+        await pilot.pause()
+        assert app.main.focused_pane().pane_name == "batches" and pane.selected.name == "vip-accounts"
+        assert app.main.query_one(ResultsPane).current_batch.name == "vip-accounts"
 
 
 # --- rendering user text literally ------------------------------------------------------------------------

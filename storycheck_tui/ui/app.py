@@ -49,6 +49,7 @@ from storycheck_tui.ui.messages import DbRead, DbState, EngineStopped
 from storycheck_tui.ui.modals.confirm import ConfirmScreen
 from storycheck_tui.ui.modals.detail import DetailScreen
 from storycheck_tui.ui.modals.help import HelpScreen
+from storycheck_tui.ui.panes.base import Table
 from storycheck_tui.ui.panes.batches import BatchesPane, BatchLine
 from storycheck_tui.ui.logfeed import DB_TAIL_LIMIT, LogFeed
 from storycheck_tui.ui.panes.logview import LogPane
@@ -364,6 +365,9 @@ class StorycheckApp(App):
             keymap.SCOPE_LOG: lambda: main.query_one(LogPane).target(),
             keymap.SCOPE_APP: lambda: self,
             keymap.SCOPE_MAIN: lambda: main,
+            # the focused pane's table (the results table when the focus is elsewhere)
+            keymap.SCOPE_TABLE: lambda: next((p.target() for p in [main.focused_pane()] if p is not None
+                                              and isinstance(p.target(), Table)), main.query_one(ResultsTable)),
         }
         node = owners[keymap.scope(binding)]()
         if isinstance(node, Widget):

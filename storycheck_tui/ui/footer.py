@@ -32,6 +32,10 @@ class FooterItem:
         return Text(self.display).cell_len + (1 + Text(self.description).cell_len if self.description else 0) + 1
 
 
+#: actions the footer always shows first
+FIRST = ("help", "quit_app")
+
+
 class KeysFooter(Widget, can_focus=False):
     ALLOW_SELECT = False
     COMPONENT_CLASSES = {"keys-footer--key", "keys-footer--description", "keys-footer--hover"}
@@ -80,7 +84,9 @@ class KeysFooter(Widget, can_focus=False):
             if binding.show and binding.action not in items and binding.action not in hidden:  # the first binding of each action
                 items[binding.action] = FooterItem(binding.key, self.app.get_key_display(binding),
                                                    binding.description, enabled, tooltip or binding.tooltip)
-        new = tuple(items.values())
+        # help and quit first, whatever has the focus: an 80-column footer still shows them
+        first = [i for a, i in items.items() if a in FIRST]
+        new = tuple(first + [i for a, i in items.items() if a not in FIRST])
         if new != self.items:
             self.items = new
             self._hover = None

@@ -22,7 +22,7 @@ from textual.binding import Binding
 ENV_VAR = "STORYCHECK_KEYMAP"
 
 # --- the main screen (work on the selected batch / proxy, panes) ---------------------------
-PAUSE = Binding("p", "pause_batch", "Pause/resume", id="batch.pause", tooltip="Pause or resume the selected batch")
+PAUSE = Binding("p", "pause_batch", "Pause", id="batch.pause", tooltip="Pause or resume the selected batch")
 CANCEL = Binding("c", "cancel_batch", "Cancel", id="batch.cancel", tooltip="Cancel the selected batch (asks first)")
 RETRY_FAILED = Binding("f", "retry_failed", "Retry failed", id="batch.retry_failed",
                        tooltip="Queue the selected batch's failed checks again")
@@ -75,6 +75,13 @@ FOLLOW_RESULTS = Binding("F", "toggle_follow", "Follow", id="results.follow", ke
                          tooltip="Follow the newest results (page 1, refreshed live)")
 RESULTS = [DETAIL, PREV_PAGE, NEXT_PAGE, FOLLOW_RESULTS]
 
+# --- every table ---------------------------------------------------------------------------
+SORT = Binding("s", "sort_next", "Sort", id="table.sort",
+               tooltip="Sort the focused table by its next column (then back to its own order); or click a header")
+SORT_REVERSE = Binding("S", "sort_reverse", "Reverse", id="table.sort_reverse", key_display="S", show=False,
+                       tooltip="Reverse the focused table's sort")
+TABLE = [SORT, SORT_REVERSE]
+
 # --- log pane ---------------------------------------------------------------------------------
 LEVEL = Binding("l", "cycle_level", "Level", id="log.level", tooltip="Show DEBUG+, INFO+, WARNING+ or ERROR+")
 FOLLOW_LOG = Binding("F", "toggle_follow", "Follow", id="log.follow", key_display="F",
@@ -93,6 +100,7 @@ SECTIONS: list[tuple[str, list[Binding]]] = [
     ("Batches", [PAUSE, CANCEL, RETRY_FAILED, NEW_BATCH, EXPORT]),
     ("Proxies", [TOGGLE_PROXY, RETRY_PROXY, REVALIDATE_ALL]),
     ("Results", RESULTS),
+    ("Tables", TABLE),
     ("Log", LOG),
     ("Panes", [FILTER, FOCUS_BATCHES, FOCUS_RESULTS, FOCUS_PROXIES, FOCUS_LOG, FOCUS_WORKERS, NEXT_PANE, PREV_PANE,
                MAXIMIZE]),
@@ -101,8 +109,8 @@ SECTIONS: list[tuple[str, list[Binding]]] = [
 
 
 #: where a key's action runs (the command palette runs it there): the scope of its list
-SCOPE_MAIN, SCOPE_RESULTS, SCOPE_LOG, SCOPE_APP = "main", "results", "log", "app"
-_SCOPES = ((RESULTS, SCOPE_RESULTS), (LOG, SCOPE_LOG), (APP, SCOPE_APP))
+SCOPE_MAIN, SCOPE_RESULTS, SCOPE_LOG, SCOPE_APP, SCOPE_TABLE = "main", "results", "log", "app", "table"
+_SCOPES = ((RESULTS, SCOPE_RESULTS), (LOG, SCOPE_LOG), (APP, SCOPE_APP), (TABLE, SCOPE_TABLE))
 
 
 def scope(binding: Binding) -> str:
@@ -162,7 +170,7 @@ def _line_of(text: str, binding_id: str) -> int:
 
 
 #: bindings that are in force at the same time (the main screen's and one widget's)
-_TOGETHER = (MAIN + APP + RESULTS, MAIN + APP + LOG, [CONFIRM_YES, CONFIRM_NO], [CLOSE, SUBMIT])
+_TOGETHER = (MAIN + APP + RESULTS + TABLE, MAIN + APP + LOG, [CONFIRM_YES, CONFIRM_NO], [CLOSE, SUBMIT])
 
 
 def conflicts(overrides: dict[str, str]) -> list[tuple[str, str, str]]:

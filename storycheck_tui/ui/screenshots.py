@@ -78,6 +78,12 @@ async def _paused_batch(pilot) -> None:
     await _settle(pilot)
 
 
+async def _sorted(pilot) -> None:
+    await pilot.press("1", "s", "s", "s", "s", "S")  # batches by OK, most first
+    await pilot.press("2", "s", "S")  # results by username, Z to A (the database sorts)
+    await _settle(pilot)
+
+
 async def _main(pilot) -> None:
     await _settle(pilot)
 
@@ -99,6 +105,8 @@ SCENES = [
     Scene("new-batch-error", "n: a file error shown as FILE:LINE: reason", (120, 40), _new_batch_error),
     Scene("disabled-proxy", "A proxy disabled with d (pane 3 selected)", (120, 40), _disabled_proxy),
     Scene("paused-batch", "A paused batch selected: its reason and its results", (120, 40), _paused_batch),
+    Scene("sorted", "s / S / a header click: batches by OK (most first), results by username (Z to A)", (120, 40),
+          _sorted),
     Scene("read-only", "storycheck --read-only: the steering keys leave the footer", (120, 40), _main,
           (("read_only", True), ("note", "read-only: this console watches and changes nothing (checks run only in "
                                           "`storycheck worker` processes)"))),

@@ -8,8 +8,11 @@ from typing import Callable, Iterable
 
 from rich.text import Text
 from textual.containers import Vertical
+from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import DataTable, Input, Static
+
+from storycheck_tui.ui import keymap
 
 
 def same_text(a: Text | str | None, b: Text | str | None) -> bool:
@@ -128,6 +131,18 @@ class Pane(Vertical):
     def apply_filter(self, text: str) -> None:
         """Apply the filter text (called on every change)."""
 
+    def on_sort_changed(self, event: "SortChanged") -> None:
+        event.stop()
+        self.resort()
+
+    def resort(self) -> None:
+        """Show the rows again in the table's new sort order."""
+
+    def on_click(self, event) -> None:
+        """A click anywhere in a pane focuses it (its table or log: the click also selects)."""
+        if self.screen.focused is None or self not in self.screen.focused.ancestors_with_self:
+            self.focus_target()
+
 
 # -- tables -------------------------------------------------------------------------------------------
 
@@ -164,25 +179,90 @@ class Table(DataTable):
     rows did not change costs one tuple comparison per row and nothing is drawn again.
     """
 
+    BINDINGS = [keymap.SORT, keymap.SORT_REVERSE]
+
     def __init__(self, *args, **kw) -> None:
         super().__init__(*args, **kw)
         self.cols: tuple[Col, ...] = ()
         self._written: dict[str, tuple] = {}  # row key -> the cell values last written
+        self.sort_key: str | None = None  # the column the rows are sorted by (None: the pane's own order)
+        self.sort_descending = False
 
     def set_columns(self, cols: tuple[Col, ...]) -> None:
-        """(Re)build the columns; every row is dropped. No cell padding: see :class:`Col`."""
+        """(Re)build the columns; every row is dropped. No cell padding: see :class:`Col`.
+        The sorted column's label carries ▲ (ascending) or ▼."""
         if self.columns:
             self.clear(columns=True)
         self._written.clear()
         self.cols = cols
         self.cell_padding = 0
         for c in cols:
-            label = (" " if c.gap_before else "") + c.label
+            label = c.label
+            if c.key == self.sort_key:
+                mark = "▼" if self.sort_descending else "▲"
+                label = (mark + label) if c.right else (label + mark)
+            label = (" " if c.gap_before else "") + label
             self.add_column(Text(label, justify="right" if c.right else "left"), key=c.key, width=c.width)
 
+    # -- sorting: s (next column), S (reverse), or a click on a header --------------------------------
+
+    def sort_by(self, key: str | None, descending: bool = False) -> None:
+        if (key, descending) == (self.sort_key, self.sort_descending):
+            return
+        self.sort_key, self.sort_descending = key, descending
+        self.set_columns(self.cols)
+        self.post_message(SortChanged(self))
+
+    def action_sort_next(self) -> None:
+        keys = [c.key for c in self.cols]
+        if self.sort_key is None:
+            self.sort_by(keys[0])
+        elif self.sort_key == keys[-1]:
+            self.sort_by(None)
+        else:
+            self.sort_by(keys[keys.index(self.sort_key) + 1])
+
+    def action_sort_reverse(self) -> None:
+        self.sort_by(self.sort_key or self.cols[0].key, not self.sort_descending)
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        event.stop()
+        key = event.column_key.value
+        if key == self.sort_key:
+            self.sort_by(key, not self.sort_descending)
+        else:
+            self.sort_by(key)
+
+    def ordered(self, items: list, value: Callable[[object, str], object]) -> list:
+        """``items`` in the table's sort order (``value(item, column key)``); empty values last."""
+        if self.sort_key is None:
+            return items
+        key = self.sort_key
+        present = [i for i in items if value(i, key) is not None]
+        absent = [i for i in items if value(i, key) is None]
+        return sorted(present, key=lambda i: value(i, key), reverse=self.sort_descending) + absent
+
     def sync(self, rows: Iterable[tuple[str, tuple]], render: Callable[[tuple], list[Text]]) -> None:
-        """Show exactly ``rows`` (key, cell values), in their order when they are new;
-        ``render(values)`` makes a row's cells (one Text per column) when it changed."""
+        """Show exactly ``rows`` (key, cell values), in their order; ``render(values)`` makes a
+        row's cells (one Text per column) when it changed. Rows that only moved (a sorted
+        column changed) are laid out again, the cursor staying on its row."""
+        rows = list(rows)
+        order = [key for key, _ in rows]
+        current = self.row_keys()
+        in_order, in_current = set(order), set(current)
+        kept = [k for k in order if k in in_current]
+        # rows that stay must keep their order, and new ones can only be added at the end
+        if [k for k in current if k in in_order] != kept or order[:len(kept)] != kept:
+            cursor = current[self.cursor_row] if 0 <= self.cursor_row < len(current) else None
+            self.clear()
+            self._written.clear()
+            self._fill(rows, render)
+            if cursor in order:
+                self.move_cursor(row=order.index(cursor), animate=False)
+            return
+        self._fill(rows, render)
+
+    def _fill(self, rows: list[tuple[str, tuple]], render: Callable[[tuple], list[Text]]) -> None:
         seen: set[str] = set()
         for key, values in rows:
             seen.add(key)
@@ -204,6 +284,14 @@ class Table(DataTable):
     def row_keys(self) -> list[str]:
         """The keys of the rows, top to bottom."""
         return [row.key.value for row in self.ordered_rows if row.key.value is not None]
+
+
+class SortChanged(Message):
+    """A table's sort order changed: its pane shows its rows again in the new order."""
+
+    def __init__(self, table: Table) -> None:
+        super().__init__()
+        self.table = table
 
 
 def room(col: Col) -> int:

@@ -62,6 +62,15 @@ def render_cells(cells: tuple) -> list[Text]:
     return [fit(c, t) for c, t in zip(COLS, out)]
 
 
+def sort_value(line: BatchLine, key: str) -> object:
+    """What a batch sorts by in a column (None: no value, sorted last)."""
+    v = line.view
+    running = v.state == BatchState.RUNNING and not line.no_workers
+    return {"name": v.name.lower(), "state": v.state, "progress": checked_fraction(v), "ok": v.succeeded,
+            "failed": v.failed, "rate": line.rate if running else None,
+            "eta": v.remaining / line.rate if running and line.rate > 0 else None}.get(key)
+
+
 class BatchesTable(Table):
     """The batch table; its cursor row is the selected batch."""
 
@@ -100,6 +109,9 @@ class BatchesPane(Pane):
         self.needle = text.strip().lower()
         self.update_batches(self._all, self.now)
 
+    def resort(self) -> None:
+        self.update_batches(self._all, self.now)
+
     def update_batches(self, lines: list[BatchLine], now: float) -> None:
         """Update the table in place: only new, changed and removed rows are touched."""
         self._all = lines
@@ -107,7 +119,8 @@ class BatchesPane(Pane):
         if self.needle:
             lines = [ln for ln in lines if self.needle in ln.view.name.lower() or self.needle == str(ln.view.id)]
         self._views = {ln.view.id: ln.view for ln in lines}
-        self.target().sync(((str(ln.view.id), ln.cells()) for ln in lines), render_cells)
+        table = self.target()
+        table.sync(((str(ln.view.id), ln.cells()) for ln in table.ordered(lines, sort_value)), render_cells)
         if self._selected is None or self._selected not in self._views:
             self._select_default(lines)
         n = len(self._all)

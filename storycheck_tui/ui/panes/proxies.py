@@ -84,6 +84,13 @@ def merge(views: tuple[ProxyView, ...], rows: list[ProxyRow] | None, *, watch_on
     return out
 
 
+def sort_value(p: ProxyLine, key: str) -> object:
+    """What a proxy sorts by in a column (None: no value, sorted last)."""
+    return {"label": p.label.lower(), "state": p.state, "ok": p.successes, "fail": p.failures,
+            "latency": p.last_latency_ms, "trend": p.latencies[-1] if p.latencies else None,
+            "error": p.last_error or None}.get(key)
+
+
 class ProxiesTable(Table):
     pass
 
@@ -163,6 +170,9 @@ class ProxiesPane(Pane):
         self.needle = text.strip().lower()
         self.update_proxies(self._all, self.now)
 
+    def resort(self) -> None:
+        self.update_proxies(self._all, self.now)
+
     def update_proxies(self, lines: list[ProxyLine], now: float) -> None:
         self._all = lines
         self.now = now
@@ -170,7 +180,8 @@ class ProxiesPane(Pane):
         if self.needle:
             lines = [p for p in lines if self.needle in p.label.lower() or self.needle == p.state]
         self._lines = {p.key: p for p in lines}
-        self.target().sync(((p.key, proxy_cells(p, now)) for p in lines), render_proxy)
+        table = self.target()
+        table.sync(((p.key, proxy_cells(p, now)) for p in table.ordered(lines, sort_value)), render_proxy)
         if self.selected_key not in self._lines and lines:
             self.selected_key = lines[0].key
         sub = f"{usable}/{len(self._all)} usable"

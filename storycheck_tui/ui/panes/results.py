@@ -32,6 +32,10 @@ OUTCOME_LABEL = {OutcomeKind.HAS_STORIES: "stories", OutcomeKind.NO_STORIES: "no
 
 PAGE = 100  # rows per window: a page of results, never the whole batch
 
+#: results column -> the database sort (store.reads.SORTS)
+SORT_OF_COLUMN = {"username": "username", "state": "state", "stories": "stories", "latest": "latest",
+                  "proxy": "proxy", "attempts": "attempts", "latency": "latency", "error": "error"}
+
 
 @dataclass(frozen=True)
 class WindowQuery:
@@ -222,6 +226,16 @@ class ResultsPane(Pane):
             self.until = self.now
         self._header()
 
+    def resort(self) -> None:
+        """The table's sort changed: the database sorts (a 100,000-profile batch is never sorted
+        here); back to page 1, live."""
+        table = self.target()
+        self.sort, self.descending = SORT_OF_COLUMN.get(table.sort_key or ""), table.sort_descending
+        self._keys, self._cells, self._jobs, self._rendered = [], {}, {}, {}
+        self._live()
+        self.post_message(ResultsWanted())
+        self._header()
+
     def set_compact(self, compact: bool) -> None:
         """Narrow columns under 100 cells: the table is rebuilt with the other column set."""
         cols = COLS_NARROW if compact else COLS
@@ -344,8 +358,12 @@ class ResultsPane(Pane):
             else:
                 t.append("  no rows match" if (self.state_filter != "all" or self.text_filter) else "  no profiles", style="yellow")
         if self.follow:
-            t.append("  ● following newest", style="green")
+            t.append("  ● live" if self.sort else "  ● following newest", style="green")
         else:
             t.append("  ‖ paged (F follows newest)", style="yellow")
         header.show(t)
-        self.set_subtitle("newest first · / filter · [ ] page · enter detail")
+        order = "newest first"
+        if self.sort:
+            label = next((c.label for c in self.cols if c.key == self.target().sort_key), self.sort)
+            order = f"by {label.lower()} {'▼' if self.descending else '▲'}"
+        self.set_subtitle(f"{order} · / filter · [ ] page · s sort · enter detail")

@@ -20,6 +20,12 @@ LATE_AFTER = 10.0
 LATE = "late"
 
 
+def sort_value(w: WorkerRow, key: str) -> object:
+    """What a worker sorts by in a column."""
+    return {"host": w.host.lower(), "pid": w.pid, "threads": w.threads, "rate": w.rate, "beat": -w.heartbeat_at,
+            "checks": w.checks}.get(key)
+
+
 class WorkersTable(Table):
     pass
 
@@ -68,6 +74,9 @@ class WorkersPane(Pane):
     def target(self) -> WorkersTable:
         return self.query_one(WorkersTable)
 
+    def resort(self) -> None:
+        self.update_workers(self._all, self.now)
+
     def apply_filter(self, text: str) -> None:
         self.needle = text.strip().lower()
         self.update_workers(self._all, self.now)
@@ -78,7 +87,8 @@ class WorkersPane(Pane):
         if self.needle:
             shown = [w for w in rows if self.needle in w.host.lower() or self.needle in w.id.lower()
                      or self.needle == str(w.pid) or self.needle == worker_cells(w, now, None)[0][2]]
-        self.target().sync(((w.id, worker_cells(w, now, self.me)) for w in shown), render_worker)
+        table = self.target()
+        table.sync(((w.id, worker_cells(w, now, self.me)) for w in table.ordered(shown, sort_value)), render_worker)
         running = sum(1 for w in rows if w.state == WorkerState.RUNNING)
         late = sum(1 for w in rows if worker_cells(w, now, None)[0][2] == LATE)
         sub = f"{running} running" if rows else "none"

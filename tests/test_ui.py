@@ -27,7 +27,7 @@ from storycheck_tui.logs import LogEntry, LogRing
 from storycheck_tui.sources.base import Outcome
 from storycheck_tui.store import batches as ops
 from storycheck_tui.store import reads
-from storycheck_tui.store.models import Batch, Job, Proxy, Worker
+from storycheck_tui.store.models import Batch, Event, Job, Proxy, Worker
 from storycheck_tui.ui import keymap
 from storycheck_tui.ui.app import StorycheckApp
 from storycheck_tui.ui.commands import commands
@@ -832,6 +832,42 @@ async def test_mouse_a_click_focuses_a_pane_and_selects_a_row(sample):
         await pilot.pause()
         assert app.main.focused_pane().pane_name == "batches" and pane.selected.name == "vip-accounts"
         assert app.main.query_one(ResultsPane).current_batch.name == "vip-accounts"
+
+
+@async_test
+async def test_alerts_batch_finished_or_paused_by_the_engine_pool_degraded_new_stories(sample):
+    """Issue 14.13: toasts (and the bell when asked) for what changed, never for what was so
+    when the console opened."""
+    from storycheck_tui.states import DeliveryState, EventType
+
+    store, make = sample
+    app = make(bell=True)
+    bells = []
+    app.bell = lambda: bells.append(1)  # the terminal bell, counted
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        app.refresh_now()
+        await pilot.pause()
+        assert _toasts(app) == [], "nothing changed yet: no alert"
+        Batch.update(state="finished", finished_at=FIXED_NOW).where(Batch.name == "overnight-retry").execute()
+        Batch.update(state="paused", state_reason="request budget of 50,000 spent").where(
+            Batch.name == "spring-campaign").execute()
+        Proxy.update(state="dead").where(Proxy.state == "healthy").execute()
+        Event.insert_many([dict(type=EventType.STORY_NEW, watch_id=1, watch="vips", username=u, story_id=f"s{i}",
+                                at=FIXED_NOW, delivery=DeliveryState.PENDING)
+                           for i, u in enumerate(["[/b]eve", "bob", "bob"])]).execute()
+        app.runner.refresh()
+        app.refresh_now()
+        app.refresh_now()
+        await pilot.pause()
+        toasts = _toasts(app)
+        assert any("'overnight-retry' finished" in t for t in toasts), toasts
+        assert any("'spring-campaign' paused: request budget of 50,000 spent" in t for t in toasts), toasts
+        assert any("proxy pool degraded: 0 of 6 proxies usable" in t for t in toasts), toasts
+        assert any("3 new stories in watches: [/b]eve, bob" in t for t in toasts), toasts
+        assert len(bells) == 4
+        app.refresh_now()
+        await pilot.pause()
+        assert len(bells) == 4, "each alert once"
 
 
 # --- rendering user text literally ------------------------------------------------------------------------

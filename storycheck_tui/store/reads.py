@@ -431,6 +431,13 @@ def new_stories_after(store: Store, event_id: int, limit: int = 100) -> list[New
     return [NewStory(int(r[0]), r[1], r[2], r[3], float(r[4])) for r in rows]
 
 
+def last_event_id(store: Store) -> int:
+    """The newest event's id (0 when there is none): where a "new stories" toast starts."""
+    from storycheck_tui.store.models import Event
+
+    return int(Event.select(fn.MAX(Event.id)).scalar() or 0)
+
+
 def story_history(store: Store, username: str) -> list:
     """The stories seen for ``username`` in every watch (``history.StoryRow``), for the result detail."""
     from storycheck_tui.store.history import history
@@ -440,4 +447,4 @@ def story_history(store: Store, username: str) -> list:
 
 __all__ = ["STATE_FILTERS", "JobRow", "JobWindow", "LogLine", "JobDetail", "ProxyRow", "WorkerRow", "job_window",
            "SORTS", "jobs_by_id", "get_job", "job_log", "log_tail", "job_detail", "proxies", "workers",
-           "database_now", "StoryRow", "stories_of"]
+           "database_now", "StoryRow", "stories_of", "last_event_id"]

@@ -23,6 +23,7 @@ happens inline, once, on mount; ``clock`` and ``tz`` pin the time used for ages 
 from __future__ import annotations
 
 import gc
+import os
 import threading
 import time
 from contextlib import contextmanager
@@ -51,6 +52,7 @@ from storycheck_tui.ui.modals.detail import DetailScreen
 from storycheck_tui.ui.modals.help import HelpScreen
 from storycheck_tui.ui.panes.base import Table
 from storycheck_tui.ui.panes.batches import BatchesPane, BatchLine
+from storycheck_tui.ui.alerts import BELL_ENV, Alert, Alerts
 from storycheck_tui.ui.logfeed import DB_TAIL_LIMIT, LogFeed
 from storycheck_tui.ui.panes.logview import LogPane
 from storycheck_tui.ui.panes.proxies import LatencyHistory, ProxiesPane, merge
@@ -82,7 +84,8 @@ class StorycheckApp(App):
                  tz: tzinfo | None = None, refresh_every: float | None = 0.25, note: str | None = None,
                  quit_grace: float = QUIT_GRACE, keymap_overrides: dict[str, str] | None = None,
                  startup_messages: list[str] | None = None, log_capacity: int = 10_000,
-                 rates: RateTracker | None = None, hello: str | None = None, read_only: bool = False) -> None:
+                 rates: RateTracker | None = None, hello: str | None = None, read_only: bool = False,
+                 bell: bool | None = None) -> None:
         super().__init__()
         self.runner = runner
         self.store = store
@@ -104,6 +107,8 @@ class StorycheckApp(App):
         self.stopping: str | None = None
         self.stopped = threading.Event()
         self.log_feed = LogFeed(ring)
+        self.alerts = Alerts()
+        self.bell_on = bell if bell is not None else os.environ.get(BELL_ENV, "").strip().lower() in ("1", "true", "yes")
         self._db = DbState()
         self._latency = LatencyHistory()
         self._read_again = False
@@ -172,7 +177,7 @@ class StorycheckApp(App):
     def refresh_now(self) -> None:
         """One full redraw with inline database reads (tests and snapshots)."""
         self.tick()
-        self._apply_db(self._read_db(self._results_query(), self.log_feed.db_after))
+        self._apply_db(self._read_db(self._results_query(), self.log_feed.db_after, self.alerts.story_after))
         self.tick()
 
     # -- the redraw ----------------------------------------------------------------------------------
@@ -190,6 +195,7 @@ class StorycheckApp(App):
         for v in snap.batches:
             self.rates.observe(v.id, now, v.completed)
         lines = self._batch_lines(snap, now)
+        self._alert(self.alerts.batches(snap.batches))
         self.rates.forget({v.id for v in snap.batches})
         batches.update_batches(lines, now)
         if self.select_batch_when_seen is not None and any(v.id == self.select_batch_when_seen for v in snap.batches):
@@ -227,12 +233,15 @@ class StorycheckApp(App):
         proxies.update_proxies(merged, now)
         direct = not merged or (len(merged) == 1 and merged[0].key == "direct")
         others = [w for w in (self._db.workers or []) if w.id != snap.worker_id and w.state == WorkerState.RUNNING]
+        usable = sum(1 for p in merged if p.usable(now))
+        if not direct and self._db.proxies is not None:  # the pool as the database has it (not the first guess)
+            self._alert(self.alerts.proxies(usable, len(merged)))
         facts = StatusFacts(
             running=len(running), paused=sum(1 for v in views if v.state == BatchState.PAUSED),
             queued=sum(1 for v in views if v.state == BatchState.QUEUED),
             rate=sum(ln.rate for ln in running), remaining=sum(ln.view.remaining for ln in running),
             succeeded=sum(v.succeeded for v in views), failed=sum(v.failed for v in views),
-            usable=sum(1 for p in merged if p.usable(now)), proxies=len(merged), direct=direct,
+            usable=usable, proxies=len(merged), direct=direct,
             threads=snap.threads, in_flight=snap.in_flight, workers=len(others),
             waiting_for_proxy=snap.waiting_for_proxy, note=self.note, stopping=self.stopping,
             compact=main.size.width < NARROW)
@@ -250,19 +259,19 @@ class StorycheckApp(App):
         """Read the proxy and worker tables and the results window again: now, or as soon as
         the read in flight has answered (reads never pile up behind a slow database)."""
         if not self.refresh_every:
-            self._apply_db(self._read_db(self._results_query(), self.log_feed.db_after))
+            self._apply_db(self._read_db(self._results_query(), self.log_feed.db_after, self.alerts.story_after))
             return
         if any(w.group == "db-read" and w.state in (TaskState.PENDING, TaskState.RUNNING) for w in self.workers):
             self._read_again = True
             return
         self._read_again = False
         self._last_read = time.monotonic()
-        self._read_in_thread(self._results_query(), self.log_feed.db_after)
+        self._read_in_thread(self._results_query(), self.log_feed.db_after, self.alerts.story_after)
 
     @work(thread=True, exclusive=True, group="db-read", exit_on_error=False)
-    def _read_in_thread(self, query: WindowQuery | None, log_after: int | None) -> None:
+    def _read_in_thread(self, query: WindowQuery | None, log_after: int | None, story_after: int | None) -> None:
         with self.connection():
-            state = self._read_db(query, log_after)
+            state = self._read_db(query, log_after, story_after)
         if not get_current_worker().is_cancelled:
             self.post_message(DbRead(state))
 
@@ -278,10 +287,13 @@ class StorycheckApp(App):
             except Exception:
                 pass
 
-    def _read_db(self, query: WindowQuery | None, log_after: int | None) -> DbState:
+    def _read_db(self, query: WindowQuery | None, log_after: int | None, story_after: int | None) -> DbState:
         try:
+            stories = reads.new_stories_after(self.store, story_after) if story_after is not None else None
+            start = reads.last_event_id(self.store) if story_after is None else None
             return DbState(reads.proxies(self.store), reads.workers(self.store, now=self.clock()),
-                           self._read_window(query), reads.log_tail(self.store, log_after, DB_TAIL_LIMIT), query)
+                           self._read_window(query), reads.log_tail(self.store, log_after, DB_TAIL_LIMIT), query,
+                           stories, start)
         except Exception as exc:  # the database is busy or gone: say so, try again next time
             return DbState(error=f"{type(exc).__name__}: {exc}")
 
@@ -317,6 +329,10 @@ class StorycheckApp(App):
             main.query_one(WorkersPane).update_workers(state.workers, now)
         if state.window is not None and state.window_query is not None:
             main.query_one(ResultsPane).apply_window(state.window, state.window_query, now)
+        if state.story_start is not None and self.alerts.story_after is None:
+            self.alerts.story_after = state.story_start
+        if state.stories:
+            self._alert(self.alerts.stories(state.stories))
         if state.log is not None:
             self._drain_log(main)  # first: a record of this process is known before it comes back from the table
             lines, more = self.log_feed.from_db(state.log)
@@ -335,6 +351,13 @@ class StorycheckApp(App):
             w.state == WorkerState.RUNNING and now - w.heartbeat_at <= LATE_AFTER for w in workers)
         return [BatchLine(v, self.rates.rate(v.id, now) if v.state == BatchState.RUNNING else 0.0, not alive)
                 for v in snap.batches]
+
+    def _alert(self, alerts: list[Alert]) -> None:
+        for a in alerts:
+            self.notify(a.message, severity="error" if a.severity == "error" else
+                        "warning" if a.severity == "warning" else "information", timeout=10)
+            if self.bell_on:
+                self.bell()
 
     # -- commands ------------------------------------------------------------------------------------
 

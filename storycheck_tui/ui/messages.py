@@ -44,6 +44,8 @@ class DbState:
     window: reads.JobWindow | None = None
     log: list[reads.LogLine] | None = None  # batch_log rows after the last one shown
     window_query: Any = None  # the results pane's WindowQuery that ``window`` answers
+    stories: list[reads.NewStory] | None = None  # new-story events after the last one alerted
+    story_start: int | None = None  # the newest event id when alerts start (nothing older is news)
     error: str | None = None
 
 

@@ -2,7 +2,7 @@
 
 The standard library does the work: a :class:`QueueHandler` on the ``storycheck`` logger
 queues each record, a :class:`QueueListener` thread hands it to a
-:class:`RotatingFileHandler`. Two things are storycheck's own:
+:class:`RotatingFileHandler`. Three things are storycheck's own:
 
 * where the file is created: its directory must be ours and closed to others (a loose
   one of ours is tightened, with a warning; anyone else's writable one is refused), the
@@ -10,7 +10,9 @@ queues each record, a :class:`QueueListener` thread hands it to a
   a rotation); an existing one must be a regular file of ours (a symlink is refused, loose
   permissions are tightened, with a warning);
 * the record is queued as it is: it is formatted on the writer thread, not on the check
-  thread that logged it (the library's ``prepare`` would format and copy every record).
+  thread that logged it (the library's ``prepare`` would format and copy every record);
+* the writer thread wakes for what has gathered in the queue, not for every record
+  (:class:`_Listener`).
 
 Threads: the listener's thread owns the file's stream; logging threads only enqueue.
 :meth:`FileQueue.flush` returns once everything queued before it is on disk; ``close`` (and
@@ -26,6 +28,7 @@ import logging.handlers
 import os
 import queue
 import stat
+import threading
 from pathlib import Path
 from typing import TextIO
 
@@ -106,13 +109,44 @@ class OwnerOnlyRotatingFile(logging.handlers.RotatingFileHandler):
         return stream
 
 
+#: seconds the writer thread lets records gather before it writes them (see _Listener)
+WRITE_EVERY = 0.1
+
+
+class _Listener(logging.handlers.QueueListener):
+    """The library's listener, waking for a queue that has gathered records rather than for
+    each record: when it finds the queue empty it waits ``every`` seconds (or until
+    :meth:`FileQueue.flush` or ``stop`` wakes it) before it blocks on the queue again.
+
+    Measured (benchmark 1 quick, pinned, 5 alternating runs, median CPU us per check): woken
+    per record (the stock listener) 360 us, 416 with --debug; this way 340 and 385, as the
+    earlier hand-written writer (347 and 377). With one thread taking the GIL for each record,
+    16 check threads paid for it.
+    """
+
+    def __init__(self, q: queue.Queue, *handlers: logging.Handler, every: float = WRITE_EVERY) -> None:
+        super().__init__(q, *handlers, respect_handler_level=True)
+        self.every = every
+        self.wake = threading.Event()
+
+    def dequeue(self, block: bool) -> logging.LogRecord:  # the listener's documented hook
+        if block and self.queue.empty():
+            self.wake.wait(self.every)
+            self.wake.clear()
+        return self.queue.get(block)
+
+    def stop(self) -> None:
+        self.wake.set()
+        super().stop()
+
+
 class FileQueue(logging.handlers.QueueHandler):
     """Queues records for ``target``, written by a :class:`QueueListener` thread."""
 
     def __init__(self, target: logging.Handler) -> None:
         super().__init__(queue.Queue())
         self.target = target
-        self.listener = logging.handlers.QueueListener(self.queue, target, respect_handler_level=True)
+        self.listener = _Listener(self.queue, target)
         self.listener.start()
         self._running = True
 
@@ -127,6 +161,7 @@ class FileQueue(logging.handlers.QueueHandler):
         self.acquire()
         try:
             if self._running:
+                self.listener.wake.set()
                 self.queue.join()
         finally:
             self.release()

@@ -260,3 +260,32 @@ def test_records_queued_before_exit_reach_the_file(tmp_path):
     assert res.returncode == 0, res.stderr
     lines = (tmp_path / "logs" / "storycheck.log").read_text().splitlines()
     assert len(lines) == 5000 and lines[-1].endswith("record 4999 (batch_id=1)")
+
+
+def test_flush_returns_with_everything_logged_before_it_while_threads_keep_logging(fresh):
+    """The file is written by the queue's thread: flush() is the point where what was logged
+    before it is on disk, even while 8 threads keep logging (they queue up behind it)."""
+    setup = logs.setup_logging(fresh)
+    stop = threading.Event()
+
+    def chatter(n: int) -> None:
+        i = 0
+        while not stop.is_set():
+            logs.event(logging.INFO, logs.BATCH_CREATED, f"t{n} r{i}")
+            i += 1
+
+    threads = [threading.Thread(target=chatter, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    try:
+        for k in range(5):
+            logs.event(logging.WARNING, logs.CHECK_FAILED, f"marker {k}")
+            done = threading.Event()
+            flusher = threading.Thread(target=lambda: ([h.flush() for h in logs.log.handlers], done.set()))
+            flusher.start()
+            assert done.wait(10), "flush did not return while other threads kept logging"
+            assert f"marker {k}" in setup.file_path.read_text(encoding="utf-8")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)

@@ -175,11 +175,7 @@ def expand_env(value: str, *, where: InputError, key: str = "") -> str:
         register_secret(val)
         return val
 
-    expanded = _ENV_REF.sub(sub, value)
-    bad = _unsafe_value(expanded, whitespace=False)
-    if bad:
-        raise InputError(f"{prefix}{bad}", source=where.source, line=where.line)
-    return expanded
+    return _ENV_REF.sub(sub, value)
 
 
 def _coerce(cls: type, section: str, key: str, value: Any, err: InputError) -> Any:
@@ -203,7 +199,12 @@ def _coerce(cls: type, section: str, key: str, value: Any, err: InputError) -> A
         for k in value:
             if key == "headers" and not _HEADER_NAME.fullmatch(k):
                 raise fail(f"{k!r} is not a header name (letters, digits and -)")
-        return {str(k): expand_env(v, where=err, key=f"[{section}] {key}.{k}") for k, v in value.items()}
+        out = {str(k): expand_env(v, where=err, key=f"[{section}] {key}.{k}") for k, v in value.items()}
+        for k, v in out.items():
+            bad = _unsafe_value(v, whitespace=False) if key == "headers" else None
+            if bad:  # a header value cannot hold a line break or another control character
+                raise InputError(f"[{section}] {key}.{k}: {bad}", source=err.source, line=err.line)
+        return out
     if isinstance(sample, (int, float)):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise fail(f"expected a number, got {value!r}")

@@ -177,3 +177,17 @@ def test_nan_and_inf_are_refused_with_the_line(section, key, text):
         parse_settings(body, source="c.toml")
     assert str(info.value).startswith(f"c.toml:3: [{section}] {key}: ")
     assert "finite" in str(info.value) or "greater than 0" in str(info.value) or "negative" in str(info.value)
+
+
+def test_a_multi_line_string_in_a_json_body_is_kept(monkeypatch):
+    """Only header values are refused for a line break: a request body may hold one (a GraphQL
+    query), and a ${VAR} inside it is still checked."""
+    text = ('[source]\nurl = "https://api.example/graphql"\nmethod = "POST"\n'
+            'json = { query = """query {\n  user(name: "{username}") { stories }\n}""", key = "${STORY_API_KEY}" }\n')
+    monkeypatch.setenv("STORY_API_KEY", "K3y-0042")
+    body = parse_settings(text, source="c.toml").source.json
+    assert body["query"].count("\n") == 2 and body["key"] == "K3y-0042"
+    monkeypatch.setenv("STORY_API_KEY", "K3y-0042\r")
+    with pytest.raises(InputError, match=r"^c.toml:4: \[source\] json: environment variable STORY_API_KEY holds a "
+                                         r"control character \(\\r\)$"):
+        parse_settings(text, source="c.toml")

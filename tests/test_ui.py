@@ -870,6 +870,41 @@ async def test_alerts_batch_finished_or_paused_by_the_engine_pool_degraded_new_s
         assert len(bells) == 4, "each alert once"
 
 
+@async_test
+async def test_g_shows_live_charts_of_the_selected_batch_and_the_workers(sample):
+    """Issue 14.11: checks/s (in all, by outcome), failures, 429s, the pace and each worker
+    over the last minutes, drawn with Sparkline; live while open."""
+    from textual.widgets import Sparkline
+
+    from storycheck_tui.ui.modals.charts import ChartsScreen
+
+    store, make = sample
+    now = [FIXED_NOW]
+    app = make(clock=lambda: now[0])
+    big = batch("spring-campaign")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("g")
+        await settle(app, pilot)
+        charts = app.screen
+        assert isinstance(charts, ChartsScreen) and charts.batch_id == big.id
+        bars = charts.query_one("#chart-checks", Sparkline).data
+        assert len(bars) == 60 and max(bars) > 0, "the seeded five minutes"
+        assert len(charts.query_one("#chart-worker-0", Sparkline).data) == 60
+        # 50 more checks of which 20 failed, five seconds later: the newest bar says 10/s, 4/s failed
+        now[0] += 5
+        Batch.update(completed_profiles=Batch.completed_profiles + 50, failed_checks=Batch.failed_checks + 20,
+                     successful_checks=Batch.successful_checks + 30).where(Batch.id == big.id).execute()
+        app.runner.refresh()
+        app.refresh_now()
+        await pilot.pause()
+        assert charts.query_one("#chart-checks", Sparkline).data[-1] == 10.0
+        assert charts.query_one("#chart-failed", Sparkline).data[-1] == 4.0
+        assert "10.0" in screen_text(app)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, ChartsScreen)
+
+
 # --- rendering user text literally ------------------------------------------------------------------------
 
 

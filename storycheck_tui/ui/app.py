@@ -43,6 +43,7 @@ from textual.worker import WorkerState as TaskState, get_current_worker
 from storycheck_tui import logs
 from storycheck_tui.engine.runner import EngineSnapshot, Runner
 from storycheck_tui.store import reads
+from storycheck_tui.store.batches import summary
 from storycheck_tui.store.db import Store
 from storycheck_tui.ui import keymap
 from storycheck_tui.ui.commands import StorycheckCommands
@@ -54,6 +55,8 @@ from storycheck_tui.ui.panes.base import Table
 from storycheck_tui.ui.panes.batches import BatchesPane, BatchLine
 from storycheck_tui.ui.alerts import BELL_ENV, Alert, Alerts
 from storycheck_tui.ui.logfeed import DB_TAIL_LIMIT, LogFeed
+from storycheck_tui.ui.modals.charts import ChartsScreen
+from storycheck_tui.ui.series import ChartData
 from storycheck_tui.ui.panes.logview import LogPane
 from storycheck_tui.ui.panes.proxies import LatencyHistory, ProxiesPane, merge
 from storycheck_tui.ui.panes.results import ResultsPane, ResultsTable, WindowQuery
@@ -108,6 +111,7 @@ class StorycheckApp(App):
         self.stopped = threading.Event()
         self.log_feed = LogFeed(ring)
         self.alerts = Alerts()
+        self.charts = ChartData()
         self.bell_on = bell if bell is not None else os.environ.get(BELL_ENV, "").strip().lower() in ("1", "true", "yes")
         self._db = DbState()
         self._latency = LatencyHistory()
@@ -177,7 +181,8 @@ class StorycheckApp(App):
     def refresh_now(self) -> None:
         """One full redraw with inline database reads (tests and snapshots)."""
         self.tick()
-        self._apply_db(self._read_db(self._results_query(), self.log_feed.db_after, self.alerts.story_after))
+        self._apply_db(self._read_db(self._results_query(), self.log_feed.db_after, self.alerts.story_after,
+                                        self._charted_batch()))
         self.tick()
 
     # -- the redraw ----------------------------------------------------------------------------------
@@ -194,6 +199,7 @@ class StorycheckApp(App):
         batches = main.query_one(BatchesPane)
         for v in snap.batches:
             self.rates.observe(v.id, now, v.completed)
+            self.charts.counters(now, v.id, v.completed, v.failed)
         lines = self._batch_lines(snap, now)
         self._alert(self.alerts.batches(snap.batches))
         self.rates.forget({v.id for v in snap.batches})
@@ -223,7 +229,14 @@ class StorycheckApp(App):
     def _drain_log(self, main: MainScreen) -> None:
         new = self.log_feed.from_ring()
         if new:
+            self._count_429s(new)
             main.query_one(LogPane).add(new)
+
+    def _count_429s(self, entries: list) -> None:
+        limited = self.charts.rate_limited
+        for e in entries:
+            if e.event == "RATE_LIMITED":
+                limited.add(e.created, 1)
 
     def _status(self, main: MainScreen, snap: EngineSnapshot, lines: list[BatchLine], now: float) -> None:
         views = [ln.view for ln in lines]
@@ -259,19 +272,22 @@ class StorycheckApp(App):
         """Read the proxy and worker tables and the results window again: now, or as soon as
         the read in flight has answered (reads never pile up behind a slow database)."""
         if not self.refresh_every:
-            self._apply_db(self._read_db(self._results_query(), self.log_feed.db_after, self.alerts.story_after))
+            self._apply_db(self._read_db(self._results_query(), self.log_feed.db_after, self.alerts.story_after,
+                                        self._charted_batch()))
             return
         if any(w.group == "db-read" and w.state in (TaskState.PENDING, TaskState.RUNNING) for w in self.workers):
             self._read_again = True
             return
         self._read_again = False
         self._last_read = time.monotonic()
-        self._read_in_thread(self._results_query(), self.log_feed.db_after, self.alerts.story_after)
+        self._read_in_thread(self._results_query(), self.log_feed.db_after, self.alerts.story_after,
+                             self._charted_batch())
 
     @work(thread=True, exclusive=True, group="db-read", exit_on_error=False)
-    def _read_in_thread(self, query: WindowQuery | None, log_after: int | None, story_after: int | None) -> None:
+    def _read_in_thread(self, query: WindowQuery | None, log_after: int | None, story_after: int | None,
+                        charted: int | None) -> None:
         with self.connection():
-            state = self._read_db(query, log_after, story_after)
+            state = self._read_db(query, log_after, story_after, charted)
         if not get_current_worker().is_cancelled:
             self.post_message(DbRead(state))
 
@@ -287,13 +303,19 @@ class StorycheckApp(App):
             except Exception:
                 pass
 
-    def _read_db(self, query: WindowQuery | None, log_after: int | None, story_after: int | None) -> DbState:
+    def _charted_batch(self) -> int | None:
+        """The batch whose outcomes the charts show (None: the charts are closed)."""
+        return self.screen.batch_id if isinstance(self.screen, ChartsScreen) else None
+
+    def _read_db(self, query: WindowQuery | None, log_after: int | None, story_after: int | None,
+                 charted: int | None = None) -> DbState:
         try:
+            outcomes = (charted, summary(self.store, charted)["outcome"]) if charted is not None else None
             stories = reads.new_stories_after(self.store, story_after) if story_after is not None else None
             start = reads.last_event_id(self.store) if story_after is None else None
             return DbState(reads.proxies(self.store), reads.workers(self.store, now=self.clock()),
                            self._read_window(query), reads.log_tail(self.store, log_after, DB_TAIL_LIMIT), query,
-                           stories, start)
+                           stories, start, outcomes)
         except Exception as exc:  # the database is busy or gone: say so, try again next time
             return DbState(error=f"{type(exc).__name__}: {exc}")
 
@@ -329,6 +351,13 @@ class StorycheckApp(App):
             main.query_one(WorkersPane).update_workers(state.workers, now)
         if state.window is not None and state.window_query is not None:
             main.query_one(ResultsPane).apply_window(state.window, state.window_query, now)
+        if state.outcomes is not None:
+            self.charts.outcomes(now, *state.outcomes)
+        if state.workers is not None:
+            self.charts.workers_seen(now, {f"{w.host}:{w.pid}": w.rate for w in state.workers
+                                           if w.state == WorkerState.RUNNING})
+        if isinstance(self.screen, ChartsScreen):
+            self.screen.show(self.charts, now)
         if state.story_start is not None and self.alerts.story_after is None:
             self.alerts.story_after = state.story_start
         if state.stories:
@@ -336,6 +365,7 @@ class StorycheckApp(App):
         if state.log is not None:
             self._drain_log(main)  # first: a record of this process is known before it comes back from the table
             lines, more = self.log_feed.from_db(state.log)
+            self._count_429s(lines)
             if lines:
                 main.query_one(LogPane).add(lines)
             if more:

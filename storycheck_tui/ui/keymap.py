@@ -32,8 +32,10 @@ TOGGLE_PROXY = Binding("d", "toggle_proxy", "Proxy on/off", id="proxy.toggle",
                        tooltip="Disable the selected proxy, or enable it again")
 RETRY_PROXY = Binding("r", "retry_proxy", "Recheck", id="proxy.retry",
                       tooltip="Re-validate the selected proxy now")
-REVALIDATE_ALL = Binding("R", "revalidate_all", "Recheck all", id="proxy.revalidate_all",
+REVALIDATE_ALL = Binding("R", "revalidate_all", "Recheck all", id="proxy.revalidate_all", show=False,
                          tooltip="Re-validate every proxy now", key_display="R")
+CHARTS = Binding("g", "charts", "Charts", id="app.charts",
+                 tooltip="Live charts: the selected batch's checks/s by outcome, failures, 429s, pace, each worker")
 FILTER = Binding("slash", "filter", "Filter", id="pane.filter", tooltip="Filter the focused pane", key_display="/")
 QUIT = Binding("q", "quit_app", "Quit", id="app.quit", tooltip="Quit (asks while checks run)")
 
@@ -53,7 +55,8 @@ HELP = Binding("question_mark,f1", "help", "Help", id="app.help", key_display="?
                tooltip="This list of keys")
 
 # quit stays second, so an 80-column footer still shows it
-MAIN = [HELP, QUIT, PAUSE, CANCEL, RETRY_FAILED, NEW_BATCH, EXPORT, TOGGLE_PROXY, RETRY_PROXY, REVALIDATE_ALL, FILTER,
+MAIN = [HELP, QUIT, PAUSE, CANCEL, RETRY_FAILED, NEW_BATCH, EXPORT, TOGGLE_PROXY, RETRY_PROXY, REVALIDATE_ALL, CHARTS,
+        FILTER,
         FOCUS_BATCHES, FOCUS_RESULTS, FOCUS_PROXIES, FOCUS_LOG, FOCUS_WORKERS, NEXT_PANE, PREV_PANE, MAXIMIZE]
 
 #: keys that change something (batches, proxies): a read-only console leaves them out of the
@@ -104,7 +107,7 @@ SECTIONS: list[tuple[str, list[Binding]]] = [
     ("Log", LOG),
     ("Panes", [FILTER, FOCUS_BATCHES, FOCUS_RESULTS, FOCUS_PROXIES, FOCUS_LOG, FOCUS_WORKERS, NEXT_PANE, PREV_PANE,
                MAXIMIZE]),
-    ("App", [HELP, QUIT]),
+    ("App", [CHARTS, HELP, QUIT]),
 ]
 
 

@@ -46,6 +46,7 @@ class DbState:
     window_query: Any = None  # the results pane's WindowQuery that ``window`` answers
     stories: list[reads.NewStory] | None = None  # new-story events after the last one alerted
     story_start: int | None = None  # the newest event id when alerts start (nothing older is news)
+    outcomes: tuple[int, dict[str, int]] | None = None  # (batch, counts by outcome) while the charts are open
     error: str | None = None
 
 

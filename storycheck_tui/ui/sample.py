@@ -207,6 +207,26 @@ def sample_ring(now: float = FIXED_NOW) -> LogRing:
     return ring
 
 
+def seed_charts(charts, batch_id: int, now: float = FIXED_NOW) -> None:
+    """Five minutes of fixed history for the charts view (spring-campaign and three workers)."""
+    from storycheck_tui.ui.series import BARS, BUCKET
+
+    s = charts._of(batch_id)
+    for i in range(BARS):
+        t = now - (BARS - 1 - i) * BUCKET
+        wave = (i * 7) % 11
+        per = {"has_stories": 40 + wave * 3, "no_stories": 90 + (i * 5) % 13 * 4, "private": 10 + i % 4,
+               "not_found": 4 + i % 3}
+        for name, n in per.items():
+            s[name].add(t, n)
+        s["checks"].add(t, sum(per.values()) + (12 if i % 9 == 0 else 2))
+        s["failed"].add(t, 12 if i % 9 == 0 else 2)
+        charts.rate_limited.add(t, 30 if 20 <= i < 26 else (i % 5 == 0) * 2)
+        rates = {"app-01:31337": 21.4 + (i % 6) * 0.6, "app-02:2718": 19.8 + (i % 4) * 0.8,
+                 "app-03:4096": 8.0 if i < 50 else 0.0}
+        charts.workers_seen(t, rates)
+
+
 def sample_app(store: Store, **kw):
     """The console over ``store`` as the snapshots show it: watch-only, timer off, clock fixed.
 
@@ -225,6 +245,7 @@ def sample_app(store: Store, **kw):
     options = dict(clock=lambda: FIXED_NOW, tz=TZ, refresh_every=None, note=WATCH_ONLY_NOTE, rates=rates)
     options.update(kw)
     app = StorycheckApp(runner, store, sample_ring(), **options)
+    seed_charts(app.charts, big.id)
     for row in Proxy.select().order_by(Proxy.id):
         if row.last_latency_ms is not None:
             base = row.last_latency_ms

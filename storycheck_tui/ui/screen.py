@@ -30,6 +30,7 @@ from storycheck_tui.ui import format as fmt
 from storycheck_tui.ui import keymap
 from storycheck_tui.ui.footer import KeysFooter
 from storycheck_tui.ui.messages import BatchSelected, DetailWanted, ResultsWanted
+from storycheck_tui.ui.modals.charts import ChartsScreen
 from storycheck_tui.ui.modals.confirm import ConfirmScreen
 from storycheck_tui.ui.modals.export import Exported, ExportScreen
 from storycheck_tui.ui.modals.new_batch import Created, NewBatchScreen
@@ -163,6 +164,10 @@ class MainScreen(ConsoleNode, Screen[None]):
 
     def action_quit_app(self) -> None:
         self.app.request_quit()
+
+    def action_charts(self) -> None:
+        b = self.query_one(BatchesPane).selected
+        self.app.push_screen(ChartsScreen(b.id if b else None, b.name if b else None))
 
     def action_help(self) -> None:
         self.app.action_help()

@@ -84,6 +84,11 @@ async def _sorted(pilot) -> None:
     await _settle(pilot)
 
 
+async def _charts(pilot) -> None:
+    await pilot.press("g")
+    await _settle(pilot)
+
+
 async def _main(pilot) -> None:
     await _settle(pilot)
 
@@ -107,6 +112,8 @@ SCENES = [
     Scene("paused-batch", "A paused batch selected: its reason and its results", (120, 40), _paused_batch),
     Scene("sorted", "s / S / a header click: batches by OK (most first), results by username (Z to A)", (120, 40),
           _sorted),
+    Scene("charts", "g: live charts of the selected batch (by outcome, failures), 429s, pace and each worker",
+          (120, 40), _charts),
     Scene("read-only", "storycheck --read-only: the steering keys leave the footer", (120, 40), _main,
           (("read_only", True), ("note", "read-only: this console watches and changes nothing (checks run only in "
                                           "`storycheck worker` processes)"))),

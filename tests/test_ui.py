@@ -1051,7 +1051,10 @@ async def test_a_live_console_tunes_the_garbage_collector_and_restores_it(sample
     before = gc.get_threshold()
     app = make(refresh_every=0.1)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        for _ in range(100):  # the main screen's mount starts the redraw (and the tuning): wait for it
+            if gc.get_freeze_count():
+                break
+            await pilot.pause(0.02)
         assert gc.get_freeze_count() > 0
         assert gc.get_threshold()[0] >= 3000
     assert gc.get_threshold() == before

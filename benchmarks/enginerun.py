@@ -3,7 +3,9 @@
 Same pieces as the CLI: ``logs.setup_logging`` with the rotating file at its default level
 (INFO; ``debug`` in the parameters is ``--debug``: a DEBUG record per check started) and stderr
 silenced, a SQLite file (or the PostgreSQL URL given), proxies and a batch in the database,
-``build_runner`` with the http source in its sim preset.
+``build_runner`` with the http source in its sim preset. With ``watch`` in the parameters the
+profiles are a watch and the batch is its first round (story history and events are written
+with every fenced finish).
 """
 
 from __future__ import annotations
@@ -43,7 +45,14 @@ def run(p: dict) -> dict:
                            debug=bool(p.get("debug")))
         store = open_store(p.get("db") or str(Path(tmp) / "bench.db"), pool_size=p["threads"] + 6)
         ops.add_proxies(store, [parse_proxy_line(u) for u in p["proxy_urls"]])
-        batch_id = ops.create_batch(store, f"bench-{time.time():.0f}", usernames(p["profiles"]))
+        if p.get("watch"):  # a watch's round: the same profiles, with story history and events
+            from storycheck_tui.store import watches
+
+            watches.add_watch(store, "bench", usernames(p["profiles"]), every=3600.0)
+            (started,) = watches.start_due_rounds(store)
+            batch_id = started.batch_id
+        else:
+            batch_id = ops.create_batch(store, f"bench-{time.time():.0f}", usernames(p["profiles"]))
         runner = build_runner(store, settings_for(p), batch_ids=[batch_id])
 
         def read() -> tuple[int, int]:
@@ -70,6 +79,9 @@ def run(p: dict) -> dict:
                 out.update(profiles=b.total, total_checked=b.succeeded, total_failed=b.failed,
                            remaining=b.remaining, elapsed=elapsed, overall_rate=b.completed / elapsed,
                            overall_cpu_share=(cpu_seconds() - cpu0) / elapsed)
+            if p.get("watch"):
+                for table in ("event", "watch_story"):
+                    out[table] = store.db.execute_sql(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
             out["proxies"] = [{"label": v.label, "state": v.state, "successes": v.successes,
                                "failures": v.failures, "rate": round(v.rate, 2)} for v in runner.snapshot().proxies]
         finally:

@@ -2,7 +2,7 @@
 
 Runs each comparison side by side in one run and writes ``benchmarks/RESULTS.md`` (figures,
 machine, date). Sections: overhead (1), ratelimit (2), faults (3), scale (4), console (5),
-coldstart (6). A section that cannot run here (no PostgreSQL, no console) says why in the
+coldstart (6), monitoring (7). A section that cannot run here (no PostgreSQL, no console) says why in the
 results instead of failing the run.
 """
 
@@ -17,9 +17,10 @@ from pathlib import Path
 
 from benchmarks.report import Section, write
 
-SECTIONS = ("overhead", "ratelimit", "faults", "scale", "console", "coldstart")
+SECTIONS = ("overhead", "ratelimit", "faults", "scale", "console", "coldstart", "monitoring")
 TITLES = {"overhead": "1. Engine overhead", "ratelimit": "2. Rate-limit ceiling", "faults": "3. Faults",
-          "scale": "4. Scale", "console": "5. Console under load", "coldstart": "6. Cold start"}
+          "scale": "4. Scale", "console": "5. Console under load", "coldstart": "6. Cold start",
+          "monitoring": "7. Monitoring"}
 DEFAULT_OUT = Path(__file__).resolve().parent / "RESULTS.md"
 
 
@@ -45,6 +46,10 @@ def _run_section(name: str, quick: bool, state: dict) -> list[Section]:
         from benchmarks import console
 
         return [console.cold_start(quick)]
+    if name == "monitoring":
+        from benchmarks import monitoring
+
+        return [monitoring.monitoring(quick)]
     raise ValueError(name)
 
 

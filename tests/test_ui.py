@@ -578,7 +578,7 @@ async def test_tab_and_number_keys_move_between_panes(sample):
 async def test_help_lists_every_key_and_binding_id(sample):
     store, make = sample
     app = make()
-    async with app.run_test(size=(130, 72)) as pilot:
+    async with app.run_test(size=(130, 90)) as pilot:  # tall enough for the whole list
         await pilot.press("question_mark")
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
@@ -903,6 +903,25 @@ async def test_g_shows_live_charts_of_the_selected_batch_and_the_workers(sample)
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, ChartsScreen)
+
+
+@async_test
+async def test_P_pauses_every_open_batch_then_resumes_them(sample):
+    """Issue 14.12 (the part that needs no engine change): pause / resume every batch at once,
+    through the database as p does, so every worker sees it within a second or two."""
+    store, make = sample
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("P")
+        await settle(app, pilot)
+        assert {b.name: b.state for b in Batch.select()} == {
+            "march-leads": "finished", "vip-accounts": "paused", "spring-campaign": "paused",
+            "overnight-retry": "paused"}
+        app.refresh_now()
+        await pilot.press("P")
+        await settle(app, pilot)
+        assert {b.name: b.state for b in Batch.select() if b.name != "march-leads"} == {
+            "vip-accounts": "running", "spring-campaign": "running", "overnight-retry": "running"}
 
 
 # --- rendering user text literally ------------------------------------------------------------------------

@@ -23,6 +23,8 @@ ENV_VAR = "STORYCHECK_KEYMAP"
 
 # --- the main screen (work on the selected batch / proxy, panes) ---------------------------
 PAUSE = Binding("p", "pause_batch", "Pause", id="batch.pause", tooltip="Pause or resume the selected batch")
+PAUSE_ALL = Binding("P", "pause_all", "Pause all", id="batch.pause_all", key_display="P", show=False,
+                    tooltip="Pause every running or queued batch; again: resume every paused one")
 CANCEL = Binding("c", "cancel_batch", "Cancel", id="batch.cancel", tooltip="Cancel the selected batch (asks first)")
 RETRY_FAILED = Binding("f", "retry_failed", "Retry failed", id="batch.retry_failed",
                        tooltip="Queue the selected batch's failed checks again")
@@ -55,13 +57,13 @@ HELP = Binding("question_mark,f1", "help", "Help", id="app.help", key_display="?
                tooltip="This list of keys")
 
 # quit stays second, so an 80-column footer still shows it
-MAIN = [HELP, QUIT, PAUSE, CANCEL, RETRY_FAILED, NEW_BATCH, EXPORT, TOGGLE_PROXY, RETRY_PROXY, REVALIDATE_ALL, CHARTS,
+MAIN = [HELP, QUIT, PAUSE, PAUSE_ALL, CANCEL, RETRY_FAILED, NEW_BATCH, EXPORT, TOGGLE_PROXY, RETRY_PROXY, REVALIDATE_ALL, CHARTS,
         FILTER,
         FOCUS_BATCHES, FOCUS_RESULTS, FOCUS_PROXIES, FOCUS_LOG, FOCUS_WORKERS, NEXT_PANE, PREV_PANE, MAXIMIZE]
 
 #: keys that change something (batches, proxies): a read-only console leaves them out of the
 #: footer and the palette, and pressing one says why. (Export writes a file, not the database.)
-STEERING = [PAUSE, CANCEL, RETRY_FAILED, NEW_BATCH, TOGGLE_PROXY, RETRY_PROXY, REVALIDATE_ALL]
+STEERING = [PAUSE, PAUSE_ALL, CANCEL, RETRY_FAILED, NEW_BATCH, TOGGLE_PROXY, RETRY_PROXY, REVALIDATE_ALL]
 STEERING_ACTIONS = {b.action for b in STEERING}
 
 # --- the app (every screen) ---------------------------------------------------------------------
@@ -100,7 +102,7 @@ SUBMIT = Binding("ctrl+s", "submit", "Create", id="modal.submit")
 
 #: (section, bindings) for the help screen and the command palette
 SECTIONS: list[tuple[str, list[Binding]]] = [
-    ("Batches", [PAUSE, CANCEL, RETRY_FAILED, NEW_BATCH, EXPORT]),
+    ("Batches", [PAUSE, PAUSE_ALL, CANCEL, RETRY_FAILED, NEW_BATCH, EXPORT]),
     ("Proxies", [TOGGLE_PROXY, RETRY_PROXY, REVALIDATE_ALL]),
     ("Results", RESULTS),
     ("Tables", TABLE),

@@ -221,6 +221,33 @@ class MainScreen(ConsoleNode, Screen[None]):
         else:
             self.app.notify(f"batch {b.id} is {b.state}: nothing to pause or resume", severity="warning")
 
+    @steering
+    def action_pause_all(self) -> None:
+        if not self._can_command():
+            return
+        views = self.app.runner.snapshot().batches
+        active = [v.id for v in views if v.state in CLAIMABLE]
+        paused = [v.id for v in views if v.state == BatchState.PAUSED]
+        if active:
+            self.pause_all(active)
+        elif paused:
+            self.resume_all(paused)
+        else:
+            self.app.notify("no batch is running, queued or paused", severity="warning")
+
+    @work(thread=True, group="command", exit_on_error=False)
+    def pause_all(self, batch_ids: list[int]) -> CommandDone:
+        with self.app.connection():
+            done = sum(1 for b in batch_ids if self.app.runner.pause(b))
+        return CommandDone(f"paused {plural(done, 'batch', 'batches')}: every worker stops taking their profiles "
+                           "within a second or two (P again resumes them)")
+
+    @work(thread=True, group="command", exit_on_error=False)
+    def resume_all(self, batch_ids: list[int]) -> CommandDone:
+        with self.app.connection():
+            done = sum(1 for b in batch_ids if self.app.runner.resume(b))
+        return CommandDone(f"resumed {plural(done, 'batch', 'batches')}")
+
     @work(thread=True, group="command", exit_on_error=False)
     def pause_batch(self, batch_id: int) -> CommandDone:
         with self.app.connection():

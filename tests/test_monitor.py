@@ -292,7 +292,7 @@ def test_watch_events_and_history_commands(db_url, tmp_path, capsys):
     (ev,) = [json.loads(line) for line in r.out.splitlines()]
     assert {k: ev[k] for k in ("type", "watch", "username", "story_id", "delivery")} == {
         "type": "story.new", "watch": "camp", "username": "ann", "story_id": "a1", "delivery": "none"}
-    assert set(ev) >= {"id", "taken_at", "at"}
+    assert set(ev) >= {"id", "taken_at", "at", "attempts", "last_error"}
     assert cli(capsys, "events", "--since", "1h", "--format", "csv", *db).out.splitlines()[1].split(",")[3] == "ann"
     r = cli(capsys, "history", "ann", "--json", *db)
     (h,) = [json.loads(line) for line in r.out.splitlines()]

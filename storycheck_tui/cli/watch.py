@@ -169,6 +169,7 @@ def events_command(args: Namespace) -> int:
             for e in rows:
                 j = e.as_json()
                 j["taken_at"], j["at"] = iso(e.taken_at), iso(e.at)
+                j["attempts"], j["last_error"] = e.attempts, e.last_error  # why a delivery is late or failed
                 print(json_line(j))
         else:
             rows = list(rows)

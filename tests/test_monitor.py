@@ -319,3 +319,30 @@ def test_rounds_are_batches_named_after_their_watch_and_number(store):
     _run_round(store, {"ann": _stories()})
     assert [(b.name, b.watch) for b in ops.list_batches(store)] == [("camp #1", "camp"), ("camp #2", "camp")]
     assert ops.find_batch(store, "camp #2").id == ops.list_batches(store)[1].id  # steerable by name
+
+
+def test_a_receiver_that_never_answers_does_not_hold_up_the_checks(store, secret):
+    """While the deliverer waits on a POST, no transaction is open: the next round's results are
+    committed at once (on SQLite a transaction held over the POST would block every writer)."""
+    from storycheck_tui.monitor.deliver import Deliverer
+    from storycheck_tui.monitor.signing import parse_secret
+
+    hold = threading.Event()
+    rx = Receiver(secret, hold=hold)
+    d = None
+    try:
+        watches.add_watch(store, "w", ["ann"], every=3600.0, webhook=rx.url)
+        _run_round(store, {"ann": _stories("a1")})
+        d = Deliverer(store, parse_secret(secret), poll=0.05).start()
+        assert rx.holding.wait(10)  # the POST is in flight, unanswered
+        _make_due(store, "w")
+        done = threading.Event()
+        threading.Thread(target=lambda: (_run_round(store, {"ann": _stories("a1", "a2")}), done.set()),
+                         daemon=True).start()
+        assert done.wait(10), "a round's finish waited for the webhook receiver"
+        assert [e.story_id for e in history.events(store)] == ["a1", "a2"]
+    finally:
+        hold.set()
+        if d:
+            d.stop()
+        rx.close()

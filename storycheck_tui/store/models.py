@@ -6,7 +6,7 @@ All times are epoch seconds (floats) from the database clock where it matters (l
 from __future__ import annotations
 
 from peewee import (
-    SQL, BooleanField, CharField, CompositeKey, DatabaseProxy, DoubleField, ForeignKeyField, IntegerField, Model,
+    BooleanField, CharField, CompositeKey, DatabaseProxy, DoubleField, ForeignKeyField, IntegerField, Model,
     TextField,
 )
 
@@ -241,4 +241,3 @@ PARTIAL_INDEXES = [
                     f"WHERE type = {sql(EventType.STORY_NEW)}"),
     ("event_due", f"CREATE INDEX IF NOT EXISTS event_due ON event (next_try_at) WHERE delivery = {sql(DeliveryState.PENDING)}"),
 ]
-_ = SQL  # re-exported for dialect helpers

@@ -108,8 +108,13 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:  # a client that hung up on purpose
+        pass
+
+
 def start_loopback() -> Loopback:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = _QuietServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     lb = Loopback(server=server, stop=threading.Event())
     server.lb = lb  # type: ignore[attr-defined]

@@ -371,3 +371,11 @@ def test_every_readme_recipe_is_a_valid_config(monkeypatch):
         s = parse_settings(block, source="README").source
         with HttpSource(s):
             assert s.rules, block
+
+
+def test_rules_written_inline_are_named_by_the_line_of_rules():
+    text = '[source]\nurl = "http://h/s?u={username}"\nrules = [ { status = [404], outcome = "private" } ]\n'
+    assert parse_settings(text, source="c").source.rules[0].name == "rule 1 (line 3)"
+    with pytest.raises(InputError) as info:
+        parse_settings(text.replace('"private"', '"nope"'), source="c")
+    assert str(info.value).startswith("c:3: [[source.rules]] #1: outcome:")

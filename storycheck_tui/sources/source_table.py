@@ -23,18 +23,17 @@ Expand = Callable[..., str]  # config.expand_env(value, where=InputError, key=NA
 _RULES_HEADER = re.compile(r"\s*\[\[\s*[\"']?source[\"']?\s*\.\s*[\"']?rules[\"']?\s*\]\]\s*(#.*)?$")
 _ANY_HEADER = re.compile(r"\s*\[")
 _KEY = re.compile(r"\s*[\"']?([A-Za-z0-9_-]+)[\"']?\s*=")
-_INLINE_RULES = re.compile(r"\s*(source\s*\.\s*)?rules\s*=")
 
 
 def rule_lines(text: str) -> tuple[list[int], list[dict[str, int]]]:
     """Line of each ``[[source.rules]]`` header, and of each key inside it (1-based).
 
-    Rules written inline (``rules = [ {...}, ... ]``) all get the line of ``rules =``.
+    Rules written inline (``rules = [ {...}, ... ]``) are not found here: the caller gives
+    them the line of ``rules =``.
     """
     starts: list[int] = []
     keys: list[dict[str, int]] = []
     inside = False
-    inline: int | None = None
     for n, line in enumerate(text.splitlines(), 1):
         if _RULES_HEADER.match(line):
             starts.append(n)
@@ -46,10 +45,6 @@ def rule_lines(text: str) -> tuple[list[int], list[dict[str, int]]]:
             m = _KEY.match(line)
             if m:
                 keys[-1].setdefault(m.group(1), n)
-        elif inline is None and _INLINE_RULES.match(line):
-            inline = n
-    if not starts and inline is not None:
-        return [inline] * 64, [{}] * 64
     return starts, keys
 
 

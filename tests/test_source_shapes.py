@@ -96,6 +96,7 @@ def test_every_shape_keeps_the_seed_guarantees_through_the_engine(shape, served,
             assert j.state == "failed" and j.error_kind == want.kind and want.says in j.error_message, (u, j.error_message)
             [row] = eng.logs(logs.CHECK_FAILED, username=u)
             assert u in row.message and want.says in row.message and f"HTTP {j.http_status}" in row.message
+            assert f"after {j.tries} tr" in row.message and "via direct" in row.message, row.message
         text = "\n".join(r.message + (r.details or "") for r in eng.logs())
         text += "\n".join(str(j.error_message) for j in jobs.values())
     text += log_text(logsetup)

@@ -1,6 +1,8 @@
 """The ``http`` story source, one concern per module.
 
-* :mod:`.source`: :class:`HttpSource`, the requests and the order of decisions;
+* :mod:`.source`: :class:`HttpSource`, one request per check, its clients per route;
+* :mod:`.request`: the request template (method, URL, JSON body, ``{username}``);
+* :mod:`.decide`: the order of decisions: response rules, status lists, items path;
 * :mod:`.client`: one ``httpx.Client`` per route (headers, no cookies, redirects);
 * :mod:`.transport` and :mod:`.deadline`: the per-request wall deadline, on every socket operation;
 * :mod:`.body`: reading a body within its size limit;

@@ -54,7 +54,7 @@ from storycheck_tui.ui.modals.help import HelpScreen
 from storycheck_tui.ui.panes.base import Table
 from storycheck_tui.ui.panes.batches import BatchesPane, BatchLine
 from storycheck_tui.ui.alerts import BELL_ENV, Alert, Alerts
-from storycheck_tui.ui.logfeed import DB_TAIL_LIMIT, LogFeed
+from storycheck_tui.ui.logfeed import DB_TAIL_LIMIT, DB_TAIL_START, LogFeed
 from storycheck_tui.ui.modals.charts import ChartsScreen
 from storycheck_tui.ui.series import ChartData
 from storycheck_tui.ui.panes.logview import LogPane
@@ -70,6 +70,8 @@ from storycheck_tui.states import BatchState, WorkerState
 DB_READ_EVERY = 1.0
 #: seconds in-flight checks may finish when the console quits; the rest go back to the queue
 QUIT_GRACE = 3.0
+#: seconds after start-up that its objects are frozen out of the collector's reach
+FREEZE_AFTER = 1.0
 #: allocations between young-generation collections while the console runs (Python's default: 700)
 YOUNG_GC_THRESHOLD = 3000
 
@@ -150,7 +152,8 @@ class StorycheckApp(App):
             self.tick()
             self.set_interval(self.refresh_every, self.tick)
             self.request_read()
-            self._freeze_startup_objects()
+            # after the first full frame, not before it (a full collection takes ~25 ms on a big start)
+            self.set_timer(FREEZE_AFTER, self._freeze_startup_objects)
         else:
             self.refresh_now()
 
@@ -314,7 +317,9 @@ class StorycheckApp(App):
             stories = reads.new_stories_after(self.store, story_after) if story_after is not None else None
             start = reads.last_event_id(self.store) if story_after is None else None
             return DbState(reads.proxies(self.store), reads.workers(self.store, now=self.clock()),
-                           self._read_window(query), reads.log_tail(self.store, log_after, DB_TAIL_LIMIT), query,
+                           self._read_window(query),
+                           reads.log_tail(self.store, log_after, DB_TAIL_LIMIT if log_after is not None else DB_TAIL_START),
+                           query,
                            stories, start, outcomes)
         except Exception as exc:  # the database is busy or gone: say so, try again next time
             return DbState(error=f"{type(exc).__name__}: {exc}")

@@ -22,6 +22,8 @@ from storycheck_tui.ui.panes.logview import gap_entry
 LOG_CAP_PER_TICK = 5000
 #: batch_log rows read per database read (a tail that falls behind reads again at once)
 DB_TAIL_LIMIT = 2000
+#: batch_log rows a tail starts with (the newest ones; the database keeps the rest: storycheck logs)
+DB_TAIL_START = 300
 #: how many of this process's records are remembered to recognise them in the table
 REMEMBER = 50_000
 

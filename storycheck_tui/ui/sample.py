@@ -211,7 +211,7 @@ def seed_charts(charts, batch_id: int, now: float = FIXED_NOW) -> None:
     """Five minutes of fixed history for the charts view (spring-campaign and three workers)."""
     from storycheck_tui.ui.series import BARS, BUCKET
 
-    s = charts._of(batch_id)
+    s = charts.series_of(batch_id)
     for i in range(BARS):
         t = now - (BARS - 1 - i) * BUCKET
         wave = (i * 7) % 11

@@ -59,7 +59,7 @@ class ChartData:
         self._last_counts: dict[int, tuple[int, int]] = {}  # batch -> (completed, failed)
         self._last_outcomes: dict[int, dict[str, int]] = {}
 
-    def _of(self, batch_id: int) -> dict[str, Series]:
+    def series_of(self, batch_id: int) -> dict[str, Series]:
         return self.batch.setdefault(batch_id, {name: Series() for name in self.BATCH_SERIES})
 
     def counters(self, t: float, batch_id: int, completed: int, failed: int) -> None:
@@ -68,7 +68,7 @@ class ChartData:
         self._last_counts[batch_id] = (completed, failed)
         if last is None:
             return
-        s = self._of(batch_id)
+        s = self.series_of(batch_id)
         s["checks"].add(t, max(0, completed - last[0]))
         s["failed"].add(t, max(0, failed - last[1]))
 
@@ -77,7 +77,7 @@ class ChartData:
         self._last_outcomes[batch_id] = dict(counts)
         if last is None:
             return
-        s = self._of(batch_id)
+        s = self.series_of(batch_id)
         for name in ("has_stories", "no_stories", "private", "not_found"):
             s[name].add(t, max(0, counts.get(name, 0) - last.get(name, 0)))
 

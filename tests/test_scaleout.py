@@ -36,6 +36,7 @@ from storycheck_tui.sim import Simulator
 from storycheck_tui.states import JobState
 from storycheck_tui.store import batches as ops
 from storycheck_tui.store import queue as q
+from storycheck_tui.store import reads
 from storycheck_tui.store import workers as wk
 from storycheck_tui.store.db import open_store
 from storycheck_tui.store.models import BatchLog, Job, Proxy, Worker
@@ -264,11 +265,12 @@ def test_jobs_of_a_silent_remote_worker_come_back_when_its_lease_expires(db_url,
                 expired = BatchLog.select().where(BatchLog.event == "LEASE_EXPIRED")
                 assert {r.job for r in expired} == {c.id for c in held}
                 assert q.finish(store, remote, [q.JobResult(job=c, state=JobState.SUCCEEDED) for c in held]).stale
-                workers = wait_for(lambda: {w.id: w for w in watcher.snapshot().workers}
-                                   if runner.worker_id in {w.id for w in watcher.snapshot().workers} else None, 5)
+                workers = wait_for(lambda: {w.id: w for w in reads.workers(store)}
+                                   if runner.worker_id in {w.id for w in reads.workers(store)} else None, 5)
                 assert remote in workers and workers[runner.worker_id].state == "running"
-                assert workers[runner.worker_id].heartbeat_age < 3
-                assert workers[remote].heartbeat_age > 2  # silent
+                wall = reads.database_now(store)
+                assert wall - workers[runner.worker_id].heartbeat_at < 3
+                assert wall - workers[remote].heartbeat_at > 2  # silent
             finally:
                 runner.stop(1.0)
                 watcher.stop(1.0)

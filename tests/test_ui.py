@@ -1205,7 +1205,7 @@ async def test_a_watch_only_console_steers_workers_in_other_processes_within_two
         await pilot.press("p")
         await settle(app, pilot)
         paused_at = time.monotonic()
-        await asyncio.to_thread(wait_for, lambda: worker._batch_states.get(batch_id) == "paused", 2.0,
+        await asyncio.to_thread(wait_for, lambda: worker.board.states.get(batch_id) == "paused", 2.0,
                                 "the worker sees the pause")
         assert time.monotonic() - paused_at <= 2.0
         await pilot.press("p")

@@ -4,11 +4,24 @@ from __future__ import annotations
 
 from argparse import Namespace
 
+from storycheck_tui.cli.common import import_proxies, settings_from, start_logging
+
 
 def console_command(args: Namespace) -> int:
-    from storycheck_tui.ui.launch import launch_console
+    from storycheck_tui.ui.launch import launch_console, read_only_wanted
 
-    return launch_console(args)
+    settings = settings_from(args)
+    read_only = read_only_wanted(args)
+    if read_only and getattr(args, "proxies", None):
+        from storycheck_tui.errors import InputError
+
+        raise InputError("--proxies adds proxies, and a read-only console changes nothing: leave one out")
+    log = start_logging(args, console=True)
+
+    def prepare(store) -> None:
+        import_proxies(store, getattr(args, "proxies", None))
+
+    return launch_console(settings, log, db=getattr(args, "db", None), prepare=prepare, read_only=read_only)
 
 
 def demo_command(args: Namespace) -> int:
@@ -23,4 +36,5 @@ def demo_command(args: Namespace) -> int:
         return demo_headless(args)
     from storycheck_tui.ui.launch import launch_demo
 
-    return launch_demo(args)
+    return launch_demo(start_logging(args, console=True), db=getattr(args, "db", None),
+                       profiles=getattr(args, "profiles", 500) or 500)

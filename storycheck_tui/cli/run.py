@@ -10,12 +10,9 @@ from argparse import Namespace
 
 from storycheck_tui import logs
 from storycheck_tui.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
-from storycheck_tui.cli.common import (
-    create_batch_from, import_proxies, open_db, read_profiles, settings_from, start_logging,
-)
+from storycheck_tui.cli.common import create_batch_from, import_proxies, read_profiles, settings_from, start_logging
 from storycheck_tui.cli.progress import Progress, fmt_duration
-from storycheck_tui.engine.runner import Runner
-from storycheck_tui.engine.wiring import build_monitor, build_runner, build_source
+from storycheck_tui.engine.wiring import Engine, build_monitor, open_engine
 from storycheck_tui.store import batches as ops
 from storycheck_tui.store.db import Store
 from storycheck_tui.store.spend import spend_of
@@ -60,20 +57,19 @@ class _Stop:
 
 def run_command(args: Namespace) -> int:
     settings = settings_from(args)
-    setup = start_logging(args)
+    log = start_logging(args)
     plist = read_profiles(args)  # input errors before anything is written
-    source = build_source(settings)
-    store = open_db(args, settings, log_sink=setup.sink)
-    try:
+
+    def prepare(store: Store) -> list[int]:
         import_proxies(store, args.proxies)
-        batch_id = create_batch_from(store, args, plist)
-        runner = build_runner(store, settings, batch_ids=[batch_id], source=source)
-        return _drive(store, runner, [batch_id], settings.engine.grace_seconds)
-    finally:
-        store.close()
+        return [create_batch_from(store, args, plist)]
+
+    with open_engine(settings, log, db=getattr(args, "db", None), prepare=prepare) as engine:
+        return _drive(engine, settings.engine.grace_seconds)
 
 
-def _drive(store: Store, runner: Runner, batch_ids: list[int], grace: float) -> int:
+def _drive(engine: Engine, grace: float) -> int:
+    store, runner, batch_ids = engine.store, engine.runner, engine.batch_ids or []
     progress = Progress()
     started = time.monotonic()
     with _Stop() as stop:
@@ -95,10 +91,10 @@ def _drive(store: Store, runner: Runner, batch_ids: list[int], grace: float) -> 
         print(f"storycheck: stopped by signal; unfinished checks went back to the queue "
               f"(continue with: storycheck worker --batch {batch_ids[0]})", file=sys.stderr)
         return EXIT_INTERRUPTED
-    return print_summary(store, batch_ids, elapsed)
+    return print_summary(store, batch_ids, elapsed, engine.log)
 
 
-def print_summary(store: Store, batch_ids: list[int], elapsed: float) -> int:
+def print_summary(store: Store, batch_ids: list[int], elapsed: float, log: logs.Logging | None = None) -> int:
     failed_any = False
     for bid in batch_ids:
         b = ops.get_batch(store, bid)
@@ -123,28 +119,28 @@ def print_summary(store: Store, batch_ids: list[int], elapsed: float) -> int:
             failed_any = True
         if b.failed:
             failed_any = True
-    setup = logs._setup
-    if setup and setup.file_path:
-        print(f"log: {setup.file_path}")
+    if log is not None and log.file_path:
+        print(f"log: {log.file_path}")
     return EXIT_FAILED if failed_any else EXIT_OK
 
 
 def worker_command(args: Namespace) -> int:
     settings = settings_from(args)
-    setup = start_logging(args)
-    source = build_source(settings)
-    store = open_db(args, settings, log_sink=setup.sink)
-    try:
+    log = start_logging(args)
+
+    def prepare(store: Store) -> list[int] | None:
         import_proxies(store, args.proxies)
-        batch_ids = [ops.find_batch(store, ref).id for ref in args.batch] if args.batch else None
-        runner = build_runner(store, settings, batch_ids=batch_ids, source=source)
-        monitor = build_monitor(store) if batch_ids is None else None  # watch rounds and webhooks
+        return [ops.find_batch(store, ref).id for ref in args.batch] if args.batch else None
+
+    with open_engine(settings, log, db=getattr(args, "db", None), prepare=prepare) as engine:
+        runner = engine.runner
+        monitor = build_monitor(engine.store) if engine.batch_ids is None else None  # watch rounds and webhooks
         with _Stop() as stop:
             stop.on_again = runner.hurry
             runner.start()
             if monitor:
                 monitor.start()
-            print(f"worker {runner.worker_id}: {runner.threads} check threads on {store.display}", file=sys.stderr)
+            print(f"worker {runner.worker_id}: {runner.threads} check threads on {engine.store.display}", file=sys.stderr)
             idle_since = None
             try:
                 while not stop.event.wait(0.5):
@@ -166,8 +162,6 @@ def worker_command(args: Namespace) -> int:
             print("storycheck: the worker stopped on an internal error; the log has the traceback", file=sys.stderr)
             return EXIT_FAILED
         return EXIT_INTERRUPTED if stop.event.is_set() and stop.signal == signal.SIGINT else EXIT_OK
-    finally:
-        store.close()
 
 
 def sim_command(args: Namespace) -> int:
@@ -181,8 +175,8 @@ def demo_headless(args: Namespace) -> int:
     """The simulator, faulty demo proxies and a demo batch through the real engine, headless."""
     from storycheck_tui.demo import demo_run
 
-    setup = start_logging(args)
-    with demo_run(args.db, args.profiles, log_sink=setup.sink) as run:
+    log = start_logging(args)
+    with demo_run(args.db, args.profiles, log_sink=log.sink) as run:
         print(run.hello, file=sys.stderr)
-        runner = build_runner(run.store, run.demo.settings, batch_ids=[run.batch_id])
-        return _drive(run.store, runner, [run.batch_id], 5.0)
+        with open_engine(run.demo.settings, log, store=run.store, prepare=lambda store: [run.batch_id]) as engine:
+            return _drive(engine, 5.0)

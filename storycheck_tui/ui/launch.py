@@ -1,13 +1,20 @@
-"""Open the console: on a database (``storycheck``), or on the built-in demo (``storycheck demo``)."""
+"""Open the console: on a database (``storycheck``), or on the built-in demo (``storycheck demo``).
+
+The engine comes from the composition root (:func:`storycheck_tui.engine.wiring.open_engine`);
+settings and logging come from the caller, so nothing here reaches back up into the CLI.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 from argparse import Namespace
+from typing import Callable
 
 from storycheck_tui import logs
+from storycheck_tui.config import Settings
 from storycheck_tui.engine.runner import Runner
+from storycheck_tui.engine.wiring import build_monitor, open_engine
 from storycheck_tui.store.db import Store
 
 WATCH_ONLY_NOTE = ("watch-only: no [source] configured (--config FILE), so checks run only in "
@@ -23,43 +30,30 @@ def read_only_wanted(args: Namespace) -> bool:
         "1", "true", "yes")
 
 
-def launch_console(args: Namespace) -> int:
-    from storycheck_tui.cli.common import import_proxies, open_db, settings_from, start_logging
-    from storycheck_tui.engine.wiring import build_monitor, build_runner
-
-    settings = settings_from(args)
-    read_only = read_only_wanted(args)
-    if read_only and getattr(args, "proxies", None):
-        from storycheck_tui.errors import InputError
-
-        raise InputError("--proxies adds proxies, and a read-only console changes nothing: leave one out")
-    setup = start_logging(args, console=True)
-    store = open_db(args, settings, log_sink=setup.sink)
-    try:
-        if read_only:  # no checks from here either: they write results
-            return run_console(build_runner(store, settings, workers=0), store, setup.ring, note=READ_ONLY_NOTE,
-                               read_only=True)
-        import_proxies(store, getattr(args, "proxies", None))
-        if settings.source.url:
-            monitor = build_monitor(store).start()  # watch rounds and webhooks, as a worker runs them
-            try:
-                return run_console(build_runner(store, settings), store, setup.ring)
-            finally:
-                monitor.stop()
-        return run_console(build_runner(store, settings, workers=0), store, setup.ring, note=WATCH_ONLY_NOTE)
-    finally:
-        store.close()
+def launch_console(settings: Settings, log: logs.Logging, *, db: str | None = None,
+                   prepare: Callable[[Store], None] | None = None, read_only: bool = False) -> int:
+    """The console on ``db``; watch-only when no ``[source]`` is configured; ``read_only``
+    watches and changes nothing (no checks, no ``prepare``: they write)."""
+    if read_only:
+        with open_engine(settings, log, db=db, watch_only=True) as engine:
+            return run_console(engine.runner, engine.store, log.ring, note=READ_ONLY_NOTE, read_only=True)
+    watch_only = not settings.source.url
+    with open_engine(settings, log, db=db, prepare=prepare, watch_only=watch_only) as engine:
+        if watch_only:
+            return run_console(engine.runner, engine.store, log.ring, note=WATCH_ONLY_NOTE)
+        monitor = build_monitor(engine.store).start()  # watch rounds and webhooks, as a worker runs them
+        try:
+            return run_console(engine.runner, engine.store, log.ring)
+        finally:
+            monitor.stop()
 
 
-def launch_demo(args: Namespace) -> int:
-    from storycheck_tui.cli.common import start_logging
+def launch_demo(log: logs.Logging, *, db: str | None = None, profiles: int = 500) -> int:
     from storycheck_tui.demo import demo_run
-    from storycheck_tui.engine.wiring import build_runner
 
-    setup = start_logging(args, console=True)
-    with demo_run(getattr(args, "db", None), getattr(args, "profiles", 500) or 500, log_sink=setup.sink) as run:
-        return run_console(build_runner(run.store, run.demo.settings), run.store, setup.ring,
-                           hello=run.hello + ". Press ? for keys.")
+    with demo_run(db, profiles, log_sink=log.sink) as run:
+        with open_engine(run.demo.settings, log, store=run.store) as engine:
+            return run_console(engine.runner, engine.store, log.ring, hello=run.hello + ". Press ? for keys.")
 
 
 def run_console(runner: Runner, store: Store, ring, *, note: str | None = None, hello: str | None = None,

@@ -1,0 +1,82 @@
+"""The check threads: one check at a time each, never inside a transaction.
+
+Owner: each check thread owns its own slot in ``checking`` (what it is checking, or None);
+counting the busy slots needs no lock. Results go to the writer's queues; a batch whose
+credentials the source refused is paused in the database and the keeper asked to re-read.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+
+from storycheck_tui import logs
+from storycheck_tui.engine.batchboard import CLAIMABLE, BatchBoard
+from storycheck_tui.engine.checker import Checker
+from storycheck_tui.engine.writer import Writer
+from storycheck_tui.errors import AuthFailed, CheckError, NoProxyAvailable
+from storycheck_tui.store import batches as batch_ops
+from storycheck_tui.store import queue as q
+from storycheck_tui.store.db import Store
+
+
+class CheckThreads:
+    def __init__(self, store: Store, checker: Checker, board: BatchBoard, writer: Writer, inbox: queue.SimpleQueue,
+                 *, threads: int, claim_size: int, stop: threading.Event, wake_claimer: threading.Event) -> None:
+        self._store = store
+        self._checker = checker
+        self._board = board
+        self._writer = writer
+        self._inbox = inbox
+        self._claim_size = claim_size
+        self._stop = stop
+        self._wake_claimer = wake_claimer
+        self.checking: list[q.Claimed | None] = [None] * threads
+
+    def busy(self) -> int:
+        """Check threads in a check right now."""
+        return sum(job is not None for job in self.checking)
+
+    def run(self, slot: int) -> None:
+        inbox, writer, stop = self._inbox, self._writer, self._stop
+        while not stop.is_set():
+            try:
+                job = inbox.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if inbox.qsize() < self._claim_size and not self._wake_claimer.is_set():
+                self._wake_claimer.set()  # running low: claim now, not at the claimer's next 0.2 s tick
+            if stop.is_set() or self._board.states.get(job.batch_id) not in CLAIMABLE:
+                writer.releases.put((job, 0.0))  # paused, cancelled, or shutting down
+                continue
+            self.checking[slot] = job
+            try:
+                logs.event(logging.DEBUG, logs.STORY_CHECK_STARTED, f"{job.username}: checking",
+                           batch_id=job.batch_id, job_id=job.id, username=job.username, attempt=job.attempts)
+                result = self._checker.check(job)
+            except NoProxyAvailable:
+                writer.releases.put((job, 1.0))
+                self._wake_claimer.set()
+                continue
+            except AuthFailed as err:
+                writer.releases.put((job, 0.0))
+                self._auth_failed(job, err)
+                continue
+            finally:
+                self.checking[slot] = None
+            writer.results.put(result)
+        # the inbox is handed back on stop
+        while True:
+            try:
+                writer.releases.put((inbox.get_nowait(), 0.0))
+            except queue.Empty:
+                break
+
+    def _auth_failed(self, job: q.Claimed, err: CheckError) -> None:
+        reason = f"the story source refused the credentials (HTTP {err.status}): {err.message}; fix the API key, then resume"
+        if batch_ops.pause(self._store, job.batch_id, reason, level=logging.ERROR):
+            logs.event(logging.ERROR, logs.BATCH_PAUSED, f"batch {job.batch_id} paused: {reason}",
+                       batch_id=job.batch_id, job_id=job.id, username=job.username, status=err.status,
+                       error_type=type(err).__name__, proxy=err.proxy)
+        self._board.request(wait=True)  # the jobs of the paused batch still in the inbox go back unchecked

@@ -1,0 +1,86 @@
+"""The claimer: keeps the inbox of this worker's check threads topped up from the database.
+
+Owner: the claimer thread. It alone claims, and it alone writes ``waiting_for_proxy``
+(read by snapshots). It claims only while some proxy is usable and some batch is claimable
+(as the keeper's :class:`~storycheck_tui.engine.batchboard.BatchBoard` says); every claim is
+handed to the writer's ledger before its jobs reach the inbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from typing import Callable
+
+from peewee import PeeweeException
+
+from storycheck_tui import logs
+from storycheck_tui.config import EngineSettings
+from storycheck_tui.engine.batchboard import BatchBoard
+from storycheck_tui.engine.proxies import ProxyPool
+from storycheck_tui.engine.writer import Writer
+from storycheck_tui.store import queue as q
+from storycheck_tui.store.db import Store
+
+log = logging.getLogger("storycheck.engine")
+
+
+class Claimer:
+    def __init__(self, store: Store, settings: EngineSettings, worker_id: str, pool: ProxyPool, board: BatchBoard,
+                 writer: Writer, inbox: queue.SimpleQueue, *, threads: int, busy: Callable[[], int],
+                 batch_ids: list[int] | None, stop: threading.Event, wake: threading.Event) -> None:
+        self._store = store
+        self._settings = settings
+        self._worker_id = worker_id
+        self._pool = pool
+        self._board = board
+        self._writer = writer
+        self._inbox = inbox
+        self._threads = threads
+        self._busy = busy
+        self._batch_ids = batch_ids
+        self._stop = stop
+        self._wake = wake
+        self.waiting_for_proxy = False  # published: no usable proxy, batches wait
+
+    def _pause(self, seconds: float) -> None:
+        self._wake.wait(seconds)
+        self._wake.clear()
+
+    def run(self) -> None:
+        eng = self._settings
+        said_waiting = False
+        while not self._stop.is_set():
+            want = min(eng.claim_size, self._threads + 2 * eng.claim_size - self._inbox.qsize() - self._busy())
+            batches = self._board.claimable(self._batch_ids)
+            if want <= 0 or not batches:
+                self._pause(0.2)
+                continue
+            if self._pool.usable_count() == 0:
+                self.waiting_for_proxy = True
+                if not said_waiting:
+                    logs.event(logging.WARNING, logs.NO_PROXY,
+                               "no usable proxy: all are cooling, dead or disabled; batches wait until one is back")
+                    said_waiting = True
+                self._pause(0.5)
+                continue
+            if said_waiting:
+                logs.event(logging.INFO, logs.PROXY_RECOVERED, "a proxy is usable again; checks resume")
+                said_waiting = False
+            self.waiting_for_proxy = False
+            try:
+                claimed = q.claim(self._store, self._worker_id, eng.lease_seconds, want, batches)
+            except PeeweeException:
+                # The database went away (restart, failover, network) or the claim lost a lock
+                # conflict: nothing was claimed. Keep the worker alive and try again shortly.
+                log.error("could not claim jobs; will retry", exc_info=True)
+                self._store.recover()
+                self._stop.wait(1.0)
+                continue
+            if not claimed:
+                self._pause(0.5)
+                continue
+            self._writer.claims.put(claimed)
+            for c in claimed:
+                self._inbox.put(c)

@@ -57,6 +57,15 @@ REASON_DISABLED = "disabled by operator"
 REASON_ENABLED = "enabled by operator"
 
 
+def is_usable(state: str, cooldown_until: float | None, now: float, validating: bool = False) -> bool:
+    """The one rule for "could this route be handed out now" (pacing aside): unchecked and
+    healthy routes are; a cooling one is once its cooldown has passed (``cooldown_until`` and
+    ``now`` on the same clock) and no validation of it is in flight; dead and disabled are not."""
+    if state == UNCHECKED or state == HEALTHY:
+        return True
+    return state == COOLING and (cooldown_until is None or now >= cooldown_until) and not validating
+
+
 @dataclass(frozen=True)
 class ProxyView:
     """An immutable copy of one route's state, for snapshots and the console."""
@@ -102,11 +111,10 @@ class _Entry:
 
     def usable(self, now: float) -> bool:
         """Could be acquired now, tokens aside."""
-        if self.state in (UNCHECKED, HEALTHY):
+        state = self.state
+        if state == UNCHECKED or state == HEALTHY:  # the common case, without a call
             return True
-        if self.state == COOLING:
-            return (self.cooldown_until is None or now >= self.cooldown_until) and not self.validating(now)
-        return False
+        return is_usable(state, self.cooldown_until, now, self.validating(now))
 
 
 class ProxyPool:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.widgets import DataTable
 
-from storycheck_tui.engine.proxies import LATENCY_HISTORY, ProxyView
+from storycheck_tui.engine.proxies import LATENCY_HISTORY, ProxyView, is_usable
 from storycheck_tui.store.reads import ProxyRow
 from storycheck_tui.ui import format as fmt
 from storycheck_tui.ui.panes.base import Col, FilterInput, Line, Pane, Table, columns, fit, room
@@ -33,8 +33,7 @@ class ProxyLine:
     validating: bool = False
 
     def usable(self, now: float) -> bool:
-        return self.state in (ProxyState.UNCHECKED, ProxyState.HEALTHY) or (
-            self.state == ProxyState.COOLING and (self.cooldown_until or 0.0) <= now)
+        return is_usable(self.state, self.cooldown_until, now, self.validating)
 
 
 class LatencyHistory:

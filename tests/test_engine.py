@@ -78,6 +78,29 @@ def test_rate_limited_does_not_fail_a_job(tmp_path, logsetup):
             assert_counters_match_rows(eng.store, eng.batch_id)
 
 
+def test_a_huge_retry_after_is_capped_at_max_cooldown_with_default_settings():
+    from storycheck_tui.config import ProxySettings
+    from storycheck_tui.engine.proxies import ProxyPool
+    from storycheck_tui.sources.base import DIRECT
+
+    settings = ProxySettings()
+    pool = ProxyPool([], settings)  # direct: one route for every profile
+    assert pool.rate_limited(DIRECT.key, 1e12) == settings.max_cooldown
+    assert pool.next_ready_in() <= settings.max_cooldown
+
+
+def test_one_hostile_retry_after_in_direct_mode_does_not_block_the_other_profiles(tmp_path, logsetup, story_server):
+    # [proxies] max_cooldown 1 s (the fast settings) so the test waits for the cap, not for 300 s
+    srv = story_server(lambda u, n: Reply(429, {}, headers={"Retry-After": "1000000000000"}) if u == "hostile"
+                       else Reply())
+    users = ["hostile"] + [f"u{i}" for i in range(6)]
+    with Engine(tmp_path, fast_settings(srv.source()), users) as eng:
+        wait_for(lambda: all(eng.job(u).state == "succeeded" for u in users[1:]), 15,
+                 lambda: f"the other profiles to be checked: {[(j.username, j.state) for j in eng.jobs()]}")
+    capped = [e for e in ring_events(logsetup, logs.RATE_LIMITED) if "capped" in e.message]
+    assert capped and "retry after 1000000000000.0 s, capped at 1 s" in capped[0].message
+
+
 def test_auth_failed_pauses_the_batch_and_leaves_profiles_pending(tmp_path, logsetup):
     secrets.add("wrong-key-4567")
     with Simulator(SimConfig(rate=0, api_key="right-key-1234")) as sim:

@@ -103,7 +103,7 @@ class Checker:
         try:
             outcome = self.source.check(prog.job.username, route)
         except RateLimited as err:
-            self.pool.rate_limited(route.key, err.retry_after)
+            blocked = self.pool.rate_limited(route.key, err.retry_after)
             prog.exclude.add(route.key)
             if route.url is not None and err.retry_after is not None and err.retry_after >= BAN_SECONDS:
                 state = self.pool.failure(route.key, f"banned: rate limited for {err.retry_after:.0f} s")
@@ -112,9 +112,15 @@ class Checker:
                            f"{err.retry_after:.0f} s); proxy is now {state}, failing over to another proxy")
                 raise
             prog.last_error = err  # a ban above is the proxy's failure, not the profile's
+            wait = ""
+            details = None
+            if err.retry_after is not None:
+                wait = f", retry after {err.retry_after:.1f} s"
+                if err.retry_after > blocked:  # the source's value is untrusted: capped, and said so
+                    wait += f", capped at {blocked:.0f} s ([proxies] max_cooldown)"
+                    details = {"retry_after_s": err.retry_after, "capped_s": blocked}
             self._note(logging.WARNING, logs.RATE_LIMITED, prog, err,
-                       f"{prog.job.username}: rate limited via {route.label}"
-                       + (f", retry after {err.retry_after:.1f} s" if err.retry_after is not None else ""))
+                       f"{prog.job.username}: rate limited via {route.label}{wait}", details=details)
             raise
         except ProxyFailed as err:
             prog.last_error = err

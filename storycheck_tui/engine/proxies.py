@@ -245,23 +245,26 @@ class ProxyPool:
                 self._to_healthy(e, reason)
                 self._cond.notify_all()  # only a transition can make a route usable sooner
 
-    def rate_limited(self, key: str, retry_after: float | None) -> None:
+    def rate_limited(self, key: str, retry_after: float | None) -> float:
         """A 429 through ``key``: halve its pace and block it for ``retry_after`` seconds.
 
-        Without ``retry_after`` the block is one interval at the new (halved) rate. Not a
-        health failure: state, streak and counters are untouched.
+        The source's ``Retry-After`` is untrusted: the block never exceeds ``max_cooldown``
+        (the caller logs the cap). Without ``retry_after`` the block is one interval at the new
+        (halved) rate. Not a health failure: state, streak and counters are untouched. Returns
+        the seconds the route is blocked for.
         """
         with self._cond:
             e = self._entries.get(key)
             if e is None:
-                return
+                return 0.0
             rate = e.bucket.cut()
-            if retry_after is None or not math.isfinite(retry_after):
+            if retry_after is None or math.isnan(retry_after):
                 wait = 1.0 / rate
             else:
-                wait = max(0.0, retry_after)
+                wait = min(max(0.0, retry_after), self.settings.max_cooldown)
             if wait > 0:
                 e.bucket.block_until(self._clock() + wait)
+            return wait
 
     def failure(self, key: str, error: str) -> str:
         """The proxy failed (connect, 407, tunnel, ban): cooling with a growing cooldown, or dead.

@@ -10,6 +10,8 @@ Two families:
 
 from __future__ import annotations
 
+from storycheck_tui.states import ErrorKind
+
 
 class StorycheckError(Exception):
     """Base of every error storycheck raises on purpose."""
@@ -50,7 +52,7 @@ class DatabaseError(StorycheckError):
 class CheckError(StorycheckError):
     """A story check failed. ``kind`` is stored as ``job.error_kind``."""
 
-    kind = "error"
+    kind: ErrorKind = ErrorKind.ERROR
     #: transient errors are retried by the checker; the others end the check at once.
     transient = False
 
@@ -64,7 +66,7 @@ class CheckError(StorycheckError):
 class RateLimited(CheckError):
     """The source answered "too many requests" for this identity (proxy or direct)."""
 
-    kind = "rate_limited"
+    kind = ErrorKind.RATE_LIMITED
     transient = True
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kw):
@@ -75,37 +77,37 @@ class RateLimited(CheckError):
 class ProxyFailed(CheckError):
     """The proxy, not the source, failed: connect error, 407, tunnel error, ban."""
 
-    kind = "proxy_failed"
+    kind = ErrorKind.PROXY_FAILED
     transient = True
 
 
 class SourceUnavailable(CheckError):
     """The source failed: 5xx, timeout, connection reset."""
 
-    kind = "source_unavailable"
+    kind = ErrorKind.SOURCE_UNAVAILABLE
     transient = True
 
 
 class BadResponse(CheckError):
     """The source answered, but not with a valid body (bad JSON, wrong shape, too large)."""
 
-    kind = "bad_response"
+    kind = ErrorKind.BAD_RESPONSE
     transient = True
 
 
 class AuthFailed(CheckError):
     """The source refused our credentials (401/402): retrying is pointless, pause the batch."""
 
-    kind = "auth_failed"
+    kind = ErrorKind.AUTH_FAILED
 
 
 class NoProxyAvailable(CheckError):
     """Every proxy is cooling, dead or disabled; the job goes back to the queue."""
 
-    kind = "no_proxy"
+    kind = ErrorKind.NO_PROXY
 
 
 class Unexpected(CheckError):
     """A bug or an error nobody planned for; carries the traceback in the log."""
 
-    kind = "unexpected"
+    kind = ErrorKind.UNEXPECTED

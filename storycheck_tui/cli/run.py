@@ -13,6 +13,7 @@ from storycheck_tui.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from storycheck_tui.cli.common import create_batch_from, import_proxies, read_profiles, settings_from, start_logging
 from storycheck_tui.cli.progress import Progress, fmt_duration
 from storycheck_tui.engine.wiring import Engine, build_monitor, open_engine
+from storycheck_tui.states import BatchState
 from storycheck_tui.store import batches as ops
 from storycheck_tui.store.db import Store
 from storycheck_tui.store.spend import spend_of
@@ -111,10 +112,10 @@ def print_summary(store: Store, batch_ids: list[int], elapsed: float, log: logs.
         budget = f" of a budget of {b.max_requests}" if b.max_requests is not None else ""
         print(f"  requests sent {b.requests}{budget}"
               + (": " + ", ".join(f"{k} {n}" for k, n in spent.items()) if spent else ""))
-        if b.reason and b.state != "finished":
+        if b.reason and b.state != BatchState.FINISHED:
             print(f"  {b.state}: {logs.clean(b.reason)}")
         remaining = b.remaining
-        if remaining and b.state != "cancelled":
+        if remaining and b.state != BatchState.CANCELLED:
             print(f"  {plural(remaining, 'profile')} not checked yet (batch is {b.state})")
             failed_any = True
         if b.failed:

@@ -13,12 +13,10 @@ import threading
 from types import MappingProxyType
 from typing import Callable, Mapping
 
+from storycheck_tui.states import CLAIMABLE
 from storycheck_tui.store import batches as batch_ops
 from storycheck_tui.store.batches import BatchView
 from storycheck_tui.store.db import Store
-from storycheck_tui.store.models import QUEUED, RUNNING
-
-CLAIMABLE = (QUEUED, RUNNING)
 
 #: how long a command waits for the keeper to re-read before it reads itself
 REQUEST_TIMEOUT = 5.0

@@ -33,7 +33,7 @@ from storycheck_tui.errors import (
 )
 from storycheck_tui.masking import scrub
 from storycheck_tui.sources.base import Outcome, Route, StorySource
-from storycheck_tui.store.models import FAILED, SUCCEEDED
+from storycheck_tui.states import JobState
 from storycheck_tui.store.queue import Claimed, JobResult
 
 #: how long one try waits for a paced proxy before the job is handed back to the queue
@@ -81,7 +81,7 @@ class Checker:
             err = Unexpected(f"{type(exc).__name__}: {scrub(str(exc))}", proxy=prog.route.label if prog.route else None)
             return self._failed(prog, err, tb=scrub(traceback.format_exc()))
         route = prog.route
-        return JobResult(job=job, state=SUCCEEDED, outcome=outcome, proxy=route.label if route else None,
+        return JobResult(job=job, state=JobState.SUCCEEDED, outcome=outcome, proxy=route.label if route else None,
                          http_status=outcome.http_status, latency_ms=outcome.latency_ms, tries=prog.tries)
 
     def _retrying(self, prog: _Progress) -> Retrying:
@@ -196,7 +196,7 @@ class Checker:
         if self.stop_event.is_set() and err.transient:
             # shutting down: not the profile's fault; the runner hands it back to the queue
             raise NoProxyAvailable("worker stopping")
-        return JobResult(job=prog.job, state=FAILED, error_kind=err.kind, error_message=scrub(err.message),
+        return JobResult(job=prog.job, state=JobState.FAILED, error_kind=err.kind, error_message=scrub(err.message),
                          proxy=err.proxy or (prog.route.label if prog.route else None), http_status=err.status,
                          tries=prog.tries, traceback=tb)
 

@@ -12,10 +12,11 @@ import queue
 import threading
 
 from storycheck_tui import logs
-from storycheck_tui.engine.batchboard import CLAIMABLE, BatchBoard
+from storycheck_tui.engine.batchboard import BatchBoard
 from storycheck_tui.engine.checker import Checker
 from storycheck_tui.engine.writer import Writer
 from storycheck_tui.errors import AuthFailed, CheckError, NoProxyAvailable
+from storycheck_tui.states import CLAIMABLE
 from storycheck_tui.store import batches as batch_ops
 from storycheck_tui.store import queue as q
 from storycheck_tui.store.db import Store

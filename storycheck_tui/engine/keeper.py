@@ -18,6 +18,7 @@ from storycheck_tui.engine import proxysync
 from storycheck_tui.engine.batchboard import BatchBoard
 from storycheck_tui.engine.proxies import ProxyPool
 from storycheck_tui.engine.writer import Writer
+from storycheck_tui.states import ProxyState, WorkerState
 from storycheck_tui.store import queue as q
 from storycheck_tui.store import workers as registry
 from storycheck_tui.store.db import Store
@@ -54,8 +55,9 @@ class Keeper:
                 self._board.refresh()
                 self.sync_proxies()
                 if self._threads and now - last_beat >= eng.heartbeat_every:
-                    registry.heartbeat(self._store, self._worker_id, checks=self._writer.finished, rate=self._writer.rate(),
-                                       lease_seconds=eng.lease_seconds, state="stopping" if self._stop.is_set() else "running")
+                    registry.heartbeat(self._store, self._worker_id, checks=self._writer.finished,
+                                       rate=self._writer.rate(), lease_seconds=eng.lease_seconds,
+                                       state=WorkerState.STOPPING if self._stop.is_set() else WorkerState.RUNNING)
                     last_beat = now
                 if self._threads and now - last_reap >= min(5.0, eng.lease_seconds / 4):
                     registry.expire_dead_local_workers(self._store, self._worker_id)
@@ -86,6 +88,7 @@ class Keeper:
             event = proxysync.EVENT_FOR_STATE.get(state)
             if event is None or reason in proxysync.OPERATOR_REASONS:
                 continue
-            level = logging.ERROR if state == "dead" else logging.WARNING if state == "cooling" else logging.INFO
+            level = (logging.ERROR if state == ProxyState.DEAD else logging.WARNING if state == ProxyState.COOLING
+                     else logging.INFO)
             logs.event(level, event, f"proxy {label} is {state}" + (f": {reason}" if reason else ""), proxy=label)
         self._wake_claimer.set()

@@ -39,9 +39,11 @@ from typing import Callable, Iterable
 from storycheck_tui.config import ProxySettings
 from storycheck_tui.engine.pacing import TokenBucket
 from storycheck_tui.sources.base import DIRECT, Route
+from storycheck_tui.states import ProxyState
 
-UNCHECKED, HEALTHY, COOLING, DEAD, DISABLED = "unchecked", "healthy", "cooling", "dead", "disabled"
-STATES = (UNCHECKED, HEALTHY, COOLING, DEAD, DISABLED)
+UNCHECKED, HEALTHY, COOLING, DEAD, DISABLED = (ProxyState.UNCHECKED, ProxyState.HEALTHY, ProxyState.COOLING,
+                                              ProxyState.DEAD, ProxyState.DISABLED)
+STATES = tuple(ProxyState)
 
 #: how many recent latencies a view carries (for a sparkline)
 LATENCY_HISTORY = 30

@@ -33,7 +33,7 @@ from peewee import PeeweeException
 from storycheck_tui import logs
 from storycheck_tui.config import Settings
 from storycheck_tui.engine import proxysync
-from storycheck_tui.engine.batchboard import CLAIMABLE, BatchBoard
+from storycheck_tui.engine.batchboard import BatchBoard
 from storycheck_tui.engine.checker import Checker
 from storycheck_tui.engine.checks import CheckThreads
 from storycheck_tui.engine.claimer import Claimer
@@ -43,6 +43,7 @@ from storycheck_tui.engine.validator import run_validator
 from storycheck_tui.engine.writer import Writer
 from storycheck_tui.logs import BatchLogSink
 from storycheck_tui.sources.base import StorySource
+from storycheck_tui.states import CLAIMABLE
 from storycheck_tui.store import batches as batch_ops
 from storycheck_tui.store import queue as q
 from storycheck_tui.store import workers as registry

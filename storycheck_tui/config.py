@@ -58,7 +58,7 @@ class RetrySettings:
     base_wait: float = 0.5
     max_wait: float = 30.0
     deadline: float = 120.0  # total seconds one check may take, waits included
-    max_claims: int = 3  # a job whose lease expired this many times is failed
+    max_claims: int = 20  # a job whose check was in flight when its worker died this many times is failed
 
 
 @dataclass(frozen=True)

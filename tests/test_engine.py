@@ -312,6 +312,27 @@ def test_claim_and_fence_invariants_under_16_threads(tmp_path):
         store.close()
 
 
+def test_a_death_counts_only_against_checks_that_were_in_flight(store):
+    """Seen with kill storms: every claimed job, even one only waiting in the dead worker's
+    inbox, counted a death against max_claims, and healthy profiles ended lease_expired."""
+    bid = ops.create_batch(store, "storm", ["waiting", "checking"])
+    for death in range(6):  # six deaths of the worker that holds them
+        owner = f"w{death}"
+        held = {c.username: c for c in q.claim(store, owner, 30.0, 2, [bid])}
+        assert set(held) == ({"waiting", "checking"} if death < 3 else {"waiting"})
+        if "checking" in held:
+            q.mark_started(store, owner, [held["checking"]])
+        q.extend_leases(store, owner, -1.0)  # found dead
+        reaped = {r.username: r for r in q.reap_expired(store, max_claims=3)}
+        assert set(reaped) == set(held)
+        assert not reaped["waiting"].failed and Job.get(Job.username == "waiting").attempts == 0
+        if "checking" in reaped:
+            assert reaped["checking"].failed == (death == 2)  # its third death in flight
+    job = Job.get(Job.username == "checking")
+    assert (job.state, job.error_kind) == ("failed", "lease_expired")
+    assert Job.get(Job.username == "waiting").state == "pending"
+
+
 def test_late_finish_by_a_former_owner_changes_nothing(store):
     """On SQLite and PostgreSQL (conftest's ``store`` fixture)."""
     bid = ops.create_batch(store, "fence", ["only"])

@@ -136,6 +136,49 @@ def test_kill9_at_random_moments_then_restart_finishes_the_batch(tmp_path):
               f"{left} profiles left for the restart; final: {figures}")
 
 
+def test_a_kill_storm_with_default_settings_fails_no_healthy_profile(tmp_path):
+    """20 kill -9 of `storycheck worker`, each soon after its first result (checks in flight,
+    the inbox full), then a restart: with DEFAULT settings (nothing in the config but the
+    source) every profile ends with its true outcome. Before, every claimed job (even one only
+    waiting in the inbox) counted each death against max_claims = 3, and healthy profiles
+    ended lease_expired."""
+    rng = random.Random(20261130)
+    with Simulator(SimConfig(seed=21, proxies=20, rate=0, latency=0.3)) as sim:
+        db = tmp_path / "storm.db"
+        logs_dir = tmp_path / "logs"
+        cfg = tmp_path / "storm.toml"
+        cfg.write_text(sim.config_snippet(), encoding="utf-8")
+        names = [f"storm.user{i:03d}" for i in range(800)]
+        bid = make_batch(db, names, sim.proxy_urls)
+        in_flight_kills = 0
+        for i in range(20):
+            before = finished_count(db, bid)
+            assert before < len(names), f"the batch ran out of work after {i} kills"
+            proc = spawn_worker(db, cfg, logs_dir)
+            try:
+                wait_for(lambda: finished_count(db, bid) > before, 20, "a first result")
+                try:  # a deliberate moment, not a wait for a condition: while checks are in flight
+                    proc.wait(timeout=rng.uniform(0.0, 0.2))
+                except subprocess.TimeoutExpired:
+                    pass
+                assert proc.poll() is None, proc.stderr.read().decode(errors="replace")[-2000:]
+                in_flight_kills += scalar(db, "SELECT COUNT(*) FROM job WHERE state = 'running' "
+                                              "AND check_started_at IS NOT NULL") > 0
+            finally:
+                if proc.poll() is None:
+                    kill9(proc)
+                proc.stderr.close()
+        assert in_flight_kills >= 5, "too few kills hit checks in flight"
+        final = spawn_worker(db, cfg, logs_dir)
+        rc = wait_exit(final, 120)
+        err = final.stderr.read().decode(errors="replace")
+        final.stderr.close()
+        assert rc == 0 and "Traceback" not in err, err
+        figures = check_invariants(db, bid, log_file=logs_dir / "storycheck.log", expected_outcome=sim.outcome_for)
+        assert figures.failed == 0 and figures.succeeded == len(names), figures
+        assert not orphaned_leases(db)
+
+
 def test_a_frozen_worker_loses_its_jobs_and_its_late_results_are_fenced_out(tmp_path):
     """SIGSTOP a worker with checks in flight past its lease: another worker reaps and finishes
     its jobs. SIGCONT: its late results are dropped by the fence (LEASE_LOST), never counted

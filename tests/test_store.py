@@ -199,6 +199,7 @@ def test_reaper_returns_expired_leases_then_fails_spent_jobs(store):
     explicitly by moving the lease end into the past, as a worker found dead does."""
     batch_id = ops.create_batch(store, "b", ["a", "b"])
     held = q.claim(store, "dead-worker", 30, 2)
+    q.mark_started(store, "dead-worker", held)  # their checks were in flight: a death counts
     assert q.reap_expired(store, max_claims=2) == []  # not expired (the DB clock says so)
     assert q.extend_leases(store, "dead-worker", -1.0) == 2  # its lease ended a second ago
     reaped = q.reap_expired(store, max_claims=2)
@@ -208,7 +209,7 @@ def test_reaper_returns_expired_leases_then_fails_spent_jobs(store):
     assert ops.get_batch(store, batch_id).completed == 0
 
     # second expiry: attempts (2) reached max_claims (2): the jobs fail and count as failed
-    q.claim(store, "dead-again", 30, 2)
+    q.mark_started(store, "dead-again", q.claim(store, "dead-again", 30, 2))
     assert q.reap_expired(store, max_claims=2) == []
     q.extend_leases(store, "dead-again", -1.0)
     reaped = q.reap_expired(store, max_claims=2)
@@ -250,14 +251,14 @@ def test_every_way_a_batch_finishes_commits_one_batch_finished_row_with_it(store
     assert events_of(store, b1)[-2:] == ["STORY_CHECK_SUCCESS", "BATCH_FINISHED"]  # the last result, then this
     # by the reaper: the last job's attempts are spent (no result, no writer: the reaper's own commit)
     b2 = ops.create_batch(store, "by-reaper", ["b"])
-    q.claim(store, "dead-worker", 30, 5, batch_ids=[b2])
+    q.mark_started(store, "dead-worker", q.claim(store, "dead-worker", 30, 5, batch_ids=[b2]))
     q.extend_leases(store, "dead-worker", -1.0)  # its lease ran out
     assert [r.failed for r in q.reap_expired(store, max_claims=1)] == [True]
     assert ops.get_batch(store, b2).state == "finished" and finished_rows(store, b2) == [f"batch {b2} finished"]
     assert events_of(store, b2)[-2:] == ["LEASE_EXPIRED", "BATCH_FINISHED"]
     # by the reaper, while paused: a paused batch with nothing left is finished too
     b3 = ops.create_batch(store, "paused", ["c"])
-    q.claim(store, "dead-worker", 30, 5, batch_ids=[b3])
+    q.mark_started(store, "dead-worker", q.claim(store, "dead-worker", 30, 5, batch_ids=[b3]))
     assert ops.pause(store, b3)
     q.extend_leases(store, "dead-worker", -1.0)
     q.reap_expired(store, max_claims=1)
@@ -467,7 +468,7 @@ def test_a_version_1_database_gets_the_proxy_validation_column(db_url):
     s.close()
     s = open_store(db_url)
     try:
-        assert Meta_.get(Meta_.key == "schema_version").value == str(dbmod.SCHEMA_VERSION) == "4"
+        assert Meta_.get(Meta_.key == "schema_version").value == str(dbmod.SCHEMA_VERSION) == "5"
         assert [(p.id, p.disabled, p.validate_requested_at) for p in Proxy.select()] == [(1, True, None)]
         assert ops.request_validation(s, 1) is not None
     finally:
@@ -490,10 +491,32 @@ def test_a_version_2_database_gets_the_watch_tables(db_url):
     s.close()
     s = open_store(db_url)
     try:
-        assert Meta_.get(Meta_.key == "schema_version").value == str(dbmod.SCHEMA_VERSION) == "4"
+        assert Meta_.get(Meta_.key == "schema_version").value == str(dbmod.SCHEMA_VERSION) == "5"
         assert ops.get_batch(s, batch_id).watch is None
         watches.add_watch(s, "w", ["a"], every=60.0)
         assert [r.watch for r in watches.start_due_rounds(s)] == ["w"]
+    finally:
+        s.close()
+
+
+def test_a_version_4_database_gets_the_check_started_column_and_keeps_its_jobs(db_url):
+    """Schema 4 (before job.check_started_at) is upgraded to 5 on open; a running job stays
+    running and counts as not started."""
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    s = open_store(db_url)
+    bid = ops.create_batch(s, "b", ["a", "b"])
+    [held] = q.claim(s, "w", 30, 1)
+    migrate(SchemaMigrator.from_database(s.db).drop_column("job", "check_started_at"))
+    Meta_.update(value="4").where(Meta_.key == "schema_version").execute()
+    s.close()
+    s = open_store(db_url)
+    try:
+        assert Meta_.get(Meta_.key == "schema_version").value == str(dbmod.SCHEMA_VERSION) == "5"
+        assert [(j.username, j.state, j.check_started_at) for j in Job.select().order_by(Job.id)] == \
+            [("a", "running", None), ("b", "pending", None)]
+        assert q.mark_started(s, "w", [held]) == 1 and Job.get_by_id(held.id).check_started_at is not None
+        assert ops.get_batch(s, bid).total == 2
     finally:
         s.close()
 

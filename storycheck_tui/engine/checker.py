@@ -22,6 +22,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
+from typing import Callable
 
 from tenacity import RetryCallState, Retrying, retry_if_exception
 
@@ -55,7 +56,9 @@ class _Progress:
 
 class Checker:
     def __init__(self, source: StorySource, pool: ProxyPool, settings: RetrySettings, *,
-                 stop: threading.Event | None = None, clock=time.monotonic, rng: random.Random | None = None):
+                 stop: threading.Event | None = None, clock=time.monotonic, rng: random.Random | None = None,
+                 on_send: Callable[[Claimed], None] | None = None):
+        self.on_send = on_send  # called once per check, as its first request goes out
         self.source = source
         self.pool = pool
         self.settings = settings
@@ -99,6 +102,8 @@ class Checker:
     def _try_once(self, prog: _Progress) -> Outcome:
         route = self._acquire(prog)
         prog.route = route
+        if prog.tries == 0 and self.on_send is not None:
+            self.on_send(prog.job)
         prog.tries += 1
         try:
             outcome = self.source.check(prog.job.username, route)

@@ -96,7 +96,7 @@ class Runner:
         self._checks: CheckThreads | None = None
         self._claimer: Claimer | None = None
         if source is not None and self.threads:
-            checker = Checker(source, pool, settings.retry, stop=self._abort)
+            checker = Checker(source, pool, settings.retry, stop=self._abort, on_send=self.writer.check_sent)
             self._checks = CheckThreads(store, checker, self.board, self.writer, inbox, threads=self.threads,
                                         claim_size=settings.engine.claim_size, stop=self._stop,
                                         wake_claimer=self._wake_claimer)

@@ -4,7 +4,10 @@ Owner: the writer thread (once :meth:`Runner.stop` has joined it, the stopping t
 It alone changes the ledger of held jobs (claimed by this worker, no result written yet),
 the count of finished checks and their times. Other threads talk to it through queues:
 the claimer puts what it claimed on ``claims``, check threads put results on ``results`` and
-hand-backs on ``releases``. It publishes ``held_count``, ``held_batches`` and ``finished``
+hand-backs on ``releases``, and (:meth:`Writer.check_sent`) the jobs whose first request is
+going out on ``started``. A started job still unfinished at a group commit is marked started
+in the database (``queue.mark_started``): from then on a death of this worker counts against
+its ``max_claims``; a job waiting in the inbox or for a proxy's token does not count. It publishes ``held_count``, ``held_batches`` and ``finished``
 (immutable values, replaced whole) for the snapshot, the keeper and ``wait_done``.
 """
 
@@ -28,6 +31,8 @@ log = logging.getLogger("storycheck.engine")
 
 #: the window of the "checks/s" a snapshot and a heartbeat report
 RATE_WINDOW = 10.0
+#: the longest a re-claimed job's first request waits for its start to be written
+MARK_WAIT = 2.0
 
 
 class Writer:
@@ -41,6 +46,7 @@ class Writer:
         # C-level queues: a check passes through two of them, and queue.Queue's Python-level
         # locking cost more than the rest of the hand-off
         self.claims: queue.SimpleQueue[list[q.Claimed]] = queue.SimpleQueue()
+        self.started: queue.SimpleQueue[tuple[q.Claimed, threading.Event | None]] = queue.SimpleQueue()
         self.results: queue.SimpleQueue[q.JobResult] = queue.SimpleQueue()
         self.releases: queue.SimpleQueue[tuple[q.Claimed, float]] = queue.SimpleQueue()
         self._held: dict[int, q.Claimed] = {}
@@ -57,6 +63,19 @@ class Writer:
         cutoff = time.monotonic() - RATE_WINDOW
         times = list(self._times)  # one C-level copy: iterating the deque while the writer
         return (len(times) - bisect.bisect_left(times, cutoff)) / RATE_WINDOW  # appends raised "deque mutated"
+
+    def check_sent(self, job: q.Claimed) -> None:
+        """A check thread is sending the first request of ``job`` (called on that thread).
+
+        A job claimed before (``lease_seq`` above 1: it may be the one that keeps killing its
+        workers) waits for the next commit to mark it, so its request leaves only once a death
+        would count; the others are marked at the next commit, their request already out."""
+        if job.lease_seq > 1:
+            marked = threading.Event()
+            self.started.put((job, marked))
+            marked.wait(MARK_WAIT)
+        else:
+            self.started.put((job, None))
 
     def busy_for(self, batch_ids: list[int]) -> bool:
         """Something of these batches is held or waits to be written."""
@@ -86,17 +105,26 @@ class Writer:
 
     def flush(self) -> None:
         self._take_claims()  # before the results: a job's claim is always queued before its result
+        started = drain(self.started)
         results = drain(self.results)
         releases = drain(self.releases)
         entries = self._batch_log.drain() if self._batch_log else []
-        if results or releases or entries:
-            self._write(results, releases, entries)
+        marks = [job for job, _ in started]
+        if marks:  # a check that ended before this commit needs no mark: its result is here
+            done = {r.job.id for r in results} | {j.id for j, _ in releases}
+            marks = [j for j in marks if j.id not in done]
+        if marks or results or releases or entries:
+            self._write(marks, results, releases, entries)
+        for _, marked in started:
+            if marked is not None:
+                marked.set()  # written (or not, on a database error: the check goes on all the same)
         self._publish()
 
-    def _write(self, results: list[q.JobResult], releases: list[tuple[q.Claimed, float]],
+    def _write(self, started: list[q.Claimed], results: list[q.JobResult], releases: list[tuple[q.Claimed, float]],
                entries: list[logs.LogEntry]) -> None:
         store = self._store
         try:
+            q.mark_started(store, self._worker_id, started)
             report = q.finish(store, self._worker_id, results, entries)
             by_delay: dict[float, list[q.Claimed]] = collections.defaultdict(list)
             for job, delay in releases:
@@ -107,6 +135,8 @@ class Writer:
             # Nothing is lost: put everything back and try again on the next tick.
             log.error("could not write %d results; will retry", len(results), exc_info=True)
             store.recover()
+            for j in started:
+                self.started.put((j, None))
             for r in results:
                 self.results.put(r)
             for item in releases:

@@ -27,7 +27,7 @@ from storycheck_tui.masking import MASK, mask_url, one_line as masked_line, regi
 from storycheck_tui.store import models, sqlitefile
 from storycheck_tui.store.dialect import Dialect, dialect_for
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 ENV_VAR = "STORYCHECK_DB"
 
 
@@ -276,7 +276,17 @@ def _v4_spend(store: Store) -> None:
     store.db.create_tables([models.Spend], safe=True)
 
 
-UPGRADES: dict[int, Callable[[Store], None]] = {2: _v2_validate_requests, 3: _v3_watches, 4: _v4_spend}
+def _v5_check_started(store: Store) -> None:
+    """job.check_started_at: a worker's death counts only against checks that were in flight."""
+    from peewee import DoubleField
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    if "check_started_at" not in {c.name for c in store.db.get_columns("job")}:
+        migrate(SchemaMigrator.from_database(store.db).add_column("job", "check_started_at", DoubleField(null=True)))
+
+
+UPGRADES: dict[int, Callable[[Store], None]] = {2: _v2_validate_requests, 3: _v3_watches, 4: _v4_spend,
+                                                5: _v5_check_started}
 
 
 def _schema_version(store: Store) -> int | None:

@@ -36,7 +36,7 @@ class Dialect:
         p, now = self.param, self.now
         return (
             f"UPDATE job SET state = {_RUNNING}, attempts = attempts + 1, lease_seq = lease_seq + 1, lease_owner = {p}, "
-            f"lease_until = {now} + {p}, started_at = {now} "
+            f"lease_until = {now} + {p}, started_at = {now}, check_started_at = NULL "
             f"WHERE id IN (SELECT j.id FROM job j WHERE j.batch_id = {p} AND j.state = {_PENDING} "
             f"AND j.run_after <= {now} "
             f"AND EXISTS (SELECT 1 FROM batch b WHERE b.id = {p} AND b.state IN {_CLAIMABLE}) "
@@ -120,7 +120,7 @@ class PostgresDialect(Dialect):
             f"AND EXISTS (SELECT 1 FROM batch b WHERE b.id = {p} AND b.state IN {_CLAIMABLE}) "
             f"ORDER BY j.id LIMIT {p} FOR UPDATE OF j SKIP LOCKED) "
             f"UPDATE job SET state = {_RUNNING}, attempts = job.attempts + 1, lease_seq = job.lease_seq + 1, lease_owner = {p}, "
-            f"lease_until = {now} + {p}, started_at = {now} "
+            f"lease_until = {now} + {p}, started_at = {now}, check_started_at = NULL "
             f"FROM c WHERE job.id = c.id "
             f"RETURNING job.id, job.batch_id, job.username, job.attempts, job.lease_seq"
         )

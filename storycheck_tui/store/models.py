@@ -77,6 +77,10 @@ class Job(BaseModel):
     latency_ms = DoubleField(null=True)
     tries = IntegerField(default=0)  # HTTP requests made by the last attempt
     started_at = DoubleField(null=True)
+    # a check of the current claim has started (the worker says so in its group commit); NULL:
+    # claimed, still waiting in the worker's inbox. The reaper counts an expired lease against
+    # max_claims only when set (schema version 3)
+    check_started_at = DoubleField(null=True)
     finished_at = DoubleField(null=True)
 
     class Meta:

@@ -230,6 +230,20 @@ def release(store: Store, owner: str, jobs: list[Claimed], *, delay: float = 0.0
     return n
 
 
+def mark_started(store: Store, owner: str, jobs: list[Claimed]) -> int:
+    """Record that checks of these claims have started (fenced: only while ``owner`` holds
+    them): from now on a death of ``owner`` counts against their ``max_claims``."""
+    if not jobs:
+        return 0
+    p = store.dialect.param
+    query = f"UPDATE job SET check_started_at = {store.dialect.now} WHERE {_FENCE.format(p=p)}"
+    n = 0
+    with store.db.atomic():
+        for j in sorted(jobs, key=lambda j: j.id):  # id order, as in finish and reap
+            n += store.db.execute_sql(query, (j.id, owner, j.lease_seq)).rowcount
+    return n
+
+
 def _cancel_pending_of_cancelled(store: Store, batch_ids: Iterable[int]) -> None:
     """Jobs handed back (released or reaped) to a batch cancelled meanwhile are cancelled too:
     nothing claims a cancelled batch's jobs, so left pending they would never end."""
@@ -257,6 +271,7 @@ class Reaped:
     username: str
     owner: str
     failed: bool  # attempts spent: the job failed instead of going back to pending
+    started: bool = True  # its check had started: the death counted against max_claims
 
 
 def reap_expired(store: Store, max_claims: int, limit: int = 1000) -> list[Reaped]:
@@ -272,11 +287,14 @@ def reap_expired(store: Store, max_claims: int, limit: int = 1000) -> list[Reape
     with db.atomic():
         ts = now(store)
         rows = db.execute_sql(
-            f"SELECT id, batch_id, username, attempts, lease_owner, lease_seq FROM job "
+            f"SELECT id, batch_id, username, attempts, lease_owner, lease_seq, check_started_at FROM job "
             f"WHERE state = {sql(JobState.RUNNING)} AND lease_until < {p} ORDER BY id LIMIT {p}", (ts, limit)).fetchall()
         failed_by_batch: dict[int, int] = defaultdict(int)
-        for job_id, batch_id, username, attempts, owner, seq in rows:
-            give_up = attempts >= max_claims
+        for job_id, batch_id, username, attempts, owner, seq, check_started in rows:
+            # A death counts only against a check that was in flight: a job still waiting in the
+            # dead worker's inbox goes back with its attempt given back, however often that happens.
+            started = check_started is not None
+            give_up = started and attempts >= max_claims
             if give_up:
                 cur = db.execute_sql(
                     f"UPDATE job SET state = {sql(JobState.FAILED)}, error_kind = {sql(ErrorKind.LEASE_EXPIRED)}, "
@@ -285,10 +303,11 @@ def reap_expired(store: Store, max_claims: int, limit: int = 1000) -> list[Reape
                     (f"worker {owner} stopped without finishing it, {attempts} times", ts, job_id, owner, seq))
             else:
                 cur = db.execute_sql(
-                    f"UPDATE job SET state = {sql(JobState.PENDING)}, lease_owner = NULL, lease_until = NULL, run_after = {p} "
-                    f"WHERE {_FENCE.format(p=p)}", (ts, job_id, owner, seq))
+                    f"UPDATE job SET state = {sql(JobState.PENDING)}, attempts = attempts - {p}, lease_owner = NULL, "
+                    f"lease_until = NULL, run_after = {p} WHERE {_FENCE.format(p=p)}",
+                    (0 if started else 1, ts, job_id, owner, seq))
             if cur.rowcount == 1:
-                out.append(Reaped(job_id, batch_id, username, owner, give_up))
+                out.append(Reaped(job_id, batch_id, username, owner, give_up, started))
                 if give_up:
                     failed_by_batch[batch_id] += 1
         _cancel_pending_of_cancelled(store, {r.batch_id for r in out if not r.failed})
@@ -310,11 +329,12 @@ def reap_expired(store: Store, max_claims: int, limit: int = 1000) -> list[Reape
 
 def _reaped_message(r: Reaped) -> str:
     return (f"{r.username}: lease of worker {r.owner} expired; "
-            + ("attempts spent, job failed" if r.failed else "job back in the queue"))
+            + ("attempts spent, job failed" if r.failed else "job back in the queue" if r.started
+               else "job back in the queue (its check had not started: no attempt spent)"))
 
 
 __all__ = [
     "Claimed", "JobResult", "FinishReport", "Reaped", "claim", "finish", "release", "extend_leases", "reap_expired",
-    "finish_batch_if_done", "log_batches_finished", "now", "open_jobs", "STORY_COLUMNS", "PENDING", "JOB_RUNNING", "FAILED",
+    "finish_batch_if_done", "log_batches_finished", "mark_started", "now", "open_jobs", "STORY_COLUMNS", "PENDING", "JOB_RUNNING", "FAILED",
     "SUCCEEDED",
 ]

@@ -107,6 +107,13 @@ class NoProxyAvailable(CheckError):
     kind = ErrorKind.NO_PROXY
 
 
+class CircuitOpen(CheckError):
+    """The source is down for many profiles at once: no check is sent, the job goes back to
+    the queue with no attempt spent (see engine/breaker.py)."""
+
+    kind = ErrorKind.CIRCUIT_OPEN
+
+
 class Unexpected(CheckError):
     """A bug or an error nobody planned for; carries the traceback in the log."""
 

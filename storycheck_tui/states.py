@@ -58,6 +58,8 @@ class ErrorKind(StrEnum):
     BAD_RESPONSE = "bad_response"
     AUTH_FAILED = "auth_failed"
     NO_PROXY = "no_proxy"
+    #: never stored: the job went back to the queue while the source's circuit was open
+    CIRCUIT_OPEN = "circuit_open"
     UNEXPECTED = "unexpected"
     #: the reaper failed the job: its lease expired ``max_claims`` times
     LEASE_EXPIRED = "lease_expired"

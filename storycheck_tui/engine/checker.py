@@ -9,6 +9,8 @@ Retry policy (tenacity, a fresh ``Retrying`` per check so statistics are never s
   exponential backoff and full jitter between tries.
 * The total ``deadline`` bounds every check, waits included.
 * ``AuthFailed`` and anything unexpected end the check at once.
+* ``SourceUnavailable`` is also reported to the circuit breaker; while it is open no request
+  is sent and ``CircuitOpen`` hands the job back with no attempt spent.
 
 Every retry, failover and rate limit is a log record with the username, masked proxy,
 try number, HTTP status and exception type.
@@ -29,8 +31,10 @@ from tenacity import RetryCallState, Retrying, retry_if_exception
 from storycheck_tui import logs
 from storycheck_tui.config import RetrySettings
 from storycheck_tui.engine.proxies import ProxyPool
+from storycheck_tui.engine.breaker import CIRCUIT_CLOSED, CircuitBreaker, log_transition
 from storycheck_tui.errors import (
-    AuthFailed, BadResponse, CheckError, NoProxyAvailable, ProxyFailed, RateLimited, SourceUnavailable, Unexpected,
+    AuthFailed, BadResponse, CheckError, CircuitOpen, NoProxyAvailable, ProxyFailed, RateLimited, SourceUnavailable,
+    Unexpected,
 )
 from storycheck_tui.masking import scrub
 from storycheck_tui.sources.base import Outcome, Route, StorySource
@@ -57,8 +61,13 @@ class _Progress:
 class Checker:
     def __init__(self, source: StorySource, pool: ProxyPool, settings: RetrySettings, *,
                  stop: threading.Event | None = None, clock=time.monotonic, rng: random.Random | None = None,
-                 on_send: Callable[[Claimed], None] | None = None):
+                 on_send: Callable[[Claimed], None] | None = None, breaker: CircuitBreaker | None = None):
         self.on_send = on_send  # called once per check, as its first request goes out
+        self.breaker = breaker or CircuitBreaker(clock=clock)
+        # job id -> attempts spent when an open circuit handed it back: a profile whose own
+        # answers are 5xx still fails after max_attempts, however often the circuit opens
+        self._carried: dict[int, tuple[int, int]] = {}  # (spent, tries)
+        self._carried_lock = threading.Lock()
         self.source = source
         self.pool = pool
         self.settings = settings
@@ -71,11 +80,19 @@ class Checker:
     def check(self, job: Claimed) -> JobResult:
         """Check one job; returns a result, or raises NoProxyAvailable / AuthFailed for the runner."""
         prog = _Progress(job=job, deadline=self.clock() + self.settings.deadline)
+        if self._carried:  # tries spent before an open circuit handed this job back
+            with self._carried_lock:
+                prog.spent, prog.tries = self._carried.pop(job.id, (0, 0))
         try:
             try:
                 outcome = self._try_once(prog)  # most checks end here: no tenacity set-up for them
             except Exception as first:  # tenacity takes over, starting from this first try's error
                 outcome = self._retrying(prog)(_replay(first, self._try_once), prog)
+        except CircuitOpen:
+            if prog.tries:
+                with self._carried_lock:
+                    self._carried[job.id] = (prog.spent, prog.tries)
+            raise
         except (NoProxyAvailable, AuthFailed):
             raise
         except CheckError as err:
@@ -100,9 +117,12 @@ class Checker:
     # -- one try ------------------------------------------------------------------------------
 
     def _try_once(self, prog: _Progress) -> Outcome:
+        if not self.breaker.allow():
+            raise CircuitOpen("the source is failing for many profiles: circuit open, check handed back")
         route = self._acquire(prog)
+        first = prog.route is None
         prog.route = route
-        if prog.tries == 0 and self.on_send is not None:
+        if first and self.on_send is not None:
             self.on_send(prog.job)
         prog.tries += 1
         try:
@@ -138,11 +158,15 @@ class Checker:
         except (SourceUnavailable, BadResponse) as err:
             prog.last_error = err
             prog.spent += 1
+            if isinstance(err, SourceUnavailable):
+                log_transition(self.breaker, self.breaker.failure(prog.job.username, err.message), prog.job.username)
             prog.exclude.add(route.key)  # prefer another route next time; the proxy's health is not at stake
             raise
         except CheckError:
             raise
         self.pool.success(route.key, outcome.latency_ms)
+        if self.breaker.success(prog.job.username) is not None:  # a check let through as the probe
+            log_transition(self.breaker, CIRCUIT_CLOSED, prog.job.username)
         return outcome
 
     def _acquire(self, prog: _Progress) -> Route:

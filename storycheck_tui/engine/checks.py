@@ -15,7 +15,7 @@ from storycheck_tui import logs
 from storycheck_tui.engine.batchboard import BatchBoard
 from storycheck_tui.engine.checker import Checker
 from storycheck_tui.engine.writer import Writer
-from storycheck_tui.errors import AuthFailed, CheckError, NoProxyAvailable
+from storycheck_tui.errors import AuthFailed, CheckError, CircuitOpen, NoProxyAvailable
 from storycheck_tui.states import CLAIMABLE
 from storycheck_tui.store import batches as batch_ops
 from storycheck_tui.store import queue as q
@@ -56,8 +56,8 @@ class CheckThreads:
                 logs.event(logging.DEBUG, logs.STORY_CHECK_STARTED, f"{job.username}: checking",
                            batch_id=job.batch_id, job_id=job.id, username=job.username, attempt=job.attempts)
                 result = self._checker.check(job)
-            except NoProxyAvailable:
-                writer.releases.put((job, 1.0))
+            except (NoProxyAvailable, CircuitOpen):
+                writer.releases.put((job, 1.0))  # no attempt spent
                 self._wake_claimer.set()
                 continue
             except AuthFailed as err:

@@ -1,9 +1,10 @@
 """The claimer: keeps the inbox of this worker's check threads topped up from the database.
 
 Owner: the claimer thread. It alone claims, and it alone writes ``waiting_for_proxy``
-(read by snapshots). It claims only while some proxy is usable and some batch is claimable
-(as the keeper's :class:`~storycheck_tui.engine.batchboard.BatchBoard` says); every claim is
-handed to the writer's ledger before its jobs reach the inbox.
+(read by snapshots). It claims only while some proxy is usable, the source's circuit is not
+open (a claim is made when its probe is due) and some batch is claimable (as the keeper's
+:class:`~storycheck_tui.engine.batchboard.BatchBoard` says); every claim is handed to the
+writer's ledger before its jobs reach the inbox.
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ from peewee import PeeweeException
 from storycheck_tui import logs
 from storycheck_tui.config import EngineSettings
 from storycheck_tui.engine.batchboard import BatchBoard
+from storycheck_tui.engine.breaker import CircuitBreaker, log_transition
 from storycheck_tui.engine.proxies import ProxyPool
 from storycheck_tui.engine.writer import Writer
+from storycheck_tui.errors import BadResponse, CheckError, RateLimited, SourceUnavailable
+from storycheck_tui.sources.base import StorySource
 from storycheck_tui.store import queue as q
 from storycheck_tui.store.db import Store
 
@@ -29,7 +33,10 @@ log = logging.getLogger("storycheck.engine")
 class Claimer:
     def __init__(self, store: Store, settings: EngineSettings, worker_id: str, pool: ProxyPool, board: BatchBoard,
                  writer: Writer, inbox: queue.SimpleQueue, *, threads: int, busy: Callable[[], int],
-                 batch_ids: list[int] | None, stop: threading.Event, wake: threading.Event) -> None:
+                 batch_ids: list[int] | None, stop: threading.Event, wake: threading.Event,
+                 breaker: CircuitBreaker, source: StorySource) -> None:
+        self._breaker = breaker
+        self._source = source
         self._store = store
         self._settings = settings
         self._worker_id = worker_id
@@ -43,6 +50,27 @@ class Claimer:
         self._stop = stop
         self._wake = wake
         self.waiting_for_proxy = False  # published: no usable proxy, batches wait
+
+    def _probe(self, username: str) -> None:
+        """Ask the source about a profile it answered recently: is it up again?"""
+        route = self._pool.acquire(timeout=5.0, wait_for_revival=False)
+        if route is None:
+            self._breaker.probe_abandoned()
+            return
+        try:
+            outcome = self._source.check(username, route)
+        except (SourceUnavailable, BadResponse) as err:
+            log_transition(self._breaker, self._breaker.failure(username, err.message), username)
+            return
+        except RateLimited:
+            change = self._breaker.success(username)  # it answered: up, if busy
+        except CheckError:
+            self._breaker.probe_abandoned()  # the route failed, not the source
+            return
+        else:
+            self._pool.success(route.key, outcome.latency_ms)
+            change = self._breaker.success(username)
+        log_transition(self._breaker, change, username)
 
     def _pause(self, seconds: float) -> None:
         self._wake.wait(seconds)
@@ -69,6 +97,13 @@ class Claimer:
                 logs.event(logging.INFO, logs.PROXY_RECOVERED, "a proxy is usable again; checks resume")
                 said_waiting = False
             self.waiting_for_proxy = False
+            probe = self._breaker.probe_due()
+            if probe is not None:
+                self._probe(probe)
+            closed_in = self._breaker.wait()
+            if closed_in > 0:  # the circuit is open: claim again when its probe is due
+                self._pause(min(closed_in, 0.5))
+                continue
             try:
                 claimed = q.claim(self._store, self._worker_id, eng.lease_seconds, want, batches)
             except PeeweeException:

@@ -34,6 +34,7 @@ from storycheck_tui import logs
 from storycheck_tui.config import Settings
 from storycheck_tui.engine import proxysync
 from storycheck_tui.engine.batchboard import BatchBoard
+from storycheck_tui.engine.breaker import BreakerView, CircuitBreaker
 from storycheck_tui.engine.checker import Checker
 from storycheck_tui.engine.checks import CheckThreads
 from storycheck_tui.engine.claimer import Claimer
@@ -66,6 +67,7 @@ class EngineSnapshot:
     batches: tuple[BatchView, ...] = ()
     proxies: tuple[ProxyView, ...] = ()
     waiting_for_proxy: bool = False
+    circuit: BreakerView | None = None  # the source's circuit breaker (state "closed" normally)
 
 
 class Runner:
@@ -90,19 +92,24 @@ class Runner:
         self.board = BatchBoard(store, self._wake_claimer.set)
         self.writer = Writer(store, self.worker_id, self.board, batch_log, settings.engine.commit_every)
         self._proxy_sync = proxysync.ProxySync(store, pool)
+        # guards its own state with its lock; it opens when this many different profiles failed
+        # (fewer check threads than that could not see them all before their attempts ran out)
+        self.breaker = CircuitBreaker(min_profiles=max(2, min(5, self.threads)))
         self._keeper = Keeper(store, settings, self.worker_id, pool, self._proxy_sync, self.board, self.writer,
                               threads=self.threads, stop=self._stop, abort=self._abort,
                               wake_claimer=self._wake_claimer)
         self._checks: CheckThreads | None = None
         self._claimer: Claimer | None = None
         if source is not None and self.threads:
-            checker = Checker(source, pool, settings.retry, stop=self._abort, on_send=self.writer.check_sent)
+            checker = Checker(source, pool, settings.retry, stop=self._abort, on_send=self.writer.check_sent,
+                              breaker=self.breaker)
             self._checks = CheckThreads(store, checker, self.board, self.writer, inbox, threads=self.threads,
                                         claim_size=settings.engine.claim_size, stop=self._stop,
                                         wake_claimer=self._wake_claimer)
             self._claimer = Claimer(store, settings.engine, self.worker_id, pool, self.board, self.writer, inbox,
                                     threads=self.threads, busy=self._checks.busy, batch_ids=batch_ids,
-                                    stop=self._stop, wake=self._wake_claimer)
+                                    stop=self._stop, wake=self._wake_claimer, breaker=self.breaker,
+                                    source=source)
         self.started = False
         self.crashed = False  # an engine thread died on an unexpected error
 
@@ -225,6 +232,7 @@ class Runner:
             in_flight=self.writer.held_count, rate=self.writer.rate(), finished=self.writer.finished,
             batches=self.board.views, proxies=tuple(self._proxy_sync.views()),
             waiting_for_proxy=self._claimer.waiting_for_proxy if self._claimer else False,
+            circuit=self.breaker.view(),
         )
 
     def refresh(self) -> None:

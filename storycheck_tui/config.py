@@ -44,6 +44,9 @@ class SourceSettings:
     health_url: str = ""
     timeout: float = 10.0  # seconds for connect/read/write of one request
     max_body_bytes: int = 1_000_000
+    # a cap on requests/s to the source from this process (one API key); none: the engine finds
+    # the pace itself (engine/pace.py)
+    max_rate: float | None = None
     preset: str = ""  # a preset's name (sources/preset_data): it filled the keys this table left out
     method: str = "GET"  # "GET" or "POST"
     json: Any = None  # the JSON body of a POST; string values may hold {username}
@@ -65,7 +68,7 @@ class RetrySettings:
 class ProxySettings:
     """Pacing and health of each proxy (the ``[proxies]`` table)."""
 
-    rate: float = 1.0  # requests per second per proxy
+    rate: float | None = None  # a cap on requests per second per proxy; none: no cap
     burst: float = 2.0
     cooldown: float = 5.0  # first cooldown after a failure; doubles per failure in a row
     max_cooldown: float = 300.0
@@ -104,7 +107,10 @@ _SECTIONS: dict[str, type] = {
     "engine": EngineSettings,
 }
 
-_POSITIVE = {
+#: numbers whose default is "none" (no cap)
+_OPTIONAL_NUMBERS = {"rate", "max_rate"}
+
+_POSITIVE = {"max_rate", 
     "timeout", "max_body_bytes", "max_attempts", "max_wait", "deadline", "max_claims", "rate",
     "burst", "max_cooldown", "dead_after", "validate_every", "workers", "lease_seconds",
     "claim_size", "commit_every", "heartbeat_every",
@@ -205,6 +211,8 @@ def _coerce(cls: type, section: str, key: str, value: Any, err: InputError) -> A
             if bad:  # a header value cannot hold a line break or another control character
                 raise InputError(f"[{section}] {key}.{k}: {bad}", source=err.source, line=err.line)
         return out
+    if sample is None and key in _OPTIONAL_NUMBERS:
+        sample = 0.0  # a number when given; absent means none
     if isinstance(sample, (int, float)):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise fail(f"expected a number, got {value!r}")

@@ -9,6 +9,8 @@ Retry policy (tenacity, a fresh ``Retrying`` per check so statistics are never s
   exponential backoff and full jitter between tries.
 * The total ``deadline`` bounds every check, waits included.
 * ``AuthFailed`` and anything unexpected end the check at once.
+* Every request first takes a token of the source's pace (engine/pace.py), which a 429 cuts
+  and answers raise again; a wait longer than a try may take hands the job back.
 * ``SourceUnavailable`` is also reported to the circuit breaker; while it is open no request
   is sent and ``CircuitOpen`` hands the job back with no attempt spent.
 
@@ -32,6 +34,7 @@ from storycheck_tui import logs
 from storycheck_tui.config import RetrySettings
 from storycheck_tui.engine.proxies import ProxyPool
 from storycheck_tui.engine.breaker import CIRCUIT_CLOSED, CircuitBreaker, log_transition
+from storycheck_tui.engine.pace import SourcePace
 from storycheck_tui.errors import (
     AuthFailed, BadResponse, CheckError, CircuitOpen, NoProxyAvailable, ProxyFailed, RateLimited, SourceUnavailable,
     Unexpected,
@@ -56,12 +59,15 @@ class _Progress:
     exclude: set[str] = field(default_factory=set)
     route: Route | None = None
     last_error: CheckError | None = None
+    sent_at: float = 0.0  # when the last request took its token of the source's pace
 
 
 class Checker:
     def __init__(self, source: StorySource, pool: ProxyPool, settings: RetrySettings, *,
                  stop: threading.Event | None = None, clock=time.monotonic, rng: random.Random | None = None,
-                 on_send: Callable[[Claimed], None] | None = None, breaker: CircuitBreaker | None = None):
+                 on_send: Callable[[Claimed], None] | None = None, breaker: CircuitBreaker | None = None,
+                 pace: SourcePace | None = None):
+        self.pace = pace or SourcePace(clock=clock)
         self.on_send = on_send  # called once per check, as its first request goes out
         self.breaker = breaker or CircuitBreaker(clock=clock)
         # job id -> attempts spent when an open circuit handed it back: a profile whose own
@@ -120,6 +126,7 @@ class Checker:
         if not self.breaker.allow():
             raise CircuitOpen("the source is failing for many profiles: circuit open, check handed back")
         route = self._acquire(prog)
+        self._take_pace(prog)  # after the route: a request never waits out a route's block holding a token
         first = prog.route is None
         prog.route = route
         if first and self.on_send is not None:
@@ -128,6 +135,7 @@ class Checker:
         try:
             outcome = self.source.check(prog.job.username, route)
         except RateLimited as err:
+            self.pace.limited(prog.sent_at, None, prog.job.username)
             blocked = self.pool.rate_limited(route.key, err.retry_after)
             prog.exclude.add(route.key)
             if route.url is not None and err.retry_after is not None and err.retry_after >= BAN_SECONDS:
@@ -165,9 +173,27 @@ class Checker:
         except CheckError:
             raise
         self.pool.success(route.key, outcome.latency_ms)
+        self.pace.answered()
         if self.breaker.success(prog.job.username) is not None:  # a check let through as the probe
             log_transition(self.breaker, CIRCUIT_CLOSED, prog.job.username)
         return outcome
+
+    def _take_pace(self, prog: _Progress) -> None:
+        """Wait for a token of the source's pace; hand the job back rather than wait long."""
+        waited = 0.0
+        while True:
+            wait = self.pace.reserve()
+            if wait == 0.0:
+                prog.sent_at = self.clock()
+                return
+            if self.clock() + wait >= prog.deadline and prog.last_error is not None \
+                    and not isinstance(prog.last_error, ProxyFailed):
+                raise prog.last_error  # the source kept failing this profile until its deadline
+            if waited + wait > ACQUIRE_TIMEOUT or self.clock() + wait >= prog.deadline:
+                raise NoProxyAvailable(f"the source's pace ({self.pace.rate:.1f}/s) has no room now")
+            if self.stop_event.wait(wait):
+                raise NoProxyAvailable("worker stopping")
+            waited += wait
 
     def _acquire(self, prog: _Progress) -> Route:
         remaining = max(0.0, prog.deadline - self.clock())

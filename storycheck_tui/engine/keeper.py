@@ -16,6 +16,7 @@ from storycheck_tui import logs
 from storycheck_tui.config import Settings
 from storycheck_tui.engine import proxysync
 from storycheck_tui.engine.batchboard import BatchBoard
+from storycheck_tui.engine.pace import SourcePace
 from storycheck_tui.engine.proxies import ProxyPool
 from storycheck_tui.engine.writer import Writer
 from storycheck_tui.states import ProxyState, WorkerState
@@ -32,7 +33,10 @@ ROUND = 0.5
 class Keeper:
     def __init__(self, store: Store, settings: Settings, worker_id: str, pool: ProxyPool,
                  sync: proxysync.ProxySync, board: BatchBoard, writer: Writer, *, threads: int,
-                 stop: threading.Event, abort: threading.Event, wake_claimer: threading.Event) -> None:
+                 stop: threading.Event, abort: threading.Event, wake_claimer: threading.Event,
+                 pace: SourcePace | None = None, pace_key: str | None = None) -> None:
+        self._pace = pace
+        self._pace_key = pace_key
         self._store = store
         self._settings = settings
         self._worker_id = worker_id
@@ -57,7 +61,8 @@ class Keeper:
                 if self._threads and now - last_beat >= eng.heartbeat_every:
                     registry.heartbeat(self._store, self._worker_id, checks=self._writer.finished,
                                        rate=self._writer.rate(), lease_seconds=eng.lease_seconds,
-                                       state=WorkerState.STOPPING if self._stop.is_set() else WorkerState.RUNNING)
+                                       state=WorkerState.STOPPING if self._stop.is_set() else WorkerState.RUNNING,
+                                       pace=self._pace.rate if self._pace else None, pace_key=self._pace_key)
                     last_beat = now
                 if self._threads and now - last_reap >= min(5.0, eng.lease_seconds / 4):
                     registry.expire_dead_local_workers(self._store, self._worker_id)

@@ -32,7 +32,7 @@ class TokenBucket:
     """
 
     def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
-        if not (rate > 0 and math.isfinite(rate)):
+        if not rate > 0:  # math.inf: no pacing, only the blocks of Retry-After
             raise ValueError(f"rate must be a positive number, got {rate!r}")
         if not (burst > 0 and math.isfinite(burst)):
             raise ValueError(f"burst must be a positive number, got {burst!r}")
@@ -121,7 +121,10 @@ class TokenBucket:
     # -- internals (lock held) -----------------------------------------------------------
 
     def _refill(self, now: float) -> None:
-        if now > self._last:
+        if self._rate == math.inf:
+            self._tokens = self.capacity
+            self._last = now
+        elif now > self._last:
             self._tokens = min(self.capacity, self._tokens + (now - self._last) * self._rate)
             self._last = now
 

@@ -163,7 +163,9 @@ class ProxyPool:
 
     def _new_entry(self, route: Route) -> _Entry:
         s = self.settings
-        return _Entry(route, TokenBucket(s.rate, s.burst, clock=self._clock))
+        # no [proxies] rate: no pacing per proxy (the source's pace is found per key), only the
+        # blocks a Retry-After asks for
+        return _Entry(route, TokenBucket(s.rate or math.inf, s.burst, clock=self._clock))
 
     # -- handing out routes --------------------------------------------------------------
 

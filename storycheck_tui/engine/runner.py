@@ -35,6 +35,7 @@ from storycheck_tui.config import Settings
 from storycheck_tui.engine import proxysync
 from storycheck_tui.engine.batchboard import BatchBoard
 from storycheck_tui.engine.breaker import BreakerView, CircuitBreaker
+from storycheck_tui.engine.pace import PACE_CHANGED, PaceView, SourcePace, key_of
 from storycheck_tui.engine.checker import Checker
 from storycheck_tui.engine.checks import CheckThreads
 from storycheck_tui.engine.claimer import Claimer
@@ -68,6 +69,7 @@ class EngineSnapshot:
     proxies: tuple[ProxyView, ...] = ()
     waiting_for_proxy: bool = False
     circuit: BreakerView | None = None  # the source's circuit breaker (state "closed" normally)
+    pace: PaceView | None = None  # the pace of requests to the source and why it last changed
 
 
 class Runner:
@@ -95,14 +97,18 @@ class Runner:
         # guards its own state with its lock; it opens when this many different profiles failed
         # (fewer check threads than that could not see them all before their attempts ran out)
         self.breaker = CircuitBreaker(min_profiles=max(2, min(5, self.threads)))
+        # the pace of requests to the source (one API key), found by the engine; guards its own state
+        self.pace = SourcePace(cap=settings.source.max_rate)
+        self.pace_key = key_of(settings.source.url, settings.source.headers)
         self._keeper = Keeper(store, settings, self.worker_id, pool, self._proxy_sync, self.board, self.writer,
                               threads=self.threads, stop=self._stop, abort=self._abort,
-                              wake_claimer=self._wake_claimer)
+                              wake_claimer=self._wake_claimer, pace=self.pace if self.threads else None,
+                              pace_key=self.pace_key)
         self._checks: CheckThreads | None = None
         self._claimer: Claimer | None = None
         if source is not None and self.threads:
             checker = Checker(source, pool, settings.retry, stop=self._abort, on_send=self.writer.check_sent,
-                              breaker=self.breaker)
+                              breaker=self.breaker, pace=self.pace)
             self._checks = CheckThreads(store, checker, self.board, self.writer, inbox, threads=self.threads,
                                         claim_size=settings.engine.claim_size, stop=self._stop,
                                         wake_claimer=self._wake_claimer)
@@ -124,6 +130,7 @@ class Runner:
                        f"worker {self.worker_id} started with {self.threads} check threads, {where}")
             if self.pool.direct:
                 logs.event(logging.WARNING, logs.NO_PROXY, "no proxies configured: requests go direct from this machine")
+            self._start_pace()
         self.board.refresh()  # before the keeper owns it: the first claims need the states
         self.board.own(self._spawn("keeper", self._keeper.run))
         if self._checks is not None and self._claimer is not None and self.source is not None:
@@ -134,6 +141,16 @@ class Runner:
                 self._spawn(f"check-{i}", functools.partial(self._checks.run, i))
         self.started = True
         return self
+
+    def _start_pace(self) -> None:
+        """Begin at this worker's share of the pace other workers learned on the same key."""
+        total, others = registry.learned_pace(self.store, self.pace_key, me=self.worker_id,
+                                              fresh_within=max(10.0, 3 * self.settings.engine.heartbeat_every))
+        if others and total > 0:
+            share = total / (others + 1)
+            self.pace.adopt(share, f"{others} other worker{'s' if others != 1 else ''} on this key learned "
+                                   f"{total:.1f}/s in all: starting at a share of {share:.1f}/s")
+            logs.event(logging.INFO, PACE_CHANGED, f"source pace: {self.pace.view().reason}")
 
     def _spawn(self, name: str, target) -> threading.Thread:
         t = threading.Thread(target=self._guard(target), name=f"storycheck-{name}", daemon=True)
@@ -232,7 +249,7 @@ class Runner:
             in_flight=self.writer.held_count, rate=self.writer.rate(), finished=self.writer.finished,
             batches=self.board.views, proxies=tuple(self._proxy_sync.views()),
             waiting_for_proxy=self._claimer.waiting_for_proxy if self._claimer else False,
-            circuit=self.breaker.view(),
+            circuit=self.breaker.view(), pace=self.pace.view() if self.threads else None,
         )
 
     def refresh(self) -> None:

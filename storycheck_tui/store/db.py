@@ -27,7 +27,7 @@ from storycheck_tui.masking import MASK, mask_url, one_line as masked_line, regi
 from storycheck_tui.store import models, sqlitefile
 from storycheck_tui.store.dialect import Dialect, dialect_for
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 ENV_VAR = "STORYCHECK_DB"
 
 
@@ -285,8 +285,19 @@ def _v5_check_started(store: Store) -> None:
         migrate(SchemaMigrator.from_database(store.db).add_column("job", "check_started_at", DoubleField(null=True)))
 
 
+def _v6_worker_pace(store: Store) -> None:
+    """worker.pace and worker.pace_key: the source's pace each worker learned, for late starters."""
+    from peewee import CharField, DoubleField
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    migrator = SchemaMigrator.from_database(store.db)
+    have = {c.name for c in store.db.get_columns("worker")}
+    migrate(*[migrator.add_column("worker", name, field) for name, field in
+              (("pace", DoubleField(null=True)), ("pace_key", CharField(null=True))) if name not in have])
+
+
 UPGRADES: dict[int, Callable[[Store], None]] = {2: _v2_validate_requests, 3: _v3_watches, 4: _v4_spend,
-                                                5: _v5_check_started}
+                                                5: _v5_check_started, 6: _v6_worker_pace}
 
 
 def _schema_version(store: Store) -> int | None:

@@ -154,6 +154,11 @@ class Worker(BaseModel):
     checks = IntegerField(default=0)  # finished by this worker
     rate = DoubleField(default=0.0)  # recent checks/s
     state = CharField(default=WorkerState.RUNNING.value)  # a WorkerState
+    # the pace this worker learned for its source's API key (requests/s) and the key's name
+    # (engine/pace.key_of: host and a hash, never the key): a worker that starts late on the
+    # same key begins at its share of what the others learned (schema version 6)
+    pace = DoubleField(null=True)
+    pace_key = CharField(null=True)
 
 
 class Watch(BaseModel):

@@ -63,15 +63,30 @@ def register_worker(store: Store, worker_id: str, threads: int) -> None:
 
 
 def heartbeat(store: Store, worker_id: str, *, checks: int, rate: float, lease_seconds: float,
-              state: WorkerState = WorkerState.RUNNING) -> None:
-    """Say this worker is alive and extend the leases it holds, in one transaction."""
+              state: WorkerState = WorkerState.RUNNING, pace: float | None = None,
+              pace_key: str | None = None) -> None:
+    """Say this worker is alive (with the source's pace it learned, if any) and extend the
+    leases it holds, in one transaction."""
     d = store.dialect
     p = d.param
     with store.db.atomic():
         store.db.execute_sql(
-            f"UPDATE worker SET heartbeat_at = {d.now}, checks = {p}, rate = {p}, state = {p} WHERE id = {p}",
-            (checks, rate, state, worker_id))
+            f"UPDATE worker SET heartbeat_at = {d.now}, checks = {p}, rate = {p}, state = {p}, pace = {p}, "
+            f"pace_key = {p} WHERE id = {p}",
+            (checks, rate, state, pace, pace_key, worker_id))
         store.db.execute_sql(d.extend_leases_sql(), d.extend_leases_params(worker_id, lease_seconds))
+
+
+def learned_pace(store: Store, pace_key: str, *, fresh_within: float, me: str = "") -> tuple[float, int]:
+    """The pace other running workers learned for ``pace_key`` (requests/s, summed) and how many
+    they are; only heartbeats of the last ``fresh_within`` seconds count."""
+    d = store.dialect
+    p = d.param
+    row = store.db.execute_sql(
+        f"SELECT COALESCE(SUM(pace), 0), COUNT(*) FROM worker WHERE pace_key = {p} AND pace IS NOT NULL "
+        f"AND state = {sql(WorkerState.RUNNING)} AND id != {p} AND heartbeat_at > {d.now} - {p}",
+        (pace_key, me, fresh_within)).fetchone()
+    return float(row[0] or 0.0), int(row[1] or 0)
 
 
 def stop_worker(store: Store, worker_id: str) -> None:

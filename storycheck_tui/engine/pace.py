@@ -1,0 +1,171 @@
+"""The pace of requests to the source: found by the engine itself, per API key.
+
+A paid API limits per key, not per proxy. :class:`SourcePace` is one token bucket in front of
+every request of this process, whose rate follows additive-increase/multiplicative-decrease:
+
+* **slow start**: from ``start`` requests/s (the pace other workers on the key learned, or
+  :data:`START_RATE`), every answer adds :data:`SLOW_START_STEP` requests/s while the pace is
+  what holds requests back: the rate grows about fourfold every half second until the first
+  429 (a fast API is reached in a second or two, a slow one is not overshot by much);
+* **increase**: after that, answers add :data:`INCREASE` of the rate at the last cut per second;
+* **decrease**: a 429 for a request sent after the last cut multiplies the rate by
+  :data:`DECREASE` (:data:`DECREASE_FIRST` for the first, which ends slow start); requests
+  sent before the last cut reflect the old rate and cut nothing, nor does a 429 for the
+  profile that caused the last cut (one profile answered 429 again and again says nothing of
+  the key's limit). (A ``Retry-After`` blocks the
+  route it came through: see the proxy pool.)
+* ``cap`` (``[source] max_rate``) bounds it when set; it never drops below :data:`MIN_RATE`.
+
+Several processes on one key each run this; AIMD makes them converge to fair shares of the
+key's limit. A worker that starts late begins at its share of the pace the others learned
+(their heartbeats carry it). :meth:`SourcePace.view` says the current rate and why it last
+changed, for the console and the log.
+
+Owner: none; one lock guards the state (every check thread calls it). Times come from the
+injected monotonic ``clock``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+#: the log event of a change of the pace worth a record (a start from a learned pace)
+PACE_CHANGED = "PACE_CHANGED"
+
+#: requests/s of a key nobody has learned yet
+START_RATE = 5.0
+#: the rate never drops below this (requests/s)
+MIN_RATE = 0.2
+#: a cut multiplies the rate by this
+DECREASE = 0.9
+#: the first cut, which ends slow start (the rate overshot by up to one doubling), by this
+DECREASE_FIRST = 0.5
+#: in slow start, each answer adds this many requests/s
+SLOW_START_STEP = 3.0
+#: per second, the rate grows by this share of the rate at the last cut
+INCREASE = 0.05
+#: the pace counts as the bottleneck when it held a request back within this many seconds
+BOTTLENECK_WINDOW = 1.0
+
+
+@dataclass(frozen=True)
+class PaceView:
+    rate: float  # requests/s now
+    reason: str  # why it last changed
+    changed_at: float  # clock time of that change
+    blocked_for: float  # seconds left of a Retry-After block (0: none)
+    cuts: int  # 429s that cut the pace since start
+
+
+def key_of(url: str, headers: dict[str, str]) -> str:
+    """A name for the API key the source's requests carry (host and credentials, hashed: the
+    key itself is never stored)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    material = "\n".join([parts.hostname or "", *(f"{k.lower()}={v}" for k, v in sorted(headers.items())),
+                          parts.query])
+    return f"{parts.hostname}#{hashlib.sha256(material.encode()).hexdigest()[:12]}"
+
+
+class SourcePace:
+    def __init__(self, *, start: float = START_RATE, cap: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.cap = cap
+        self._clock = clock
+        self._lock = threading.Lock()
+        now = clock()
+        self._rate = self._bounded(start)
+        self._tokens = 1.0
+        self._last = now
+        self._blocked_until = -math.inf
+        self._slow_start = True
+        self._rate_at_cut = self._rate
+        self._last_cut = -math.inf
+        self._last_cut_by = ""
+        self._held_back_at = -math.inf
+        self._reason = f"start at {self._rate:.1f}/s"
+        self._changed_at = now
+        self._cuts = 0
+
+    @property
+    def rate(self) -> float:
+        return self._rate
+
+    def _bounded(self, rate: float) -> float:
+        rate = max(MIN_RATE, rate)
+        return min(rate, self.cap) if self.cap else rate
+
+    # -- taking ------------------------------------------------------------------------------
+
+    def reserve(self) -> float:
+        """Take a token and return 0.0, or return the seconds until one is due (taking nothing)."""
+        with self._lock:
+            now = self._clock()
+            if now < self._blocked_until:
+                self._held_back_at = now
+                return self._blocked_until - now
+            if now > self._last:
+                capacity = max(1.0, self._rate / 10)  # a tenth of a second's worth: no bursts
+                self._tokens = min(capacity, self._tokens + (now - self._last) * self._rate)
+                self._last = now
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+                return 0.0
+            self._held_back_at = now
+            return (1.0 - self._tokens) / self._rate
+
+    # -- steering ----------------------------------------------------------------------------
+
+    def answered(self) -> None:
+        """The source answered a request (anything but a 429)."""
+        with self._lock:
+            now = self._clock()
+            if now - self._held_back_at > BOTTLENECK_WINDOW:
+                return  # something else holds requests back: a higher pace would mean nothing
+            if self._slow_start:
+                step = SLOW_START_STEP
+            else:
+                step = INCREASE * self._rate_at_cut / self._rate
+            self._rate = self._bounded(self._rate + step)
+
+    def limited(self, sent_at: float, retry_after: float | None, who: str = "") -> bool:
+        """A 429 for profile ``who``, its request sent at ``sent_at``; True if it cut the pace."""
+        with self._lock:
+            now = self._clock()
+            if retry_after is not None and retry_after > 0:
+                self._blocked_until = max(self._blocked_until, now + retry_after)
+                self._tokens = min(self._tokens, 1.0)
+            if sent_at < self._last_cut or (who and who == self._last_cut_by):
+                return False  # sent at the old pace (cut already), or the same profile again
+            self._last_cut_by = who
+            before = self._rate
+            self._rate_at_cut = before
+            self._rate = self._bounded(before * (DECREASE_FIRST if self._slow_start else DECREASE))
+            self._last_cut = now
+            self._slow_start = False
+            self._cuts += 1
+            self._reason = (f"429 at {before:.1f}/s: cut to {self._rate:.1f}/s"
+                            + (f", Retry-After {retry_after:.1f} s" if retry_after else ""))
+            self._changed_at = now
+            return True
+
+    def adopt(self, rate: float, reason: str) -> None:
+        """Start from a pace learned elsewhere (other workers on the key), before any request."""
+        with self._lock:
+            self._rate = self._bounded(rate)
+            self._rate_at_cut = self._rate
+            self._slow_start = False
+            self._reason = reason
+            self._changed_at = self._clock()
+
+    def view(self) -> PaceView:
+        with self._lock:
+            now = self._clock()
+            return PaceView(self._rate, self._reason, self._changed_at, max(0.0, self._blocked_until - now),
+                            self._cuts)

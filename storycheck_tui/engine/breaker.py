@@ -94,6 +94,11 @@ class CircuitBreaker:
 
     def success(self, username: str | None = None) -> str | None:
         """The source answered (``username``); returns CIRCUIT_CLOSED when this closes the circuit."""
+        if self._state == CLOSED:  # the hot path: no lock (a deque append and an assignment are atomic)
+            if username is not None:
+                self._last_good = username
+            self._recent.append((self._clock(), False))
+            return None
         with self._lock:
             now = self._clock()
             if username is not None:

@@ -124,10 +124,10 @@ class SourcePace:
 
     def answered(self) -> None:
         """The source answered a request (anything but a 429)."""
+        now = self._clock()
+        if now - self._held_back_at > BOTTLENECK_WINDOW:
+            return  # something else holds requests back: a higher pace would mean nothing (no lock)
         with self._lock:
-            now = self._clock()
-            if now - self._held_back_at > BOTTLENECK_WINDOW:
-                return  # something else holds requests back: a higher pace would mean nothing
             if self._slow_start:
                 step = SLOW_START_STEP
             else:

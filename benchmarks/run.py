@@ -2,7 +2,7 @@
 
 Runs each comparison side by side in one run and writes ``benchmarks/RESULTS.md`` (figures,
 machine, date). Sections: overhead (1), ratelimit (2), faults (3), scale (4), console (5),
-coldstart (6), monitoring (7). A section that cannot run here (no PostgreSQL, no console) says why in the
+coldstart (6), monitoring (7), pacing (8). A section that cannot run here (no PostgreSQL, no console) says why in the
 results instead of failing the run.
 """
 
@@ -17,10 +17,10 @@ from pathlib import Path
 
 from benchmarks.report import Section, write
 
-SECTIONS = ("overhead", "ratelimit", "faults", "scale", "console", "coldstart", "monitoring")
+SECTIONS = ("overhead", "ratelimit", "faults", "scale", "console", "coldstart", "monitoring", "pacing")
 TITLES = {"overhead": "1. Engine overhead", "ratelimit": "2. Rate-limit ceiling", "faults": "3. Faults",
           "scale": "4. Scale", "console": "5. Console under load", "coldstart": "6. Cold start",
-          "monitoring": "7. Monitoring"}
+          "monitoring": "7. Monitoring", "pacing": "8. Pacing"}
 DEFAULT_OUT = Path(__file__).resolve().parent / "RESULTS.md"
 
 
@@ -46,6 +46,10 @@ def _run_section(name: str, quick: bool, state: dict) -> list[Section]:
         from benchmarks import console
 
         return [console.cold_start(quick)]
+    if name == "pacing":
+        from benchmarks import pacing
+
+        return [pacing.pacing(quick)]
     if name == "monitoring":
         from benchmarks import monitoring
 

@@ -22,11 +22,11 @@ class SimProcess:
     def __init__(self, *, proxies: int = 8, rate: float = 0.0, burst: float | None = None,
                  error_rate: float = 0.0, latency: float = 0.0, retry_after: float = 1.0,
                  faults: dict[int, dict] | None = None, seed: int = 1, cpu: int | None = None,
-                 story_every: float = 0.0) -> None:
+                 story_every: float = 0.0, global_limit: bool = False) -> None:
         self.config = {"proxies": proxies, "rate": rate, "burst": rate if burst is None else burst,
                        "error_rate": error_rate, "latency": latency, "retry_after": retry_after,
                        "faults": {str(k): v for k, v in (faults or {}).items()}, "seed": seed,
-                       "story_every": story_every}
+                       "story_every": story_every, "global_limit": global_limit}
         self.cpu = cpu
         self.proc: subprocess.Popen | None = None
         self.api_url = ""

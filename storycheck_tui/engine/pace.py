@@ -43,8 +43,8 @@ START_RATE = 5.0
 MIN_RATE = 0.2
 #: a cut multiplies the rate by this
 DECREASE = 0.9
-#: the first cut, which ends slow start (the rate overshot by up to one doubling), by this
-DECREASE_FIRST = 0.5
+#: the first cut, which ends slow start (the rate overshot a little), by this
+DECREASE_FIRST = 0.7
 #: in slow start, each answer adds this many requests/s
 SLOW_START_STEP = 3.0
 #: per second, the rate grows by this share of the rate at the last cut

@@ -79,6 +79,7 @@ class SimConfig:
     port: int = 0  # API port; 0 = ephemeral
     host: str = "127.0.0.1"
     rate: float = 5.0  # per-identity requests/s (token bucket); <= 0 disables limiting
+    global_limit: bool = False  # one bucket for every identity: a limit per API key, not per IP
     burst: float = 5.0
     retry_after: float = 1.0  # seconds put in Retry-After on 429
     retry_after_http_date: bool = False  # send Retry-After as an HTTP-date instead
@@ -438,7 +439,7 @@ class Simulator:
             self._stats.count(identity, "rejected")
             return Response(400, b'{"error": "missing username"}')
         username = usernames[0]
-        if not self._limiter.take(identity):
+        if not self._limiter.take("key" if cfg.global_limit else identity):
             self._stats.count(identity, "rate_limited")
             return Response(429, b'{"error": "rate_limited"}',
                             headers=[("Retry-After", self._retry_after_value())])

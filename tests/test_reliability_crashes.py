@@ -76,12 +76,8 @@ def test_kill9_at_random_moments_then_restart_finishes_the_batch(tmp_path):
     with Simulator(cfg_sim) as sim:
         db = tmp_path / "kill.db"
         logs_dir = tmp_path / "logs"
-        # max_claims=50, on this test only: with the default (3) a healthy profile ends
-        # lease_expired in about half the runs, because each kill counts against every job the
-        # worker had claimed, in flight or only queued. The engine fix is issue 12 item 3 (count
-        # a death only against checks in flight, a higher default); then this line goes.
         cfg = write_config(tmp_path / "kill.toml", sim.config_snippet(), source_extra={"timeout": 0.5},
-                           retry={**FAST_RETRY, "max_claims": 50}, proxies=FAST_PROXIES, engine=engine())
+                           retry=FAST_RETRY, proxies=FAST_PROXIES, engine=engine())
         names = [f"kill.user{i:03d}" for i in range(260)]
         bid = make_batch(db, names, sim.proxy_urls)
         kills: list[tuple[str, int, int]] = []  # (moment, results recorded by that worker, in flight at the kill)

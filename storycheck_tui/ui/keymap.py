@@ -38,6 +38,8 @@ REVALIDATE_ALL = Binding("R", "revalidate_all", "Recheck all", id="proxy.revalid
                          tooltip="Re-validate every proxy now", key_display="R")
 CHARTS = Binding("g", "charts", "Charts", id="app.charts",
                  tooltip="Live charts: the selected batch's checks/s by outcome, failures, 429s, pace, each worker")
+WATCHES = Binding("w", "watches", "Watches", id="app.watches",
+                  tooltip="Watchlists: interval, next round, last round's summary and its new stories")
 FILTER = Binding("slash", "filter", "Filter", id="pane.filter", tooltip="Filter the focused pane", key_display="/")
 QUIT = Binding("q", "quit_app", "Quit", id="app.quit", tooltip="Quit (asks while checks run)")
 
@@ -58,7 +60,7 @@ HELP = Binding("question_mark,f1", "help", "Help", id="app.help", key_display="?
 
 # quit stays second, so an 80-column footer still shows it
 MAIN = [HELP, QUIT, PAUSE, PAUSE_ALL, CANCEL, RETRY_FAILED, NEW_BATCH, EXPORT, TOGGLE_PROXY, RETRY_PROXY, REVALIDATE_ALL, CHARTS,
-        FILTER,
+        WATCHES, FILTER,
         FOCUS_BATCHES, FOCUS_RESULTS, FOCUS_PROXIES, FOCUS_LOG, FOCUS_WORKERS, NEXT_PANE, PREV_PANE, MAXIMIZE]
 
 #: keys that change something (batches, proxies): a read-only console leaves them out of the
@@ -109,7 +111,7 @@ SECTIONS: list[tuple[str, list[Binding]]] = [
     ("Log", LOG),
     ("Panes", [FILTER, FOCUS_BATCHES, FOCUS_RESULTS, FOCUS_PROXIES, FOCUS_LOG, FOCUS_WORKERS, NEXT_PANE, PREV_PANE,
                MAXIMIZE]),
-    ("App", [CHARTS, HELP, QUIT]),
+    ("App", [CHARTS, WATCHES, HELP, QUIT]),
 ]
 
 

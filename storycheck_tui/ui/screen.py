@@ -34,6 +34,7 @@ from storycheck_tui.ui.modals.charts import ChartsScreen
 from storycheck_tui.ui.modals.confirm import ConfirmScreen
 from storycheck_tui.ui.modals.export import Exported, ExportScreen
 from storycheck_tui.ui.modals.new_batch import Created, NewBatchScreen
+from storycheck_tui.ui.modals.watches import WatchesScreen
 from storycheck_tui.ui.panes.base import Pane
 from storycheck_tui.ui.panes.batches import BatchesPane
 from storycheck_tui.ui.panes.logview import LogPane
@@ -168,6 +169,9 @@ class MainScreen(ConsoleNode, Screen[None]):
     def action_charts(self) -> None:
         b = self.query_one(BatchesPane).selected
         self.app.push_screen(ChartsScreen(b.id if b else None, b.name if b else None))
+
+    def action_watches(self) -> None:
+        self.app.push_screen(WatchesScreen())
 
     def action_help(self) -> None:
         self.app.action_help()

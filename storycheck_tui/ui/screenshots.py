@@ -89,6 +89,16 @@ async def _charts(pilot) -> None:
     await _settle(pilot)
 
 
+async def _watches(pilot) -> None:
+    from storycheck_tui.ui.sample_watches import add_sample_watches
+
+    await _settle(pilot)
+    add_sample_watches(pilot.app.store)
+    pilot.app.refresh_now()
+    await pilot.press("w")
+    await _settle(pilot)
+
+
 async def _main(pilot) -> None:
     await _settle(pilot)
 
@@ -114,6 +124,8 @@ SCENES = [
           _sorted),
     Scene("charts", "g: live charts of the selected batch (by outcome, failures), 429s, pace and each worker",
           (120, 40), _charts),
+    Scene("watches", "w: each watchlist with its interval, next round, last round and new stories", (120, 40),
+          _watches),
     Scene("read-only", "storycheck --read-only: the steering keys leave the footer", (120, 40), _main,
           (("read_only", True), ("note", "read-only: this console watches and changes nothing (checks run only in "
                                           "`storycheck worker` processes)"))),

@@ -141,3 +141,42 @@ async def test_a_read_only_console_shows_the_watch_view_and_its_key(console):
         assert not isinstance(app.screen, WatchesScreen)
     # the palette of a read-only console offers it (help lists every binding: test_ui)
     assert keymap.WATCHES in [b for _, _, b in commands(read_only=True)]
+
+
+@asyncio_test
+async def test_the_result_detail_shows_the_profile_story_history(console):
+    from storycheck_tui.store import batches as ops
+    from storycheck_tui.ui.modals.detail import DetailScreen
+    from storycheck_tui.ui.panes.batches import BatchesPane
+    from storycheck_tui.ui.panes.results import ResultsPane
+
+    store, make = console
+    watches.add_watch(store, "campaign", ["ann", "bob"], every=900.0)
+    run_round(store, "campaign", {"ann": stories("a1"), "bob": stories()})
+    second = run_round(store, "campaign", {"ann": stories("a1", "a2"), "bob": stories()})
+    plain = ops.create_batch(store, "plain", ["zed"])
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+
+        async def open_detail(batch_id: int, username: str) -> str:
+            app.main.query_one(BatchesPane).select(batch_id)
+            pane = app.main.query_one(ResultsPane)
+            await until(pilot, lambda: pane.window is not None and pane.window.batch_id == batch_id
+                        and any(j.username == username for j in pane.window.rows), f"{username} in the results")
+            pane.focus_target()
+            pane.target().move_cursor(row=next(i for i, j in enumerate(pane.window.rows) if j.username == username),
+                                      animate=False)
+            await pilot.press("enter")
+            await until(pilot, lambda: isinstance(app.screen, DetailScreen) and "Attempt history" in screen_text(app),
+                        f"{username}'s detail")
+            return screen_text(app)
+
+        text = await open_detail(second, "ann")
+        assert "Story history (2, watch campaign)" in text
+        for expected in ("a1", "a2", "2025-12-29 09:20:00", "2025-12-29 09:21:00", "First seen", "Last seen"):
+            assert expected in text, expected
+        assert text.index("a2") < text.index("a1"), "newest first"
+        await pilot.press("escape")
+        await pilot.pause()
+        text = await open_detail(plain, "zed")
+        assert "Story history" not in text, "no section for a profile no watch has seen"

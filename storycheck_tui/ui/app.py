@@ -49,7 +49,7 @@ from storycheck_tui.ui import keymap
 from storycheck_tui.ui.commands import StorycheckCommands
 from storycheck_tui.ui.messages import DbRead, DbState, EngineStopped
 from storycheck_tui.ui.modals.confirm import ConfirmScreen
-from storycheck_tui.ui.modals.detail import DetailScreen
+from storycheck_tui.ui.modals.detail import DetailScreen, load_detail
 from storycheck_tui.ui.modals.help import HelpScreen
 from storycheck_tui.ui.panes.base import Table
 from storycheck_tui.ui.panes.batches import BatchesPane, BatchLine
@@ -410,10 +410,10 @@ class StorycheckApp(App):
 
     def open_detail(self, job_id: int) -> None:
         if self.refresh_every:
-            self.push_screen(DetailScreen(loader=lambda: reads.job_detail(self.store, job_id), now=self.clock,
+            self.push_screen(DetailScreen(loader=lambda: load_detail(self.store, job_id), now=self.clock,
                                           tz=self.tz))
         else:
-            self.push_screen(DetailScreen(detail=reads.job_detail(self.store, job_id), now=self.clock, tz=self.tz))
+            self.push_screen(DetailScreen(detail=load_detail(self.store, job_id), now=self.clock, tz=self.tz))
 
     async def run_binding(self, binding: Binding) -> None:
         """Run a key's action from the command palette, on the node that owns it."""

@@ -1,7 +1,9 @@
-"""One result in full: fields, error, attempt history, traceback, and its log lines."""
+"""One result in full: fields, error, the profile's story history (when a watch has seen its
+stories), attempt history, traceback, and its log lines."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Callable
 
@@ -12,6 +14,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
+from storycheck_tui.store import reads
+from storycheck_tui.store.db import Store
+from storycheck_tui.store.history import StoryRow
 from storycheck_tui.store.reads import JobDetail
 from storycheck_tui.ui import format as fmt
 from storycheck_tui.ui import keymap
@@ -22,10 +27,54 @@ from storycheck_tui.states import JobState
 #: events that make up a check's attempt history
 ATTEMPT_EVENTS = {"RETRY_SCHEDULED", "RATE_LIMITED", "PROXY_FAILOVER", "CHECK_FAILED", "STORY_CHECK_SUCCESS",
                   "LEASE_EXPIRED", "LEASE_LOST", "STORY_CHECK_STARTED"}
+#: stories of the history shown (the newest; the title says how many in all)
+HISTORY_SHOWN = 50
 
 
-def render_detail(d: JobDetail, now: float, tz: tzinfo | None) -> list[tuple[str, object]]:
+@dataclass(frozen=True)
+class ResultDetail:
+    """What the detail view shows: the job, and the stories watches have seen for its profile."""
+
+    job: JobDetail
+    stories: tuple[StoryRow, ...] = ()
+
+
+def load_detail(store: Store, job_id: int) -> ResultDetail | None:
+    """The job's detail and its profile's story history (two reads; from a thread worker)."""
+    d = reads.job_detail(store, job_id)
+    if d is None:
+        return None
+    return ResultDetail(d, tuple(reads.story_history(store, d.job.username)))
+
+
+def render_history(stories: tuple[StoryRow, ...], tz: tzinfo | None) -> tuple[str, Table]:
+    """(section title, table) of a profile's story history, newest first."""
+    newest = sorted(stories, key=lambda s: (s.first_seen, s.taken_at or 0.0), reverse=True)[:HISTORY_SHOWN]
+    watches = {s.watch for s in stories}
+    table = Table(box=None, padding=(0, 1), show_edge=False, expand=True)
+    if len(watches) > 1:
+        table.add_column("Watch", header_style="bold", no_wrap=True, max_width=20)
+    # the story id stays whole (it is what an operator copies); on a narrow screen the times wrap
+    table.add_column("Story id", header_style="bold", no_wrap=True,
+                     min_width=min(32, max((len(fmt.literal(s.story_id)) for s in newest), default=8)))
+    for name in ("Taken", "First seen", "Last seen"):
+        table.add_column(name, header_style="bold")
+    for st in newest:
+        cells = [fmt.plain(st.story_id), Text(fmt.when(st.taken_at, tz)),
+                 Text(fmt.when(st.first_seen, tz), style="bright_black"),
+                 Text(fmt.when(st.last_seen, tz), style="bright_black")]
+        table.add_row(*([fmt.plain(st.watch)] if len(watches) > 1 else []), *cells)
+    title = f"Story history ({len(stories):,}"
+    if len(watches) == 1:
+        title += f", watch {fmt.literal(next(iter(watches)))}"
+    if len(stories) > len(newest):
+        title += f"; the newest {len(newest)}"
+    return title + ")", table
+
+
+def render_detail(shown: ResultDetail, now: float, tz: tzinfo | None) -> list[tuple[str, object]]:
     """(section title, renderable) pairs; every user string goes in as plain text."""
+    d = shown.job
     j = d.job
     label, style_key = result_label(j)
     head = Text()
@@ -62,6 +111,9 @@ def render_detail(d: JobDetail, now: float, tz: tzinfo | None) -> list[tuple[str
         err.append(": ")
         err.append(fmt.literal(j.error_message or ""), style="red")
         out.append(("Error", err))
+
+    if shown.stories:
+        out.append(render_history(shown.stories, tz))
 
     history = [ln for ln in d.log if ln.event in ATTEMPT_EVENTS]
     if history:
@@ -106,7 +158,7 @@ def render_detail(d: JobDetail, now: float, tz: tzinfo | None) -> list[tuple[str
 class DetailScreen(ModalScreen[None]):
     BINDINGS = [keymap.CLOSE, ("q", "close", "Close")]
 
-    def __init__(self, *, detail: JobDetail | None = None, loader: Callable[[], JobDetail | None] | None = None,
+    def __init__(self, *, detail: ResultDetail | None = None, loader: Callable[[], ResultDetail | None] | None = None,
                  now: Callable[[], float], tz: tzinfo | None = None) -> None:
         super().__init__()
         self._detail = detail
@@ -139,7 +191,7 @@ class DetailScreen(ModalScreen[None]):
         body.remove_children()
         body.mount(Static(text, markup=False))
 
-    def _show(self, detail: JobDetail | None) -> None:
+    def _show(self, detail: ResultDetail | None) -> None:
         body = self.query_one("#detail-body", VerticalScroll)
         body.remove_children()
         if detail is None:

@@ -86,6 +86,9 @@ class EngineSettings:
     commit_every: float = 0.25  # seconds between group commits
     heartbeat_every: float = 2.0
     grace_seconds: float = 10.0  # on SIGTERM: how long in-flight checks may still finish
+    # `run`: nothing can be sent (no usable proxy, the source's circuit open) and nothing was
+    # checked for this many seconds: stop with the reason, exit 1
+    stall_limit: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,7 @@ _SECTIONS: dict[str, type] = {
 #: numbers whose default is "none" (no cap)
 _OPTIONAL_NUMBERS = {"rate", "max_rate"}
 
-_POSITIVE = {"max_rate", 
+_POSITIVE = {"max_rate", "stall_limit", 
     "timeout", "max_body_bytes", "max_attempts", "max_wait", "deadline", "max_claims", "rate",
     "burst", "max_cooldown", "dead_after", "validate_every", "workers", "lease_seconds",
     "claim_size", "commit_every", "heartbeat_every",

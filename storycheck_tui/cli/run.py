@@ -73,6 +73,9 @@ def _drive(engine: Engine, grace: float) -> int:
     store, runner, batch_ids = engine.store, engine.runner, engine.batch_ids or []
     progress = Progress()
     started = time.monotonic()
+    stall_limit = engine.settings.engine.stall_limit
+    stalled: str | None = None  # why nothing could be sent, for stall_limit seconds without progress
+    last_done, stuck_since = -1, time.monotonic()
     with _Stop() as stop:
         stop.on_again = runner.hurry
         runner.start()
@@ -82,12 +85,24 @@ def _drive(engine: Engine, grace: float) -> int:
                     break
                 if runner.stopping:  # an engine thread crashed: it said why in the log
                     break
-                progress.update(ops.get_batch(store, batch_ids[0]), runner.snapshot().rate)
+                batch = ops.get_batch(store, batch_ids[0])
+                reason = runner.stalled_reason()
+                if batch.completed != last_done or reason is None:
+                    last_done, stuck_since = batch.completed, time.monotonic()
+                elif time.monotonic() - stuck_since >= stall_limit:
+                    stalled = reason
+                    break
+                progress.update(batch, runner.snapshot().rate)
         finally:
             progress.update(ops.get_batch(store, batch_ids[0]), runner.snapshot().rate, force=True)
             progress.close()
             runner.stop(grace)
     elapsed = time.monotonic() - started
+    if stalled is not None:
+        print(f"storycheck: no progress for {stall_limit:g} s ([engine] stall_limit): {logs.clean(stalled)}; "
+              f"unfinished checks went back to the queue (continue with: storycheck worker --batch "
+              f"{batch_ids[0]})", file=sys.stderr)
+        return EXIT_FAILED
     if stop.event.is_set():
         print(f"storycheck: stopped by signal; unfinished checks went back to the queue "
               f"(continue with: storycheck worker --batch {batch_ids[0]})", file=sys.stderr)

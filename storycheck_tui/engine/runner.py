@@ -220,6 +220,18 @@ class Runner:
     def _busy(self) -> int:
         return self._checks.busy() if self._checks is not None else 0
 
+    def stalled_reason(self) -> str | None:
+        """Why nothing can be sent now (no usable proxy and each proxy's state; the source's
+        circuit open), or None when checks can go out."""
+        if self._claimer is not None and self._claimer.waiting_for_proxy:
+            parts = [f"{v.label} {v.state}" + (f" ({v.last_error})" if v.last_error else "")
+                     for v in self.pool.views()]
+            return "no usable proxy: " + "; ".join(parts)
+        circuit = self.breaker.view()
+        if circuit.state != "closed":
+            return f"the source's circuit is open (last error: {circuit.reason})"
+        return None
+
     def wait_done(self, batch_ids: list[int], timeout: float | None = None, poll: float = 0.2) -> bool:
         """Block until none of ``batch_ids`` has pending or running work (or timeout)."""
         end = None if timeout is None else time.monotonic() + timeout

@@ -27,12 +27,11 @@ change that can make a route usable.
 
 from __future__ import annotations
 
-import collections
 import math
 import random
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -43,7 +42,6 @@ from storycheck_tui.states import ProxyState
 
 UNCHECKED, HEALTHY, COOLING, DEAD, DISABLED = (ProxyState.UNCHECKED, ProxyState.HEALTHY, ProxyState.COOLING,
                                               ProxyState.DEAD, ProxyState.DISABLED)
-STATES = tuple(ProxyState)
 
 #: how many recent latencies a view carries (for a sparkline)
 LATENCY_HISTORY = 30
@@ -144,7 +142,7 @@ class ProxyPool:
         # the same entries, least recently handed out first: acquire() takes the first ready one
         # and moves it to the end, so a hand-out costs O(1) however many proxies there are.
         # Never-used routes start in random order, so processes sharing a pool spread out.
-        self._lru: collections.OrderedDict[str, _Entry] = collections.OrderedDict()
+        self._lru: OrderedDict[str, _Entry] = OrderedDict()
         self._changes: list[tuple[str, str, str | None]] = []
         routes = list(routes)
         self._direct = not routes
@@ -423,7 +421,7 @@ class ProxyPool:
         Apply only rows another process changed since this one last wrote them: a stale
         row read back before this process's own drained changes were persisted would undo them.
         """
-        if state not in STATES:
+        if state not in tuple(ProxyState):
             raise ValueError(f"unknown proxy state {state!r}")
         with self._cond:
             e = self._entries.get(key)

@@ -55,6 +55,8 @@ class CheckError(StorycheckError):
     kind: ErrorKind = ErrorKind.ERROR
     #: transient errors are retried by the checker; the others end the check at once.
     transient = False
+    #: requests the claim sent before it handed its job back with this error (the checker sets it)
+    requests_sent = 0
 
     def __init__(self, message: str, *, status: int | None = None, proxy: str | None = None):
         self.message = message

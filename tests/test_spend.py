@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 
-from helpers import Engine, Reply, cli, fast_settings, logsetup, sqlite_store, story_server, wait_for  # noqa: F401
+from helpers import (  # noqa: F401  (fixtures)
+    Engine, Reply, cli, counts_by_state, fast_settings, logsetup, sqlite_store, story_server, wait_for,
+)
+from storycheck_tui.config import Settings
 from storycheck_tui.store import batches as ops
 from storycheck_tui.store.db import open_store
 from storycheck_tui.store.models import Batch, Meta_
@@ -67,6 +70,25 @@ def test_a_request_budget_pauses_the_batch_and_resume_goes_on(tmp_path, logsetup
         assert b.max_requests is None and b.requests == len(users) == sum(srv.count(u) for u in users)
     res = cli(capsys, "add", str(profiles), "--max-requests", "0", "--db", str(db))
     assert res.code == 2 and "--max-requests must be at least 1" in res.err
+
+
+def test_requests_of_a_check_handed_back_are_counted(tmp_path, logsetup, story_server):
+    """A source refusing the credentials: each check that sent its request hands its job back
+    (auth_failed) and the batch pauses; every request the server got is in the spend.
+    Default settings (16 check threads: several requests go out before the pause lands)."""
+    srv = story_server(lambda u, n: Reply(401, {"detail": "bad key"}, delay=0.05))
+    users = [f"user{i:03d}" for i in range(100)]
+    with Engine(tmp_path, Settings(source=srv.source()), users) as eng:
+        wait_for(lambda: eng.batch().state == "paused", 20, "the refused credentials to pause the batch")
+        wait_for(lambda: counts_by_state(eng.store, eng.batch_id) == {"pending": len(users)}, 20,
+                 "every profile back to pending")
+        sent = sum(srv.count(u) for u in users)
+        assert sent >= 1
+        wait_for(lambda: eng.batch().requests == sent, 10,
+                 f"the {sent} requests sent to be counted")
+        assert spend_of(eng.store, eng.batch_id) == {"auth_failed": sent}
+        b = eng.batch()
+        assert (b.completed_profiles, b.failed_checks) == (0, 0)
 
 
 def test_a_version_3_database_gets_the_spend_columns(db_url):

@@ -55,6 +55,7 @@ class _Progress:
     job: Claimed
     deadline: float
     tries: int = 0
+    carried: int = 0  # tries of earlier claims (an open circuit handed the job back), counted then
     spent: int = 0  # tries that count against max_attempts
     exclude: set[str] = field(default_factory=set)
     route: Route | None = None
@@ -84,11 +85,22 @@ class Checker:
     # -- public -------------------------------------------------------------------------------
 
     def check(self, job: Claimed) -> JobResult:
-        """Check one job; returns a result, or raises NoProxyAvailable / AuthFailed for the runner."""
+        """Check one job; returns a result, or raises NoProxyAvailable / CircuitOpen / AuthFailed
+        for the runner, which hands the job back. Such an error says in ``requests_sent`` how many
+        requests this claim sent: they are counted as spent with the hand-back."""
         prog = _Progress(job=job, deadline=self.clock() + self.settings.deadline)
         if self._carried:  # tries spent before an open circuit handed this job back
             with self._carried_lock:
                 prog.spent, prog.tries = self._carried.pop(job.id, (0, 0))
+        prog.carried = prog.tries
+        try:
+            return self._check(prog)
+        except (NoProxyAvailable, CircuitOpen, AuthFailed) as err:
+            err.requests_sent = prog.tries - prog.carried
+            raise
+
+    def _check(self, prog: _Progress) -> JobResult:
+        job = prog.job
         try:
             try:
                 outcome = self._try_once(prog)  # most checks end here: no tenacity set-up for them
@@ -108,7 +120,8 @@ class Checker:
             return self._failed(prog, err, tb=scrub(traceback.format_exc()))
         route = prog.route
         return JobResult(job=job, state=JobState.SUCCEEDED, outcome=outcome, proxy=route.label if route else None,
-                         http_status=outcome.http_status, latency_ms=outcome.latency_ms, tries=prog.tries)
+                         http_status=outcome.http_status, latency_ms=outcome.latency_ms, tries=prog.tries,
+                         carried=prog.carried)
 
     def _retrying(self, prog: _Progress) -> Retrying:
         return Retrying(
@@ -253,7 +266,7 @@ class Checker:
             raise NoProxyAvailable("worker stopping")
         return JobResult(job=prog.job, state=JobState.FAILED, error_kind=err.kind, error_message=scrub(err.message),
                          proxy=err.proxy or (prog.route.label if prog.route else None), http_status=err.status,
-                         tries=prog.tries, traceback=tb)
+                         tries=prog.tries, carried=prog.carried, traceback=tb)
 
     def _note(self, level: int, event: str, prog: _Progress, err: CheckError, message: str,
               details: dict | None = None) -> None:

@@ -14,7 +14,7 @@ import threading
 from storycheck_tui import logs
 from storycheck_tui.engine.batchboard import BatchBoard
 from storycheck_tui.engine.checker import Checker
-from storycheck_tui.engine.writer import Writer
+from storycheck_tui.engine.writer import HandBack, Writer
 from storycheck_tui.errors import AuthFailed, CheckError, CircuitOpen, NoProxyAvailable
 from storycheck_tui.states import CLAIMABLE
 from storycheck_tui.store import batches as batch_ops
@@ -49,19 +49,19 @@ class CheckThreads:
             if inbox.qsize() < self._claim_size and not self._wake_claimer.is_set():
                 self._wake_claimer.set()  # running low: claim now, not at the claimer's next 0.2 s tick
             if stop.is_set() or self._board.states.get(job.batch_id) not in CLAIMABLE:
-                writer.releases.put((job, 0.0))  # paused, cancelled, or shutting down
+                writer.releases.put(HandBack(job))  # paused, cancelled, or shutting down
                 continue
             self.checking[slot] = job
             try:
                 logs.event(logging.DEBUG, logs.STORY_CHECK_STARTED, f"{job.username}: checking",
                            batch_id=job.batch_id, job_id=job.id, username=job.username, attempt=job.attempts)
                 result = self._checker.check(job)
-            except (NoProxyAvailable, CircuitOpen):
-                writer.releases.put((job, 1.0))  # no attempt spent
+            except (NoProxyAvailable, CircuitOpen) as err:
+                writer.releases.put(HandBack(job, 1.0, err.requests_sent, str(err.kind)))  # no attempt spent
                 self._wake_claimer.set()
                 continue
             except AuthFailed as err:
-                writer.releases.put((job, 0.0))
+                writer.releases.put(HandBack(job, 0.0, err.requests_sent, str(err.kind)))
                 self._auth_failed(job, err)
                 continue
             finally:
@@ -70,7 +70,7 @@ class CheckThreads:
         # the inbox is handed back on stop
         while True:
             try:
-                writer.releases.put((inbox.get_nowait(), 0.0))
+                writer.releases.put(HandBack(inbox.get_nowait()))
             except queue.Empty:
                 break
 

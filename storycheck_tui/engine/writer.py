@@ -19,6 +19,7 @@ import logging
 import queue
 import threading
 import time
+from typing import NamedTuple
 
 from storycheck_tui import logs
 from storycheck_tui.engine.batchboard import BatchBoard
@@ -35,6 +36,16 @@ RATE_WINDOW = 10.0
 MARK_WAIT = 2.0
 
 
+class HandBack(NamedTuple):
+    """A claimed job a check thread gives back unfinished, with the requests it sent for it
+    (counted as spent under ``reason``, an error kind, in the release's transaction)."""
+
+    job: q.Claimed
+    delay: float = 0.0
+    requests_sent: int = 0
+    reason: str = "handed_back"
+
+
 class Writer:
     def __init__(self, store: Store, worker_id: str, board: BatchBoard, batch_log: BatchLogSink | None,
                  commit_every: float) -> None:
@@ -48,7 +59,7 @@ class Writer:
         self.claims: queue.SimpleQueue[list[q.Claimed]] = queue.SimpleQueue()
         self.started: queue.SimpleQueue[tuple[q.Claimed, threading.Event | None]] = queue.SimpleQueue()
         self.results: queue.SimpleQueue[q.JobResult] = queue.SimpleQueue()
-        self.releases: queue.SimpleQueue[tuple[q.Claimed, float]] = queue.SimpleQueue()
+        self.releases: queue.SimpleQueue[HandBack] = queue.SimpleQueue()
         self._held: dict[int, q.Claimed] = {}
         self._times: collections.deque[float] = collections.deque(maxlen=100_000)
         # published for other threads
@@ -111,7 +122,7 @@ class Writer:
         entries = self._batch_log.drain() if self._batch_log else []
         marks = [job for job, _ in started]
         if marks:  # a check that ended before this commit needs no mark: its result is here
-            done = {r.job.id for r in results} | {j.id for j, _ in releases}
+            done = {r.job.id for r in results} | {h.job.id for h in releases}
             marks = [j for j in marks if j.id not in done]
         if marks or results or releases or entries:
             self._write(marks, results, releases, entries)
@@ -120,17 +131,18 @@ class Writer:
                 marked.set()  # written (or not, on a database error: the check goes on all the same)
         self._publish()
 
-    def _write(self, started: list[q.Claimed], results: list[q.JobResult], releases: list[tuple[q.Claimed, float]],
+    def _write(self, started: list[q.Claimed], results: list[q.JobResult], releases: list[HandBack],
                entries: list[logs.LogEntry]) -> None:
         store = self._store
         try:
             q.mark_started(store, self._worker_id, started)
             report = q.finish(store, self._worker_id, results, entries)
             by_delay: dict[float, list[q.Claimed]] = collections.defaultdict(list)
-            for job, delay in releases:
-                by_delay[delay].append(job)
+            for h in releases:
+                by_delay[h.delay].append(h.job)
+            sent = {h.job.id: (h.reason, h.requests_sent) for h in releases if h.requests_sent}
             for delay, jobs in by_delay.items():
-                q.release(store, self._worker_id, jobs, delay=delay)
+                q.release(store, self._worker_id, jobs, delay=delay, sent=sent)
         except Exception:
             # Nothing is lost: put everything back and try again on the next tick.
             log.error("could not write %d results; will retry", len(results), exc_info=True)
@@ -146,8 +158,8 @@ class Writer:
             return
         for r in results:
             self._held.pop(r.job.id, None)
-        for j, _ in releases:
-            self._held.pop(j.id, None)
+        for h in releases:
+            self._held.pop(h.job.id, None)
         stamp = time.monotonic()
         times = self._times
         while times and times[0] < stamp - RATE_WINDOW:
@@ -164,8 +176,8 @@ class Writer:
                        f"and another worker took it)", batch_id=r.job.batch_id, job_id=r.job.id, username=r.job.username)
         q.log_batches_finished(report.finished_batches)
         log_budget_pauses(report.paused_batches)
-        if report.finished_batches or report.paused_batches:
-            self._board.request()
+        if report.finished_batches or report.paused_batches or any(h.requests_sent for h in releases):
+            self._board.request()  # (requests of a hand-back may have spent a budget)
 
     def _publish(self) -> None:
         self.held_batches = frozenset(c.batch_id for c in self._held.values())  # a few dozen jobs

@@ -54,6 +54,8 @@ class JobResult:
     http_status: int | None = None
     latency_ms: float | None = None
     tries: int = 0
+    #: of ``tries``, those of earlier claims that handed the job back: already counted as spent
+    carried: int = 0
     traceback: str | None = None
 
     @property
@@ -212,13 +214,21 @@ def log_batches_finished(batch_ids: Iterable[int]) -> None:
         logs.event(logging.INFO, logs.BATCH_FINISHED, _finished_message(batch_id), batch_id=batch_id, persisted=True)
 
 
-def release(store: Store, owner: str, jobs: list[Claimed], *, delay: float = 0.0) -> int:
-    """Give jobs back to the queue without spending an attempt (pause, no proxy, shutdown)."""
+def release(store: Store, owner: str, jobs: list[Claimed], *, delay: float = 0.0,
+            sent: dict[int, tuple[str, int]] | None = None) -> int:
+    """Give jobs back to the queue without spending an attempt (pause, no proxy, shutdown).
+
+    ``sent`` maps a job id to ``(reason, requests)``: the requests its claim sent before it
+    handed the job back, added to the batch's spend in the same transaction (a job this
+    worker no longer holds is not counted, as a stale result is not); a batch whose request
+    budget that spends is paused with them, and logged after the commit. Returns the jobs
+    released."""
     if not jobs:
         return 0
     p = store.dialect.param
     fence = _FENCE.format(p=p)
     n = 0
+    spent: list[tuple[int, str, int]] = []
     with store.db.atomic():
         for j in sorted(jobs, key=lambda j: j.id):  # id order, as in finish and reap
             cur = store.db.execute_sql(
@@ -226,7 +236,12 @@ def release(store: Store, owner: str, jobs: list[Claimed], *, delay: float = 0.0
                 f"run_after = {store.dialect.now} + {p} WHERE {fence}",
                 (delay, j.id, owner, j.lease_seq))
             n += cur.rowcount
+            if cur.rowcount and sent and j.id in sent:
+                reason, requests = sent[j.id]
+                spent.append((j.batch_id, reason, requests))
         _cancel_pending_of_cancelled(store, {j.batch_id for j in jobs})
+        paused = spend.add(store, spent, now(store)) if spent else []
+    spend.log_budget_pauses(paused)
     return n
 
 

@@ -3,10 +3,12 @@
 Each ended check adds the requests it made (``JobResult.tries``) to ``batch.requests`` and to
 ``spend(batch, result)``, where ``result`` is the outcome of a success or the error kind of a
 failure, in the same transaction as the result itself (:func:`record`, called by
-``queue.finish``). A batch with ``max_requests`` is paused, with the reason said, once its
-requests reach it; ``resume`` lifts a spent budget (:func:`lift_spent_budget`) and the batch
-goes on. Requests made by a claim that hands its check back unfinished (no usable proxy, a
-pause, shutdown) are not counted: only the claim that ends a check reports its tries.
+``queue.finish``). A claim that hands its check back unfinished (no usable proxy, an open
+circuit, refused credentials, shutdown) adds the requests it sent under the hand-back's kind
+(``no_proxy``, ``circuit_open``, ``auth_failed``) in the release's transaction (:func:`add`,
+called by ``queue.release``); the claim that ends the check then counts only its own. A batch
+with ``max_requests`` is paused, with the reason said, once its requests reach it; ``resume``
+lifts a spent budget (:func:`lift_spent_budget`) and the batch goes on.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from storycheck_tui.store.models import Batch, Spend
 if TYPE_CHECKING:
     from storycheck_tui.store.queue import JobResult
 
-__all__ = ["record", "lift_spent_budget", "spend_of", "log_budget_pauses", "budget_reason"]
+__all__ = ["record", "add", "lift_spent_budget", "spend_of", "log_budget_pauses", "budget_reason"]
 
 
 def budget_reason(requests: int, budget: int) -> str:
@@ -40,14 +42,21 @@ def record(store: Store, results: Iterable["JobResult"], ts: float) -> list[tupl
     Runs inside the caller's transaction. Returns ``(batch_id, reason)`` of each batch paused,
     whose BATCH_PAUSED row is already written; the caller logs it after the commit.
     """
+    return add(store, [(r.job.batch_id,
+                        str(r.outcome.kind) if r.outcome is not None else str(r.error_kind or "error"),
+                        r.tries - r.carried) for r in results], ts)
+
+
+def add(store: Store, spent: Iterable[tuple[int, str, int]], ts: float) -> list[tuple[int, str]]:
+    """Add ``(batch_id, result, requests)`` to the spend; pause the batches whose budget that
+    spent. Runs inside the caller's transaction; returns as :func:`record`."""
     per_batch: dict[int, int] = defaultdict(int)
     per_result: dict[tuple[int, str], int] = defaultdict(int)
-    for r in results:
-        if not r.tries:
+    for batch_id, key, n in spent:
+        if n <= 0:
             continue
-        key = str(r.outcome.kind) if r.outcome is not None else str(r.error_kind or "error")
-        per_batch[r.job.batch_id] += r.tries
-        per_result[(r.job.batch_id, key)] += r.tries
+        per_batch[batch_id] += n
+        per_result[(batch_id, key)] += n
     if not per_batch:
         return []
     rows = [{"batch": b, "result": k, "requests": n} for (b, k), n in sorted(per_result.items())]

@@ -80,6 +80,14 @@ async def settle(app, pilot) -> None:
         await pilot.pause()
 
 
+async def until(pilot, predicate, what: str, timeout: float = 5.0) -> None:
+    """Let the app run until ``predicate()`` holds; fail naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        await pilot.pause(0.02)
+
+
 def screen_text(app) -> str:
     """What the terminal shows, as plain text lines."""
     strips = app.screen._compositor.render_strips()
@@ -1138,12 +1146,10 @@ async def test_q_while_checks_run_asks_then_stops_the_engine_and_hands_leases_ba
         await asyncio.to_thread(wait_for, lambda: Job.select().where(Job.state == "running").count() >= 4,
                                 10.0, "checks in flight")
         await pilot.press("q")
-        await pilot.pause()
-        assert isinstance(app.screen, ConfirmScreen)
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the quit confirmation")
         started = time.monotonic()
         await pilot.press("ctrl+y")
-        await pilot.pause()
-        assert app.stopping
+        await until(pilot, lambda: app.stopping, "the engine to start stopping")
         await asyncio.to_thread(app.stopped.wait, 10.0)
         stopped_in = time.monotonic() - started
     assert stopped_in < 5.0

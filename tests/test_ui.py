@@ -1143,8 +1143,9 @@ async def test_q_while_checks_run_asks_then_stops_the_engine_and_hands_leases_ba
     runner.start()
     app = StorycheckApp(runner, store, ring, refresh_every=0.1, quit_grace=0.3)
     async with app.run_test(size=SIZE) as pilot:
-        await asyncio.to_thread(wait_for, lambda: Job.select().where(Job.state == "running").count() >= 4,
-                                10.0, "checks in flight")
+        # the engine's own count (what q reads), not the database's: claimed rows reach the
+        # writer's ledger a moment after the claim commits
+        await asyncio.to_thread(wait_for, lambda: runner.snapshot().in_flight >= 4, 10.0, "checks in flight")
         await pilot.press("q")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the quit confirmation")
         started = time.monotonic()

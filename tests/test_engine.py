@@ -245,6 +245,8 @@ def test_claim_and_fence_invariants_under_16_threads(tmp_path):
         def reaper() -> None:
             while not done.is_set():
                 with lock:  # a reaped job is no longer held by its old owner
+                    # a fencing stress test, not a test of max_claims: with leases this short every job is
+                    # reaped again and again, and must stay claimable so the race goes on to the end
                     for r in q.reap_expired(store, max_claims=10_000):
                         if held.get(r.job_id) == r.owner:
                             del held[r.job_id]

@@ -127,6 +127,8 @@ def test_claim_hammer_16_threads_with_late_finishers(db_url):
         def reaper() -> None:
             try:
                 while not done.is_set():
+                    # a fencing stress test, not a test of max_claims: with leases this short every job is
+                    # reaped again and again, and must stay claimable so the race goes on to the end
                     q.reap_expired(store, max_claims=1000)
                     time.sleep(0.05)
             except BaseException as exc:  # pragma: no cover

@@ -114,9 +114,15 @@ def test_four_workers_one_killed_every_job_recorded_once(pg_url, tmp_path):
             ops.add_proxies(store, [_Spec(u) for u in sim.proxy_urls])
             batch_id = ops.create_batch(store, "scale", [f"user{i:05d}" for i in range(n_profiles)])
             config = write_config(tmp_path / "worker.toml", sim, threads=4)
-            procs = [start_worker(pg_url, config, tmp_path / "logs", "--until-idle") for _ in range(4)]
+            # the victim starts first and gets going before the other three join: four workers
+            # started at once share the key's learned pace unevenly, and a victim that got few
+            # checks could see the batch end before it was killed
+            victim = start_worker(pg_url, config, tmp_path / "logs", "--until-idle")
+            procs = [victim]
             try:
-                victim = procs[1]
+                wait_for(lambda: (Worker.get_or_none(Worker.pid == victim.pid) or Worker(checks=0)).checks >= 10, 40,
+                         lambda: "the victim's first checks: " + stderr_of(victim)[-2000:])
+                procs += [start_worker(pg_url, config, tmp_path / "logs", "--until-idle") for _ in range(3)]
 
                 def victim_busy():
                     row = Worker.get_or_none(Worker.pid == victim.pid)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
@@ -131,6 +132,8 @@ def open_store(url: str | None = None, *, pool_size: int = 8, create: bool = Tru
         _open = store
     try:
         store.db.connect(reuse_if_open=True)
+        if isinstance(store.db, SqliteDatabase) and store.display != ":memory:":
+            _use_wal(store.db)
         ensure_schema(store, create=create)
     except PeeweeException as exc:
         store.close()
@@ -164,12 +167,36 @@ def _open_sqlite(url: str) -> Store:
             raise DatabaseError(f"{display}: cannot open database: directory {p.parent} is not writable (SQLite needs it for its journal)")
     db = SqliteDatabase(
         str(p),
-        pragmas={"journal_mode": "wal", "busy_timeout": 30_000, "synchronous": "normal", "foreign_keys": 1},
+        pragmas={"busy_timeout": 30_000, "synchronous": "normal", "foreign_keys": 1},
         timeout=30,
         lock_type="IMMEDIATE",
         check_same_thread=False,
     )
     return Store(db=db, dialect=dialect_for(db), display=display, notices=notices)
+
+
+#: how long open_store keeps trying to switch a new SQLite file to WAL (like busy_timeout)
+WAL_SWITCH_SECONDS = 30.0
+
+
+def _use_wal(db: SqliteDatabase) -> None:
+    """Switch the file to WAL (persistent: later connections inherit it), retrying while locked.
+
+    A new file starts in rollback-journal mode. When several processes open it at once, two
+    readers both asking for the exclusive lock the switch needs is a deadlock SQLite breaks by
+    answering SQLITE_BUSY at once, without waiting on the busy timeout; so the wait is here.
+    """
+    deadline = time.monotonic() + WAL_SWITCH_SECONDS
+    pause = 0.005
+    while True:
+        try:
+            db.execute_sql("PRAGMA journal_mode=wal")
+            return
+        except OperationalError as exc:
+            if not is_locked_error(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
 
 
 #: libpq options that carry a credential: registered as secrets, masked in the display name

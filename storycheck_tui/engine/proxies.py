@@ -6,18 +6,9 @@ outcome of every request (:meth:`ProxyPool.success`, :meth:`~ProxyPool.failure`,
 and :meth:`~ProxyPool.validated`, persists :meth:`~ProxyPool.drain_changes`, and feeds
 states written by other processes back in with :meth:`~ProxyPool.apply_shared`.
 
-States::
-
-    unchecked/healthy --failure--> cooling --(dead_after failures in a row)--> dead
-    cooling/dead/unchecked --success or validated ok--> healthy
-    any --disable--> disabled --enable--> unchecked   (disable wins until enable)
-
-* ``unchecked`` and ``healthy`` routes are usable; so is a ``cooling`` route whose cooldown
-  has passed (it stays ``cooling`` until its next success or failure, so a proxy that keeps
-  failing still reaches ``dead``).
-* ``dead`` routes are only brought back by the validator (every ``validate_every`` seconds)
-  or by the operator (:meth:`~ProxyPool.retry`, :meth:`~ProxyPool.enable`).
-* A 429 is not a health failure: it halves the route's pace and blocks it for Retry-After.
+Each route's health, its states and transitions are in :mod:`.proxystate`; the pool hands
+routes out (least recently used first, paced by each route's bucket) and applies the
+transitions. Owner: none; every thread calls it.
 
 Timing uses the injected monotonic ``clock``; wall-clock time (``wall``) is used only to
 express cooldowns in :class:`ProxyView` and to read ``cooldown_until`` from the database.
@@ -31,91 +22,17 @@ import math
 import random
 import threading
 import time
-from collections import OrderedDict, deque
-from dataclasses import dataclass
+from collections import OrderedDict
 from typing import Callable, Iterable
 
 from storycheck_tui.config import ProxySettings
 from storycheck_tui.engine.pacing import TokenBucket
+from storycheck_tui.engine.proxystate import (
+    COOLING, DEAD, DISABLED, HEALTHY, LATENCY_HISTORY, REASON_DISABLED, REASON_ENABLED, REASON_FIRST_SUCCESS,
+    REASON_RECOVERED, REASON_VALIDATED, UNCHECKED, VALIDATION_LEASE, ProxyView, RouteHealth, is_usable,
+)
 from storycheck_tui.sources.base import DIRECT, Route
 from storycheck_tui.states import ProxyState
-
-UNCHECKED, HEALTHY, COOLING, DEAD, DISABLED = (ProxyState.UNCHECKED, ProxyState.HEALTHY, ProxyState.COOLING,
-                                              ProxyState.DEAD, ProxyState.DISABLED)
-
-#: how many recent latencies a view carries (for a sparkline)
-LATENCY_HISTORY = 30
-#: a validation handed out by due_for_validation() and never reported back is given up
-#: after this many seconds, so a crashed validator cannot park a proxy forever
-VALIDATION_LEASE = 120.0
-
-# reasons used in drain_changes() for transitions that carry no error text
-REASON_FIRST_SUCCESS = "first success"
-REASON_RECOVERED = "recovered"
-REASON_VALIDATED = "validated"
-REASON_DISABLED = "disabled by operator"
-REASON_ENABLED = "enabled by operator"
-
-
-def is_usable(state: str, cooldown_until: float | None, now: float, validating: bool = False) -> bool:
-    """The one rule for "could this route be handed out now" (pacing aside): unchecked and
-    healthy routes are; a cooling one is once its cooldown has passed (``cooldown_until`` and
-    ``now`` on the same clock) and no validation of it is in flight; dead and disabled are not."""
-    if state == UNCHECKED or state == HEALTHY:
-        return True
-    return state == COOLING and (cooldown_until is None or now >= cooldown_until) and not validating
-
-
-@dataclass(frozen=True)
-class ProxyView:
-    """An immutable copy of one route's state, for snapshots and the console."""
-
-    key: str
-    label: str
-    state: str
-    successes: int
-    failures: int
-    fail_streak: int
-    last_latency_ms: float | None
-    latencies: tuple[float, ...]  # recent (last ~30), oldest first
-    cooldown_until: float | None  # wall-clock epoch seconds (time.time based) or None
-    last_error: str | None
-    rate: float  # current paced rate, requests per second
-    validating: bool = False  # a validation of this route is in flight
-
-
-class _Entry:
-    __slots__ = (
-        "route", "state", "successes", "failures", "fail_streak", "last_latency_ms", "latencies",
-        "cooldown_until", "next_validation", "validating_since", "validate_requested", "last_error",
-        "bucket",
-    )
-
-    def __init__(self, route: Route, bucket: TokenBucket) -> None:
-        self.route = route
-        self.state = UNCHECKED
-        self.successes = 0
-        self.failures = 0
-        self.fail_streak = 0
-        self.last_latency_ms: float | None = None
-        self.latencies: deque[float] = deque(maxlen=LATENCY_HISTORY)
-        self.cooldown_until: float | None = None  # monotonic; set while COOLING
-        self.next_validation: float | None = None  # monotonic; set while DEAD
-        self.validating_since: float | None = None  # monotonic; set while handed to a validator
-        self.validate_requested = False  # operator retry() on a DISABLED route
-        self.last_error: str | None = None
-        self.bucket = bucket
-
-    def validating(self, now: float) -> bool:
-        return self.validating_since is not None and now - self.validating_since < VALIDATION_LEASE
-
-    def usable(self, now: float) -> bool:
-        """Could be acquired now, tokens aside."""
-        state = self.state
-        if state == UNCHECKED or state == HEALTHY:  # the common case, without a call
-            return True
-        return is_usable(state, self.cooldown_until, now, self.validating(now))
-
 
 class ProxyPool:
     """Routes with per-route pacing and health; safe to share between many threads.
@@ -138,11 +55,11 @@ class ProxyPool:
         self._wall = wall
         self._rng = rng if rng is not None else random.Random()
         self._cond = threading.Condition(threading.Lock())
-        self._entries: dict[str, _Entry] = {}  # in the order added (views)
+        self._entries: dict[str, RouteHealth] = {}  # in the order added (views)
         # the same entries, least recently handed out first: acquire() takes the first ready one
         # and moves it to the end, so a hand-out costs O(1) however many proxies there are.
         # Never-used routes start in random order, so processes sharing a pool spread out.
-        self._lru: OrderedDict[str, _Entry] = OrderedDict()
+        self._lru: OrderedDict[str, RouteHealth] = OrderedDict()
         self._changes: list[tuple[str, str, str | None]] = []
         routes = list(routes)
         self._direct = not routes
@@ -159,11 +76,11 @@ class ProxyPool:
         """True when the pool was built without proxies and sends requests direct."""
         return self._direct
 
-    def _new_entry(self, route: Route) -> _Entry:
+    def _new_entry(self, route: Route) -> RouteHealth:
         s = self.settings
         # no [proxies] rate: no pacing per proxy (the source's pace is found per key), only the
         # blocks a Retry-After asks for
-        return _Entry(route, TokenBucket(s.rate or math.inf, s.burst, clock=self._clock))
+        return RouteHealth(route, TokenBucket(s.rate or math.inf, s.burst, clock=self._clock))
 
     # -- handing out routes --------------------------------------------------------------
 
@@ -239,12 +156,12 @@ class ProxyPool:
             if e is None:
                 return
             e.successes += 1
-            self._record_latency(e, latency_ms)
+            e.record_latency(latency_ms)
             e.fail_streak = 0
             e.bucket.recover()
             if e.state != DISABLED and e.state != HEALTHY:
                 reason = REASON_FIRST_SUCCESS if e.state == UNCHECKED else REASON_RECOVERED
-                self._to_healthy(e, reason)
+                self._change(e, e.to_healthy(reason))
                 self._cond.notify_all()  # only a transition can make a route usable sooner
 
     def rate_limited(self, key: str, retry_after: float | None) -> float:
@@ -295,9 +212,7 @@ class ProxyPool:
             e = self._entries.get(key)
             if e is None or e.state == DISABLED:
                 return
-            e.state = DISABLED
-            e.cooldown_until = None
-            e.next_validation = None
+            e.set_state(DISABLED)
             self._change(e, REASON_DISABLED)
 
     def enable(self, key: str) -> None:
@@ -309,11 +224,7 @@ class ProxyPool:
             e = self._entries.get(key)
             if e is None or e.state in (UNCHECKED, HEALTHY):
                 return
-            e.state = UNCHECKED
-            e.fail_streak = 0
-            e.cooldown_until = None
-            e.next_validation = None
-            e.validate_requested = False
+            e.reset()
             self._change(e, REASON_ENABLED)
             self._cond.notify_all()
 
@@ -377,12 +288,12 @@ class ProxyPool:
             e.validate_requested = False
             if ok:
                 if latency_ms is not None:
-                    self._record_latency(e, latency_ms)
+                    e.record_latency(latency_ms)
                 if e.state == DISABLED:
                     return
                 e.fail_streak = 0
                 if e.state != HEALTHY:
-                    self._to_healthy(e, REASON_VALIDATED)
+                    self._change(e, e.to_healthy(REASON_VALIDATED))
                 self._cond.notify_all()
                 return
             error = error or "validation failed"
@@ -477,26 +388,7 @@ class ProxyPool:
         with self._cond:
             now = self._clock()
             wall = self._wall()
-            out = []
-            for e in self._entries.values():
-                until = None
-                if e.state == COOLING and e.cooldown_until is not None:
-                    until = wall + (e.cooldown_until - now)
-                out.append(ProxyView(
-                    key=e.route.key,
-                    label=e.route.label,
-                    state=e.state,
-                    successes=e.successes,
-                    failures=e.failures,
-                    fail_streak=e.fail_streak,
-                    last_latency_ms=e.last_latency_ms,
-                    latencies=tuple(e.latencies),
-                    cooldown_until=until,
-                    last_error=e.last_error,
-                    rate=e.bucket.rate,
-                    validating=e.validating(now),
-                ))
-            return out
+            return [e.view(now, wall) for e in self._entries.values()]
 
     def drain_changes(self) -> list[tuple[str, str, str | None]]:
         """``(key, new_state, reason)`` for every transition since the last call, in order.
@@ -535,7 +427,7 @@ class ProxyPool:
         machine's own address with proxies.
         """
         with self._cond:
-            new: list[_Entry] = []
+            new: list[RouteHealth] = []
             for route in routes:
                 if self._direct and route.key != DIRECT.key:
                     self._entries.pop(DIRECT.key, None)
@@ -562,39 +454,15 @@ class ProxyPool:
 
     # -- internals (lock held) -----------------------------------------------------------
 
-    def _record_latency(self, e: _Entry, latency_ms: float) -> None:
-        latency_ms = float(latency_ms)
-        e.last_latency_ms = latency_ms
-        e.latencies.append(latency_ms)
+    def _change(self, e: RouteHealth, reason: str | None) -> None:
+        if reason is not None:
+            self._changes.append((e.route.key, e.state, reason))
 
-    def _change(self, e: _Entry, reason: str | None) -> None:
-        self._changes.append((e.route.key, e.state, reason))
+    def _fail(self, e: RouteHealth, error: str, now: float) -> str:
+        self._change(e, e.fail(error, now, self.settings, self._rng))
+        return e.state
 
-    def _to_healthy(self, e: _Entry, reason: str) -> None:
-        e.state = HEALTHY
-        e.cooldown_until = None
-        e.next_validation = None
-        self._change(e, reason)
 
-    def _fail(self, e: _Entry, error: str, now: float) -> str:
-        s = self.settings
-        e.failures += 1
-        e.fail_streak += 1
-        e.last_error = error
-        if e.state == DISABLED:
-            return DISABLED
-        if e.fail_streak >= s.dead_after:
-            if e.state == DEAD:
-                return DEAD
-            e.state = DEAD
-            e.cooldown_until = None
-            e.next_validation = now + s.validate_every
-            self._change(e, f"{e.fail_streak} failures in a row: {error}")
-            return DEAD
-        base = min(s.max_cooldown, s.cooldown * 2.0 ** (e.fail_streak - 1))
-        cooldown = base * self._rng.uniform(0.5, 1.0)
-        e.state = COOLING
-        e.cooldown_until = now + cooldown
-        e.next_validation = None
-        self._change(e, f"failure {e.fail_streak} of {s.dead_after}, cooling {cooldown:.1f}s: {error}")
-        return COOLING
+__all__ = ["ProxyPool", "ProxyView", "is_usable", "LATENCY_HISTORY", "VALIDATION_LEASE", "UNCHECKED", "HEALTHY",
+           "COOLING", "DEAD", "DISABLED", "REASON_FIRST_SUCCESS", "REASON_RECOVERED", "REASON_VALIDATED",
+           "REASON_DISABLED", "REASON_ENABLED"]

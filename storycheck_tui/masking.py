@@ -213,6 +213,48 @@ def add_url_credentials(url: str | None) -> None:
     register_secret(unquote(password), user=unquote(user or ""))
 
 
+def _webhook_tokens(url: str) -> tuple[str, list[str], list[tuple[str, str]]]:
+    """(scheme://authority/first-segment, the path segments after it, the query's pairs)."""
+    parts = urlsplit(url)
+    segments = parts.path.split("/")  # "" first: the path starts with "/"
+    head = "/".join(segments[:2])
+    # "a=b" -> ("a", "b"); a bare "token" is all value
+    pairs = [(k, v) if sep else ("", k) for k, sep, v in (item.partition("=") for item in parts.query.split("&") if item)]
+    return f"{parts.scheme}://{parts.netloc}{head}", [s for s in segments[2:] if s], pairs
+
+
+def add_webhook_secrets(url: str | None) -> None:
+    """Register what a webhook URL may carry as credentials: the password of its authority, the
+    path after its first segment (``/T000/B000/XXXX``: ``B000``, ``XXXX``) and every query value
+    (``?token=abc``), each in every form (see :func:`register_secret`)."""
+    if not url:
+        return
+    add_url_credentials(url)
+    try:
+        _head, tokens, pairs = _webhook_tokens(url)
+    except ValueError:
+        return
+    for value in [*tokens, *(v for _k, v in pairs)]:
+        register_secret(value)
+        register_secret(unquote(value))
+
+
+def mask_webhook(url: str) -> str:
+    """A webhook URL as shown anywhere: ``https://hooks.example/T000/B000/XXXX?token=abc`` ->
+    ``https://hooks.example/T000/***?token=***`` (its password masked too). Hooks carry their
+    credentials in the path or the query; the host and the first segment say which hook it is.
+    Registers those parts as secrets, so a library's message that quotes the URL is masked too."""
+    add_webhook_secrets(url)
+    try:
+        head, tokens, pairs = _webhook_tokens(url)
+    except ValueError:
+        return MASK
+    out = mask_url(head) + (f"/{MASK}" if tokens else "")
+    if pairs:
+        out += "?" + "&".join(f"{k}={MASK}" if k else MASK for k, _v in pairs)
+    return out
+
+
 def scrub(text: str) -> str:
     return secrets.scrub(text)
 

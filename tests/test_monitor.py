@@ -346,3 +346,59 @@ def test_a_receiver_that_never_answers_does_not_hold_up_the_checks(store, secret
         if d:
             d.stop()
         rx.close()
+
+
+def test_a_webhook_token_in_its_path_or_query_is_masked_wherever_the_url_is_shown(db_url, tmp_path, capsys):
+    """Hooks carry their credentials in the path (``/T000/B000/XXXX``) or the query (``?token=``):
+    `watch list` (text and JSON), `watch set`, the console's watch read and the delivery log
+    show neither; the host and the first segment stay, to say which hook it is."""
+    import httpx
+
+    from helpers import cli, fresh_logging, log_text
+    from storycheck_tui.monitor.deliver import Deliverer
+    from storycheck_tui.monitor.signing import new_secret, parse_secret
+    from storycheck_tui.store import reads
+    from storycheck_tui.store.db import open_store
+
+    hook = "http://127.0.0.1:9/T000/B0b0Path/XyzPathToken?token=Qu3rySecret"
+    (tmp_path / "w.txt").write_text("ann\n")
+    db = ("--db", db_url)
+    assert cli(capsys, "watch", "add", tmp_path / "w.txt", "--name", "camp", "--every", "1h",
+               "--webhook", hook, *db).code == 0
+    shown = [cli(capsys, "watch", "list", *db), cli(capsys, "watch", "list", "--json", *db),
+             cli(capsys, "watch", "set", "camp", "--webhook", hook + "&x=1", *db)]
+    text = "".join(r.out + r.err for r in shown)
+    assert "http://127.0.0.1:9/T000/***?token=***" in text, text
+    s = open_store(db_url)
+    try:
+        (v,) = reads.watch_overview(s)
+        assert v.webhook == "http://127.0.0.1:9/T000/***?token=***&x=***"
+        _run_round(s, {"ann": _stories("a1")})
+        with fresh_logging(tmp_path / "logs") as setup, httpx.Client() as client:
+            Deliverer(s, parse_secret(new_secret())).deliver_due(client)  # port 9 refuses: a failed try, logged
+            logged = log_text(setup)
+        assert "WEBHOOK_FAILED" in logged and "127.0.0.1:9/T000/***" in logged, logged
+    finally:
+        s.close()
+    for secret in ("B0b0Path", "XyzPathToken", "Qu3rySecret"):
+        assert secret not in text and secret not in logged
+
+
+def test_watch_list_says_a_due_round_waits_for_a_worker_when_none_runs(db_url, tmp_path, capsys):
+    from helpers import cli
+    from storycheck_tui.store import workers as registry
+    from storycheck_tui.store.db import open_store
+
+    (tmp_path / "w.txt").write_text("ann\n")
+    db = ("--db", db_url)
+    assert cli(capsys, "watch", "add", tmp_path / "w.txt", "--name", "camp", "--every", "1h", *db).code == 0
+    assert "due (no worker running)" in cli(capsys, "watch", "list", *db).out  # due at once; nobody starts it
+    s = open_store(db_url)
+    try:
+        registry.register_worker(s, registry.new_worker_id(), 4)
+    finally:
+        s.close()
+    r = cli(capsys, "watch", "list", *db)
+    assert "due now" in r.out and "no worker" not in r.out, r.out
+    (row,) = [json.loads(line) for line in cli(capsys, "watch", "list", "--json", *db).out.splitlines()]
+    assert row["next_round"] == "due now" and row["next_round_at"]

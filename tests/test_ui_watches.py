@@ -180,3 +180,19 @@ async def test_the_result_detail_shows_the_profile_story_history(console):
         await pilot.pause()
         text = await open_detail(plain, "zed")
         assert "Story history" not in text, "no section for a profile no watch has seen"
+
+
+@asyncio_test
+async def test_a_due_watch_says_no_worker_while_none_runs_to_start_its_round(console):
+    from storycheck_tui.store import workers as registry
+
+    store, make = console
+    watches.add_watch(store, "campaign", ["ann"], every=900.0)  # due at once
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("w")
+        await until(pilot, lambda: "no worker" in screen_text(app), "no worker for the due round")
+        assert "1 due, no worker running to start them" in screen_text(app)
+        registry.register_worker(store, registry.new_worker_id(), 4)
+        await until(pilot, lambda: "due now" in screen_text(app), "due now once a worker runs")
+        assert "no worker" not in screen_text(app)

@@ -46,10 +46,20 @@ def add_command(args: Namespace) -> int:
     return 0
 
 
-def _row(v: reads.WatchOverview) -> dict:
+def _next_round(v: reads.WatchOverview, now: float, workers: int) -> str:
+    """When the next round starts: a time, or "due now", or why a due round does not start."""
+    if v.paused:
+        return "paused"
+    if v.next_round_at > now:
+        return iso(v.next_round_at)
+    return "due now" if workers else "due (no worker running)"
+
+
+def _row(v: reads.WatchOverview, now: float, workers: int) -> dict:
     last = v.last_round
     return {"name": v.name, "every": w.format_duration(v.every), "every_seconds": v.every, "profiles": v.profiles,
-            "paused": v.paused, "webhook": v.webhook, "next_round_at": iso(v.next_round_at), "rounds": v.rounds,
+            "paused": v.paused, "webhook": v.webhook, "next_round_at": iso(v.next_round_at),
+            "next_round": _next_round(v, now, workers), "rounds": v.rounds,
             "last_round": None if last is None else {
                 "batch": last.batch_id, "state": last.state, "total": last.total, "completed": last.completed,
                 "failed": last.failed, "started_at": iso(last.created_at), "finished_at": iso(last.finished_at)},
@@ -65,11 +75,13 @@ def list_command(args: Namespace) -> int:
     store = _open(args)
     try:
         views = reads.watch_overview(store, recent=0)
+        now = reads.database_now(store)  # heartbeats are stamped with the database's clock
+        workers = len(reads.live_workers(reads.workers(store, now=now), now))
     finally:
         store.close()
     if args.json:
         for v in views:
-            print(json_line(_row(v)))
+            print(json_line(_row(v, now, workers)))
         return 0
     if not views:
         print("no watches yet (create one with: storycheck watch add FILE --name NAME --every 15m)")
@@ -78,7 +90,7 @@ def list_command(args: Namespace) -> int:
                  Column("STATE"), Column("NEXT ROUND"), Column("LAST ROUND"), Column("NEW STORIES", right=True),
                  Column("WEBHOOK", max_width=40)],
                 ((v.name, w.format_duration(v.every), v.profiles, "paused" if v.paused else "active",
-                  iso(v.next_round_at), _last(v), v.new_stories, v.webhook or "-") for v in views))
+                  _next_round(v, now, workers), _last(v), v.new_stories, v.webhook or "-") for v in views))
     return 0
 
 

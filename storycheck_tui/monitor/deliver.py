@@ -15,7 +15,7 @@ import httpx
 from peewee import PeeweeException
 
 from storycheck_tui import logs
-from storycheck_tui.masking import add_url_credentials, mask_url, one_line
+from storycheck_tui.masking import add_webhook_secrets, mask_webhook, one_line
 from storycheck_tui.monitor import signing
 from storycheck_tui.store import outbox
 from storycheck_tui.store.db import Store
@@ -82,7 +82,7 @@ class Deliverer:
         if not d.url:
             outbox.failed_try(self.store, e.id, "the watch has no webhook (removed or cleared)")
             return
-        add_url_credentials(d.url)  # masked in every message, like a proxy's password
+        add_webhook_secrets(d.url)  # its password, path token and query masked in every message
         body = outbox.body(e)
         headers = signing.headers(self.key, str(e.id), int(self.clock()), body)
         error = None
@@ -91,14 +91,14 @@ class Deliverer:
                 status = r.status_code  # the answer's body is not read: only its status counts
             if 200 <= status < 300:
                 outbox.delivered(self.store, e.id)
-                log.info("event %s delivered to %s", e.id, mask_url(d.url), extra={"event": WEBHOOK_DELIVERED})
+                log.info("event %s delivered to %s", e.id, mask_webhook(d.url), extra={"event": WEBHOOK_DELIVERED})
                 return
             error = f"HTTP {status}"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"
         state = outbox.failed_try(self.store, e.id, error)
         level = logging.ERROR if state == "failed" else logging.WARNING
-        logs.event(level, WEBHOOK_FAILED, one_line(f"event {e.id} to {mask_url(d.url)}: {error}"
+        logs.event(level, WEBHOOK_FAILED, one_line(f"event {e.id} to {mask_webhook(d.url)}: {error}"
                                                    + ("; given up" if state == "failed" else "; will retry")))
 
 

@@ -318,6 +318,16 @@ def workers(store: Store, *, stopped_within: float = 60.0, now: float | None = N
                       float(t[8] or 0.0)) for t in q]
 
 
+#: a running worker counts as live while its heartbeat is at most this old (a worker killed with
+#: ``kill -9`` while no other worker runs leaves its row saying "running")
+LIVE_WITHIN = 15.0
+
+
+def live_workers(rows: list[WorkerRow], now: float) -> list[WorkerRow]:
+    """The workers of ``rows`` (from :func:`workers`) that are running and heard from lately."""
+    return [w for w in rows if w.state == WorkerState.RUNNING and now - w.heartbeat_at <= LIVE_WITHIN]
+
+
 @dataclass(frozen=True)
 class StoryRow:
     """A stored story (one per username and story id, whichever batch saw it first)."""
@@ -447,4 +457,5 @@ def story_history(store: Store, username: str) -> list:
 
 __all__ = ["STATE_FILTERS", "JobRow", "JobWindow", "LogLine", "JobDetail", "ProxyRow", "WorkerRow", "job_window",
            "SORTS", "jobs_by_id", "get_job", "job_log", "log_tail", "job_detail", "proxies", "workers",
+           "live_workers", "LIVE_WITHIN",
            "database_now", "StoryRow", "stories_of", "last_event_id"]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from storycheck_tui import logs
 from storycheck_tui.errors import InputError, StorycheckError
-from storycheck_tui.masking import add_url_credentials, mask_url
+from storycheck_tui.masking import add_webhook_secrets, mask_webhook
 from storycheck_tui.states import OPEN, BatchState, sql_list
 from storycheck_tui.store.db import Store
 from storycheck_tui.store.models import Batch, Watch, WatchProfile
@@ -67,10 +67,10 @@ def check_webhook(url: str | None) -> str | None:
         parts = urlsplit(url)
         host = parts.hostname
     except ValueError as exc:
-        raise InputError(f"{mask_url(url)}: not a valid webhook URL ({exc})") from None
+        raise InputError(f"{mask_webhook(url)}: not a valid webhook URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not host:
-        raise InputError(f"{mask_url(url)}: a webhook URL is http:// or https:// with a host")
-    add_url_credentials(url)
+        raise InputError(f"{mask_webhook(url)}: a webhook URL is http:// or https:// with a host")
+    add_webhook_secrets(url)
     return url
 
 
@@ -91,7 +91,7 @@ class WatchView:
 
 
 def _view(w: Watch, profiles: int) -> WatchView:
-    return WatchView(w.id, w.name, w.every, mask_url(w.webhook) if w.webhook else None, bool(w.paused), w.created_at,
+    return WatchView(w.id, w.name, w.every, mask_webhook(w.webhook) if w.webhook else None, bool(w.paused), w.created_at,
                      w.next_round_at, w.last_round, w.rounds, profiles)
 
 

@@ -46,20 +46,21 @@ STORY_COLS = columns(Col("user", "Profile", 22), Col("story", "Story id", 22), C
                      Col("seen", "First seen", 21))
 
 
-def next_round(w: WatchOverview, now: float) -> tuple[str, str]:
-    """(text, style) of when the watch's next round starts."""
+def next_round(w: WatchOverview, now: float, workers: bool = True) -> tuple[str, str]:
+    """(text, style) of when the watch's next round starts; a due round with no live worker to
+    start it says so (``workers``: some worker is running)."""
     if w.paused:
         return "paused", "bold yellow"
     if w.next_round_at > now:
         return "in " + fmt.duration(math.ceil(w.next_round_at - now)), ""
     if w.last_round is not None and w.last_round.state in OPEN:
         return f"after #{w.rounds}", "yellow"  # a round never starts while the previous one runs
-    return "due now", "bold cyan"
+    return ("due now", "bold cyan") if workers else ("no worker", "bold red")
 
 
-def watch_cells(w: WatchOverview, now: float) -> tuple:
+def watch_cells(w: WatchOverview, now: float, workers: bool = True) -> tuple:
     r = w.last_round
-    nxt = next_round(w, now)
+    nxt = next_round(w, now, workers)
     return (w.name, w.every, nxt, w.rounds if r is not None else None, r.state if r is not None else None,
             w.new_stories, (r.completed, r.total) if r is not None else None, r.failed if r is not None else None,
             w.profiles, w.webhook)
@@ -122,6 +123,7 @@ class WatchesScreen(ConsoleNode, ModalScreen[None]):
         self.watches: list[WatchOverview] = []
         self.error: str | None = None
         self.now = 0.0
+        self.worker_live = True  # some worker is running (to start due rounds)
 
     def compose(self):
         with Vertical(id="watches-box"):
@@ -142,7 +144,7 @@ class WatchesScreen(ConsoleNode, ModalScreen[None]):
             self.read()
             self.set_interval(READ_EVERY, self.read)
         else:
-            self.show(reads.watch_overview(self.app.store, recent=RECENT), self.app.clock())
+            self.show(*self._reads())
 
     # -- reading -------------------------------------------------------------------------------------
 
@@ -152,32 +154,39 @@ class WatchesScreen(ConsoleNode, ModalScreen[None]):
             return
         self.run_worker(self._read, thread=True, group="watch-read", exit_on_error=False)
 
-    def _read(self) -> list[WatchOverview]:
+    def _read(self) -> tuple[list[WatchOverview], float, bool]:
         with self.app.connection():
-            return reads.watch_overview(self.app.store, recent=RECENT)
+            return self._reads()
+
+    def _reads(self) -> tuple[list[WatchOverview], float, bool]:
+        """The watches, the time, and whether some worker runs to start their due rounds."""
+        store, now = self.app.store, self.app.clock()
+        return (reads.watch_overview(store, recent=RECENT), now,
+                bool(reads.live_workers(reads.workers(store, now=now), now)))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.group != "watch-read":
             return
         if event.state == TaskState.SUCCESS:
             self.error = None
-            self.show(event.worker.result, self.app.clock())
+            self.show(*event.worker.result)
         elif event.state == TaskState.ERROR:
             self.error = f"cannot read the watches: {fmt.literal(event.worker.error)}"
             self._title()
 
     # -- showing -------------------------------------------------------------------------------------
 
-    def show(self, watches: list[WatchOverview], now: float) -> None:
-        self.watches, self.now = watches, now
+    def show(self, watches: list[WatchOverview], now: float, workers: bool) -> None:
+        self.watches, self.now, self.worker_live = watches, now, workers
         table = self.query_one(WatchesTable)
-        table.sync(((w.name, watch_cells(w, now)) for w in table.ordered(watches, sort_value)), render_watch)
+        table.sync(((w.name, watch_cells(w, now, workers)) for w in table.ordered(watches, sort_value)),
+                   render_watch)
         self._title()
         self._stories()
 
     def on_sort_changed(self, event) -> None:
         event.stop()
-        self.show(self.watches, self.now)
+        self.show(self.watches, self.now, self.worker_live)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table is self.query_one(WatchesTable):
@@ -200,7 +209,7 @@ class WatchesScreen(ConsoleNode, ModalScreen[None]):
             new = sum(w.new_stories for w in ws)
             parts = [plural(len(ws), "watch", "watches"), f"{running} round{'s' if running != 1 else ''} running"]
             if due:
-                parts.append(f"{due} due")
+                parts.append(f"{due} due" if self.worker_live else f"{due} due, no worker running to start them")
             if paused:
                 parts.append(f"{paused} paused")
             parts.append(f"{plural(new, 'new story', 'new stories')} in their last rounds")

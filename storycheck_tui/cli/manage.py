@@ -9,8 +9,10 @@ from argparse import Namespace
 from typing import Iterator
 
 from storycheck_tui.cli.common import import_from, import_proxies, open_db, read_profiles, settings_from, start_logging
+from storycheck_tui.cli.knobs import engine_facts, engine_lines, pause_all, resume_all
 from storycheck_tui.cli.progress import checked_percent
 from storycheck_tui.cli.show import Column, json_line, print_table, safe
+from storycheck_tui.errors import InputError
 from storycheck_tui.exports import ExportTally, export_to_file, iso as _iso, write_export
 from storycheck_tui.states import BatchState
 from storycheck_tui.words import plural
@@ -21,7 +23,7 @@ from storycheck_tui.store.spend import spend_of
 
 
 @contextlib.contextmanager
-def _opened(args: Namespace) -> Iterator[Store]:
+def opened(args: Namespace) -> Iterator[Store]:
     """Logging on, the database open for the command, closed after it whatever happens. A
     ``--config`` given to a command that needs no settings is still read: a missing or bad
     file is an error, not silently ignored."""
@@ -40,7 +42,7 @@ def add_command(args: Namespace) -> int:
     with ``--json``; what was imported on stderr."""
     start_logging(args)
     plist = read_profiles(args)  # input errors before the database is touched
-    with _opened(args) as store:
+    with opened(args) as store:
         made = import_from(store, args, plist)
     if getattr(args, "json", False):
         print(json_line({"id": made.batch_id, "name": made.name, "profiles": made.profiles,
@@ -51,9 +53,12 @@ def add_command(args: Namespace) -> int:
 
 
 def batches_command(args: Namespace) -> int:
-    with _opened(args) as store:
+    """The batches; below the table (in ``--json``: each line's ``engine``), the source's pace
+    and circuit as the live workers report them, and the runtime knobs in force."""
+    with opened(args) as store:
         views = ops.list_batches(store)
         spends = {b.id: spend_of(store, b.id) for b in views} if args.json else {}
+        engine = engine_facts(store)
     if args.json:
         for b in views:
             print(json_line({"id": b.id, "name": b.name, "state": b.state, "priority": b.priority,
@@ -61,7 +66,7 @@ def batches_command(args: Namespace) -> int:
                              "failed": b.failed, "cancelled": b.cancelled, "created_at": _iso(b.created_at),
                              "finished_at": _iso(b.finished_at), "reason": b.reason, "watch": b.watch,
                              "requests": b.requests, "max_requests": b.max_requests,
-                             "requests_by_result": spends[b.id]}))
+                             "requests_by_result": spends[b.id], "engine": engine}))
         return 0
     if not views:
         print("no batches yet (create one with: storycheck add PROFILES, or storycheck run PROFILES)")
@@ -75,11 +80,20 @@ def batches_command(args: Namespace) -> int:
                  Column("CANCELLED", right=True), Column("CREATED")],
                 ((b.id, b.name, b.state, progress(b), b.succeeded, b.failed, b.cancelled or "-", _iso(b.created_at))
                  for b in views))
+    for line in engine_lines(engine):
+        print(line)
     return 0
 
 
-def _batch_cmd(args: Namespace, action) -> int:
-    with _opened(args) as store:
+def _batch_cmd(args: Namespace, action, every=None) -> int:
+    """``action`` on the batch named by BATCH; with ``--all`` (pause, resume), ``every`` instead."""
+    every_batch = getattr(args, "all", False)
+    if every_batch == (args.batch is not None):
+        raise InputError("give a BATCH (id or name) or --all" if args.batch is None
+                         else "give a BATCH or --all, not both")
+    with opened(args) as store:
+        if every_batch:
+            return every(store)
         b = ops.find_batch(store, args.batch)
         return action(store, b)
 
@@ -91,7 +105,7 @@ def pause_command(args: Namespace) -> int:
             return 0
         print(f"storycheck: batch {b.id} is {b.state}: only queued or running batches can be paused", file=sys.stderr)
         return 2
-    return _batch_cmd(args, act)
+    return _batch_cmd(args, act, pause_all)
 
 
 def resume_command(args: Namespace) -> int:
@@ -101,7 +115,7 @@ def resume_command(args: Namespace) -> int:
             return 0
         print(f"storycheck: batch {b.id} is {b.state}: only paused batches can be resumed", file=sys.stderr)
         return 2
-    return _batch_cmd(args, act)
+    return _batch_cmd(args, act, resume_all)
 
 
 def cancel_command(args: Namespace) -> int:
@@ -126,7 +140,7 @@ def retry_failed_command(args: Namespace) -> int:
 # --- proxies -------------------------------------------------------------------------------------
 
 def proxies_add_command(args: Namespace) -> int:
-    with _opened(args) as store:
+    with opened(args) as store:
         n = import_proxies(store, args.file, skip_invalid=args.skip_invalid)
         total = len(ops.list_proxies(store))
     print(f"{plural(n, 'proxy', 'proxies')} added ({total:,} in the pool)")
@@ -134,7 +148,7 @@ def proxies_add_command(args: Namespace) -> int:
 
 
 def proxies_list_command(args: Namespace) -> int:
-    with _opened(args) as store:
+    with opened(args) as store:
         rows = ops.list_proxies(store)
     if getattr(args, "json", False):
         for p in rows:
@@ -162,7 +176,7 @@ def proxies_check_command(args: Namespace) -> int:
     source = build_source(settings)  # a missing [source] is said before anything is opened
     bad = 0
     try:
-        with _opened(args) as store:
+        with opened(args) as store:
             routes = load_routes(store)
         if not routes:
             print("no proxies to check")
@@ -180,7 +194,7 @@ def proxies_check_command(args: Namespace) -> int:
 
 
 def _proxy_toggle(args: Namespace, disabled: bool) -> int:
-    with _opened(args) as store:
+    with opened(args) as store:
         p = ops.find_proxy(store, args.proxy)
         changed = ops.set_proxy_disabled(store, p.id, disabled)
     word = "disabled" if disabled else "enabled"
@@ -190,7 +204,7 @@ def _proxy_toggle(args: Namespace, disabled: bool) -> int:
 
 
 def proxies_remove_command(args: Namespace) -> int:
-    with _opened(args) as store:
+    with opened(args) as store:
         p = ops.find_proxy(store, args.proxy)
         ops.remove_proxy(store, p.id)
     print(f"proxy {p.id} {safe(p.label)} removed (running workers drop it within seconds)")
@@ -210,7 +224,7 @@ def proxies_enable_command(args: Namespace) -> int:
 def export_command(args: Namespace) -> int:
     tally = ExportTally()
     stories = bool(getattr(args, "stories", False))
-    with _opened(args) as store:
+    with opened(args) as store:
         b = ops.find_batch(store, args.batch)
         if args.output:
             n = export_to_file(store, b.id, args.format, args.output, stories=stories, tally=tally)
@@ -227,7 +241,7 @@ LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
 
 
 def logs_command(args: Namespace) -> int:
-    with _opened(args) as store:
+    with opened(args) as store:
         q = BatchLog.select().order_by(BatchLog.id.desc())
         if args.batch:
             q = q.where(BatchLog.batch == ops.find_batch(store, args.batch).id)

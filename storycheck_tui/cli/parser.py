@@ -21,7 +21,8 @@ def _common(p: argparse.ArgumentParser, *, top: bool = False) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from storycheck_tui.cli import console, manage, run, source_test
+    from storycheck_tui.cli import console, knobs, manage, run, source_test
+    from storycheck_tui.store import knobs as store_knobs
 
     parser = argparse.ArgumentParser(
         prog="storycheck",
@@ -70,7 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
                                 ("cancel", manage.cancel_command, "cancel a batch: its unchecked profiles are dropped"),
                                 ("retry-failed", manage.retry_failed_command, "check a batch's failed profiles again")):
         p = cmd(name, handler, text)
-        p.add_argument("batch", metavar="BATCH", help="batch id or name")
+        if name in ("pause", "resume"):
+            p.add_argument("batch", metavar="BATCH", nargs="?", help="batch id or name")
+            p.add_argument("--all", action="store_true", help=f"{name} every {'queued or running' if name == 'pause' else 'paused'} batch")
+        else:
+            p.add_argument("batch", metavar="BATCH", help="batch id or name")
+
+    p = cmd("set", knobs.set_command, "change a runtime knob for every worker within a second; without KNOB: list them")
+    p.add_argument("name", metavar="KNOB", nargs="?", choices=store_knobs.NAMES,
+                   help="; ".join(f"{n}: {h}" for n, h in store_knobs.HELP.items()))
+    p.add_argument("value", metavar="VALUE", nargs="?", help="a number, or 'default' (also 'none') to clear it")
+    p.add_argument("--json", action="store_true", help="list the knobs as one JSON object")
 
     p = cmd("proxies", manage.proxies_list_command, "manage the proxy pool")
     psub = p.add_subparsers(title="proxy commands", metavar="ACTION")

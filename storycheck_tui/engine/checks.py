@@ -1,7 +1,9 @@
 """The check threads: one check at a time each, never inside a transaction.
 
 Owner: each check thread owns its own slot in ``checking`` (what it is checking, or None);
-counting the busy slots needs no lock. Results go to the writer's queues; a batch whose
+counting the busy slots needs no lock. The keeper alone calls :meth:`CheckThreads.resize`
+(the threads knob): it adds slots and moves ``limit``; a slot at or above ``limit`` idles
+after its check, never cut off in one. Results go to the writer's queues; a batch whose
 credentials the source refused is paused in the database and the keeper asked to re-read.
 """
 
@@ -34,6 +36,15 @@ class CheckThreads:
         self._stop = stop
         self._wake_claimer = wake_claimer
         self.checking: list[q.Claimed | None] = [None] * threads
+        self.limit = threads  # slots below it check; the others idle (the threads knob)
+
+    def resize(self, threads: int) -> int:
+        """Let ``threads`` slots check; returns the first new slot whose thread the caller starts."""
+        first_new = len(self.checking)
+        if threads > first_new:
+            self.checking.extend([None] * (threads - first_new))
+        self.limit = threads
+        return first_new
 
     def busy(self) -> int:
         """Check threads in a check right now."""
@@ -42,9 +53,15 @@ class CheckThreads:
     def run(self, slot: int) -> None:
         inbox, writer, stop = self._inbox, self._writer, self._stop
         while not stop.is_set():
+            if slot >= self.limit:
+                stop.wait(0.2)  # idle: the threads knob took this slot away
+                continue
             try:
                 job = inbox.get(timeout=0.2)
             except queue.Empty:
+                continue
+            if slot >= self.limit:  # the knob moved while this slot waited: the job is another's
+                inbox.put(job)
                 continue
             if inbox.qsize() < self._claim_size and not self._wake_claimer.is_set():
                 self._wake_claimer.set()  # running low: claim now, not at the claimer's next 0.2 s tick

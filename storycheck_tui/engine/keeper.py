@@ -1,7 +1,8 @@
 """The keeper: this worker's upkeep with the database, twice a second (or at once when asked).
 
 Owner: the keeper thread. It owns the :class:`~storycheck_tui.engine.batchboard.BatchBoard`
-(re-reads batch states, so pauses and new batches made elsewhere arrive within a second),
+(re-reads batch states, so pauses and new batches made elsewhere arrive within a second), the
+runtime knobs (re-read each round too, applied by :class:`~storycheck_tui.engine.knobs.KnobApplier`),
 the proxy sync (logs the pool's transitions, writes them, adopts other workers' news), the
 heartbeat that extends this worker's leases, and the reaper of other workers' expired leases.
 """
@@ -16,10 +17,14 @@ from storycheck_tui import logs
 from storycheck_tui.config import Settings
 from storycheck_tui.engine import proxysync
 from storycheck_tui.engine.batchboard import BatchBoard
+from storycheck_tui.engine.breaker import CircuitBreaker
+from storycheck_tui.engine.knobs import KnobApplier
 from storycheck_tui.engine.pace import SourcePace
 from storycheck_tui.engine.proxies import ProxyPool
 from storycheck_tui.engine.writer import Writer
+from storycheck_tui.masking import one_line
 from storycheck_tui.states import ProxyState, WorkerState
+from storycheck_tui.store import knobs as knob_store
 from storycheck_tui.store import queue as q
 from storycheck_tui.store import workers as registry
 from storycheck_tui.store.db import Store
@@ -28,13 +33,18 @@ log = logging.getLogger("storycheck.engine")
 
 #: seconds between rounds when nobody asks for one
 ROUND = 0.5
+#: a reason (the pace's, the circuit's) is stored cut to this many characters
+REASON_CHARS = 300
 
 
 class Keeper:
     def __init__(self, store: Store, settings: Settings, worker_id: str, pool: ProxyPool,
                  sync: proxysync.ProxySync, board: BatchBoard, writer: Writer, *, threads: int,
                  stop: threading.Event, abort: threading.Event, wake_claimer: threading.Event,
-                 pace: SourcePace | None = None, pace_key: str | None = None) -> None:
+                 pace: SourcePace | None = None, pace_key: str | None = None,
+                 breaker: CircuitBreaker | None = None, knobs: KnobApplier | None = None) -> None:
+        self._breaker = breaker
+        self._knobs = knobs
         self._pace = pace
         self._pace_key = pace_key
         self._store = store
@@ -57,12 +67,11 @@ class Keeper:
             now = time.monotonic()
             try:
                 self._board.refresh()
+                if self._knobs is not None:
+                    self._knobs.apply(knob_store.read(self._store))
                 self.sync_proxies()
                 if self._threads and now - last_beat >= eng.heartbeat_every:
-                    registry.heartbeat(self._store, self._worker_id, checks=self._writer.finished,
-                                       rate=self._writer.rate(), lease_seconds=eng.lease_seconds,
-                                       state=WorkerState.STOPPING if self._stop.is_set() else WorkerState.RUNNING,
-                                       pace=self._pace.rate if self._pace else None, pace_key=self._pace_key)
+                    self.heartbeat()
                     last_beat = now
                 if self._threads and now - last_reap >= min(5.0, eng.lease_seconds / 4):
                     registry.expire_dead_local_workers(self._store, self._worker_id)
@@ -74,6 +83,19 @@ class Keeper:
                 log.error("database upkeep failed; will retry", exc_info=True)
                 self._store.recover()
             self._board.wake.wait(ROUND)
+
+    def heartbeat(self) -> None:
+        """Say this worker is alive, with what `batches` and the console show of it: its check
+        threads, the source's pace and why it last changed, the circuit breaker's state."""
+        pace = self._pace.view() if self._pace else None
+        circuit = self._breaker.view() if self._breaker else None
+        registry.heartbeat(self._store, self._worker_id, checks=self._writer.finished, rate=self._writer.rate(),
+                           lease_seconds=self._settings.engine.lease_seconds,
+                           state=WorkerState.STOPPING if self._stop.is_set() else WorkerState.RUNNING,
+                           pace=pace.rate if pace else None, pace_key=self._pace_key,
+                           pace_reason=one_line(pace.reason, REASON_CHARS) if pace else None,
+                           threads=self._knobs.threads if self._knobs else self._threads,
+                           circuit=circuit.state if circuit else None, circuit_reason=one_line(circuit.reason, REASON_CHARS) if circuit and circuit.reason else None)
 
     def sync_proxies(self) -> None:
         """Log the pool's transitions first: that marks them for the sync, so a state reaches

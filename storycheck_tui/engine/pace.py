@@ -164,6 +164,16 @@ class SourcePace:
             self._reason = reason
             self._changed_at = self._clock()
 
+    def set_cap(self, cap: float | None, reason: str) -> None:
+        """A new cap while running (the pace-cap knob): the rate is bounded by it at once."""
+        with self._lock:
+            self.cap = cap
+            before = self._rate
+            self._rate = self._bounded(before)
+            self._rate_at_cut = min(self._rate_at_cut, self._rate)
+            self._reason = reason + (f": {before:.1f}/s cut to {self._rate:.1f}/s" if self._rate < before else "")
+            self._changed_at = self._clock()
+
     def view(self) -> PaceView:
         with self._lock:
             now = self._clock()

@@ -40,6 +40,7 @@ from storycheck_tui.engine.checker import Checker
 from storycheck_tui.engine.checks import CheckThreads
 from storycheck_tui.engine.claimer import Claimer
 from storycheck_tui.engine.keeper import Keeper
+from storycheck_tui.engine.knobs import KnobApplier
 from storycheck_tui.engine.proxies import DISABLED, ProxyPool, ProxyView
 from storycheck_tui.engine.validator import run_validator
 from storycheck_tui.engine.writer import Writer
@@ -100,10 +101,12 @@ class Runner:
         # the pace of requests to the source (one API key), found by the engine; guards its own state
         self.pace = SourcePace(cap=settings.source.max_rate)
         self.pace_key = key_of(settings.source.url, settings.source.headers)
+        knobs = KnobApplier(pace=self.pace, own_cap=settings.source.max_rate, own_threads=self.threads,
+                            set_threads=self._set_threads) if self.threads and source is not None else None
         self._keeper = Keeper(store, settings, self.worker_id, pool, self._proxy_sync, self.board, self.writer,
                               threads=self.threads, stop=self._stop, abort=self._abort,
                               wake_claimer=self._wake_claimer, pace=self.pace if self.threads else None,
-                              pace_key=self.pace_key)
+                              pace_key=self.pace_key, breaker=self.breaker, knobs=knobs)
         self._checks: CheckThreads | None = None
         self._claimer: Claimer | None = None
         if source is not None and self.threads:
@@ -151,6 +154,15 @@ class Runner:
             self.pace.adopt(share, f"{others} other worker{'s' if others != 1 else ''} on this key learned "
                                    f"{total:.1f}/s in all: starting at a share of {share:.1f}/s")
             logs.event(logging.INFO, PACE_CHANGED, f"source pace: {self.pace.view().reason}")
+
+    def _set_threads(self, threads: int) -> None:
+        """The threads knob (called by the keeper): ``threads`` check threads check, the missing
+        ones are started; one beyond it idles after its check."""
+        if self._checks is None or self._stop.is_set():
+            return
+        for i in range(self._checks.resize(threads), threads):
+            self._spawn(f"check-{i}", functools.partial(self._checks.run, i))
+        self.threads = threads
 
     def _spawn(self, name: str, target) -> threading.Thread:
         t = threading.Thread(target=self._guard(target), name=f"storycheck-{name}", daemon=True)

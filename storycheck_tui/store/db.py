@@ -28,7 +28,7 @@ from storycheck_tui.masking import MASK, mask_url, one_line as masked_line, regi
 from storycheck_tui.store import models, sqlitefile
 from storycheck_tui.store.dialect import Dialect, dialect_for
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 ENV_VAR = "STORYCHECK_DB"
 
 
@@ -323,8 +323,21 @@ def _v6_worker_pace(store: Store) -> None:
               (("pace", DoubleField(null=True)), ("pace_key", CharField(null=True))) if name not in have])
 
 
+def _v7_knobs(store: Store) -> None:
+    """worker.pace_reason, circuit, circuit_reason (shown by `batches` and the console); the knob
+    table (runtime settings) is created by ensure_schema."""
+    from peewee import CharField, TextField
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    migrator = SchemaMigrator.from_database(store.db)
+    have = {c.name for c in store.db.get_columns("worker")}
+    migrate(*[migrator.add_column("worker", name, field) for name, field in
+              (("pace_reason", TextField(null=True)), ("circuit", CharField(null=True)),
+               ("circuit_reason", TextField(null=True))) if name not in have])
+
+
 UPGRADES: dict[int, Callable[[Store], None]] = {2: _v2_validate_requests, 3: _v3_watches, 4: _v4_spend,
-                                                5: _v5_check_started, 6: _v6_worker_pace}
+                                                5: _v5_check_started, 6: _v6_worker_pace, 7: _v7_knobs}
 
 
 def _schema_version(store: Store) -> int | None:

@@ -159,6 +159,20 @@ class Worker(BaseModel):
     # same key begins at its share of what the others learned (schema version 6)
     pace = DoubleField(null=True)
     pace_key = CharField(null=True)
+    # why its pace last changed, and its source's circuit breaker ("closed", "open", "probing")
+    # with the failure that opened it: for `batches` and the console (schema version 7)
+    pace_reason = TextField(null=True)
+    circuit = CharField(null=True)
+    circuit_reason = TextField(null=True)
+
+
+class Knob(BaseModel):
+    """An operator's runtime setting (pace cap, threads per worker) that every worker's keeper
+    reads within a second; no row: each worker's own settings (schema version 7)."""
+
+    name = CharField(primary_key=True)
+    value = DoubleField()
+    set_at = DoubleField()
 
 
 class Watch(BaseModel):
@@ -239,7 +253,8 @@ class Event(BaseModel):
         indexes = ((("watch_id", "id"), False),)
 
 
-MODELS = [Meta_, Batch, Job, Story, Proxy, BatchLog, Worker, Watch, WatchProfile, WatchStory, ProfileChange, Event, Spend]
+MODELS = [Meta_, Batch, Job, Story, Proxy, BatchLog, Worker, Watch, WatchProfile, WatchStory, ProfileChange, Event, Spend,
+          Knob]
 PARTIAL_INDEXES = [
     # The claim reads only pending jobs: a partial index stays small with millions finished.
     ("job_pending", f"CREATE INDEX IF NOT EXISTS job_pending ON job (batch_id, id) WHERE state = {sql(JobState.PENDING)}"),

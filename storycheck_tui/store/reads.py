@@ -142,6 +142,10 @@ class WorkerRow:
     heartbeat_at: float
     checks: int
     rate: float
+    pace: float | None = None  # requests/s to the source it paces itself to (None: no source)
+    pace_reason: str | None = None  # why the pace last changed
+    circuit: str | None = None  # its source's circuit breaker: closed, open, probing
+    circuit_reason: str | None = None  # the failure that opened it
 
 
 _JOB_FIELDS = (Job.id, Job.batch, Job.username, Job.state, Job.outcome, Job.story_count, Job.latest_story_at,
@@ -310,12 +314,13 @@ def workers(store: Store, *, stopped_within: float = 60.0, now: float | None = N
 
     ts = db_now(store) if now is None else now
     q = (Worker.select(Worker.id, Worker.host, Worker.pid, Worker.threads, Worker.state, Worker.started_at,
-                       Worker.heartbeat_at, Worker.checks, Worker.rate)
+                       Worker.heartbeat_at, Worker.checks, Worker.rate, Worker.pace, Worker.pace_reason,
+                       Worker.circuit, Worker.circuit_reason)
          .where(((Worker.state != WorkerState.STOPPED) & (Worker.heartbeat_at > ts - WORKER_SHOWN_FOR))
                 | (Worker.heartbeat_at > ts - stopped_within))
          .order_by(Worker.started_at).tuples())
     return [WorkerRow(t[0], t[1], int(t[2]), int(t[3]), t[4], float(t[5]), float(t[6]), int(t[7] or 0),
-                      float(t[8] or 0.0)) for t in q]
+                      float(t[8] or 0.0), t[9], t[10], t[11], t[12]) for t in q]
 
 
 #: a running worker counts as live while its heartbeat is at most this old (a worker killed with
@@ -326,6 +331,31 @@ LIVE_WITHIN = 15.0
 def live_workers(rows: list[WorkerRow], now: float) -> list[WorkerRow]:
     """The workers of ``rows`` (from :func:`workers`) that are running and heard from lately."""
     return [w for w in rows if w.state == WorkerState.RUNNING and now - w.heartbeat_at <= LIVE_WITHIN]
+
+
+#: the circuit states from worst to best: the one shown for several workers is the worst
+CIRCUIT_ORDER = ("open", "probing", "closed")
+
+
+@dataclass(frozen=True)
+class SourceFacts:
+    """The story source as the live workers pace it, for `batches` and the console."""
+
+    workers: int  # live workers with a source
+    pace: float | None  # requests/s, summed over them (None: no live worker paces a source)
+    pace_reason: str | None  # why the pace last changed (of the first of them)
+    circuit: str | None  # the worst of their circuit breakers
+    circuit_reason: str | None  # the failure that opened it
+
+
+def source_facts(rows: list[WorkerRow], now: float) -> SourceFacts:
+    """What the live workers of ``rows`` (from :func:`workers`) say of the source."""
+    live = [w for w in live_workers(rows, now) if w.pace is not None]
+    if not live:
+        return SourceFacts(0, None, None, None, None)
+    worst = min(live, key=lambda w: CIRCUIT_ORDER.index(w.circuit) if w.circuit in CIRCUIT_ORDER else 2)
+    return SourceFacts(len(live), sum(w.pace or 0.0 for w in live), live[0].pace_reason, worst.circuit,
+                       worst.circuit_reason)
 
 
 @dataclass(frozen=True)
@@ -457,5 +487,5 @@ def story_history(store: Store, username: str) -> list:
 
 __all__ = ["STATE_FILTERS", "JobRow", "JobWindow", "LogLine", "JobDetail", "ProxyRow", "WorkerRow", "job_window",
            "SORTS", "jobs_by_id", "get_job", "job_log", "log_tail", "job_detail", "proxies", "workers",
-           "live_workers", "LIVE_WITHIN",
+           "live_workers", "LIVE_WITHIN", "SourceFacts", "source_facts",
            "database_now", "StoryRow", "stories_of", "last_event_id"]

@@ -1,0 +1,196 @@
+"""Runtime knobs (``storycheck set``), pause/resume --all, and what `batches` says of the
+source: real `storycheck worker` processes with default settings check against a loopback
+story server that counts the requests in flight; the knobs reach them through the database.
+On SQLite and PostgreSQL; every wait is a condition with a timeout."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import Reply, StoryServer, cli, stop_process, wait_for
+from storycheck_tui.store import batches as ops
+from storycheck_tui.store import knobs, reads
+from storycheck_tui.store.db import open_store
+
+#: a knob reaches every worker within this many seconds (the keeper reads the knobs every 0.5 s)
+REACH = 2.0
+
+
+class Counting(StoryServer):
+    """Each answer takes ``delay`` seconds; ``in_flight`` counts requests being answered."""
+
+    def __init__(self, delay: float = 0.1) -> None:
+        self.in_flight = 0
+        self.starts: list[tuple[float, int]] = []  # (when, in flight with it) of each request
+        self._gauge = threading.Lock()
+        super().__init__(self._answer)
+        self.delay = delay
+
+    def _answer(self, _user: str, _n: int) -> Reply:
+        with self._gauge:
+            self.in_flight += 1
+            self.starts.append((time.monotonic(), self.in_flight))
+        time.sleep(self.delay)
+        with self._gauge:
+            self.in_flight -= 1
+        return Reply()
+
+    def sent_within(self, seconds: float) -> int:
+        since = time.monotonic() - seconds
+        return sum(1 for t in self.times() if t >= since)
+
+    def most_in_flight_within(self, seconds: float) -> int:
+        """The most requests in flight that a request started in the last ``seconds`` saw (0: none started)."""
+        since = time.monotonic() - seconds
+        with self._gauge:
+            return max((n for t, n in self.starts if t >= since), default=0)
+
+
+def start_worker(db_url: str, config: Path, log_dir: Path, threads: int) -> subprocess.Popen:
+    env = {**os.environ, "STORYCHECK_LOG_DIR": str(log_dir), "STORYCHECK_DB": ""}
+    return subprocess.Popen([sys.executable, "-m", "storycheck_tui", "worker", "--db", db_url, "--config", str(config),
+                             "--workers", str(threads)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+
+
+def test_set_lists_checks_and_clears_knobs(db_url, capsys):
+    db = ("--db", db_url)
+    r = cli(capsys, "set", "threads", "0", *db)
+    assert r.code == 2 and r.err.count("\n") == 1 and "whole number from 1 to 256" in r.err
+    r = cli(capsys, "set", "pace-cap", "-3", *db)
+    assert r.code == 2 and "positive number" in r.err
+    assert cli(capsys, "set", "pace-cap", "nan", *db).code == 2
+    assert cli(capsys, "set", "threads", *db).code == 2  # no value
+    assert cli(capsys, "set", "pace-cap", "30", *db).code == 0
+    r = cli(capsys, "set", "threads", "8", *db)
+    assert r.code == 0 and "no worker is running" in r.err
+    assert json.loads(cli(capsys, "set", "--json", *db).out) == {"pace-cap": 30.0, "threads": 8}
+    assert "pace-cap  30" in cli(capsys, "set", *db).out
+    assert cli(capsys, "set", "threads", "default", *db).code == 0
+    s = open_store(db_url)
+    try:
+        assert knobs.read(s) == knobs.Knobs(pace_cap=30.0, threads=None)
+    finally:
+        s.close()
+    r = cli(capsys, "pause", *db)
+    assert r.code == 2 and "give a BATCH (id or name) or --all" in r.err
+
+
+def test_knobs_and_pause_all_reach_every_running_worker_within_two_seconds(db_url, tmp_path, capsys):
+    """Two workers of 2 threads each (8 s of work for them at the start): `set threads 6`
+    starts new check threads in both (more than 4 in flight), `set threads 1` idles all but
+    one in each, `set pace-cap 2` holds them to 2 requests/s each (and `batches` says so, with
+    why the pace changed), `pause --all` stops them, `resume --all` starts them again."""
+    server = Counting()
+    config = tmp_path / "sc.toml"
+    config.write_text(f'[source]\nurl = "{server.base}/stories?u={{username}}"\nitems = "items"\n'
+                      f'health_url = "{server.base}/health"\n')
+    s = open_store(db_url)  # one database per process: closed while the commands run here
+    ops.create_batch(s, "big", [f"user{i:05d}" for i in range(3000)])
+    s.close()
+
+    def paces() -> list[float | None]:
+        store = open_store(db_url)
+        try:
+            return [w.pace for w in reads.workers(store)]
+        finally:
+            store.close()
+
+    workers: list[subprocess.Popen] = []
+    db = ("--db", db_url)
+    try:
+        workers = [start_worker(db_url, config, tmp_path / "logs", threads=2) for _ in range(2)]
+        wait_for(lambda: server.in_flight >= 3, 20, "both workers checking")
+
+        def reached(what: str, predicate, window: float = 0.0) -> float:
+            """Seconds from now until ``predicate`` holds (for a ``window`` it looks back over:
+            the window's start); the wait is bounded, the figure asserted at the end."""
+            t0 = time.monotonic()
+            wait_for(predicate, REACH + window + 3.0, what)
+            return time.monotonic() - window - t0
+
+        assert cli(capsys, "set", "threads", "6", *db).code == 0
+        took = [reached("more than 4 in flight: new check threads", lambda: server.in_flight >= 5)]
+        assert cli(capsys, "set", "threads", "1", *db).code == 0
+        # a thread past the new limit finishes the check it is in (its pace wait included), then idles
+        took.append(reached("at most one check each", lambda: 0 < server.most_in_flight_within(0.5) <= 2, 0.5))
+        assert cli(capsys, "set", "threads", "default", *db).code == 0
+        assert cli(capsys, "set", "pace-cap", "2", *db).code == 0
+        took.append(reached("2 requests/s each", lambda: server.sent_within(1.0) <= 5, 1.0))
+        wait_for(lambda: all(p is not None and p <= 2.0 for p in paces()), 10, "paces in the rows")
+        out = cli(capsys, "batches", *db).out
+        assert "source: pace 4.0 requests/s (2 workers) · circuit closed" in out, out
+        assert "pace cap 2/s set by an operator" in out and "knobs: pace cap 2/s" in out, out
+        engine = json.loads(cli(capsys, "batches", "--json", *db).out.splitlines()[0])["engine"]
+        assert engine["workers"] == 2 and engine["pace"] == 4.0 and engine["circuit"] == "closed", engine
+        assert engine["pace_cap"] == 2.0 and engine["threads"] is None
+        assert cli(capsys, "set", "pace-cap", "none", *db).code == 0
+        r = cli(capsys, "pause", "--all", *db)
+        assert r.code == 0 and "paused 1 batch" in r.out
+        # checks already past their claim (waiting for the pace, or in flight) still finish
+        paused = reached("no request for half a second", lambda: server.sent_within(0.5) == 0, 0.5)
+        assert cli(capsys, "resume", "--all", *db).out.startswith("resumed 1 batch")
+        took.append(reached("checks again", lambda: server.sent_within(0.2) > 0))
+        assert max(took) <= REACH and paused <= REACH + 1.0, f"seconds to reach the workers: {took}, {paused}"
+    finally:
+        for w in workers:
+            stop_process(w)
+        server.close()
+
+
+def test_a_version_6_database_gets_the_knob_table_and_the_worker_facts(db_url):
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    from storycheck_tui.store import workers as registry
+    from storycheck_tui.store.models import Meta_
+
+    s = open_store(db_url)
+    wid = registry.new_worker_id()
+    registry.register_worker(s, wid, 4)
+    s.db.execute_sql("DROP TABLE knob")
+    migrate(*[SchemaMigrator.from_database(s.db).drop_column("worker", c) for c in ("pace_reason", "circuit",
+                                                                                     "circuit_reason")])
+    Meta_.update(value="6").where(Meta_.key == "schema_version").execute()
+    s.close()
+    s = open_store(db_url)
+    try:
+        assert Meta_.get(Meta_.key == "schema_version").value == "7"
+        knobs.set_knob(s, knobs.THREADS, 3)
+        assert knobs.read(s) == knobs.Knobs(threads=3)
+        registry.heartbeat(s, wid, checks=1, rate=0.5, lease_seconds=30, pace=4.0, pace_key="k", pace_reason="why",
+                           circuit="open", circuit_reason="HTTP 503")
+        (w,) = reads.workers(s)
+        assert (w.threads, w.pace, w.pace_reason, w.circuit, w.circuit_reason) == (4, 4.0, "why", "open", "HTTP 503")
+    finally:
+        s.close()
+
+
+def test_batches_says_the_circuit_is_open_from_the_workers_rows(tmp_path):
+    """Default settings: the source answers, then every answer is 503. The circuit opens; the
+    worker's heartbeat carries it to its row, and `batches` says so with the failure."""
+    import dataclasses
+
+    from helpers import Engine
+    from storycheck_tui.cli.knobs import engine_facts, engine_lines
+    from storycheck_tui.config import Settings
+
+    down = threading.Event()
+    server = StoryServer(lambda u, n: Reply(503 if down.is_set() else 200))
+    try:
+        settings = dataclasses.replace(Settings(), source=server.source(), path="test")
+        with Engine(tmp_path, settings, [f"user{i:04d}" for i in range(2000)]) as eng:
+            wait_for(lambda: eng.batch().completed_profiles >= 20, 20, "the batch to get going")
+            down.set()
+            wait_for(lambda: eng.runner.snapshot().circuit.state == "open", 20, "the circuit to open")
+            wait_for(lambda: engine_facts(eng.store)["circuit"] == "open", 10, "the circuit in the worker's row")
+            lines = engine_lines(engine_facts(eng.store))
+            assert "circuit open (source error HTTP 503" in lines[0], lines
+    finally:
+        server.close()

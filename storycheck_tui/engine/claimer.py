@@ -10,6 +10,7 @@ writer's ledger before its jobs reach the inbox.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 from typing import Callable
@@ -20,6 +21,7 @@ from storycheck_tui import logs
 from storycheck_tui.config import EngineSettings
 from storycheck_tui.engine.batchboard import BatchBoard
 from storycheck_tui.engine.breaker import CircuitBreaker, log_transition
+from storycheck_tui.engine.pace import SourcePace
 from storycheck_tui.engine.proxies import ProxyPool
 from storycheck_tui.engine.writer import Writer
 from storycheck_tui.errors import BadResponse, CheckError, RateLimited, SourceUnavailable
@@ -29,13 +31,21 @@ from storycheck_tui.store.db import Store
 
 log = logging.getLogger("storycheck.engine")
 
+#: while the source's pace holds checks back, this worker holds (in its inbox and in checks) no
+#: more jobs than its pace gets through in this many seconds: a slow worker does not sit on
+#: jobs that faster workers on the same key would finish sooner
+HOLD_SECONDS = 2.0
+#: ... but at least this many
+HOLD_MIN = 4
+
 
 class Claimer:
     def __init__(self, store: Store, settings: EngineSettings, worker_id: str, pool: ProxyPool, board: BatchBoard,
                  writer: Writer, inbox: queue.SimpleQueue, *, threads: int, busy: Callable[[], int],
                  batch_ids: list[int] | None, stop: threading.Event, wake: threading.Event,
-                 breaker: CircuitBreaker, source: StorySource) -> None:
+                 breaker: CircuitBreaker, source: StorySource, pace: SourcePace | None = None) -> None:
         self._breaker = breaker
+        self._pace = pace
         self._source = source
         self._store = store
         self._settings = settings
@@ -80,7 +90,10 @@ class Claimer:
         eng = self._settings
         said_waiting = False
         while not self._stop.is_set():
-            want = min(eng.claim_size, self._threads + 2 * eng.claim_size - self._inbox.qsize() - self._busy())
+            held = self._inbox.qsize() + self._busy()
+            want = min(eng.claim_size, self._threads + 2 * eng.claim_size - held)
+            if self._pace is not None and self._pace.bound():
+                want = min(want, max(HOLD_MIN, math.ceil(self._pace.rate * HOLD_SECONDS)) - held)
             batches = self._board.claimable(self._batch_ids)
             if want <= 0 or not batches:
                 self._pause(0.2)

@@ -19,7 +19,7 @@ from storycheck_tui.engine import proxysync
 from storycheck_tui.engine.batchboard import BatchBoard
 from storycheck_tui.engine.breaker import CircuitBreaker
 from storycheck_tui.engine.knobs import KnobApplier
-from storycheck_tui.engine.pace import SourcePace
+from storycheck_tui.engine.pace import PACE_CHANGED, SourcePace
 from storycheck_tui.engine.proxies import ProxyPool
 from storycheck_tui.engine.writer import Writer
 from storycheck_tui.masking import one_line
@@ -35,6 +35,8 @@ log = logging.getLogger("storycheck.engine")
 ROUND = 0.5
 #: a reason (the pace's, the circuit's) is stored cut to this many characters
 REASON_CHARS = 300
+#: another worker's pace counts for sharing while its heartbeat is this many heartbeats old
+SHARE_FRESH = 2.5
 
 
 class Keeper:
@@ -72,6 +74,7 @@ class Keeper:
                 self.sync_proxies()
                 if self._threads and now - last_beat >= eng.heartbeat_every:
                     self.heartbeat()
+                    self._share_pace()
                     last_beat = now
                 if self._threads and now - last_reap >= min(5.0, eng.lease_seconds / 4):
                     registry.expire_dead_local_workers(self._store, self._worker_id)
@@ -92,10 +95,24 @@ class Keeper:
         registry.heartbeat(self._store, self._worker_id, checks=self._writer.finished, rate=self._writer.rate(),
                            lease_seconds=self._settings.engine.lease_seconds,
                            state=WorkerState.STOPPING if self._stop.is_set() else WorkerState.RUNNING,
-                           pace=pace.rate if pace else None, pace_key=self._pace_key,
+                           pace=pace.rate if pace else None, pace_key=self._shared_key(),
                            pace_reason=one_line(pace.reason, REASON_CHARS) if pace else None,
                            threads=self._knobs.threads if self._knobs else self._threads,
                            circuit=circuit.state if circuit else None, circuit_reason=one_line(circuit.reason, REASON_CHARS) if circuit and circuit.reason else None)
+
+    def _shared_key(self) -> str | None:
+        """The pace's key while its pace is one to share (learned, and what holds this worker back):
+        only rows that carry it count for a late starter and for the others' shares."""
+        return self._pace_key if self._pace is not None and self._pace.published() is not None else None
+
+    def _share_pace(self) -> None:
+        """Move this worker's pace toward its share of the key (engine/pace.py, SourcePace.share)."""
+        if self._pace is None or self._pace_key is None or self._pace.published() is None:
+            return
+        others, count = registry.learned_pace(self._store, self._pace_key, me=self._worker_id,
+                                              fresh_within=SHARE_FRESH * self._settings.engine.heartbeat_every)
+        if self._pace.share(others, count):
+            logs.event(logging.INFO, PACE_CHANGED, f"source pace: {self._pace.view().reason}")
 
     def sync_proxies(self) -> None:
         """Log the pool's transitions first: that marks them for the sync, so a state reaches

@@ -7,7 +7,8 @@ every request of this process, whose rate follows additive-increase/multiplicati
   :data:`START_RATE`), every answer adds :data:`SLOW_START_STEP` requests/s while the pace is
   what holds requests back: the rate grows about fourfold every half second until the first
   429 (a fast API is reached in a second or two, a slow one is not overshot by much);
-* **increase**: after that, answers add :data:`INCREASE` of the rate at the last cut per second;
+* **increase**: after that, answers add :data:`INCREASE` of the rate at the last cut per second
+  (with other workers on the key: of the mean of their paces, the same step for all);
 * **decrease**: a 429 for a request sent after the last cut multiplies the rate by
   :data:`DECREASE` (:data:`DECREASE_FIRST` for the first, which ends slow start); requests
   sent before the last cut reflect the old rate and cut nothing, nor does a 429 for the
@@ -16,10 +17,18 @@ every request of this process, whose rate follows additive-increase/multiplicati
   route it came through: see the proxy pool.)
 * ``cap`` (``[source] max_rate``) bounds it when set; it never drops below :data:`MIN_RATE`.
 
-Several processes on one key each run this; AIMD makes them converge to fair shares of the
-key's limit. A worker that starts late begins at its share of the pace the others learned
-(their heartbeats carry it). :meth:`SourcePace.view` says the current rate and why it last
-changed, for the console and the log.
+Several processes on one key each run this and share what they learned through the database
+(the keeper's heartbeat writes the key's name with the pace only while there is one to share):
+:meth:`SourcePace.published` is the pace this worker learned, or None
+while it has learned nothing (slow start) or its pace is not what holds it back (few threads,
+slow proxies: such a worker takes what it needs and is no measure of the key). At each
+heartbeat :meth:`SourcePace.share` moves a worker held back by its pace halfway to the mean of
+the published paces on its key, and the additive increase of every worker on the key is the
+same share of that mean: equal increases and proportional cuts make AIMD converge to equal
+shares, and the move to the mean does it within a few heartbeats instead of dozens of cuts
+(started together, workers leave slow start at paces far apart). A worker that starts late
+begins at its share of the pace the others learned. :meth:`SourcePace.view` says the current
+rate and why it last changed, for the console and the log.
 
 Owner: none; one lock guards the state (every check thread calls it). Times come from the
 injected monotonic ``clock``.
@@ -51,6 +60,14 @@ SLOW_START_STEP = 3.0
 INCREASE = 0.05
 #: the pace counts as the bottleneck when it held a request back within this many seconds
 BOTTLENECK_WINDOW = 1.0
+#: the bucket holds this many seconds' worth of requests: after a pause (a route blocked by a
+#: Retry-After) no more than that leaves at once (a tenth of a second's worth, 17 requests at
+#: 170/s, met a limit's burst of 5 with a dozen 429s, each blocking its route again)
+BURST_SECONDS = 0.02
+#: at each heartbeat, a worker moves this share of the way to the mean pace of its key
+REBALANCE = 0.5
+#: the mean of the key sets the additive increase for this many seconds after it was read
+SHARED_FOR = 10.0
 
 
 @dataclass(frozen=True)
@@ -85,7 +102,8 @@ class SourcePace:
         self._last = now
         self._blocked_until = -math.inf
         self._slow_start = True
-        self._rate_at_cut = self._rate
+        self._scale = self._rate  # the additive increase is INCREASE of this per second
+        self._shared_at = -math.inf  # when other workers on the key last set the scale
         self._last_cut = -math.inf
         self._last_cut_by = ""
         self._held_back_at = -math.inf
@@ -111,7 +129,7 @@ class SourcePace:
                 self._held_back_at = now
                 return self._blocked_until - now
             if now > self._last:
-                capacity = max(1.0, self._rate / 10)  # a tenth of a second's worth: no bursts
+                capacity = max(1.0, self._rate * BURST_SECONDS)  # no bursts: see BURST_SECONDS
                 self._tokens = min(capacity, self._tokens + (now - self._last) * self._rate)
                 self._last = now
             if self._tokens >= 1.0:
@@ -131,7 +149,7 @@ class SourcePace:
             if self._slow_start:
                 step = SLOW_START_STEP
             else:
-                step = INCREASE * self._rate_at_cut / self._rate
+                step = INCREASE * self._scale / self._rate
             self._rate = self._bounded(self._rate + step)
 
     def limited(self, sent_at: float, retry_after: float | None, who: str = "") -> bool:
@@ -145,7 +163,8 @@ class SourcePace:
                 return False  # sent at the old pace (cut already), or the same profile again
             self._last_cut_by = who
             before = self._rate
-            self._rate_at_cut = before
+            if now - self._shared_at > SHARED_FOR:
+                self._scale = before  # alone on the key: the rate at the last cut
             self._rate = self._bounded(before * (DECREASE_FIRST if self._slow_start else DECREASE))
             self._last_cut = now
             self._slow_start = False
@@ -159,7 +178,7 @@ class SourcePace:
         """Start from a pace learned elsewhere (other workers on the key), before any request."""
         with self._lock:
             self._rate = self._bounded(rate)
-            self._rate_at_cut = self._rate
+            self._scale = self._rate
             self._slow_start = False
             self._reason = reason
             self._changed_at = self._clock()
@@ -170,9 +189,37 @@ class SourcePace:
             self.cap = cap
             before = self._rate
             self._rate = self._bounded(before)
-            self._rate_at_cut = min(self._rate_at_cut, self._rate)
+            self._scale = min(self._scale, self._rate)
             self._reason = reason + (f": {before:.1f}/s cut to {self._rate:.1f}/s" if self._rate < before else "")
             self._changed_at = self._clock()
+
+    def bound(self) -> bool:
+        """Whether the pace held a request back lately (it, not threads or proxies, sets the speed)."""
+        return self._clock() - self._held_back_at <= BOTTLENECK_WINDOW
+
+    def published(self) -> float | None:
+        """The pace to tell other workers on the key: the learned rate while it is what holds this
+        worker back; None in slow start (nothing learned yet) or while something else does."""
+        with self._lock:
+            return None if self._slow_start or not self.bound() else self._rate
+
+    def share(self, others: float, count: int) -> bool:
+        """``count`` other workers on the key published ``others`` requests/s in all: move halfway
+        to the mean, and grow by the same steps as they do. True if the rate moved by a tenth or more."""
+        with self._lock:
+            if count <= 0 or self._slow_start or not self.bound():
+                return False
+            mean = (others + self._rate) / (count + 1)
+            before = self._rate
+            self._rate = self._bounded(before + REBALANCE * (mean - before))
+            self._scale = mean
+            self._shared_at = self._clock()
+            if abs(self._rate - before) < 0.1 * before:
+                return False
+            self._reason = (f"{count + 1} workers share the key at {mean:.1f}/s each on average: "
+                            f"moved from {before:.1f}/s to {self._rate:.1f}/s")
+            self._changed_at = self._clock()
+            return True
 
     def view(self) -> PaceView:
         with self._lock:

@@ -118,7 +118,7 @@ class Runner:
             self._claimer = Claimer(store, settings.engine, self.worker_id, pool, self.board, self.writer, inbox,
                                     threads=self.threads, busy=self._checks.busy, batch_ids=batch_ids,
                                     stop=self._stop, wake=self._wake_claimer, breaker=self.breaker,
-                                    source=source)
+                                    source=source, pace=self.pace)
         self.started = False
         self.crashed = False  # an engine thread died on an unexpected error
 

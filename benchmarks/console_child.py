@@ -369,7 +369,7 @@ def cold_start(p: dict) -> dict:
     first frame with every pane filled from the database (batches, results window, proxies)."""
     t_imports = time.time()
     _patch_driver()
-    from textual.widgets import DataTable
+    from storycheck_tui.ui.table import Table
 
     from storycheck_tui import logs
     from storycheck_tui.engine.wiring import build_runner
@@ -387,7 +387,7 @@ def cold_start(p: dict) -> dict:
 
         def full() -> bool:
             try:
-                tables = {t.id or t.parent.id: t.row_count for t in app.main.query(DataTable)}
+                tables = {t.id or t.parent.id: t.row_count for t in app.main.query(Table)}
             except Exception:
                 return False
             res = [n for k, n in tables.items() if k and "result" in k]

@@ -51,7 +51,7 @@ from storycheck_tui.ui.messages import DbRead, DbState, EngineStopped
 from storycheck_tui.ui.modals.confirm import ConfirmScreen
 from storycheck_tui.ui.modals.detail import DetailScreen, load_detail
 from storycheck_tui.ui.modals.help import HelpScreen
-from storycheck_tui.ui.panes.base import Table
+from storycheck_tui.ui.table import Table
 from storycheck_tui.ui.panes.batches import BatchesPane, BatchLine
 from storycheck_tui.ui.alerts import BELL_ENV, Alert, Alerts
 from storycheck_tui.ui.logfeed import DB_TAIL_LIMIT, DB_TAIL_START, LogFeed

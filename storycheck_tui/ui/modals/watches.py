@@ -16,7 +16,7 @@ import math
 from rich.text import Text
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 from textual.worker import Worker, WorkerState as TaskState
 
 from storycheck_tui.states import OPEN, BatchState
@@ -25,7 +25,7 @@ from storycheck_tui.store.reads import NewStory, WatchOverview
 from storycheck_tui.store.watches import format_duration
 from storycheck_tui.ui import format as fmt
 from storycheck_tui.ui import keymap
-from storycheck_tui.ui.panes.base import Col, Table, columns, fit
+from storycheck_tui.ui.table import Col, Table, columns, fit
 from storycheck_tui.ui.typed import ConsoleNode
 from storycheck_tui.words import plural
 
@@ -188,8 +188,8 @@ class WatchesScreen(ConsoleNode, ModalScreen[None]):
         event.stop()
         self.show(self.watches, self.now, self.worker_live)
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.data_table is self.query_one(WatchesTable):
+    def on_table_row_highlighted(self, event: Table.RowHighlighted) -> None:
+        if event.table is self.query_one(WatchesTable):
             self._stories()
 
     def selected(self) -> WatchOverview | None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rich.text import Text
-from textual.widgets import DataTable
 
 from storycheck_tui.store.batches import BatchView
 from storycheck_tui.ui import format as fmt
 from storycheck_tui.ui.messages import BatchSelected
-from storycheck_tui.ui.panes.base import Col, FilterInput, Line, Pane, Table, columns, fit
+from storycheck_tui.ui.panes.base import FilterInput, Line, Pane
+from storycheck_tui.ui.table import Col, Table, columns, fit
 from storycheck_tui.states import CLAIMABLE, OPEN, BatchState
 
 COLS = columns(Col("name", "Batch", 14), Col("state", "State", 10), Col("progress", "Progress", 11),
@@ -155,10 +155,9 @@ class BatchesPane(Pane):
             self._detail()
             self.post_message(BatchSelected(batch_id))
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+    def on_table_row_highlighted(self, event: Table.RowHighlighted) -> None:
         event.stop()
-        if event.row_key is not None and event.row_key.value is not None:
-            self._set_selected(int(event.row_key.value))
+        self._set_selected(int(event.row_key))
 
     def _detail(self) -> None:
         line = self.query_one("#batches-detail", Line)

@@ -7,12 +7,12 @@ from collections import deque
 from dataclasses import dataclass
 
 from rich.text import Text
-from textual.widgets import DataTable
 
 from storycheck_tui.engine.proxies import LATENCY_HISTORY, ProxyView, is_usable
 from storycheck_tui.store.reads import ProxyRow
 from storycheck_tui.ui import format as fmt
-from storycheck_tui.ui.panes.base import Col, FilterInput, Line, Pane, Table, columns, fit, room
+from storycheck_tui.ui.panes.base import FilterInput, Line, Pane
+from storycheck_tui.ui.table import Col, Table, columns, fit, room
 from storycheck_tui.states import ProxyState
 
 COLS = columns(Col("label", "Proxy", 16), Col("state", "State", 12), Col("ok", "OK", 7, right=True),
@@ -189,11 +189,10 @@ class ProxiesPane(Pane):
         self.set_subtitle(Text(sub))
         self._detail()
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+    def on_table_row_highlighted(self, event: Table.RowHighlighted) -> None:
         event.stop()
-        if event.row_key is not None and event.row_key.value is not None:
-            self.selected_key = event.row_key.value
-            self._detail()
+        self.selected_key = event.row_key
+        self._detail()
 
     def _detail(self) -> None:
         line = self.query_one("#proxies-detail", Line)

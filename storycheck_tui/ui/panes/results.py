@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from rich.text import Text
-from textual.widgets import DataTable
 
 from storycheck_tui.store.batches import BatchView
 from storycheck_tui.store.reads import STATE_FILTERS, JobRow, JobWindow
@@ -15,7 +14,8 @@ from storycheck_tui.ui import format as fmt
 from storycheck_tui.ui import keymap
 from storycheck_tui.ui.messages import DetailWanted, ResultsWanted
 from storycheck_tui.ui.panes.proxies import keep_port, short_label
-from storycheck_tui.ui.panes.base import Col, FilterInput, Line, Pane, Table, columns, fit, room
+from storycheck_tui.ui.panes.base import FilterInput, Line, Pane
+from storycheck_tui.ui.table import Col, Table, columns, fit, room
 from storycheck_tui.states import JobState, OutcomeKind
 
 COLS = columns(Col("username", "Username", 22), Col("state", "Result", 11), Col("stories", "Stories", 8, right=True),
@@ -84,14 +84,20 @@ def row_cells(j: JobRow, now: float) -> tuple:
             short_label(j.proxy or ""), j.attempts, j.latency_ms and round(j.latency_ms), error)
 
 
-def render_row(j: JobRow, cells: tuple, cols: tuple[Col, ...] = COLS) -> list[Text]:
-    label, style_key = result_label(j)
-    out = [fmt.plain(cells[0]), fmt.state(style_key, label),
-           Text("" if j.story_count is None else str(j.story_count), style="bold green" if j.story_count else "bright_black"),
+def row_values(j: JobRow, now: float) -> tuple:
+    """All a result row shows: its cells, the style of its state, its latency as shown wide
+    (the row is drawn from these alone)."""
+    return row_cells(j, now), result_label(j)[1], "" if j.latency_ms is None else fmt.latency(j.latency_ms)
+
+
+def render_row(values: tuple, cols: tuple[Col, ...] = COLS) -> list[Text]:
+    cells, style_key, latency = values
+    stories = cells[2]
+    out = [fmt.plain(cells[0]), fmt.state(style_key, cells[1]),
+           Text("" if stories is None else str(stories), style="bold green" if stories else "bright_black"),
            Text(cells[3]), fmt.plain(keep_port(cells[4], room(cols[4])), "bright_black"),
            Text(str(cells[5]) if cells[5] else "", style="yellow" if cells[5] > 1 else ""),
-           Text(("" if j.latency_ms is None else fmt.latency(j.latency_ms)) if cols is COLS
-                else ("" if cells[6] is None else str(cells[6]))),
+           Text(latency if cols is COLS else ("" if cells[6] is None else str(cells[6]))),
            fmt.plain(cells[7], "red")]
     return [fit(c, t) for c, t in zip(cols, out)]
 
@@ -136,11 +142,9 @@ class ResultsPane(Pane):
         self.descending = False
         self.window: JobWindow | None = None
         self._keys: list[str] = []
-        self._cells: dict[str, tuple] = {}
         self._jobs: dict[str, JobRow] = {}
         self.cols = COLS
         self.now = 0.0
-        self._rendered: dict[str, tuple[tuple, list]] = {}
 
     def compose(self):
         yield Line(id="results-header")
@@ -231,7 +235,7 @@ class ResultsPane(Pane):
         here); back to page 1, live."""
         table = self.target()
         self.sort, self.descending = SORT_OF_COLUMN.get(table.sort_key or ""), table.sort_descending
-        self._keys, self._cells, self._jobs, self._rendered = [], {}, {}, {}
+        self._keys, self._jobs = [], {}
         self._live()
         self.post_message(ResultsWanted())
         self._header()
@@ -243,7 +247,7 @@ class ResultsPane(Pane):
             return
         self.cols = cols
         self.target().set_columns(cols)
-        self._keys, self._cells, self._jobs, self._rendered = [], {}, {}, {}
+        self._keys, self._jobs = [], {}
         if self.window is not None:
             self._show(self.window, self.now)
 
@@ -251,9 +255,7 @@ class ResultsPane(Pane):
 
     def _clear(self) -> None:
         self.target().clear()
-        self._rendered = {}
         self._keys = []
-        self._cells.clear()
         self._jobs.clear()
 
     def apply_window(self, window: JobWindow, query: WindowQuery, now: float) -> None:
@@ -268,13 +270,8 @@ class ResultsPane(Pane):
         self._show(window, now)
 
     def _show(self, window: JobWindow, now: float) -> None:
-        """Show ``window``, rewriting only the table rows whose content changed.
-
-        The table's rows are slots: row ``i`` shows the ``i``-th result of the window (keys
-        ``"0"``, ``"1"``, …). When new results push the others down, each slot takes the cells
-        already rendered for the row it now shows; rows are added or removed only when the
-        window's length changes (adding a row makes DataTable measure every cell of it).
-        """
+        """Show ``window``: the table repaints only the rows whose content changed (a row that
+        moved, as new results push the others down, is drawn from its cache)."""
         if self.current_batch is None or window.batch_id != self.current_batch.id:
             return
         if (window.state, window.text, window.offset) != (self.state_filter, self.text_filter, self.row_offset):
@@ -283,40 +280,14 @@ class ResultsPane(Pane):
         self.now = now
         table = self.target()
         keys = [str(j.id) for j in window.rows]
-        new_cells = {str(j.id): row_cells(j, now) for j in window.rows}
         moved = keys != self._keys
-        cursor_key = self._keys[table.cursor_row] if self._keys and 0 <= table.cursor_row < len(self._keys) else None
-        cache = {}
-        for i, j in enumerate(window.rows):
-            key = keys[i]
-            cells = new_cells[key]
-            hit = self._rendered.get(key)
-            rendered = hit[1] if hit is not None and hit[0] == cells else render_row(j, cells, self.cols)
-            cache[key] = (cells, rendered)
-            if i >= len(self._keys):
-                table.add_row(*rendered, key=str(i))
-                continue
-            old_key = self._keys[i]
-            old = self._cells.get(old_key)
-            if old_key == key and old == cells:
-                continue
-            same_row = old_key == key and old is not None
-            for c, col in enumerate(self.cols):
-                if not same_row or old[c] != cells[c]:
-                    table.update_cell(str(i), col.key, rendered[c])
-        for i in range(len(self._keys) - 1, len(keys) - 1, -1):
-            table.remove_row(str(i))
-        self._rendered = cache
+        cursor_key = table.cursor_key
+        cols = self.cols
+        table.sync(((str(j.id), row_values(j, now)) for j in window.rows), lambda values: render_row(values, cols))
         self._keys = keys
-        if moved and keys:
-            if cursor_key in new_cells:  # the selected profile stays selected wherever it moved
-                row = keys.index(cursor_key)
-            else:
-                row = 0
-                table.scroll_home(animate=False, immediate=True)
-            if row != table.cursor_row:
-                table.move_cursor(row=row, animate=False)
-        self._cells = new_cells
+        if moved and keys and cursor_key not in table.row_keys():  # else the selected profile stays selected
+            table.move_cursor(row=0, animate=False)
+            table.scroll_home(animate=False, immediate=True)
         self._jobs = {str(j.id): j for j in window.rows}
         self._header()
 
@@ -326,7 +297,7 @@ class ResultsPane(Pane):
             return None
         return self._jobs.get(self._keys[table.cursor_row])
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+    def on_table_row_selected(self, event: Table.RowSelected) -> None:
         event.stop()
         job = self.selected_job()
         if job is not None:

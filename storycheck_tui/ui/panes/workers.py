@@ -7,7 +7,8 @@ from rich.text import Text
 
 from storycheck_tui.store.reads import WorkerRow
 from storycheck_tui.ui import format as fmt
-from storycheck_tui.ui.panes.base import Col, FilterInput, Pane, Table, columns, fit
+from storycheck_tui.ui.panes.base import FilterInput, Pane
+from storycheck_tui.ui.table import Col, Table, columns, fit
 from storycheck_tui.states import WorkerState
 
 COLS = columns(Col("host", "Host", 10), Col("pid", "PID", 6, right=True), Col("threads", "Thr", 4, right=True),

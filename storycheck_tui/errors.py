@@ -83,6 +83,11 @@ class ProxyFailed(CheckError):
     transient = True
 
 
+class ProxyAuthRejected(ProxyFailed):
+    """The proxy refused its credentials (407, a SOCKS5 username/password failure): unlike
+    other proxy failures, it will not heal by itself."""
+
+
 class SourceUnavailable(CheckError):
     """The source failed: 5xx, timeout, connection reset."""
 

@@ -71,6 +71,9 @@ class ProxyState(StrEnum):
     COOLING = "cooling"
     DEAD = "dead"
     DISABLED = "disabled"
+    #: the proxy refused its credentials (407, SOCKS5 username/password): it will not heal by
+    #: itself; tried again only when its credentials change or an operator enables or retries it
+    AUTH_REJECTED = "auth_rejected"
 
 
 class WorkerState(StrEnum):

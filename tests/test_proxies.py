@@ -15,8 +15,10 @@ import pytest
 
 from storycheck_tui.config import ProxySettings
 from storycheck_tui.engine.pacing import TokenBucket
+from storycheck_tui.engine import blocked
+from storycheck_tui.engine.breaker import BreakerView
 from storycheck_tui.engine.proxies import (
-    COOLING, DEAD, DISABLED, HEALTHY, UNCHECKED, ProxyPool, ProxyView,
+    AUTH_REJECTED, COOLING, DEAD, DISABLED, HEALTHY, UNCHECKED, ProxyPool, ProxyView,
 )
 from storycheck_tui.sources.base import DIRECT, Route
 
@@ -499,6 +501,98 @@ def test_apply_shared_adopts_states_from_other_processes():
     assert not pool.apply_shared("nope", DEAD)
     with pytest.raises(ValueError):
         pool.apply_shared("p0", "bogus")
+
+
+# -- refused credentials ----------------------------------------------------------------
+
+
+def test_refused_credentials_mark_the_proxy_auth_rejected_at_once_and_only_new_credentials_revive_it():
+    """A 407 or a SOCKS5 password failure will not heal by waiting: no cooling five times, no
+    validation; the same URL again changes nothing, a new password gives it another try."""
+    pool, clock = make_pool(2, dead_after=5, validate_every=10.0)
+    only_p0 = frozenset({"p1"})
+    assert pool.failure("p0", "proxy authentication required (407)", auth=True) == AUTH_REJECTED
+    v = view(pool, "p0")
+    assert (v.state, v.cooldown_until, v.last_error) == (AUTH_REJECTED, None, "proxy authentication required (407)")
+    assert pool.drain_changes() == [("p0", AUTH_REJECTED, "proxy authentication required (407)")]
+    assert pool.failure("p0", "proxy authentication required (407)", auth=True) == AUTH_REJECTED  # in flight
+    assert pool.drain_changes() == []  # one record, not one per request
+    clock.advance(86_400.0)  # a day later: never validated, never handed out
+    assert pool.due_for_validation() == []
+    assert pool.acquire(exclude=only_p0, timeout=1.0, wait_for_revival=False) is None  # at once: nothing to wait for
+    assert pool.next_ready_in(exclude=only_p0) is None
+    assert pool.usable_count() == 1
+    pool.add(Route("p0", "http://user:secret0@10.0.0.0:8080", "http://user@10.0.0.0:8080"))  # the same URL again
+    assert pool.state_of("p0") == AUTH_REJECTED
+    pool.add(Route("p0", "http://user:n3w-secret@10.0.0.0:8080", "http://user@10.0.0.0:8080"))
+    assert pool.state_of("p0") == UNCHECKED and view(pool, "p0").fail_streak == 0
+    assert pool.drain_changes() == [("p0", UNCHECKED, "new credentials")]
+    assert pool.acquire(exclude=only_p0).key == "p0"
+    # a validation that finds the password refused marks it the same way
+    pool.failure("p1", "connect refused")
+    clock.advance(10.0)
+    assert [r.key for r in pool.due_for_validation()] == ["p1"]
+    pool.validated("p1", False, None, "health check: proxy authentication required (407)", auth=True)
+    assert pool.state_of("p1") == AUTH_REJECTED
+
+
+def test_an_operator_enable_or_retry_gives_an_auth_rejected_proxy_another_try_and_disable_still_wins():
+    pool, clock = make_pool(3)
+    for key in ("p0", "p1", "p2"):
+        pool.failure(key, "SOCKS5 proxy authentication failed: Invalid username/password", auth=True)
+    pool.enable("p0")
+    pool.retry("p1")
+    assert (pool.state_of("p0"), pool.state_of("p1")) == (UNCHECKED, UNCHECKED)
+    pool.disable("p2")
+    assert pool.failure("p2", "407", auth=True) == DISABLED  # disable wins until enable
+    assert not pool.apply_shared("p2", AUTH_REJECTED)
+    pool.drain_changes()
+    # adopted from another worker, as the database says
+    assert pool.apply_shared("p0", AUTH_REJECTED, last_error="407")
+    assert pool.state_of("p0") == AUTH_REJECTED and pool.drain_changes() == []
+    assert pool.apply_shared("p0", UNCHECKED)  # an operator enabled it elsewhere
+    assert pool.state_of("p0") == UNCHECKED
+
+
+def test_retry_after_wait_says_how_long_every_usable_proxy_is_blocked():
+    pool, clock = make_pool(2, rate=None)
+    assert pool.retry_after_wait() == 0.0
+    pool.rate_limited("p0", 30.0)
+    assert pool.retry_after_wait() == 0.0  # p1 is free
+    pool.rate_limited("p1", 10.0)
+    assert pool.retry_after_wait() == pytest.approx(10.0)
+    clock.advance(4.0)
+    assert pool.retry_after_wait() == pytest.approx(6.0)
+    pool.failure("p1", "407", auth=True)  # out of rotation: only p0's block counts
+    assert pool.retry_after_wait() == pytest.approx(26.0)
+
+
+def test_blocked_reason_names_each_proxy_and_its_error_or_the_circuit_or_retry_after():
+    pool, clock = make_pool(2)
+    pool.failure("p0", "proxy authentication required (407)", auth=True)
+    pool.failure("p1", "proxy connection failed: Connection refused (ConnectError)")
+    views = pool.views()
+    assert not blocked.hopeless(views)  # p1 cools down and may come back by itself
+    reason = blocked.blocked_reason(views, direct=False, waiting_for_proxy=True, circuit=None, retry_after=0.0)
+    assert reason == ("no usable proxy: http://user@10.0.0.0:8080 auth_rejected (proxy authentication required "
+                      "(407)); http://user@10.0.0.1:8080 cooling (proxy connection failed: Connection refused "
+                      "(ConnectError))")
+    pool.disable("p1")
+    assert blocked.hopeless(pool.views())
+    # the claimer need not have said so yet: a pool no proxy can come back to is blocked by itself
+    assert blocked.blocked_reason(pool.views(), direct=False, waiting_for_proxy=False, circuit=None,
+                                  retry_after=0.0).startswith("no usable proxy: ")
+    big = make_pool(8)[0]
+    for i in range(8):
+        big.failure(f"p{i}", "407", auth=True)
+    text = blocked.proxies_reason(big.views())
+    assert text.startswith("no usable proxy: 8 proxies, 8 auth_rejected; e.g. ") and text.count("(407)") == 3
+    circuit = BreakerView(state="open", since=0.0, failing_profiles=6, next_probe_in=4.2, reason="HTTP 503")
+    assert blocked.blocked_reason([], direct=True, waiting_for_proxy=False, circuit=circuit, retry_after=0.0) == \
+        "the source's circuit is open, next probe in 4 s (last error: HTTP 503)"
+    assert blocked.blocked_reason([], direct=True, waiting_for_proxy=False, circuit=None, retry_after=29.6) == \
+        "waiting for Retry-After: 30 s left"
+    assert blocked.blocked_reason([], direct=True, waiting_for_proxy=False, circuit=None, retry_after=0.2) is None
 
 
 def test_views_are_immutable_copies_with_recent_latencies():

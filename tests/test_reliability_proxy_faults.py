@@ -69,7 +69,11 @@ def test_broken_proxies_fail_over_and_no_profile_is_burned(tmp_path, socks):
         with engine_run(tmp_path, settings, names, proxy_urls=list(proxies.values())) as run:
             run.wait_done(30)
             states = proxy_states(run)
+            rejected = [v for v in run.runner.pool.views() if v.state == "auth_rejected"]
             failovers = run.records(event="PROXY_FAILOVER")
+            said = wait_for(lambda: [ln for ln in run.log_text().splitlines() if "PROXY_AUTH_REJECTED" in ln]
+                            if run.log_text().count("PROXY_AUTH_REJECTED") >= 2 else None, 5, "two PROXY_AUTH_REJECTED")
+            log_text = run.log_text()
             jobs = [run.job(n) for n in names]
         figures = check_invariants(run.db, run.batch_id, log_file=run.log_file, expected_outcome=sim.outcome_for)
         assert figures.succeeded == 30 and figures.failed == 0
@@ -78,10 +82,17 @@ def test_broken_proxies_fail_over_and_no_profile_is_burned(tmp_path, socks):
         for name, detail in expected.items():
             mine = [r for r in failovers if detail in r["message"]]
             assert mine, f"{name}: no PROXY_FAILOVER record saying {detail!r}"
-            assert all(json.loads(r["details"])["error_type"] == "ProxyFailed" for r in mine)
+            kind = "ProxyAuthRejected" if name in ("407", "socks-auth") else "ProxyFailed"
+            assert all(json.loads(r["details"])["error_type"] == kind for r in mine)
         for label, state in states.items():
-            if str(dead_port) in label or str(four07.port) in label or str(closer.port) in label:
+            if str(dead_port) in label or str(closer.port) in label:
                 assert state in ("cooling", "dead"), (label, state)
+        # the two whose credentials were refused, at their first failure (no cooling on the way)
+        assert sorted(v.label for v in rejected) == sorted([f"http://127.0.0.1:{four07.port}", good_label])
+        assert len(said) == 2 and WRONG_PW not in log_text and SOCKS_PW not in log_text, said
+        for line in log_text.splitlines():
+            if "PROXY_COOLING" in line or "PROXY_DEAD" in line:
+                assert f":{four07.port}" not in line and f":{socks}" not in line, line
 
 
 def test_all_proxies_dead_the_batch_waits_then_resumes_by_itself(tmp_path):

@@ -372,7 +372,7 @@ def test_a_proxy_one_worker_found_failing_is_not_tried_by_the_next(db_url, tmp_p
             run_a = cli_subprocess("worker", "--until-idle", "--batch", str(first), "--db", db_url, "--config", str(cfg),
                                    env={"STORYCHECK_LOG_DIR": str(tmp_path / "logs"), "STORYCHECK_DB": ""})
             assert run_a.code == 0, run_a.err
-            assert Proxy.get_by_id(1).state in ("cooling", "dead")  # cooling for 60 s after its failure
+            assert Proxy.get_by_id(1).state == "auth_rejected"  # its 407 marked it at once; no one retries it
             tried_by_a = sim.stats()["identities"]["proxy-0"]["requests"]
             assert tried_by_a >= 1
 

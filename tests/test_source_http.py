@@ -30,6 +30,7 @@ from storycheck_tui.errors import (
     BadResponse,
     CheckError,
     InputError,
+    ProxyAuthRejected,
     ProxyFailed,
     RateLimited,
     SourceUnavailable,
@@ -686,16 +687,16 @@ def test_407_from_an_http_proxy(sim, make_source):
     assert PROXY_PW in good
     assert src.check("stories_a", Route("p1", good, "sim-1")).kind == "has_stories"
     wrong = Route("p1-wrong", good.replace(PROXY_PW, "Wr0ngPassw0rd-b7"), "sim-1")
-    err = expect(ProxyFailed, lambda: src.check("stories_a", wrong), "Wr0ngPassw0rd-b7", PROXY_PW)
+    err = expect(ProxyAuthRejected, lambda: src.check("stories_a", wrong), "Wr0ngPassw0rd-b7", PROXY_PW)
     assert err.message == "proxy authentication required (407)" and err.status == 407 and err.proxy == "sim-1"
-    expect(ProxyFailed, lambda: src.health(wrong), "Wr0ngPassw0rd-b7")
+    expect(ProxyAuthRejected, lambda: src.health(wrong), "Wr0ngPassw0rd-b7")
 
 
 def test_407_on_a_connect_tunnel(api, proxies, make_source):
     # an https target makes httpx send CONNECT; pproxy refuses it with 407 -> httpx.ProxyError
     src = make_source(SourceSettings(url=f"https://127.0.0.1:{free_port()}/s?u={{username}}", timeout=2.0))
     via = Route("h", f"http://user:Wr0ngPassw0rd-c8@127.0.0.1:{proxies.http_auth}", "pproxy-http")
-    err = expect(ProxyFailed, lambda: src.check("u", via), "Wr0ngPassw0rd-c8")
+    err = expect(ProxyAuthRejected, lambda: src.check("u", via), "Wr0ngPassw0rd-c8")
     assert err.message == "proxy authentication required (407)" and err.status == 407
 
 
@@ -722,14 +723,14 @@ def test_through_a_real_socks5_proxy(sim, proxies, make_source, scheme):
 def test_socks5_auth_failures(sim, proxies, make_source):
     src = sim_source(sim, make_source)
     wrong = Route("w", f"socks5://user:Wr0ngPassw0rd-d9@127.0.0.1:{proxies.socks_auth}", "pproxy-socks-auth")
-    err = expect(ProxyFailed, lambda: src.check("stories_a", wrong), "Wr0ngPassw0rd-d9", PROXY_PW)
+    err = expect(ProxyAuthRejected, lambda: src.check("stories_a", wrong), "Wr0ngPassw0rd-d9", PROXY_PW)
     assert "Invalid username/password" in err.message
     # no credentials at all: pproxy answers in a way socksio cannot parse (raw socksio error in httpx)
     expect(ProxyFailed, lambda: src.check("stories_a", Route("n", f"socks5://127.0.0.1:{proxies.socks_auth}", "n")))
     # credentials offered to a proxy that wants none
     err = expect(ProxyFailed, lambda: src.check(
         "stories_a", Route("x", f"socks5://user:{PROXY_PW}@127.0.0.1:{proxies.socks}", "x")), PROXY_PW)
-    expect(ProxyFailed, lambda: src.health(wrong), "Wr0ngPassw0rd-d9")
+    expect(ProxyAuthRejected, lambda: src.health(wrong), "Wr0ngPassw0rd-d9")
 
 
 def test_socks_route_to_an_http_proxy_port(sim, proxies, make_source):

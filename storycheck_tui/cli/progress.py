@@ -43,18 +43,20 @@ class Progress:
         self._task = None
 
     @staticmethod
-    def text(b: BatchView, rate: float) -> str:
+    def text(b: BatchView, rate: float, blocked: str | None = None) -> str:
+        """The line; ``blocked`` says why nothing can be sent now (the engine's blocked_reason)."""
         eta = b.remaining / rate if rate > 0 else None
         cancelled = f"  cancelled {b.cancelled}" if b.cancelled else ""
+        why = f"  blocked: {safe(blocked)}" if blocked else ""
         return (f"{b.completed}/{b.total} checked ({checked_percent(b)})  ok {b.succeeded}  failed {b.failed}"
-                f"{cancelled}  {rate:.1f} checks/s  ETA {fmt_duration(eta)}  [{safe(b.state)}]")
+                f"{cancelled}  {rate:.1f} checks/s  ETA {fmt_duration(eta)}  [{safe(b.state)}]{why}")
 
-    def update(self, b: BatchView, rate: float, *, force: bool = False) -> None:
+    def update(self, b: BatchView, rate: float, *, blocked: str | None = None, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self.last < self.every:
             return
         self.last = now
-        text = self.text(b, rate)
+        text = self.text(b, rate, blocked)
         if not self.tty:
             self.out.write(f"progress: {text}\n")
             self.out.flush()

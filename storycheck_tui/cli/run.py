@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
@@ -69,13 +70,47 @@ def run_command(args: Namespace) -> int:
         return _drive(engine, settings.engine.grace_seconds)
 
 
+class _Stall:
+    """Watches the engine's ``blocked_reason`` from the main thread of `run` and `worker`: says
+    when nothing can be sent and no proxy can come back by itself (``hopeless``), or when
+    nothing was sendable and nothing checked for ``[engine] stall_limit`` seconds."""
+
+    def __init__(self, runner, limit: float) -> None:
+        self.runner = runner
+        self.limit = limit
+        self.reason: str | None = None  # why nothing can be sent, as last seen
+        self.hopeless = False
+        self._done = -1
+        self._since = time.monotonic()
+
+    def over(self, done: int) -> bool:
+        """True when the wait is over: no proxy can come back, or ``limit`` seconds without progress."""
+        self.reason = self.runner.blocked_reason()
+        self.hopeless = self.reason is not None and self.runner.hopeless()
+        if self.hopeless:
+            return True
+        if done != self._done or self.reason is None:
+            self._done, self._since = done, time.monotonic()
+            return False
+        return time.monotonic() - self._since >= self.limit
+
+    def line(self, batch_id: int | None) -> str:
+        """The one line `run` (or `worker --until-idle`) ends with."""
+        head = ("no proxy can come back by itself" if self.hopeless
+                else f"no progress for {self.limit:g} s ([engine] stall_limit)")
+        fix = ("; give the proxies new credentials (storycheck proxies add FILE) or enable them (storycheck "
+               "proxies enable ID)" if self.hopeless else "")
+        more = f" (continue with: storycheck worker --batch {batch_id})" if batch_id is not None else ""
+        return (f"storycheck: {head}: {logs.clean(self.reason or '')}{fix}; unfinished checks went back to the "
+                f"queue{more}")
+
+
 def _drive(engine: Engine, grace: float) -> int:
     store, runner, batch_ids = engine.store, engine.runner, engine.batch_ids or []
     progress = Progress()
     started = time.monotonic()
-    stall_limit = engine.settings.engine.stall_limit
-    stalled: str | None = None  # why nothing could be sent, for stall_limit seconds without progress
-    last_done, stuck_since = -1, time.monotonic()
+    stall = _Stall(runner, engine.settings.engine.stall_limit)
+    stalled = False  # nothing could be sent: no proxy can come back, or stall_limit without progress
     with _Stop() as stop:
         stop.on_again = runner.hurry
         runner.start()
@@ -86,22 +121,18 @@ def _drive(engine: Engine, grace: float) -> int:
                 if runner.stopping:  # an engine thread crashed: it said why in the log
                     break
                 batch = ops.get_batch(store, batch_ids[0])
-                reason = runner.stalled_reason()
-                if batch.completed != last_done or reason is None:
-                    last_done, stuck_since = batch.completed, time.monotonic()
-                elif time.monotonic() - stuck_since >= stall_limit:
-                    stalled = reason
+                if stall.over(batch.completed):
+                    stalled = True
                     break
-                progress.update(batch, runner.snapshot().rate)
+                progress.update(batch, runner.snapshot().rate, blocked=stall.reason)
         finally:
-            progress.update(ops.get_batch(store, batch_ids[0]), runner.snapshot().rate, force=True)
+            progress.update(ops.get_batch(store, batch_ids[0]), runner.snapshot().rate, blocked=stall.reason,
+                            force=True)
             progress.close()
             runner.stop(grace)
     elapsed = time.monotonic() - started
-    if stalled is not None:
-        print(f"storycheck: no progress for {stall_limit:g} s ([engine] stall_limit): {logs.clean(stalled)}; "
-              f"unfinished checks went back to the queue (continue with: storycheck worker --batch "
-              f"{batch_ids[0]})", file=sys.stderr)
+    if stalled:
+        print(stall.line(batch_ids[0]), file=sys.stderr)
         return EXIT_FAILED
     if stop.event.is_set():
         print(f"storycheck: stopped by signal; unfinished checks went back to the queue "
@@ -158,15 +189,24 @@ def worker_command(args: Namespace) -> int:
                 monitor.start()
             print(f"worker {runner.worker_id}: {runner.threads} check threads on {engine.store.display}", file=sys.stderr)
             idle_since = None
+            stall = _Stall(runner, settings.engine.stall_limit)
+            stalled = said_hopeless = False
             try:
                 while not stop.event.wait(0.5):
                     if runner.stopping:
                         break
+                    over = stall.over(runner.writer.finished)
+                    if not args.until_idle and stall.hopeless != said_hopeless:  # a serving worker stays and says so
+                        said_hopeless = stall.hopeless
+                        _say_hopeless(runner.worker_id, stall.reason if said_hopeless else None)
                     if args.until_idle:
                         if runner.idle():
                             idle_since = idle_since or time.monotonic()
                             if time.monotonic() - idle_since >= 1.0:
                                 break
+                        elif over:  # a script waits for this worker: it must not wait forever
+                            stalled = True
+                            break
                         else:
                             idle_since = None
             finally:
@@ -174,10 +214,27 @@ def worker_command(args: Namespace) -> int:
                     monitor.stop()
                 runner.stop(settings.engine.grace_seconds)
         print(f"worker {runner.worker_id}: stopped after {plural(runner.snapshot().finished, 'check')}", file=sys.stderr)
+        if stalled:
+            print(stall.line(None), file=sys.stderr)
+            return EXIT_FAILED
         if runner.crashed:
             print("storycheck: the worker stopped on an internal error; the log has the traceback", file=sys.stderr)
             return EXIT_FAILED
         return EXIT_INTERRUPTED if stop.event.is_set() and stop.signal == signal.SIGINT else EXIT_OK
+
+
+def _say_hopeless(worker_id: str, reason: str | None) -> None:
+    """A serving `worker` whose proxies cannot come back by themselves keeps running (new
+    credentials or an operator's enable reach it within a second, with no restart): one
+    record and one line on stderr when that starts, one when it ends."""
+    if reason is not None:
+        text = (f"no proxy can come back by itself: {logs.clean(reason)}; checks wait for new credentials "
+                f"(storycheck proxies add FILE) or an operator's enable (storycheck proxies enable ID)")
+        logs.event(logging.ERROR, logs.NO_PROXY, text)
+    else:
+        text = "a proxy can be used again; checks resume"
+        logs.event(logging.INFO, logs.PROXY_RECOVERED, text)
+    print(f"worker {worker_id}: {text}", file=sys.stderr)
 
 
 def sim_command(args: Namespace) -> int:

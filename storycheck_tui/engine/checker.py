@@ -4,7 +4,8 @@ Retry policy (tenacity, a fresh ``Retrying`` per check so statistics are never s
 
 * ``RateLimited`` is not the profile's fault: the proxy is slowed and blocked for
   ``Retry-After``, and the next try goes through another route; it spends no attempt.
-* ``ProxyFailed`` fails over to another proxy; it spends no attempt either.
+* ``ProxyFailed`` fails over to another proxy; it spends no attempt either. A proxy that
+  refused its credentials (``ProxyAuthRejected``) is marked ``auth_rejected`` at once.
 * ``SourceUnavailable`` and ``BadResponse`` spend one of ``max_attempts``, with
   exponential backoff and full jitter between tries.
 * The total ``deadline`` bounds every check, waits included.
@@ -36,8 +37,8 @@ from storycheck_tui.engine.proxies import ProxyPool
 from storycheck_tui.engine.breaker import CIRCUIT_CLOSED, CircuitBreaker, log_transition
 from storycheck_tui.engine.pace import SourcePace
 from storycheck_tui.errors import (
-    AuthFailed, BadResponse, CheckError, CircuitOpen, NoProxyAvailable, ProxyFailed, RateLimited, SourceUnavailable,
-    Unexpected,
+    AuthFailed, BadResponse, CheckError, CircuitOpen, NoProxyAvailable, ProxyAuthRejected, ProxyFailed, RateLimited,
+    SourceUnavailable, Unexpected,
 )
 from storycheck_tui.masking import scrub
 from storycheck_tui.sources.base import Outcome, Route, StorySource
@@ -170,7 +171,7 @@ class Checker:
             raise
         except ProxyFailed as err:
             prog.last_error = err
-            state = self.pool.failure(route.key, err.message)
+            state = self.pool.failure(route.key, err.message, auth=isinstance(err, ProxyAuthRejected), url=route.url)
             prog.exclude.add(route.key)
             self._note(logging.WARNING, logs.PROXY_FAILOVER, prog, err,
                        f"{prog.job.username}: proxy {route.label} failed ({err.message}); proxy is now {state}, "
@@ -217,7 +218,7 @@ class Checker:
         if route is None:
             # When every route is dead, disabled or being validated, only the validator or the
             # operator can bring one back: acquire() says so at once, and the job goes back.
-            route = self.pool.acquire(timeout=timeout, wait_for_revival=False)
+            route = self.pool.acquire(timeout=timeout, wait_for_revival=False, stop=self.stop_event)
         if route is None:
             last = prog.last_error
             if last is not None and not isinstance(last, ProxyFailed) and self.clock() >= prog.deadline:

@@ -132,7 +132,12 @@ class Keeper:
             event = proxysync.EVENT_FOR_STATE.get(state)
             if event is None or reason in proxysync.OPERATOR_REASONS:
                 continue
-            level = (logging.ERROR if state == ProxyState.DEAD else logging.WARNING if state == ProxyState.COOLING
-                     else logging.INFO)
-            logs.event(level, event, f"proxy {label} is {state}" + (f": {reason}" if reason else ""), proxy=label)
+            level = (logging.ERROR if state in (ProxyState.DEAD, ProxyState.AUTH_REJECTED)
+                     else logging.WARNING if state == ProxyState.COOLING else logging.INFO)
+            hint = ""
+            if state == ProxyState.AUTH_REJECTED:
+                hint = ("; not tried again until its credentials change (storycheck proxies add with the new "
+                        "password) or an operator enables it")
+            logs.event(level, event, f"proxy {label} is {state}" + (f": {reason}" if reason else "") + hint,
+                       proxy=label)
         self._wake_claimer.set()

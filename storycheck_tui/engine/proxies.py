@@ -28,8 +28,9 @@ from typing import Callable, Iterable
 from storycheck_tui.config import ProxySettings
 from storycheck_tui.engine.pacing import TokenBucket
 from storycheck_tui.engine.proxystate import (
-    COOLING, DEAD, DISABLED, HEALTHY, LATENCY_HISTORY, REASON_DISABLED, REASON_ENABLED, REASON_FIRST_SUCCESS,
-    REASON_RECOVERED, REASON_VALIDATED, UNCHECKED, VALIDATION_LEASE, ProxyView, RouteHealth, is_usable,
+    AUTH_REJECTED, COOLING, DEAD, DISABLED, HEALTHY, LATENCY_HISTORY, REASON_DISABLED, REASON_ENABLED,
+    REASON_FIRST_SUCCESS, REASON_NEW_CREDENTIALS, REASON_RECOVERED, REASON_RETRIED, REASON_VALIDATED, STUCK,
+    UNCHECKED, VALIDATION_LEASE, ProxyView, RouteHealth, is_usable,
 )
 from storycheck_tui.sources.base import DIRECT, Route
 from storycheck_tui.states import ProxyState
@@ -85,13 +86,14 @@ class ProxyPool:
     # -- handing out routes --------------------------------------------------------------
 
     def acquire(self, exclude: frozenset[str] = frozenset(), timeout: float = 0.0, *,
-                wait_for_revival: bool = True) -> Route | None:
+                wait_for_revival: bool = True, stop: threading.Event | None = None) -> Route | None:
         """A usable route with a token, least recently used first; None if none within ``timeout``.
 
         Waits (woken by state changes and by the next token/cooldown due) up to ``timeout``
         seconds. Returns None at once when every route is in ``exclude``, and, without
         ``wait_for_revival``, when no route outside it is usable or cooling: every one is
         dead, disabled or being validated, which only a validation or an operator can change.
+        Returns None once ``stop`` is set (:meth:`wake_waiters` ends the wait at once).
         """
         deadline = self._clock() + max(0.0, timeout)
         real_deadline = time.monotonic() + max(0.0, timeout)  # a fake clock must not wait forever
@@ -115,9 +117,14 @@ class ProxyPool:
                 if candidates == 0 or (soonest == math.inf and not wait_for_revival):
                     return None
                 remaining = min(deadline - now, real_deadline - time.monotonic())
-                if remaining <= 0:
+                if remaining <= 0 or (stop is not None and stop.is_set()):
                     return None
                 self._cond.wait(min(remaining, max(soonest, 0.001)))
+
+    def wake_waiters(self) -> None:
+        """Wake every :meth:`acquire` waiting, so those whose ``stop`` is set return now."""
+        with self._cond:
+            self._cond.notify_all()
 
     def next_ready_in(self, exclude: frozenset[str] = frozenset()) -> float | None:
         """Seconds until some route could be acquired (0.0: now); None if none is usable at all.
@@ -140,6 +147,16 @@ class ProxyPool:
                     continue
                 soonest = wait if soonest is None else min(soonest, wait)
             return soonest
+
+    def retry_after_wait(self) -> float:
+        """Seconds until the first usable route's Retry-After block ends, when every usable
+        route is blocked by one (0.0 otherwise: some route is free, or none is usable)."""
+        with self._cond:
+            now = self._clock()
+            ends = [e.bucket.blocked_until for e in self._entries.values() if e.usable(now)]
+            if not ends or any(t is None for t in ends):
+                return 0.0
+            return max(0.0, min(ends) - now)
 
     def usable_count(self) -> int:
         """Routes that could be acquired now or after their token is due (not dead, disabled, cooling)."""
@@ -185,18 +202,25 @@ class ProxyPool:
                 e.bucket.block_until(self._clock() + wait)
             return wait
 
-    def failure(self, key: str, error: str) -> str:
-        """The proxy failed (connect, 407, tunnel, ban): cooling with a growing cooldown, or dead.
+    def failure(self, key: str, error: str, *, auth: bool = False, url: str | None = None) -> str:
+        """The proxy failed (connect, tunnel, ban): cooling with a growing cooldown, or dead;
+        with ``auth`` (it refused its credentials: 407, SOCKS5 auth) ``auth_rejected`` at once.
 
         ``error`` must already be scrubbed of secrets. Returns the route's new state
         (``disabled`` for a disabled or unknown/removed key). Failures reported while the
         route is still cooling, or already dead (requests that were in flight when it went
         down), are counted but change nothing else: one outage is one step towards ``dead``.
+        A refusal of credentials the route no longer has (``url``, the URL the request used, is
+        not the route's: new credentials arrived meanwhile) changes nothing either.
         """
         with self._cond:
             e = self._entries.get(key)
             if e is None:
                 return DISABLED
+            if auth:
+                if url is None or url == e.route.url:
+                    self._change(e, e.reject(error))
+                return e.state
             now = self._clock()
             if e.state == DEAD or (e.state == COOLING and e.cooldown_until is not None and now < e.cooldown_until):
                 e.failures += 1
@@ -216,7 +240,7 @@ class ProxyPool:
             self._change(e, REASON_DISABLED)
 
     def enable(self, key: str) -> None:
-        """Operator: a disabled (or dead/cooling) route becomes ``unchecked``, streak reset.
+        """Operator: a disabled (or dead/cooling/auth_rejected) route becomes ``unchecked``, streak reset.
 
         Enabling an ``unchecked`` or ``healthy`` route changes nothing.
         """
@@ -233,6 +257,7 @@ class ProxyPool:
 
         Dead: due for validation now. Cooling: the cooldown ends now (usable and due).
         Disabled: validated once (latency and error are updated, the state is not).
+        Auth_rejected: ``unchecked`` (its next request says whether the credentials work now).
         Unchecked/healthy: nothing to do.
         """
         with self._cond:
@@ -247,6 +272,10 @@ class ProxyPool:
                 self._cond.notify_all()
             elif e.state == DISABLED:
                 e.validate_requested = True
+            elif e.state == AUTH_REJECTED:
+                e.reset()
+                self._change(e, REASON_RETRIED)
+                self._cond.notify_all()
             else:
                 return
             e.validating_since = None  # an operator's retry overrides a stuck validation
@@ -274,8 +303,10 @@ class ProxyPool:
                     due.append(e.route)
             return due
 
-    def validated(self, key: str, ok: bool, latency_ms: float | None, error: str | None) -> None:
-        """The validator's verdict on ``key``: ok -> healthy; not ok -> longer cooldown or dead.
+    def validated(self, key: str, ok: bool, latency_ms: float | None, error: str | None, *,
+                  auth: bool = False, url: str | None = None) -> None:
+        """The validator's verdict on ``key``: ok -> healthy; not ok -> longer cooldown or dead;
+        refused credentials (``auth``) -> auth_rejected.
 
         A disabled route keeps its state (only latency/error are recorded).
         """
@@ -297,6 +328,10 @@ class ProxyPool:
                 self._cond.notify_all()
                 return
             error = error or "validation failed"
+            if auth:
+                if url is None or url == e.route.url:  # not credentials replaced meanwhile
+                    self._change(e, e.reject(error))
+                return
             if e.state == DISABLED:
                 e.last_error = error
                 return
@@ -347,13 +382,11 @@ class ProxyPool:
             if cooldown_until is not None and math.isfinite(cooldown_until):
                 mono_until = now + (cooldown_until - self._wall())
             before = (e.state, e.cooldown_until)
-            if e.state == DISABLED and state in (COOLING, DEAD):
+            if e.state == DISABLED and state in (COOLING, DEAD, AUTH_REJECTED):
                 # disable wins until an enable (written as unchecked) arrives
                 return False
-            if state == DISABLED:
-                e.state = DISABLED
-                e.cooldown_until = None
-                e.next_validation = None
+            if state in STUCK:
+                e.set_state(state)
             elif state in (UNCHECKED, HEALTHY):
                 if fail_streak is None:
                     e.fail_streak = 0
@@ -435,7 +468,11 @@ class ProxyPool:
                     self._direct = False
                 e = self._entries.get(route.key)
                 if e is not None:
+                    changed_url = e.route.url != route.url
                     e.route = route
+                    if changed_url and e.state == AUTH_REJECTED:
+                        e.reset()
+                        self._change(e, REASON_NEW_CREDENTIALS)
                 else:
                     e = self._entries[route.key] = self._new_entry(route)
                     new.append(e)
@@ -464,5 +501,5 @@ class ProxyPool:
 
 
 __all__ = ["ProxyPool", "ProxyView", "is_usable", "LATENCY_HISTORY", "VALIDATION_LEASE", "UNCHECKED", "HEALTHY",
-           "COOLING", "DEAD", "DISABLED", "REASON_FIRST_SUCCESS", "REASON_RECOVERED", "REASON_VALIDATED",
+           "COOLING", "DEAD", "DISABLED", "AUTH_REJECTED", "REASON_FIRST_SUCCESS", "REASON_RECOVERED", "REASON_VALIDATED",
            "REASON_DISABLED", "REASON_ENABLED"]

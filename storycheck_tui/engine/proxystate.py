@@ -4,6 +4,8 @@ States::
 
     unchecked/healthy --failure--> cooling --(dead_after failures in a row)--> dead
     cooling/dead/unchecked --success or validated ok--> healthy
+    any --credentials refused (407, SOCKS5 auth)--> auth_rejected
+    auth_rejected --new credentials, operator's enable or retry--> unchecked
     any --disable--> disabled --enable--> unchecked   (disable wins until enable)
 
 * ``unchecked`` and ``healthy`` routes are usable; so is a ``cooling`` route whose cooldown
@@ -11,6 +13,9 @@ States::
   failing still reaches ``dead``).
 * ``dead`` routes are only brought back by the validator (every ``validate_every`` seconds)
   or by the operator.
+* ``auth_rejected`` routes will not heal by themselves (the same password is refused again
+  however long one waits): no cooldown, no validation; only new credentials (the proxy
+  imported again with another password) or an operator brings one back.
 * A 429 is not a health failure: it halves the route's pace and blocks it for Retry-After
   (the pool does that with the route's bucket).
 
@@ -31,8 +36,11 @@ from storycheck_tui.engine.pacing import TokenBucket
 from storycheck_tui.sources.base import Route
 from storycheck_tui.states import ProxyState
 
-UNCHECKED, HEALTHY, COOLING, DEAD, DISABLED = (ProxyState.UNCHECKED, ProxyState.HEALTHY, ProxyState.COOLING,
-                                              ProxyState.DEAD, ProxyState.DISABLED)
+UNCHECKED, HEALTHY, COOLING, DEAD, DISABLED, AUTH_REJECTED = (
+    ProxyState.UNCHECKED, ProxyState.HEALTHY, ProxyState.COOLING, ProxyState.DEAD, ProxyState.DISABLED,
+    ProxyState.AUTH_REJECTED)
+#: states only an operator (or new credentials) can bring a route back from
+STUCK = (DISABLED, AUTH_REJECTED)
 
 #: how many recent latencies a view carries (for a sparkline)
 LATENCY_HISTORY = 30
@@ -46,12 +54,15 @@ REASON_RECOVERED = "recovered"
 REASON_VALIDATED = "validated"
 REASON_DISABLED = "disabled by operator"
 REASON_ENABLED = "enabled by operator"
+REASON_RETRIED = "retried by operator"
+REASON_NEW_CREDENTIALS = "new credentials"
 
 
 def is_usable(state: str, cooldown_until: float | None, now: float, validating: bool = False) -> bool:
     """The one rule for "could this route be handed out now" (pacing aside): unchecked and
     healthy routes are; a cooling one is once its cooldown has passed (``cooldown_until`` and
-    ``now`` on the same clock) and no validation of it is in flight; dead and disabled are not."""
+    ``now`` on the same clock) and no validation of it is in flight; dead, disabled and
+    auth_rejected are not."""
     if state == UNCHECKED or state == HEALTHY:
         return True
     return state == COOLING and (cooldown_until is None or now >= cooldown_until) and not validating
@@ -151,6 +162,16 @@ class RouteHealth:
         self.fail_streak = 0
         self.validate_requested = False
 
+    def reject(self, error: str) -> str | None:
+        """The proxy refused its credentials: ``auth_rejected`` at once (a disabled route stays so)."""
+        self.failures += 1
+        self.fail_streak += 1
+        self.last_error = error
+        if self.state in STUCK:
+            return None
+        self.set_state(AUTH_REJECTED)
+        return error
+
     def fail(self, error: str, now: float, settings: ProxySettings, rng: random.Random) -> str | None:
         """One more failure in a row: cooling with a growing, jittered cooldown, or dead."""
         s = settings
@@ -172,6 +193,6 @@ class RouteHealth:
         return f"failure {self.fail_streak} of {s.dead_after}, cooling {cooldown:.1f}s: {error}"
 
 
-__all__ = ["UNCHECKED", "HEALTHY", "COOLING", "DEAD", "DISABLED", "LATENCY_HISTORY", "VALIDATION_LEASE",
-           "REASON_FIRST_SUCCESS", "REASON_RECOVERED", "REASON_VALIDATED", "REASON_DISABLED", "REASON_ENABLED",
-           "is_usable", "ProxyView", "RouteHealth"]
+__all__ = ["UNCHECKED", "HEALTHY", "COOLING", "DEAD", "DISABLED", "AUTH_REJECTED", "STUCK", "LATENCY_HISTORY",
+           "VALIDATION_LEASE", "REASON_FIRST_SUCCESS", "REASON_RECOVERED", "REASON_VALIDATED", "REASON_DISABLED",
+           "REASON_ENABLED", "REASON_RETRIED", "REASON_NEW_CREDENTIALS", "is_usable", "ProxyView", "RouteHealth"]

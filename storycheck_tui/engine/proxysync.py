@@ -3,7 +3,13 @@
 Each worker keeps its own :class:`ProxyPool` (pacing needs no round trip); once a second
 it writes what it learned (state changes, success/failure counts as ``x = x + n``) and
 adopts what others wrote since: an operator's disable or enable, a proxy another worker
-found dead. So one worker's discovery spares the others.
+found dead or whose credentials it refused. So one worker's discovery spares the others.
+New credentials for a proxy (its row's URL changed: imported again with another password)
+reach the pool here too.
+
+Owner: the keeper thread calls :meth:`ProxySync.sync`; the caller of the runner's operator
+commands calls :meth:`~ProxySync.request_validation`. ``_changed`` and ``_validate_seen`` are
+guarded by a small lock; the rest is the keeper's.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ EVENT_FOR_STATE = {
     P.DEAD: logs.PROXY_DEAD,
     P.HEALTHY: logs.PROXY_RECOVERED,
     P.DISABLED: logs.PROXY_DISABLED,
+    P.AUTH_REJECTED: logs.PROXY_AUTH_REJECTED,
 }
 OPERATOR_REASONS = {P.REASON_DISABLED, P.REASON_ENABLED, P.REASON_FIRST_SUCCESS}
 
@@ -88,6 +95,12 @@ class ProxySync:
                 self.pool.disable(key)
         elif mine == P.DISABLED:
             self.pool.enable(key)
+        elif row.state == P.AUTH_REJECTED:
+            if mine != P.AUTH_REJECTED:
+                self.pool.apply_shared(key, row.state, fail_streak=row.fail_streak, last_error=row.last_error)
+        elif mine == P.AUTH_REJECTED:
+            if row.state in (P.UNCHECKED, P.HEALTHY):  # an operator enabled or retried it elsewhere
+                self.pool.apply_shared(key, row.state, fail_streak=row.fail_streak)
         elif row.state in (P.COOLING, P.DEAD) and mine not in (P.COOLING, P.DEAD):
             self.pool.apply_shared(key, row.state, cooldown_until=row.cooldown_until, fail_streak=row.fail_streak,
                                    last_error=row.last_error)
@@ -123,6 +136,14 @@ class ProxySync:
             add_url_credentials(row.url)
         if fresh:
             self.pool.add(*(Route(key=str(row.id), url=row.url, label=row.label) for row in fresh))
+        renewed = []  # new credentials (the proxy imported again with another password)
+        for row in rows:
+            route = self.pool.route(str(row.id)) if str(row.id) in known else None
+            if route is not None and route.url != row.url:
+                add_url_credentials(row.url)
+                renewed.append(row)
+        if renewed:
+            self.pool.add(*(Route(key=str(row.id), url=row.url, label=row.label) for row in renewed))
         for row in rows:
             key = str(row.id)
             totals[key] = (row.successes, row.failures, row.last_latency_ms)

@@ -32,7 +32,7 @@ from peewee import PeeweeException
 
 from storycheck_tui import logs
 from storycheck_tui.config import Settings
-from storycheck_tui.engine import proxysync
+from storycheck_tui.engine import blocked, proxysync
 from storycheck_tui.engine.batchboard import BatchBoard
 from storycheck_tui.engine.breaker import BreakerView, CircuitBreaker
 from storycheck_tui.engine.pace import PACE_CHANGED, PaceView, SourcePace, key_of
@@ -71,6 +71,9 @@ class EngineSnapshot:
     waiting_for_proxy: bool = False
     circuit: BreakerView | None = None  # the source's circuit breaker (state "closed" normally)
     pace: PaceView | None = None  # the pace of requests to the source and why it last changed
+    #: why nothing can be sent now, one line (no usable proxy and each one's reason, the circuit
+    #: open, waiting for Retry-After); None while checks can go out
+    blocked_reason: str | None = None
 
 
 class Runner:
@@ -95,6 +98,9 @@ class Runner:
         self.board = BatchBoard(store, self._wake_claimer.set)
         self.writer = Writer(store, self.worker_id, self.board, batch_log, settings.engine.commit_every)
         self._proxy_sync = proxysync.ProxySync(store, pool)
+        # what the database says now is what the pool was built from: only later changes are news
+        # (a stale row read first would undo what the checks find before the keeper's first sync)
+        self._proxy_sync.adopt_all()
         # guards its own state with its lock; it opens when this many different profiles failed
         # (fewer check threads than that could not see them all before their attempts ran out)
         self.breaker = CircuitBreaker(min_profiles=max(2, min(5, self.threads)))
@@ -194,6 +200,7 @@ class Runner:
         while time.monotonic() < deadline and self._busy() and not self._hurry.is_set():
             time.sleep(0.02)
         self._abort.set()
+        self.pool.wake_waiters()  # checks waiting for a route give their jobs back now
         self.board.wake.set()
         self._join(2.0)
         # The threads are gone: their state is this thread's now. Whatever is still held is
@@ -232,17 +239,21 @@ class Runner:
     def _busy(self) -> int:
         return self._checks.busy() if self._checks is not None else 0
 
-    def stalled_reason(self) -> str | None:
-        """Why nothing can be sent now (no usable proxy and each proxy's state; the source's
-        circuit open), or None when checks can go out."""
-        if self._claimer is not None and self._claimer.waiting_for_proxy:
-            parts = [f"{v.label} {v.state}" + (f" ({v.last_error})" if v.last_error else "")
-                     for v in self.pool.views()]
-            return "no usable proxy: " + "; ".join(parts)
-        circuit = self.breaker.view()
-        if circuit.state != "closed":
-            return f"the source's circuit is open (last error: {circuit.reason})"
-        return None
+    def blocked_reason(self, views: list[ProxyView] | None = None) -> str | None:
+        """Why nothing can be sent now (no usable proxy and each proxy's state and last error; the
+        source's circuit open; every route waiting out a Retry-After), or None when checks can go out."""
+        retry_after = self.pool.retry_after_wait()
+        if self.threads:
+            retry_after = max(retry_after, self.pace.view().blocked_for)
+        return blocked.blocked_reason(
+            self.pool.views() if views is None else views, direct=self.pool.direct,
+            waiting_for_proxy=self._claimer.waiting_for_proxy if self._claimer else False,
+            circuit=self.breaker.view() if self.threads else None, retry_after=retry_after)
+
+    def hopeless(self) -> bool:
+        """No proxy can come back by itself (each is auth_rejected or disabled): only new
+        credentials or an operator can unblock this worker."""
+        return not self.pool.direct and blocked.hopeless(self.pool.views())
 
     def wait_done(self, batch_ids: list[int], timeout: float | None = None, poll: float = 0.2) -> bool:
         """Block until none of ``batch_ids`` has pending or running work (or timeout)."""
@@ -268,12 +279,14 @@ class Runner:
     # -- snapshot and commands --------------------------------------------------------------------
 
     def snapshot(self) -> EngineSnapshot:
+        views = self._proxy_sync.views()
         return EngineSnapshot(
             taken_at=time.time(), worker_id=self.worker_id, threads=self.threads, running=not self._stop.is_set(),
             in_flight=self.writer.held_count, rate=self.writer.rate(), finished=self.writer.finished,
-            batches=self.board.views, proxies=tuple(self._proxy_sync.views()),
+            batches=self.board.views, proxies=tuple(views),
             waiting_for_proxy=self._claimer.waiting_for_proxy if self._claimer else False,
             circuit=self.breaker.view(), pace=self.pace.view() if self.threads else None,
+            blocked_reason=self.blocked_reason(views),
         )
 
     def refresh(self) -> None:

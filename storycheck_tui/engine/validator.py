@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 
 from storycheck_tui.engine.proxies import ProxyPool
-from storycheck_tui.errors import CheckError
+from storycheck_tui.errors import CheckError, ProxyAuthRejected
 from storycheck_tui.sources.base import StorySource
 
 
@@ -22,7 +22,8 @@ def run_validator(source: StorySource, pool: ProxyPool, abort: threading.Event) 
                 latency = source.health(route)
                 pool.validated(route.key, True, latency, None)
             except CheckError as err:
-                pool.validated(route.key, False, None, err.message)
+                pool.validated(route.key, False, None, err.message, auth=isinstance(err, ProxyAuthRejected),
+                               url=route.url)
             except Exception as exc:
                 pool.validated(route.key, False, None, f"{type(exc).__name__}: {exc}")
         abort.wait(0.5)

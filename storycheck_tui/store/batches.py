@@ -231,15 +231,43 @@ def summary(store: Store, batch_id: int) -> dict[str, dict[str, int]]:
 # --- proxies -----------------------------------------------------------------------------------
 
 def add_proxies(store: Store, specs) -> int:
-    """Insert proxies (ProxySpec) that are not there yet; returns how many were added."""
+    """Insert proxies (ProxySpec) that are not there yet; returns how many were added or given
+    new credentials.
+
+    A proxy whose credentials were refused (``auth_rejected``) takes those of a new URL with its
+    label (scheme, user, host and port: only the password differs): it keeps its id and counters,
+    becomes ``unchecked`` and running workers try it again within a second.
+    """
     if not specs:
         return 0
+    renewed: list[str] = []
     with store.db.atomic():
         before = Proxy.select().count()
-        rows = [{"url": s.url, "label": s.label} for s in specs]
-        for i in range(0, len(rows), 200):
-            Proxy.insert_many(rows[i:i + 200]).on_conflict_ignore().execute()
-        return Proxy.select().count() - before
+        rejected: dict[str, list[Proxy]] = {}
+        for row in Proxy.select().where(Proxy.state == ProxyState.AUTH_REJECTED):
+            rejected.setdefault(row.label, []).append(row)
+        fresh = []
+        for s in specs:
+            rows = rejected.get(s.label)
+            if rows and len(rows) == 1 and not Proxy.select().where(Proxy.url == s.url).exists():
+                _renew(store, rows.pop().id, s.url)
+                renewed.append(s.label)
+            else:
+                fresh.append({"url": s.url, "label": s.label})
+        for i in range(0, len(fresh), 200):
+            Proxy.insert_many(fresh[i:i + 200]).on_conflict_ignore().execute()
+        added = Proxy.select().count() - before
+    for label in renewed:
+        logs.event(logging.INFO, logs.PROXY_ENABLED, f"proxy {label} has new credentials: it is tried again",
+                   proxy=label)
+    return added + len(renewed)
+
+
+def _renew(store: Store, proxy_id: int, url: str) -> None:
+    p = store.dialect.param
+    store.db.execute_sql(
+        f"UPDATE proxy SET url = {p}, state = {p}, fail_streak = 0, cooldown_until = NULL, last_error = NULL, "
+        f"updated_at = {store.dialect.now} WHERE id = {p}", (url, ProxyState.UNCHECKED, proxy_id))
 
 
 def list_proxies(store: Store) -> list[Proxy]:
@@ -255,11 +283,14 @@ def find_proxy(store: Store, ref: str) -> Proxy:
 
 
 def set_proxy_disabled(store: Store, proxy_id: int, disabled: bool) -> bool:
+    """The operator's disable, or enable (which also gives a proxy whose credentials were
+    refused another try); False if nothing changed."""
     p = store.dialect.param
+    was = f"disabled = {p}" if disabled else f"(disabled = {p} OR state = {sql(ProxyState.AUTH_REJECTED)})"
     with store.db.atomic():
         changed = store.db.execute_sql(
             f"UPDATE proxy SET disabled = {p}, state = {p}, fail_streak = 0, cooldown_until = NULL, "
-            f"updated_at = {store.dialect.now} WHERE id = {p} AND disabled = {p}",
+            f"updated_at = {store.dialect.now} WHERE id = {p} AND {was}",
             (disabled, ProxyState.DISABLED if disabled else ProxyState.UNCHECKED, proxy_id, not disabled)).rowcount == 1
     if changed:
         label = Proxy.get_by_id(proxy_id).label

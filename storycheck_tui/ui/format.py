@@ -140,7 +140,7 @@ STATE_STYLE: dict[str, str] = {
     OutcomeKind.HAS_STORIES: "bold green", OutcomeKind.NO_STORIES: "green", OutcomeKind.PRIVATE: "cyan",
     OutcomeKind.NOT_FOUND: "yellow",
     ProxyState.UNCHECKED: "bright_black", ProxyState.HEALTHY: "green", ProxyState.COOLING: "yellow",
-    ProxyState.DEAD: "bold red", ProxyState.DISABLED: "magenta",
+    ProxyState.DEAD: "bold red", ProxyState.DISABLED: "magenta", ProxyState.AUTH_REJECTED: "bold red",
     WorkerState.STOPPING: "yellow", WorkerState.STOPPED: "bright_black",
     "stalled": "bold yellow",
 }

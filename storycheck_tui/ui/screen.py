@@ -439,7 +439,7 @@ class MainScreen(ConsoleNode, Screen[None]):
         for facts in after.values():
             states[facts[1]] = states.get(facts[1], 0) + 1
         summary_text = ", ".join(f"{n} {state}" for state, n in sorted(states.items(), key=lambda x: -x[1]))
-        bad = any(s in (ProxyState.DEAD, ProxyState.COOLING) for s in states)
+        bad = any(s in (ProxyState.DEAD, ProxyState.COOLING, ProxyState.AUTH_REJECTED) for s in states)
         return CommandDone(f"re-validated {plural(len(after), 'proxy', 'proxies')}: {summary_text}",
                            "warning" if bad else "information")
 

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from storycheck_tui.errors import BadResponse, CheckError, ProxyFailed, SourceUnavailable, Unexpected
+from storycheck_tui.errors import BadResponse, CheckError, ProxyAuthRejected, ProxyFailed, SourceUnavailable, Unexpected
 from storycheck_tui.masking import one_line, scrub
 from storycheck_tui.sources.base import Route
 from storycheck_tui.sources.http.body import BodyTooLarge, BodyUndecodable, DeadlineExceeded
@@ -127,8 +127,14 @@ def _timeout(m: Mapping, exc: BaseException) -> CheckError | None:
 def _proxy_error(m: Mapping, exc: BaseException) -> CheckError:
     detail = _detail(exc)
     if "407" in detail:
-        return m.err(ProxyFailed, "proxy authentication required (407)", 407)
+        return m.err(ProxyAuthRejected, "proxy authentication required (407)", 407)
+    if any(words in detail for words in _REFUSED_CREDENTIALS):
+        return m.err(ProxyAuthRejected, f"SOCKS5 proxy authentication failed: {detail}")
     return m.err(ProxyFailed, f"proxy error: {detail}")
+
+
+#: httpcore's SOCKS5 words for a refused password, or a proxy that wants one and got none
+_REFUSED_CREDENTIALS = ("Invalid username/password", "but got USERNAME/PASSWORD")
 
 
 def _socks(m: Mapping, exc: BaseException) -> CheckError | None:

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from storycheck_tui.config import SourceSettings
-from storycheck_tui.errors import AuthFailed, CheckError, ProxyFailed, RateLimited, SourceUnavailable
+from storycheck_tui.errors import AuthFailed, CheckError, ProxyAuthRejected, RateLimited, SourceUnavailable
 from storycheck_tui.masking import one_line
 from storycheck_tui.sources.http.body import drain, excerpt
 
@@ -69,7 +69,7 @@ def failure_for_status(resp: httpx.Response, s: SourceSettings, what: str = "",
     """
     status = resp.status_code
     if status == 407:
-        return Failure(ProxyFailed, f"{what}proxy authentication required (407)", status)
+        return Failure(ProxyAuthRejected, f"{what}proxy authentication required (407)", status)
     if status in s.rate_limited:
         retry_after = parse_retry_after(resp.headers.get("retry-after"))
         msg = f"{what}rate limited (HTTP {status})"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from rich.text import Text
 
-from storycheck_tui.engine.proxies import LATENCY_HISTORY, ProxyView, is_usable
+from storycheck_tui.engine.proxystate import LATENCY_HISTORY, ProxyView, is_usable
 from storycheck_tui.store.reads import ProxyRow
 from storycheck_tui.ui import format as fmt
 from storycheck_tui.ui.panes.base import FilterInput, Line, Pane
@@ -131,7 +131,8 @@ def render_proxy(cells: tuple) -> list[Text]:
            Text("—" if latency is None else (f"{latency}" if latency < 10_000 else f"{latency / 1000:.0f}s"),
                 style="yellow" if latency and latency >= 1000 else ""),
            Text(fmt.sparkline(trend, 5), style="cyan"),
-           fmt.plain(error or "", "red" if state in (ProxyState.DEAD, ProxyState.COOLING) else "bright_black")]
+           fmt.plain(error or "", "red" if state in (ProxyState.DEAD, ProxyState.COOLING, ProxyState.AUTH_REJECTED)
+                      else "bright_black")]
     return [fit(c, t) for c, t in zip(COLS, out)]
 
 
@@ -205,7 +206,9 @@ class ProxiesPane(Pane):
         t.append(" ")
         what = {ProxyState.HEALTHY: "in use", ProxyState.UNCHECKED: "not checked yet", ProxyState.COOLING: "cooling down",
                 ProxyState.DEAD: "dead: re-checked by the validator",
-                ProxyState.DISABLED: "disabled by an operator"}.get(p.state, p.state)
+                ProxyState.DISABLED: "disabled by an operator",
+                ProxyState.AUTH_REJECTED: "refused its credentials: tried again with new ones (proxies add) or on r",
+                }.get(p.state, p.state)
         t.append(what, style=fmt.STATE_STYLE.get(p.state, ""))
         if p.state == ProxyState.COOLING and p.cooldown_until is not None:
             left = p.cooldown_until - self.now

@@ -1,0 +1,226 @@
+"""A run that cannot progress says why and does not hang (issue 12, item 5).
+
+Real parts: the simulator's HTTP proxy ports (one answers 407 to a wrong password), pproxy as
+a real SOCKS5 server with a user and password, SQLite files, `storycheck` in a subprocess
+where exit codes and stderr matter. A proxy that refuses its credentials is ``auth_rejected``
+at once; while nothing can be sent the progress line, the engine's snapshot and the worker
+say why; `run` ends at once when no proxy can come back by itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import (
+    REPO, Engine, cli, cli_subprocess, fast_settings, free_port, logsetup, sim_source, start_pproxy, stop_process,
+    wait_for,
+)
+from storycheck_tui.inputs.proxies import parse_proxy_line
+from storycheck_tui.sim import ProxyFault, SimConfig, Simulator
+from storycheck_tui.states import BatchState
+from storycheck_tui.store import batches as ops
+from storycheck_tui.store.db import open_store
+from storycheck_tui.store.models import BatchLog, Job, Proxy
+
+SOCKS_USER = "sockuser"
+SOCKS_PW = "S0cks-Right-pw-5a1f"
+WRONG_PW = "Wr0ng-S0cks-pw-93be"
+
+
+@pytest.fixture
+def socks():
+    """A real SOCKS5 proxy that wants SOCKS_USER / SOCKS_PW."""
+    port = free_port()
+    proc = start_pproxy(f"socks5://127.0.0.1:{port}#{SOCKS_USER}:{SOCKS_PW}", "--auth", "0")
+    yield port
+    stop_process(proc)
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def rows(db: Path) -> tuple[list[Job], list[Proxy], list[BatchLog]]:
+    store = open_store(str(db))
+    try:
+        return (list(Job.select().order_by(Job.id)), list(Proxy.select().order_by(Proxy.id)),
+                list(BatchLog.select().order_by(BatchLog.id)))
+    finally:
+        store.close()
+
+
+def log_files(log_dir: Path) -> str:
+    return "".join(p.read_text(encoding="utf-8") for p in sorted(log_dir.glob("*.log*")))
+
+
+def test_run_with_one_socks5_proxy_whose_password_is_wrong_ends_at_once_with_the_reason(tmp_path, socks, capsys):
+    """The issue's repro, with default settings: before, `run` printed `progress: 0/60 (0%) …
+    [running]` forever (until the 300 s stall limit, since it landed). Now the proxy is
+    auth_rejected at its first refusal, nothing else can come back, and `run` ends at once:
+    exit 1, one line with the reason, the 60 jobs pending with no attempt spent."""
+    with Simulator(SimConfig(rate=0)) as sim:
+        cfg = write(tmp_path / "c.toml", sim.config_snippet())
+        plist = write(tmp_path / "p.txt", "".join(f"user{i:02d}\n" for i in range(60)))
+        proxies = write(tmp_path / "proxies.txt", f"socks5://{SOCKS_USER}:{WRONG_PW}@127.0.0.1:{socks}\n")
+        db, log_dir = tmp_path / "s.db", tmp_path / "logs"
+        started = time.monotonic()
+        r = cli_subprocess("run", plist, "--config", cfg, "--db", db, "--proxies", proxies,
+                           env={"STORYCHECK_LOG_DIR": str(log_dir)}, timeout=60)
+        took = time.monotonic() - started
+        assert sim.stats()["identities"]["direct"]["requests"] == 0  # nothing got through pproxy
+    label = f"socks5://{SOCKS_USER}@127.0.0.1:{socks}"
+    lines = [ln for ln in r.err.splitlines() if ln.startswith("storycheck: ")]
+    assert r.code == 1 and len(lines) == 1, r.err[-3000:]
+    assert lines[0].startswith(f"storycheck: no proxy can come back by itself: no usable proxy: {label} "
+                               "auth_rejected (SOCKS5 proxy authentication failed: Invalid username/password)"), lines[0]
+    assert "storycheck proxies enable" in lines[0] and "storycheck worker --batch 1" in lines[0]
+    assert took < 30, f"took {took:.1f} s: it waited instead of ending at once"
+    progress = [ln for ln in r.err.splitlines() if ln.startswith("progress: ")]
+    assert progress and f"blocked: no usable proxy: {label} auth_rejected" in progress[-1], progress
+    jobs, proxy_rows, records = rows(db)
+    assert {(j.state, j.attempts) for j in jobs} == {("pending", 0)} and len(jobs) == 60  # handed back, no attempt
+    assert [(p.label, p.state) for p in proxy_rows] == [(label, "auth_rejected")]
+    log = log_files(log_dir)
+    said = [ln for ln in log.splitlines() if "PROXY_AUTH_REJECTED" in ln]
+    assert len(said) == 1 and label in said[0] and "Invalid username/password" in said[0], said
+    stored = " ".join(f"{x.message} {x.proxy} {x.details}" for x in records)
+    for text in (r.out, r.err, log, stored):
+        assert WRONG_PW not in text and SOCKS_PW not in text
+
+    # shown where proxies are shown, and the operator's enable gives it another try
+    listed = cli(capsys, "proxies", "list", "--db", db)
+    assert "auth_rejected" in listed.out and "SOCKS5 proxy authentication failed" in listed.out, listed.out
+    [row] = [json.loads(ln) for ln in cli(capsys, "proxies", "list", "--json", "--db", db).out.splitlines()]
+    assert (row["label"], row["state"]) == (label, "auth_rejected")
+    enabled = cli(capsys, "proxies", "enable", "1", "--db", db)
+    assert enabled.code == 0 and f"proxy 1 {label} enabled" in enabled.out, enabled.out
+    assert [p.state for p in rows(db)[1]] == ["unchecked"]
+
+
+def test_run_waiting_for_a_cooling_proxy_says_why_on_its_progress_line_then_ends_at_the_stall_limit(tmp_path):
+    """A proxy that refuses connections may come back (it cools down, then is validated):
+    `run` waits, its progress line saying why, up to [engine] stall_limit, then ends the same
+    way, its jobs handed back. stall_limit = 1 s (default 300 s) so the test waits seconds, and
+    grace_seconds = 0.5 s (default 10 s): checks waiting for the cooling proxy hold the stop that long."""
+    with Simulator(SimConfig(rate=0)) as sim:
+        cfg = write(tmp_path / "c.toml", sim.config_snippet() + "\n[engine]\nstall_limit = 1.0\ngrace_seconds = 0.5\n")
+        plist = write(tmp_path / "p.txt", "a.one\nb.two\nc.three\n")
+        dead = f"http://127.0.0.1:{free_port()}"  # nobody listens there
+        proxies = write(tmp_path / "proxies.txt", dead + "\n")
+        r = cli_subprocess("run", plist, "--config", cfg, "--db", tmp_path / "s.db", "--proxies", proxies,
+                           env={"STORYCHECK_LOG_DIR": str(tmp_path / "logs")}, timeout=60)
+    lines = [ln for ln in r.err.splitlines() if ln.startswith("storycheck: ")]
+    assert r.code == 1 and len(lines) == 1, r.err[-3000:]
+    assert lines[0].startswith(f"storycheck: no progress for 1 s ([engine] stall_limit): no usable proxy: {dead} ")
+    progress = [ln for ln in r.err.splitlines() if ln.startswith("progress: ")]
+    assert progress and f"blocked: no usable proxy: {dead} " in progress[-1], progress
+    assert "Connection refused" in progress[-1]
+    jobs = rows(tmp_path / "s.db")[0]
+    assert {(j.state, j.attempts) for j in jobs} == {("pending", 0)}
+
+
+def test_an_http_proxy_refusing_its_password_waits_for_new_credentials_and_then_serves(tmp_path, logsetup):
+    """The simulator's proxy port answers 407 to a wrong password: auth_rejected at once, the
+    engine's snapshot says why nothing is sent, and no request is sent through it again;
+    importing it with the right password (same proxy, new credentials) brings it back."""
+    right = ProxyFault(kind="auth", username="user", password="R1ght-http-pw-77")
+    with Simulator(SimConfig(rate=0, proxies=1, faults={0: right})) as sim:
+        good_url = sim.proxy_urls[0]
+        wrong_url = good_url.replace("R1ght-http-pw-77", "Wr0ng-http-pw-41")
+        # fast_settings: 4 check threads and short waits (defaults would slow the stop, not change the rule)
+        with Engine(tmp_path, fast_settings(sim_source(sim)), [f"u{i}" for i in range(20)],
+                    proxies=[wrong_url]) as eng:
+            label = eng.runner.pool.views()[0].label
+            snap = wait_for(lambda: (s := eng.runner.snapshot()).blocked_reason and s, 10, "a blocked reason")
+            assert snap.blocked_reason == (f"no usable proxy: {label} auth_rejected "
+                                           "(proxy authentication required (407))"), snap.blocked_reason
+            assert [v.state for v in snap.proxies] == ["auth_rejected"]
+            wait_for(lambda: eng.proxy_row(label).state == "auth_rejected", 5, "the row to say auth_rejected")
+            tried = sim.stats()["identities"]["proxy-0"]["rejected"]
+            assert tried >= 1
+            assert ops.add_proxies(eng.store, [parse_proxy_line(good_url)]) == 1  # new credentials, same proxy
+            eng.done(timeout=20)
+            assert sim.stats()["identities"]["proxy-0"]["ok"] == 20
+            assert [p.id for p in Proxy.select()] == [1] and eng.proxy_row(label).state == "healthy"
+            assert eng.runner.snapshot().blocked_reason is None
+
+
+def _worker(tmp_path: Path, db: Path, cfg: Path, *extra: str) -> tuple[subprocess.Popen, list[str]]:
+    """`storycheck worker` in a subprocess; its stderr lines gathered as they come."""
+    proc = subprocess.Popen([sys.executable, "-m", "storycheck_tui", "worker", "--db", str(db), "--config", str(cfg),
+                             *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            env={**os.environ, "STORYCHECK_LOG_DIR": str(tmp_path / "logs")})
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True).start()
+    return proc, lines
+
+
+def test_a_serving_worker_says_no_proxy_can_come_back_stays_and_resumes_on_new_credentials(tmp_path, socks):
+    """A `storycheck worker` serves many batches: when every proxy refuses its credentials it
+    says so (one line, one record) and keeps running; the proxies imported again with the
+    right password reach it within a second, with no restart."""
+    with Simulator(SimConfig(rate=0)) as sim:
+        cfg = write(tmp_path / "c.toml", sim.config_snippet())
+        db = tmp_path / "s.db"
+        store = open_store(str(db))
+        try:
+            ops.add_proxies(store, [parse_proxy_line(f"socks5://{SOCKS_USER}:{WRONG_PW}@127.0.0.1:{socks}")])
+            batch = ops.create_batch(store, "b", [f"w{i:02d}" for i in range(10)])
+        finally:
+            store.close()
+        proc, lines = _worker(tmp_path, db, cfg)
+        try:
+            said = wait_for(lambda: [ln for ln in lines if "no proxy can come back by itself" in ln], 20,
+                            lambda: f"the worker to say so; it said {lines}")
+            assert "auth_rejected (SOCKS5 proxy authentication failed: Invalid username/password)" in said[0]
+            assert proc.poll() is None  # still serving
+            r = cli_subprocess("proxies", "add", write(tmp_path / "right.txt",
+                                                       f"socks5://{SOCKS_USER}:{SOCKS_PW}@127.0.0.1:{socks}\n"),
+                               "--db", db, timeout=30)
+            assert r.code == 0, r.err
+
+            def finished() -> bool:
+                store = open_store(str(db))
+                try:
+                    return ops.get_batch(store, batch).state == BatchState.FINISHED
+                finally:
+                    store.close()
+            wait_for(finished, 20, lambda: f"the batch to finish; the worker said {lines}" + log_files(tmp_path / "logs")[-5000:])
+            wait_for(lambda: any("checks resume" in ln for ln in lines), 5, "the worker to say it resumed")
+        finally:
+            proc.terminate()
+            proc.wait(15)
+        assert proc.returncode == 0
+        assert sim.stats()["identities"]["direct"]["ok"] == 10
+    text = "".join(lines) + log_files(tmp_path / "logs")
+    assert WRONG_PW not in text and SOCKS_PW not in text
+    assert [p.state for p in rows(db)[1]] == ["healthy"]
+
+
+def test_worker_until_idle_ends_like_run_when_no_proxy_can_come_back(tmp_path, socks):
+    """`worker --until-idle` is what a script waits for: it must not wait forever either."""
+    with Simulator(SimConfig(rate=0)) as sim:
+        cfg = write(tmp_path / "c.toml", sim.config_snippet())
+        db = tmp_path / "s.db"
+        proxies = write(tmp_path / "proxies.txt", f"socks5://{SOCKS_USER}:{WRONG_PW}@127.0.0.1:{socks}\n")
+        store = open_store(str(db))
+        try:
+            ops.create_batch(store, "b", ["x.one", "y.two"])
+        finally:
+            store.close()
+        r = cli_subprocess("worker", "--until-idle", "--db", db, "--config", cfg, "--proxies", proxies,
+                           env={"STORYCHECK_LOG_DIR": str(tmp_path / "logs")}, timeout=60)
+    lines = [ln for ln in r.err.splitlines() if ln.startswith("storycheck: ")]
+    assert r.code == 1 and len(lines) == 1, r.err[-3000:]
+    assert lines[0].startswith("storycheck: no proxy can come back by itself: no usable proxy: ") and \
+        "auth_rejected" in lines[0] and "storycheck worker --batch" not in lines[0], lines[0]
+    assert {(j.state, j.attempts) for j in rows(db)[0]} == {("pending", 0)}

@@ -86,8 +86,9 @@ class EngineSettings:
     commit_every: float = 0.25  # seconds between group commits
     heartbeat_every: float = 2.0
     grace_seconds: float = 10.0  # on SIGTERM: how long in-flight checks may still finish
-    # `run`: nothing can be sent (no usable proxy, the source's circuit open) and nothing was
-    # checked for this many seconds: stop with the reason, exit 1
+    # `run` and `worker --until-idle`: nothing can be sent (no usable proxy, the source's circuit
+    # open, a Retry-After) and nothing was checked for this many seconds: stop with the reason,
+    # exit 1 (at once when no proxy can come back by itself: each auth_rejected or disabled)
     stall_limit: float = 300.0
 
 

@@ -109,7 +109,7 @@ class AuthFailed(CheckError):
 
 
 class NoProxyAvailable(CheckError):
-    """Every proxy is cooling, dead or disabled; the job goes back to the queue."""
+    """Every proxy is cooling, dead, disabled or auth_rejected; the job goes back to the queue."""
 
     kind = ErrorKind.NO_PROXY
 

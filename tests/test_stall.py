@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from helpers import (
-    REPO, Engine, cli, cli_subprocess, fast_settings, free_port, logsetup, sim_source, start_pproxy, stop_process,
-    wait_for,
+    REPO, Engine, Reply, cli, cli_subprocess, fast_settings, free_port, logsetup, sim_source, start_pproxy,
+    stop_process, story_server, wait_for,
 )
 from storycheck_tui.inputs.proxies import parse_proxy_line
 from storycheck_tui.sim import ProxyFault, SimConfig, Simulator
@@ -149,9 +149,21 @@ def test_an_http_proxy_refusing_its_password_waits_for_new_credentials_and_then_
             assert tried >= 1
             assert ops.add_proxies(eng.store, [parse_proxy_line(good_url)]) == 1  # new credentials, same proxy
             eng.done(timeout=20)
-            assert sim.stats()["identities"]["proxy-0"]["ok"] == 20
-            assert [p.id for p in Proxy.select()] == [1] and eng.proxy_row(label).state == "healthy"
+            assert sim.stats()["identities"]["proxy-0"]["ok"] >= 20
+            assert [p.id for p in Proxy.select()] == [1]
+            wait_for(lambda: eng.proxy_row(label).state == "healthy", 5, "the row to say healthy")
             assert eng.runner.snapshot().blocked_reason is None
+
+
+def test_the_snapshot_says_when_every_route_waits_out_a_retry_after(tmp_path, logsetup, story_server):
+    """Direct, every answer a 429 with Retry-After: 30: nothing can be sent for 30 s, and the
+    engine's snapshot (what the console shows) says so. max_cooldown stays at its default 300 s
+    (the tests' 1 s would cap the block)."""
+    srv = story_server(lambda u, n: Reply(429, {}, headers={"Retry-After": "30"}))
+    settings = fast_settings(srv.source(), proxies={"max_cooldown": 300.0})
+    with Engine(tmp_path, settings, ["a.one", "b.two"]) as eng:
+        reason = wait_for(lambda: eng.runner.snapshot().blocked_reason, 10, "a blocked reason")
+        assert reason in ("waiting for Retry-After: 30 s left", "waiting for Retry-After: 29 s left"), reason
 
 
 def _worker(tmp_path: Path, db: Path, cfg: Path, *extra: str) -> tuple[subprocess.Popen, list[str]]:

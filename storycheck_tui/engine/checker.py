@@ -225,7 +225,7 @@ class Checker:
                 # the source itself kept failing (or rate limiting) this profile until the
                 # deadline: report that, or the job would start over with every claim forever
                 raise last
-            raise NoProxyAvailable("no usable proxy: all are cooling, dead or disabled")
+            raise NoProxyAvailable("no usable proxy: all are cooling, dead, disabled or refused their credentials")
         return route
 
     # -- tenacity hooks -------------------------------------------------------------------------

@@ -102,7 +102,8 @@ class Claimer:
                 self.waiting_for_proxy = True
                 if not said_waiting:
                     logs.event(logging.WARNING, logs.NO_PROXY,
-                               "no usable proxy: all are cooling, dead or disabled; batches wait until one is back")
+                               "no usable proxy: all are cooling, dead, disabled or refused their credentials; "
+                               "batches wait until one is back")
                     said_waiting = True
                 self._pause(0.5)
                 continue

@@ -252,6 +252,12 @@ def test_claim_and_fence_invariants_under_16_threads(tmp_path):
                             del held[r.job_id]
                 time.sleep(0.02)
 
+        first_claims: list[int] = []  # slow owners that hold their first claim
+
+        def reaped_from(owner: str, claimed: list) -> bool:
+            with lock:
+                return all(held.get(c.id) != owner for c in claimed)
+
         def worker(n: int) -> None:
             owner = f"host:{1000 + n}:w{n}"
             rng = random.Random(n)
@@ -259,6 +265,8 @@ def test_claim_and_fence_invariants_under_16_threads(tmp_path):
             try:
                 while True:
                     claimed = q.claim(store, owner, 0.05 if slow else 30.0, rng.randint(1, 4), [bid])
+                    if slow and n not in first_claims:
+                        first_claims.append(n)
                     if not claimed:
                         c = counts_by_state(store, bid)
                         if not c.get("pending") and not c.get("running"):
@@ -270,8 +278,8 @@ def test_claim_and_fence_invariants_under_16_threads(tmp_path):
                             if c.id in held:
                                 violations.append((c.id, held[c.id], owner))
                             held[c.id] = owner
-                    if slow:
-                        time.sleep(0.12)
+                    if slow:  # finish late: only once the reaper has taken this claim back
+                        wait_for(lambda: reaped_from(owner, claimed), 30, f"the reaper to take back {owner}'s jobs")
                     back = [c for c in claimed if rng.random() < 0.1]
                     keep = [c for c in claimed if c not in back]
                     with lock:
@@ -290,8 +298,15 @@ def test_claim_and_fence_invariants_under_16_threads(tmp_path):
         threads = [threading.Thread(target=worker, args=(n,)) for n in range(16)]
         rt = threading.Thread(target=reaper)
         rt.start()
-        for t in threads:
+        # The slow owners claim first, so each holds jobs however the threads are scheduled:
+        # the fence is exercised on every run, not only when a slow owner wins a claim.
+        slow_threads = [t for n, t in enumerate(threads) if n % 4 == 0]
+        for t in slow_threads:
             t.start()
+        wait_for(lambda: len(first_claims) == len(slow_threads) or errors, 30, "the slow owners' first claims")
+        for t in threads:
+            if t not in slow_threads:
+                t.start()
         for t in threads:
             t.join(60)
         done.set()

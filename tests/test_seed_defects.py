@@ -281,6 +281,18 @@ def test_error_messages_name_user_proxy_status_and_cause(tmp_path, logsetup):
         assert "error_type=source_unavailable" in line
 
 
+def _unpaced(eng: Engine) -> Engine:
+    """The source's pace set far above what these tries need, before the runner starts.
+
+    Why: the pace starts at 5 requests/s and only answers other than 5xx and 429 raise it, so
+    an always-failing source keeps it there, and the tries of 16 profiles came seconds apart
+    whatever the backoff (96 tries: 19 s), most gaps set by the pace, not by the waits under
+    test. Unpaced, the gaps between tries are the backoff's and the Retry-After's own (a
+    missing backoff sleep fails the test either way); the pace has its own tests (test_pace.py)."""
+    eng.runner.pace.adopt(1000.0, "unpaced: the backoff alone spaces the tries")
+    return eng
+
+
 def test_backoff_grows_and_retry_after_is_honoured(tmp_path, logsetup, story_server):
     """Seed defect 8: little retry logic and no backoff. Now: waits between tries grow
     exponentially (full jitter, capped by max_wait); a 429's Retry-After blocks the identity
@@ -289,7 +301,9 @@ def test_backoff_grows_and_retry_after_is_honoured(tmp_path, logsetup, story_ser
     srv = story_server(lambda u, n: Reply(503))
     users = [f"down{i}" for i in range(16)]
     retry = {"max_attempts": 6, "base_wait": 0.04, "max_wait": 0.32}
-    with Engine(tmp_path / "a", fast_settings(srv.source(), retry=retry, engine={"workers": 8}), users) as eng:
+    with Engine(tmp_path / "a", fast_settings(srv.source(), retry=retry, engine={"workers": 8}), users,
+                start=False) as eng:
+        _unpaced(eng).runner.start()
         eng.done(timeout=30)
         assert all(j.state == "failed" and j.tries == 6 for j in eng.jobs())
         planned = {u: [json.loads(r.details)["wait_s"] for r in eng.logs(logs.RETRY_SCHEDULED, username=u)]
@@ -320,7 +334,8 @@ def test_backoff_grows_and_retry_after_is_honoured(tmp_path, logsetup, story_ser
 
     srv2 = story_server(respond)
     settings = fast_settings(srv2.source(), retry={"max_attempts": 2}, engine={"workers": 1})
-    with Engine(tmp_path / "b", settings, ["a_retry_after", "b_limited"]) as eng:
+    with Engine(tmp_path / "b", settings, ["a_retry_after", "b_limited"], start=False) as eng:
+        _unpaced(eng).runner.start()
         eng.done(timeout=30)
         j = {x.username: x for x in eng.jobs()}
         assert j["a_retry_after"].state == "succeeded" and srv2.count("a_retry_after") == 4

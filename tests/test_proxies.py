@@ -541,8 +541,15 @@ def test_an_operator_enable_or_retry_gives_an_auth_rejected_proxy_another_try_an
     for key in ("p0", "p1", "p2"):
         pool.failure(key, "SOCKS5 proxy authentication failed: Invalid username/password", auth=True)
     pool.enable("p0")
+    assert pool.state_of("p0") == UNCHECKED
+    pool.retry("p1")  # the console's r: validated once, now
+    assert [r.key for r in pool.due_for_validation()] == ["p1"]
+    pool.validated("p1", False, None, "health check: proxy authentication required (407)", auth=True)
+    assert pool.state_of("p1") == AUTH_REJECTED and pool.due_for_validation() == []  # still refused: once only
     pool.retry("p1")
-    assert (pool.state_of("p0"), pool.state_of("p1")) == (UNCHECKED, UNCHECKED)
+    assert [r.key for r in pool.due_for_validation()] == ["p1"]
+    pool.validated("p1", True, 12.0, None)  # the provider fixed the account meanwhile
+    assert pool.state_of("p1") == HEALTHY
     pool.disable("p2")
     assert pool.failure("p2", "407", auth=True) == DISABLED  # disable wins until enable
     assert not pool.apply_shared("p2", AUTH_REJECTED)

@@ -155,6 +155,22 @@ def test_an_http_proxy_refusing_its_password_waits_for_new_credentials_and_then_
             assert eng.runner.snapshot().blocked_reason is None
 
 
+def test_the_consoles_recheck_validates_an_auth_rejected_proxy_and_brings_it_back(tmp_path, logsetup):
+    """The provider fixes the account (the proxy now takes the password it refused): nothing
+    retries an auth_rejected proxy by itself, and the console's r (Runner.retry_proxy)
+    validates it once, now: healthy, and the batch finishes."""
+    with Simulator(SimConfig(rate=0, proxies=1, faults={0: ProxyFault("auth", "user", password="0ld-pw-1")})) as sim:
+        given = sim.proxy_urls[0].replace("0ld-pw-1", "N3w-pw-2")  # the password the operator has
+        with Engine(tmp_path, fast_settings(sim_source(sim)), [f"r{i}" for i in range(5)], proxies=[given]) as eng:
+            key = eng.runner.pool.views()[0].key
+            wait_for(lambda: eng.runner.pool.state_of(key) == "auth_rejected", 10, "the proxy to be auth_rejected")
+            sim.set_fault(0, ProxyFault("auth", "user", password="N3w-pw-2"))  # the account is fixed
+            assert eng.runner.pool.due_for_validation() == []  # nothing would validate it by itself
+            eng.runner.retry_proxy(key)
+            eng.done(timeout=20)
+            assert eng.runner.pool.state_of(key) == "healthy"
+
+
 def test_the_snapshot_says_when_every_route_waits_out_a_retry_after(tmp_path, logsetup, story_server):
     """Direct, every answer a 429 with Retry-After: 30: nothing can be sent for 30 s, and the
     engine's snapshot (what the console shows) says so. max_cooldown stays at its default 300 s

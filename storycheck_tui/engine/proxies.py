@@ -29,7 +29,7 @@ from storycheck_tui.config import ProxySettings
 from storycheck_tui.engine.pacing import TokenBucket
 from storycheck_tui.engine.proxystate import (
     AUTH_REJECTED, COOLING, DEAD, DISABLED, HEALTHY, LATENCY_HISTORY, REASON_DISABLED, REASON_ENABLED,
-    REASON_FIRST_SUCCESS, REASON_NEW_CREDENTIALS, REASON_RECOVERED, REASON_RETRIED, REASON_VALIDATED, STUCK,
+    REASON_FIRST_SUCCESS, REASON_NEW_CREDENTIALS, REASON_RECOVERED, REASON_VALIDATED, STUCK,
     UNCHECKED, VALIDATION_LEASE, ProxyView, RouteHealth, is_usable,
 )
 from storycheck_tui.sources.base import DIRECT, Route
@@ -257,7 +257,7 @@ class ProxyPool:
 
         Dead: due for validation now. Cooling: the cooldown ends now (usable and due).
         Disabled: validated once (latency and error are updated, the state is not).
-        Auth_rejected: ``unchecked`` (its next request says whether the credentials work now).
+        Auth_rejected: validated once (healthy if its credentials work now; still refused: no change).
         Unchecked/healthy: nothing to do.
         """
         with self._cond:
@@ -270,12 +270,8 @@ class ProxyPool:
             elif e.state == COOLING:
                 e.cooldown_until = now
                 self._cond.notify_all()
-            elif e.state == DISABLED:
+            elif e.state in STUCK:
                 e.validate_requested = True
-            elif e.state == AUTH_REJECTED:
-                e.reset()
-                self._change(e, REASON_RETRIED)
-                self._cond.notify_all()
             else:
                 return
             e.validating_since = None  # an operator's retry overrides a stuck validation
@@ -286,7 +282,7 @@ class ProxyPool:
         """Routes the validator should probe now; each is marked in flight until :meth:`validated`.
 
         Cooling routes whose cooldown has passed, dead routes every ``validate_every``
-        seconds, and disabled routes the operator asked to :meth:`retry`.
+        seconds, and disabled or auth_rejected routes the operator asked to :meth:`retry`.
         """
         with self._cond:
             now = self._clock()
@@ -297,7 +293,7 @@ class ProxyPool:
                 if (
                     (e.state == COOLING and (e.cooldown_until is None or now >= e.cooldown_until))
                     or (e.state == DEAD and (e.next_validation is None or now >= e.next_validation))
-                    or (e.state == DISABLED and e.validate_requested)
+                    or (e.state in STUCK and e.validate_requested)
                 ):
                     e.validating_since = now
                     due.append(e.route)

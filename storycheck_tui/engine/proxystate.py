@@ -5,7 +5,8 @@ States::
     unchecked/healthy --failure--> cooling --(dead_after failures in a row)--> dead
     cooling/dead/unchecked --success or validated ok--> healthy
     any --credentials refused (407, SOCKS5 auth)--> auth_rejected
-    auth_rejected --new credentials, operator's enable or retry--> unchecked
+    auth_rejected --new credentials or operator's enable--> unchecked
+    auth_rejected --operator's retry, then validated ok--> healthy
     any --disable--> disabled --enable--> unchecked   (disable wins until enable)
 
 * ``unchecked`` and ``healthy`` routes are usable; so is a ``cooling`` route whose cooldown
@@ -54,7 +55,6 @@ REASON_RECOVERED = "recovered"
 REASON_VALIDATED = "validated"
 REASON_DISABLED = "disabled by operator"
 REASON_ENABLED = "enabled by operator"
-REASON_RETRIED = "retried by operator"
 REASON_NEW_CREDENTIALS = "new credentials"
 
 
@@ -106,7 +106,7 @@ class RouteHealth:
         self.cooldown_until: float | None = None  # monotonic; set while COOLING
         self.next_validation: float | None = None  # monotonic; set while DEAD
         self.validating_since: float | None = None  # monotonic; set while handed to a validator
-        self.validate_requested = False  # operator retry() on a DISABLED route
+        self.validate_requested = False  # operator retry() on a DISABLED or AUTH_REJECTED route
         self.last_error: str | None = None
         self.bucket = bucket
 
@@ -195,4 +195,4 @@ class RouteHealth:
 
 __all__ = ["UNCHECKED", "HEALTHY", "COOLING", "DEAD", "DISABLED", "AUTH_REJECTED", "STUCK", "LATENCY_HISTORY",
            "VALIDATION_LEASE", "REASON_FIRST_SUCCESS", "REASON_RECOVERED", "REASON_VALIDATED", "REASON_DISABLED",
-           "REASON_ENABLED", "REASON_RETRIED", "REASON_NEW_CREDENTIALS", "is_usable", "ProxyView", "RouteHealth"]
+           "REASON_ENABLED", "REASON_NEW_CREDENTIALS", "is_usable", "ProxyView", "RouteHealth"]

@@ -207,7 +207,7 @@ class ProxiesPane(Pane):
         what = {ProxyState.HEALTHY: "in use", ProxyState.UNCHECKED: "not checked yet", ProxyState.COOLING: "cooling down",
                 ProxyState.DEAD: "dead: re-checked by the validator",
                 ProxyState.DISABLED: "disabled by an operator",
-                ProxyState.AUTH_REJECTED: "refused its credentials: tried again with new ones (proxies add) or on r",
+                ProxyState.AUTH_REJECTED: "refused its credentials: tried again with new ones (proxies add), r re-validates it",
                 }.get(p.state, p.state)
         t.append(what, style=fmt.STATE_STYLE.get(p.state, ""))
         if p.state == ProxyState.COOLING and p.cooldown_until is not None:

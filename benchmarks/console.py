@@ -13,6 +13,10 @@ from benchmarks.report import Section, fmt, pct
 
 RESULTS_PER_S = 500
 RECORDS_PER_S = 2000
+#: check threads of the console's engine. In the console's process each check waits for the GIL
+#: at its blocking points while the UI thread renders: 16 threads got through about 300-330
+#: of the 500 results/s asked (the engine alone: 510/s), 32 get through what is asked.
+THREADS = 32
 
 
 def _console_available() -> str | None:
@@ -30,11 +34,11 @@ def under_load(quick: bool) -> Section:
         s.error = missing
         return s
     rounds = 4 if quick else 12
-    proxies = 10
-    s.setup = (f"The console app (180x50) on a 100,000-profile batch, its engine (16 threads) paced to "
-               f"{RESULTS_PER_S} results/s ({proxies} proxies x {RESULTS_PER_S // proxies}/s) with an in-process "
-               f"source that answers at once (so the console process carries the engine's own work and the "
-               f"console's, not HTTP's), plus a thread topping up what the engine logs to {RECORDS_PER_S:,} "
+    proxies = 10  # in the database (the proxies pane shows them); the source's schedule paces the load
+    s.setup = (f"The console app (180x50) on a 100,000-profile batch, its engine ({THREADS} threads) with an "
+               f"in-process source that answers on a schedule of {RESULTS_PER_S} results/s (so the console process "
+               f"carries the engine's own work and the console's, not HTTP's; a late answer catches up, up to 50 ms), "
+               f"plus a thread topping up what the engine logs to {RECORDS_PER_S:,} "
                f"log records/s in all (counted in the console's log ring). Run headless with Textual's "
                f"`run_test()`, but every frame rendered to terminal output as on a real terminal. "
                f"Keypress -> effect: the key is sent as the "
@@ -46,7 +50,7 @@ def under_load(quick: bool) -> Section:
                f"CPU share: the console process (engine included) and its UI thread alone, over the key rounds.")
     r = run_child("console_child:under_load", {
         "proxy_urls": [f"http://127.0.0.1:{9000 + i}" for i in range(proxies)], "profiles": 100_000,
-        "results_per_s": RESULTS_PER_S, "records_per_s": RECORDS_PER_S, "rounds": rounds,
+        "results_per_s": RESULTS_PER_S, "records_per_s": RECORDS_PER_S, "rounds": rounds, "threads": THREADS,
         "warmup": 2.0 if quick else 3.0, "min_seconds": 5.0 if quick else 15.0}, timeout=300)
     s.headers = ["key", "p50 ms", "p95 ms"]
     for key, (p50, p95) in r["per_key"].items():
@@ -69,8 +73,8 @@ def under_load(quick: bool) -> Section:
         f"to back): p50 {r['polled_p50_ms']:.0f} ms, p95 {r['polled_p95_ms']:.0f} ms."
         if "polled_p50_ms" in r else "",
     ]
-    s.headline = [f"keypress -> frame p50 {r['p50_ms']:.0f} ms, p95 {r['p95_ms']:.0f} ms (target p95 <= 100 ms) "
-                  f"at {fmt(r['results_per_s'])} results/s + {fmt(r['records_per_s'])} records/s; console CPU "
+    s.headline = [f"keypress -> frame p50 {r['p50_ms']:.0f} ms, p95 {r['p95_ms']:.0f} ms (target p95 <= 50 ms) "
+                  f"at {fmt(r['results_per_s'])} results/s (of {RESULTS_PER_S} offered) + {fmt(r['records_per_s'])} records/s; console CPU "
                   f"{pct(r['cpu_share'], 0)} of a core (UI thread {pct(r['ui_cpu_share'], 0)})"]
     return s
 

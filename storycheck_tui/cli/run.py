@@ -1,4 +1,9 @@
-"""`run`, `worker`, `sim` and the headless demo: commands that drive the engine."""
+"""`run`, `worker`, `sim` and the headless demo: commands that drive the engine.
+
+Owner: the command's main thread. It alone holds the signal flags (:class:`_Stop`), the
+progress line and the watch on why nothing can be sent (:class:`_Stall`); the engine's
+threads are the runner's.
+"""
 
 from __future__ import annotations
 

@@ -222,3 +222,57 @@ def test_workers_started_together_on_one_key_get_fair_shares(tmp_path):
             assert checks[0] >= 0.5 * profiles / n, f"shares of {profiles} checks: {checks}"
         finally:
             store.close()
+
+
+# -- per-proxy pacing: a limit per IP ------------------------------------------------------
+
+def test_a_route_without_a_rate_learns_its_ips_limit_from_the_429s_blamed_on_it():
+    import math
+
+    from storycheck_tui.engine.pacing import TokenBucket, ip_limited
+
+    clock = Clock()
+    limited, fine = TokenBucket(math.inf, 2.0, clock=clock), TokenBucket(math.inf, 2.0, clock=clock)
+    for _ in range(20):  # both send 20/s for a second; only one is answered 429, and not at first
+        clock.t += 0.05
+        for b in (limited, fine):
+            assert b.reserve() == 0.0  # no pacing until a 429 is blamed on the route
+            b.recover()
+    assert limited.rate == math.inf
+    limited.limited()
+    assert not ip_limited(limited, [fine])  # one 429 is not evidence enough
+    limited.limited()
+    assert ip_limited(limited, [fine]) and not ip_limited(fine, [limited])
+    rate = limited.learn_cut(clock.t - 0.01)
+    assert 0.5 * 20 * DECREASE_FIRST <= rate <= 2 * 20 * DECREASE_FIRST  # from what it was sending
+    assert limited.learn_cut(clock.t - 0.01) == rate  # sent before the cut: cut already
+    clock.t += 0.01
+    assert limited.learn_cut(clock.t) == rate * DECREASE
+    fine.limited()
+    fine.limited()
+    assert not ip_limited(fine, [limited])  # 2 of 42 against 2 of 42: both alike, the key's limit
+
+
+def test_a_proxy_whose_ip_is_limited_is_paced_and_does_not_hold_back_the_others(tmp_path, logsetup):
+    """Three proxy ports, the first one's IP allowed 5 requests/s, no other limit; default
+    settings. Before, every route went unpaced: proxy 0 kept meeting its limit and each of its
+    429s cut the source's pace (5-6 cuts in 200 profiles, the pace under 45/s for all three)."""
+    import math
+
+    from storycheck_tui.masking import proxy_label
+
+    with Simulator(SimConfig(seed=13, proxies=3, rate=0, burst=5.0, latency=0.01, proxy_rates={0: 5.0})) as sim:
+        settings = dataclasses.replace(Settings(), source=sim_source(sim), path="test")
+        names = [f"ip.user{i:03d}" for i in range(200)]
+        with Engine(tmp_path, settings, names, proxies=sim.proxy_urls) as eng:
+            batch = eng.done(timeout=40)
+            assert batch.successful_checks == len(names)
+            snap = eng.runner.snapshot()
+            rates = {v.label: v.rate for v in snap.proxies}
+            first = rates[proxy_label(sim.proxy_urls[0])]
+            assert 1.0 <= first <= 15.0, rates  # paced near its IP's limit (5/s, burst 5)
+            assert sorted(rates.values()).count(math.inf) == 2, rates  # the others are not paced
+            # only the 429s that came before the route's were told apart may have cut the source's pace
+            assert snap.pace is not None and snap.pace.cuts <= 3, snap.pace
+        stats = sim.stats()["identities"]
+        assert stats["proxy-1"]["rate_limited"] == stats["proxy-2"]["rate_limited"] == 0, stats

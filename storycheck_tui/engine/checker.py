@@ -149,8 +149,9 @@ class Checker:
         try:
             outcome = self.source.check(prog.job.username, route)
         except RateLimited as err:
-            self.pace.limited(prog.sent_at, None, prog.job.username)
-            blocked = self.pool.rate_limited(route.key, err.retry_after)
+            blocked = self.pool.rate_limited(route.key, err.retry_after, prog.sent_at)
+            if not self.pool.ip_limited(route.key):  # the proxy's IP is limited, not the key
+                self.pace.limited(prog.sent_at, None, prog.job.username)
             prog.exclude.add(route.key)
             if route.url is not None and err.retry_after is not None and err.retry_after >= BAN_SECONDS:
                 state = self.pool.failure(route.key, f"banned: rate limited for {err.retry_after:.0f} s")

@@ -26,6 +26,7 @@ from collections import OrderedDict
 from typing import Callable, Iterable
 
 from storycheck_tui.config import ProxySettings
+from storycheck_tui.engine import pacing
 from storycheck_tui.engine.pacing import TokenBucket
 from storycheck_tui.engine.proxystate import (
     AUTH_REJECTED, COOLING, DEAD, DISABLED, HEALTHY, LATENCY_HISTORY, REASON_DISABLED, REASON_ENABLED,
@@ -181,19 +182,27 @@ class ProxyPool:
                 self._change(e, e.to_healthy(reason))
                 self._cond.notify_all()  # only a transition can make a route usable sooner
 
-    def rate_limited(self, key: str, retry_after: float | None) -> float:
-        """A 429 through ``key``: halve its pace and block it for ``retry_after`` seconds.
+    def rate_limited(self, key: str, retry_after: float | None, sent_at: float | None = None) -> float:
+        """A 429 through ``key`` (its request sent at ``sent_at``): cut its pace (a configured
+        rate halves; a learned one only when the 429 is its IP's, see :meth:`ip_limited`) and
+        block it for ``retry_after`` seconds.
 
         The source's ``Retry-After`` is untrusted: the block never exceeds ``max_cooldown``
         (the caller logs the cap). Without ``retry_after`` the block is one interval at the new
-        (halved) rate. Not a health failure: state, streak and counters are untouched. Returns
+        rate. Not a health failure: state, streak and counters are untouched. Returns
         the seconds the route is blocked for.
         """
         with self._cond:
             e = self._entries.get(key)
             if e is None:
                 return 0.0
-            rate = e.bucket.cut()
+            e.bucket.limited()
+            if not e.bucket.learns:
+                rate = e.bucket.cut()
+            elif self._ip_limited(e):
+                rate = e.bucket.learn_cut(sent_at)
+            else:
+                rate = e.bucket.rate
             if retry_after is None or math.isnan(retry_after):
                 wait = 1.0 / rate
             else:
@@ -201,6 +210,16 @@ class ProxyPool:
             if wait > 0:
                 e.bucket.block_until(self._clock() + wait)
             return wait
+
+    def ip_limited(self, key: str) -> bool:
+        """Whether the latest 429s through ``key`` are its IP's rather than the source's key's
+        (``engine/pacing.py``, ``ip_limited``): such a 429 cuts the route's pace, not the source's."""
+        with self._cond:
+            e = self._entries.get(key)
+            return e is not None and self._ip_limited(e)
+
+    def _ip_limited(self, e: RouteHealth) -> bool:
+        return pacing.ip_limited(e.bucket, (o.bucket for o in self._entries.values() if o is not e))
 
     def failure(self, key: str, error: str, *, auth: bool = False, url: str | None = None) -> str:
         """The proxy failed (connect, tunnel, ban): cooling with a growing cooldown, or dead;

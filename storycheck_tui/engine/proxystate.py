@@ -17,7 +17,7 @@ States::
 * ``auth_rejected`` routes will not heal by themselves (the same password is refused again
   however long one waits): no cooldown, no validation; only new credentials (the proxy
   imported again with another password) or an operator brings one back.
-* A 429 is not a health failure: it halves the route's pace and blocks it for Retry-After
+* A 429 is not a health failure: it may cut the route's pace (``engine/pacing.py``) and blocks it for Retry-After
   (the pool does that with the route's bucket).
 
 Owner: the :class:`~storycheck_tui.engine.proxies.ProxyPool` holding the entry. Every method

@@ -80,6 +80,7 @@ class SimConfig:
     host: str = "127.0.0.1"
     rate: float = 5.0  # per-identity requests/s (token bucket); <= 0 disables limiting
     global_limit: bool = False  # one bucket for every identity: a limit per API key, not per IP
+    proxy_rates: dict[int, float] = field(default_factory=dict)  # proxy index -> its IP's own limit (req/s)
     burst: float = 5.0
     retry_after: float = 1.0  # seconds put in Retry-After on 429
     retry_after_http_date: bool = False  # send Retry-After as an HTTP-date instead
@@ -165,6 +166,8 @@ class Simulator:
         self._faults = [faults.get(i, ProxyFault()) for i in range(cfg.proxies)]
         self._world = World(cfg.seed, cfg.profiles, story_every=cfg.story_every)
         self._limiter = RateLimiter(cfg.rate, cfg.burst)
+        # the per-IP limits of single proxies (proxy_rates), checked before the one above
+        self._ip_limiter = RateLimiter(0.0, cfg.burst, rates={f"proxy-{i}": r for i, r in cfg.proxy_rates.items()})
         self._rng = random.Random(cfg.seed)
         self._stats = _Stats(["direct"] + [f"proxy-{i}" for i in range(cfg.proxies)])
         self._api = Listener(cfg.host, cfg.port, self._handle_direct)
@@ -343,6 +346,8 @@ class Simulator:
         self.config = dataclasses.replace(self.config, **fields)
         cfg = self.config
         self._limiter.rate, self._limiter.burst = cfg.rate, cfg.burst
+        self._ip_limiter.burst = cfg.burst
+        self._ip_limiter.rates = {f"proxy-{i}": r for i, r in cfg.proxy_rates.items()}
         if "seed" in fields or "profiles" in fields:  # a new world: stories posted or expired by hand are gone
             self._world = World(cfg.seed, cfg.profiles, now=self._world.now, story_every=cfg.story_every)
         self._world.story_every = float(cfg.story_every)
@@ -439,7 +444,8 @@ class Simulator:
             self._stats.count(identity, "rejected")
             return Response(400, b'{"error": "missing username"}')
         username = usernames[0]
-        if not self._limiter.take("key" if cfg.global_limit else identity):
+        if (identity in self._ip_limiter.rates and not self._ip_limiter.take(identity)) \
+                or not self._limiter.take("key" if cfg.global_limit else identity):
             self._stats.count(identity, "rate_limited")
             return Response(429, b'{"error": "rate_limited"}',
                             headers=[("Retry-After", self._retry_after_value())])

@@ -14,23 +14,26 @@ class RateLimiter:
     simulator calls it from its event loop only.
     """
 
-    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic,
+                 rates: dict[str, float] | None = None):
         self.rate = float(rate)
         self.burst = float(burst)
+        self.rates = dict(rates or {})  # identity -> its own rate, in place of ``rate``
         self._clock = clock
         # identity -> [tokens, last refill time]; a new identity starts with a full bucket.
         self._buckets: dict[str, list[float]] = {}
 
     def take(self, identity: str) -> bool:
         """Spend one token of ``identity``'s bucket; False when it is empty (answer 429)."""
-        if self.rate <= 0:
+        rate = self.rates.get(identity, self.rate)
+        if rate <= 0:
             return True
         now = self._clock()
         burst = max(self.burst, 1.0)
         bucket = self._buckets.get(identity)
         if bucket is None:
             bucket = self._buckets[identity] = [burst, now]
-        tokens = min(burst, bucket[0] + (now - bucket[1]) * self.rate)
+        tokens = min(burst, bucket[0] + (now - bucket[1]) * rate)
         bucket[1] = now
         if tokens >= 1.0:
             bucket[0] = tokens - 1.0

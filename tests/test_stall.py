@@ -252,3 +252,15 @@ def test_worker_until_idle_ends_like_run_when_no_proxy_can_come_back(tmp_path, s
     assert lines[0].startswith("storycheck: no proxy can come back by itself: no usable proxy: ") and \
         "auth_rejected" in lines[0] and "storycheck worker --batch" not in lines[0], lines[0]
     assert {(j.state, j.attempts) for j in rows(db)[0]} == {("pending", 0)}
+
+
+def test_the_consoles_proxies_pane_shows_an_auth_rejected_proxy_uncut_and_red():
+    """The pane's state column has 11 cells: auth_rejected is shown as "rejected" in red (the
+    line under the table spells it out for the selected proxy)."""
+    from storycheck_tui.ui.panes.proxies import render_proxy
+
+    cells = ("socks5://bob@10.0.0.7:1080", ("auth_rejected", False, None), 0, 3, None, (),
+             "SOCKS5 proxy authentication failed: Invalid username/password")
+    state, error = render_proxy(cells)[1], render_proxy(cells)[-1]
+    assert state.plain == "rejected" and "red" in str(state.style), (state.plain, state.style)
+    assert error.plain.startswith("SOCKS5 proxy authentication failed") and "red" in str(error.style)

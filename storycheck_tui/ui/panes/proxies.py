@@ -124,7 +124,8 @@ def short_label(label: str) -> str:
 
 def render_proxy(cells: tuple) -> list[Text]:
     label, (state, validating, cooldown), ok, bad, latency, trend, error = cells
-    state_label = state + (f" {fmt.duration(cooldown)}" if cooldown else "") + ("…" if validating else "")
+    shown = "rejected" if state == ProxyState.AUTH_REJECTED else state  # auth_rejected: 13 cells, the column has 11
+    state_label = shown + (f" {fmt.duration(cooldown)}" if cooldown else "") + ("…" if validating else "")
     out = [fmt.plain(keep_port(short_label(label), room(COLS[0]))), fmt.state(state, state_label),
            Text(fmt.count(ok), style="green" if ok else "bright_black"),
            Text(fmt.count(bad), style="red" if bad else "bright_black"),
@@ -207,7 +208,8 @@ class ProxiesPane(Pane):
         what = {ProxyState.HEALTHY: "in use", ProxyState.UNCHECKED: "not checked yet", ProxyState.COOLING: "cooling down",
                 ProxyState.DEAD: "dead: re-checked by the validator",
                 ProxyState.DISABLED: "disabled by an operator",
-                ProxyState.AUTH_REJECTED: "refused its credentials: tried again with new ones (proxies add), r re-validates it",
+                ProxyState.AUTH_REJECTED: "auth_rejected: refused its credentials; tried again with new ones "
+                                          "(proxies add), r re-validates it",
                 }.get(p.state, p.state)
         t.append(what, style=fmt.STATE_STYLE.get(p.state, ""))
         if p.state == ProxyState.COOLING and p.cooldown_until is not None:

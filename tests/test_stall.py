@@ -192,7 +192,7 @@ def _worker(tmp_path: Path, db: Path, cfg: Path, *extra: str) -> tuple[subproces
     return proc, lines
 
 
-def test_a_serving_worker_says_no_proxy_can_come_back_stays_and_resumes_on_new_credentials(tmp_path, socks):
+def test_a_serving_worker_says_no_proxy_can_come_back_stays_and_resumes_on_new_credentials(tmp_path, socks, capsys):
     """A `storycheck worker` serves many batches: when every proxy refuses its credentials it
     says so (one line, one record) and keeps running; the proxies imported again with the
     right password reach it within a second, with no restart."""
@@ -211,9 +211,8 @@ def test_a_serving_worker_says_no_proxy_can_come_back_stays_and_resumes_on_new_c
                             lambda: f"the worker to say so; it said {lines}")
             assert "auth_rejected (SOCKS5 proxy authentication failed: Invalid username/password)" in said[0]
             assert proc.poll() is None  # still serving
-            r = cli_subprocess("proxies", "add", write(tmp_path / "right.txt",
-                                                       f"socks5://{SOCKS_USER}:{SOCKS_PW}@127.0.0.1:{socks}\n"),
-                               "--db", db, timeout=30)
+            r = cli(capsys, "proxies", "add", write(tmp_path / "right.txt",
+                                                    f"socks5://{SOCKS_USER}:{SOCKS_PW}@127.0.0.1:{socks}\n"), "--db", db)
             assert r.code == 0, r.err
 
             def finished() -> bool:

@@ -195,3 +195,19 @@ async def test_a_click_moves_the_cursor_a_second_click_selects_a_header_click_so
         await pilot.press("s")  # past the last column: back to the pane's own order
         await pilot.pause()
         assert app.events[-1] == ("sorted", None, False) and "▲" not in screen_lines(app)[0]
+
+
+@async_test
+async def test_the_row_under_the_mouse_is_shown_until_a_key_moves_the_cursor():
+    app = TableApp(rows(5))
+    async with app.run_test(size=SIZE) as pilot:
+        bg = lambda y: app.screen._compositor.render_strips()[y]._segments[0].style.bgcolor  # noqa: E731
+        await pilot.pause()
+        plain = bg(3)
+        app.table.drawn.clear()
+        await pilot.hover("#t", offset=(2, 3))
+        await pilot.pause()
+        assert bg(3) != plain and app.table.drawn == [], "hovered: restyled, not drawn again"
+        await pilot.press("down")
+        await pilot.pause()
+        assert bg(3) == plain

@@ -194,3 +194,119 @@ def test_batches_says_the_circuit_is_open_from_the_workers_rows(tmp_path):
             assert "circuit open (source error HTTP 503" in lines[0], lines
     finally:
         server.close()
+
+
+# --- the console ------------------------------------------------------------------------------
+
+def _console(tmp_path, **kw):
+    from storycheck_tui.config import Settings
+    from storycheck_tui.engine.wiring import build_runner
+    from storycheck_tui.logs import LogRing
+    from storycheck_tui.ui.app import StorycheckApp
+
+    store = open_store(str(tmp_path / "console.db"))
+    runner = build_runner(store, Settings(), workers=0)  # watch-only: the worker rows are this test's
+    runner.start()
+    return store, runner, StorycheckApp(runner, store, LogRing(), refresh_every=0.1, **kw)
+
+
+def _screen(app) -> str:
+    strips = app.screen._compositor.render_strips()
+    return "\n".join("".join(seg.text for seg in strip) for strip in strips)
+
+
+async def _until(pilot, predicate, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            from storycheck_tui.ui.status import StatusBar
+
+            facts = pilot.app.main.query_one(StatusBar).facts
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what} (status: {facts})\n"
+                                 f"{_screen(pilot.app)}")
+        await pilot.pause(0.05)
+
+
+def _toasts(app) -> list[str]:
+    return [str(t.render()) for t in app.screen.query("Toast")]
+
+
+def test_the_status_bar_shows_the_workers_pace_and_circuit_and_a_toast_says_it_opened(tmp_path):
+    import asyncio
+
+    from storycheck_tui.store import workers as registry
+
+    store, runner, app = _console(tmp_path)
+    wid = registry.new_worker_id()
+    registry.register_worker(store, wid, 4)
+
+    def beat(circuit: str, why: str | None = None) -> None:
+        registry.heartbeat(store, wid, checks=10, rate=5.0, lease_seconds=60, pace=42.5, pace_key="k",
+                           pace_reason="429 at 47.2/s: cut to 42.5/s", circuit=circuit, circuit_reason=why)
+
+    async def run() -> None:
+        beat("closed")
+        async with app.run_test(size=(120, 40), notifications=True) as pilot:
+            await _until(pilot, lambda: "pace 42.5/s" in _screen(app), "the worker's pace")
+            assert "pace changed: 429 at 47.2/s: cut to 42.5/s" in _screen(app).splitlines()[1]
+            assert not any("circuit" in t for t in _toasts(app))  # closed when the console opened: no news
+            beat("open", "source error HTTP 503: down")
+            await _until(pilot, lambda: any("source circuit open: source error HTTP 503: down" in t
+                                            for t in _toasts(app)), "the circuit-open toast")
+            await _until(pilot, lambda: "circuit open: source error HTTP 503: down · pace 42.5/s"
+                         in _screen(app).splitlines()[1], "the circuit in the status bar")
+            beat("closed")
+            await _until(pilot, lambda: any("source circuit closed" in t for t in _toasts(app)), "closed again")
+
+    try:
+        asyncio.run(run())
+    finally:
+        runner.stop(0)
+        store.close()
+
+
+def test_k_sets_the_knobs_for_every_worker_and_a_read_only_console_refuses(tmp_path):
+    import asyncio
+
+    from storycheck_tui.ui.modals.knobs import KnobsScreen
+
+    store, runner, app = _console(tmp_path)
+
+    async def run() -> None:
+        knobs.set_knob(store, knobs.THREADS, 12)
+        async with app.run_test(size=(120, 40), notifications=True) as pilot:
+            await _until(pilot, lambda: "knobs: 12 threads per worker" in _screen(app), "the knobs in force")
+            await pilot.press("K")
+            await _until(pilot, lambda: isinstance(app.screen, KnobsScreen), "the knobs form")
+            form = app.screen
+            await _until(pilot, lambda: form.query_one("#threads").value == "12", "the knobs in force")
+            form.query_one("#pace-cap").value = "fast"
+            await pilot.press("ctrl+s")
+            await _until(pilot, lambda: "not a positive number" in _screen(app), "the form's error")
+            form.query_one("#pace-cap").value = "25"
+            form.query_one("#threads").value = ""
+            await pilot.press("ctrl+s")
+            await _until(pilot, lambda: not isinstance(app.screen, KnobsScreen), "the form to close")
+            assert knobs.read(store) == knobs.Knobs(pace_cap=25.0, threads=None)
+            await _until(pilot, lambda: "knobs: pace cap 25/s" in _screen(app), "the knobs in the status bar")
+            assert any("pace cap 25/s: every running worker takes them within a second" in t for t in _toasts(app))
+
+    try:
+        asyncio.run(run())
+    finally:
+        runner.stop(0)
+        store.close()
+    (tmp_path / "ro").mkdir()
+    store, runner, app = _console(tmp_path / "ro", read_only=True)
+
+    async def read_only() -> None:
+        async with app.run_test(size=(120, 40), notifications=True) as pilot:
+            await pilot.press("K")
+            await _until(pilot, lambda: any("read-only" in t for t in _toasts(app)), "the refusal")
+            assert not isinstance(app.screen, KnobsScreen)
+
+    try:
+        asyncio.run(read_only())
+    finally:
+        runner.stop(0)
+        store.close()

@@ -871,7 +871,7 @@ async def test_alerts_batch_finished_or_paused_by_the_engine_pool_degraded_new_s
         assert any("'overnight-retry' finished" in t for t in toasts), toasts
         assert any("'spring-campaign' paused: request budget of 50,000 spent" in t for t in toasts), toasts
         assert any("proxy pool degraded: 0 of 6 proxies usable" in t for t in toasts), toasts
-        assert any("3 new stories in watches: [/b]eve, bob" in t for t in toasts), toasts
+        assert any("3 new stories in watch 'vips': [/b]eve, bob" in t for t in toasts), toasts  # one per round
         assert len(bells) == 4
         app.refresh_now()
         await pilot.pause()

@@ -20,7 +20,7 @@ from storycheck_tui.logs import LogRing
 from storycheck_tui.sources.base import Outcome, Story
 from storycheck_tui.states import JobState, OutcomeKind
 from storycheck_tui.store import queue as q
-from storycheck_tui.store import watches
+from storycheck_tui.store import reads, watches
 from storycheck_tui.store.db import open_store
 from storycheck_tui.store.models import Watch
 from storycheck_tui.ui import keymap
@@ -59,6 +59,14 @@ def run_round(store, name: str, answers: dict[str, Outcome], *, check: int | Non
     q.finish(store, "w1", [q.JobResult(job=c, state=JobState.SUCCEEDED, outcome=answers[c.username], http_status=200,
                                        tries=1) for c in claimed])
     return r.batch_id
+
+
+def finish_round(store, name: str, answers: dict[str, Outcome]) -> None:
+    """Check the rest of ``name``'s running round as a worker does."""
+    (r,) = [r for r in watches.list_watches(store) if r.name == name]
+    claimed = q.claim(store, "w1", 30, 1000, [r.last_round])
+    q.finish(store, "w1", [q.JobResult(job=c, state=JobState.SUCCEEDED, outcome=answers[c.username], http_status=200,
+                                       tries=1) for c in claimed])
 
 
 @pytest.fixture
@@ -115,7 +123,9 @@ async def test_w_shows_each_watch_live_with_its_next_round_last_round_and_new_st
         await until(pilot, lambda: stories_table.row_count == 2, "round 2's two new stories")
         text = screen_text(app)
         assert "2/3" in text and "a2" in text and "b1" in text and "a1" not in text.split("New stories in")[1]
-        await until(pilot, lambda: any("2 new stories in watches: ann, bob" in str(t.render())
+        assert not any("new stor" in str(t.render()) for t in app.screen.query("Toast"))  # said when the round ends
+        finish_round(store, "campaign", {"cat": stories()})
+        await until(pilot, lambda: any("2 new stories in watch 'campaign': ann, bob" in str(t.render())
                                        for t in app.screen.query("Toast")), "the new-stories toast")
 
         # sorting by a column keeps the rows and marks the header
@@ -180,6 +190,32 @@ async def test_the_result_detail_shows_the_profile_story_history(console):
         await pilot.pause()
         text = await open_detail(plain, "zed")
         assert "Story history" not in text, "no section for a profile no watch has seen"
+
+
+@asyncio_test
+async def test_the_first_round_of_a_watch_is_one_toast_not_one_per_story(console):
+    """Every story of a watch's first round is new: 30 stories make one toast when the round
+    ends, not 30 (nor one per read while it runs)."""
+    store, make = console
+    names = [f"user{i:02d}" for i in range(30)]
+    watches.add_watch(store, "launch", names, every=900.0)
+    app = make()
+
+    def said() -> list[str]:
+        return [str(t.render()) for t in app.screen.query("Toast") if "new stor" in str(t.render())]
+
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await until(pilot, lambda: app.alerts.story_after is not None, "the alerts to start")  # nothing older is news
+        run_round(store, "launch", {u: stories(f"{u}-s") for u in names}, check=10)
+        last = reads.last_event_id(store)
+        await until(pilot, lambda: app.alerts.story_after == last, "the first 10 stories read")
+        assert said() == []  # the round runs on: nothing said yet
+        finish_round(store, "launch", {u: stories(f"{u}-s") for u in names})
+        toast = "30 new stories in watch 'launch': user00, user01, user02 and 27 more"
+        await until(pilot, lambda: said(), "the toast")
+        last = reads.last_event_id(store)
+        await until(pilot, lambda: app.alerts.story_after == last, "every story read")
+        assert said() == [toast]
 
 
 @asyncio_test

@@ -107,7 +107,7 @@ class SourcePace:
         self._last_cut = -math.inf
         self._last_cut_by = ""
         self._held_back_at = -math.inf
-        self._reason = f"start at {self._rate:.1f}/s"
+        self._reason = f"slow start from {self._rate:.1f}/s: grows while answers are clean, until a 429"
         self._changed_at = now
         self._cuts = 0
 

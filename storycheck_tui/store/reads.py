@@ -412,6 +412,7 @@ class NewStory:
     story_id: str
     taken_at: float | None
     at: float  # when storycheck first saw it
+    watch: str = ""  # the watch that saw it
 
 
 @dataclass(frozen=True)
@@ -465,10 +466,10 @@ def new_stories_after(store: Store, event_id: int, limit: int = 100) -> list[New
     from storycheck_tui.states import EventType
 
     p = store.dialect.param
-    rows = store.db.execute_sql(f"SELECT id, username, story_id, taken_at, at FROM event WHERE id > {p} "
+    rows = store.db.execute_sql(f"SELECT id, username, story_id, taken_at, at, watch FROM event WHERE id > {p} "
                                 f"AND type = {p} ORDER BY id LIMIT {int(limit)}",
                                 (event_id, EventType.STORY_NEW)).fetchall()
-    return [NewStory(int(r[0]), r[1], r[2], r[3], float(r[4])) for r in rows]
+    return [NewStory(int(r[0]), r[1], r[2], r[3], float(r[4]), r[5]) for r in rows]
 
 
 def last_event_id(store: Store) -> int:

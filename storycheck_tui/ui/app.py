@@ -42,6 +42,7 @@ from textual.worker import WorkerState as TaskState, get_current_worker
 
 from storycheck_tui import logs
 from storycheck_tui.engine.runner import EngineSnapshot, Runner
+from storycheck_tui.store import knobs as knob_store
 from storycheck_tui.store import reads
 from storycheck_tui.store.batches import summary
 from storycheck_tui.store.db import Store
@@ -63,7 +64,7 @@ from storycheck_tui.ui.panes.results import ResultsPane, ResultsTable, WindowQue
 from storycheck_tui.ui.panes.workers import LATE_AFTER, WorkersPane
 from storycheck_tui.ui.rates import RateTracker
 from storycheck_tui.ui.screen import NARROW, MainScreen
-from storycheck_tui.ui.status import StatusBar, StatusFacts
+from storycheck_tui.ui.status import StatusBar, StatusFacts, engine_status
 from storycheck_tui.states import BatchState, WorkerState
 
 #: seconds between database reads of the proxy/worker tables and the results window
@@ -260,7 +261,8 @@ class StorycheckApp(App):
             usable=usable, proxies=len(merged), direct=direct,
             threads=snap.threads, in_flight=snap.in_flight, workers=len(others),
             waiting_for_proxy=snap.waiting_for_proxy, note=self.note, stopping=self.stopping,
-            compact=main.size.width < NARROW)
+            compact=main.size.width < NARROW, engine=engine_status(snap, self._db.workers, self._db.knobs, now))
+        self._alert(self.alerts.circuit(facts.engine.circuit, facts.engine.circuit_reason))
         main.query_one(StatusBar).show(facts)
 
     # -- database reads off the UI thread ---------------------------------------------------------------
@@ -320,7 +322,7 @@ class StorycheckApp(App):
                            self._read_window(query),
                            reads.log_tail(self.store, log_after, DB_TAIL_LIMIT if log_after is not None else DB_TAIL_START),
                            query,
-                           stories, start, outcomes)
+                           stories, start, outcomes, knob_store.read(self.store))
         except Exception as exc:  # the database is busy or gone: say so, try again next time
             return DbState(error=f"{type(exc).__name__}: {exc}")
 
@@ -343,7 +345,7 @@ class StorycheckApp(App):
             if state.error != self._db.error:
                 self.notify(f"database read failed: {state.error}", severity="error", timeout=6)
         if state.error:  # keep showing what the last good read found
-            state = DbState(self._db.proxies, self._db.workers, error=state.error)
+            state = DbState(self._db.proxies, self._db.workers, knobs=self._db.knobs, error=state.error)
         self._db = state
         if state.proxies is not None:
             self._latency.observe(state.proxies)
@@ -365,8 +367,8 @@ class StorycheckApp(App):
             self.screen.show(self.charts, now)
         if state.story_start is not None and self.alerts.story_after is None:
             self.alerts.story_after = state.story_start
-        if state.stories:
-            self._alert(self.alerts.stories(state.stories))
+        if state.stories is not None:
+            self._alert(self.alerts.stories(state.stories, self._snap.batches if self._snap else (), now))
         if state.log is not None:
             self._drain_log(main)  # first: a record of this process is known before it comes back from the table
             lines, more = self.log_feed.from_db(state.log)

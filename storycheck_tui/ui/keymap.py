@@ -40,6 +40,8 @@ CHARTS = Binding("g", "charts", "Charts", id="app.charts",
                  tooltip="Live charts: the selected batch's checks/s by outcome, failures, 429s, pace, each worker")
 WATCHES = Binding("w", "watches", "Watches", id="app.watches",
                   tooltip="Watchlists: interval, next round, last round's summary and its new stories")
+KNOBS = Binding("K", "knobs", "Knobs", id="app.knobs", key_display="K", show=False,
+                tooltip="Runtime knobs for every worker: the source pace cap, check threads per worker")
 FILTER = Binding("slash", "filter", "Filter", id="pane.filter", tooltip="Filter the focused pane", key_display="/")
 QUIT = Binding("q", "quit_app", "Quit", id="app.quit", tooltip="Quit (asks while checks run)")
 
@@ -60,12 +62,12 @@ HELP = Binding("question_mark,f1", "help", "Help", id="app.help", key_display="?
 
 # quit stays second, so an 80-column footer still shows it
 MAIN = [HELP, QUIT, PAUSE, PAUSE_ALL, CANCEL, RETRY_FAILED, NEW_BATCH, EXPORT, TOGGLE_PROXY, RETRY_PROXY, REVALIDATE_ALL, CHARTS,
-        WATCHES, FILTER,
+        WATCHES, KNOBS, FILTER,
         FOCUS_BATCHES, FOCUS_RESULTS, FOCUS_PROXIES, FOCUS_LOG, FOCUS_WORKERS, NEXT_PANE, PREV_PANE, MAXIMIZE]
 
 #: keys that change something (batches, proxies): a read-only console leaves them out of the
 #: footer and the palette, and pressing one says why. (Export writes a file, not the database.)
-STEERING = [PAUSE, PAUSE_ALL, CANCEL, RETRY_FAILED, NEW_BATCH, TOGGLE_PROXY, RETRY_PROXY, REVALIDATE_ALL]
+STEERING = [PAUSE, PAUSE_ALL, CANCEL, RETRY_FAILED, NEW_BATCH, TOGGLE_PROXY, RETRY_PROXY, REVALIDATE_ALL, KNOBS]
 STEERING_ACTIONS = {b.action for b in STEERING}
 
 # --- the app (every screen) ---------------------------------------------------------------------
@@ -111,7 +113,7 @@ SECTIONS: list[tuple[str, list[Binding]]] = [
     ("Log", LOG),
     ("Panes", [FILTER, FOCUS_BATCHES, FOCUS_RESULTS, FOCUS_PROXIES, FOCUS_LOG, FOCUS_WORKERS, NEXT_PANE, PREV_PANE,
                MAXIMIZE]),
-    ("App", [CHARTS, WATCHES, HELP, QUIT]),
+    ("App", [CHARTS, WATCHES, KNOBS, HELP, QUIT]),
 ]
 
 

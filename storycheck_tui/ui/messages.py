@@ -47,6 +47,7 @@ class DbState:
     stories: list[reads.NewStory] | None = None  # new-story events after the last one alerted
     story_start: int | None = None  # the newest event id when alerts start (nothing older is news)
     outcomes: tuple[int, dict[str, int]] | None = None  # (batch, counts by outcome) while the charts are open
+    knobs: Any = None  # the runtime knobs in force (store.knobs.Knobs)
     error: str | None = None
 
 

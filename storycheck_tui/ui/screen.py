@@ -24,6 +24,7 @@ from textual.widget import Widget
 from textual.worker import Worker, WorkerState as TaskState
 
 from storycheck_tui.intake import import_batch, plural
+from storycheck_tui.store import knobs as knob_store
 from storycheck_tui.store import reads
 from storycheck_tui.store.batches import BatchView, summary
 from storycheck_tui.ui import format as fmt
@@ -33,6 +34,7 @@ from storycheck_tui.ui.messages import BatchSelected, DetailWanted, ResultsWante
 from storycheck_tui.ui.modals.charts import ChartsScreen
 from storycheck_tui.ui.modals.confirm import ConfirmScreen
 from storycheck_tui.ui.modals.export import Exported, ExportScreen
+from storycheck_tui.ui.modals.knobs import KnobsScreen
 from storycheck_tui.ui.modals.new_batch import Created, NewBatchScreen
 from storycheck_tui.ui.modals.watches import WatchesScreen
 from storycheck_tui.ui.panes.base import Pane
@@ -172,6 +174,24 @@ class MainScreen(ConsoleNode, Screen[None]):
 
     def action_watches(self) -> None:
         self.app.push_screen(WatchesScreen())
+
+    @steering
+    def action_knobs(self) -> None:
+        def done(said: str | None) -> None:
+            if said:
+                self.app.notify(said)
+                self.app.request_read()
+
+        self.app.push_screen(KnobsScreen(self.set_knobs), done)
+
+    def set_knobs(self, cap: float | None, threads: float | None) -> str:
+        """Write both knobs (runs in the form's worker thread); what to say."""
+        with self.app.connection():
+            knob_store.set_knob(self.app.store, knob_store.PACE_CAP, cap)
+            knob_store.set_knob(self.app.store, knob_store.THREADS, threads)
+        set_ = knob_store.describe(knob_store.Knobs(cap, None if threads is None else int(threads)))
+        return (", ".join(set_) if set_ else "knobs cleared: each worker's own settings") + \
+            ": every running worker takes them within a second"
 
     def action_help(self) -> None:
         self.app.action_help()

@@ -103,6 +103,34 @@ async def _main(pilot) -> None:
     await _settle(pilot)
 
 
+def _source_trouble(store) -> None:
+    """The workers report their pace (an operator capped it) and one an open circuit; knobs set."""
+    from storycheck_tui.store import knobs
+    from storycheck_tui.store.models import Worker
+
+    knobs.set_knob(store, knobs.PACE_CAP, 30.0)
+    knobs.set_knob(store, knobs.THREADS, 8)
+    for host, pace, circuit, why in (
+            ("app-01", 30.0, "open", "source error HTTP 503: upstream connect error"),
+            ("app-02", 28.4, "closed", None)):
+        Worker.update(pace=pace, pace_key="api.example.net#5f1c2a9b0d3e", threads=8, circuit=circuit,
+                      circuit_reason=why, pace_reason="pace cap 30/s set by an operator: 52.0/s cut to 30.0/s"
+                      ).where(Worker.host == host).execute()
+
+
+async def _source_down(pilot) -> None:
+    await _settle(pilot)
+    _source_trouble(pilot.app.store)
+    pilot.app.refresh_now()
+    await _settle(pilot)
+
+
+async def _knobs(pilot) -> None:
+    await _source_down(pilot)
+    await pilot.press("K")
+    await _settle(pilot)
+
+
 @dataclass(frozen=True)
 class Scene:
     name: str
@@ -126,6 +154,10 @@ SCENES = [
           (120, 40), _charts),
     Scene("watches", "w: each watchlist with its interval, next round, last round and new stories", (120, 40),
           _watches),
+    Scene("source-down", "The workers' pace and an open circuit in the status bar, with why, and the knobs in force",
+          (120, 40), _source_down),
+    Scene("source-down-80x24", "The same at 80x24", (80, 24), _source_down),
+    Scene("knobs", "K: runtime knobs (pace cap, threads per worker) for every worker", (120, 40), _knobs),
     Scene("read-only", "storycheck --read-only: the steering keys leave the footer", (120, 40), _main,
           (("read_only", True), ("note", "read-only: this console watches and changes nothing (checks run only in "
                                           "`storycheck worker` processes)"))),

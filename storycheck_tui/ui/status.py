@@ -1,5 +1,8 @@
 """The status bar: batches running/paused, checks per second, ETA, totals, usable proxies,
-and what this console is (running checks itself, or watching `storycheck worker`s)."""
+and what this console is (running checks itself, or watching `storycheck worker`s); a line
+below says why nothing can be sent (or that the source's circuit is open, and why), the
+source's pace and why it last changed, and the runtime knobs in force; the last, the
+console's note."""
 
 from __future__ import annotations
 
@@ -8,7 +11,42 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.widgets import Static
 
+from storycheck_tui.store import knobs as knob_store
+from storycheck_tui.store import reads
+from storycheck_tui.store.knobs import Knobs
+from storycheck_tui.store.reads import WorkerRow
 from storycheck_tui.ui import format as fmt
+
+#: the circuit states from worst to best
+_CIRCUITS = reads.CIRCUIT_ORDER
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    """The source as the engines pace it: this console's own (its snapshot) and the live
+    `storycheck worker`s (their rows)."""
+
+    pace: float | None = None  # requests/s to the source, summed (None: nothing paces a source)
+    pace_reason: str | None = None  # why it last changed
+    circuit: str | None = None  # the worst circuit breaker: closed, probing, open
+    circuit_reason: str | None = None
+    blocked: str | None = None  # why this console's engine can send nothing now
+    knobs: tuple[str, ...] = ()  # the runtime knobs in force, as an operator reads them
+
+
+def engine_status(snap, workers: list[WorkerRow] | None, knobs: Knobs | None, now: float) -> EngineStatus:
+    """What the status bar says of the source, from this console's engine snapshot and the
+    workers' rows (``None``: not read yet)."""
+    others = [w for w in workers or [] if w.id != snap.worker_id]
+    facts = reads.source_facts(others, now)
+    pace, reason, circuit, why = facts.pace, facts.pace_reason, facts.circuit, facts.circuit_reason
+    if snap.threads and snap.pace is not None:
+        pace, reason = snap.pace.rate + (pace or 0.0), snap.pace.reason
+        if snap.circuit is not None and (circuit is None or _CIRCUITS.index(snap.circuit.state)
+                                         <= _CIRCUITS.index(circuit if circuit in _CIRCUITS else "closed")):
+            circuit, why = snap.circuit.state, snap.circuit.reason
+    return EngineStatus(pace, reason, circuit, why, getattr(snap, "blocked_reason", None) if snap.threads else None,
+                        tuple(knob_store.describe(knobs)) if knobs is not None else ())
 
 
 @dataclass(frozen=True)
@@ -30,6 +68,7 @@ class StatusFacts:
     note: str | None = None  # e.g. watch-only
     stopping: str | None = None
     compact: bool = False  # a terminal under 100 cells: shorter words
+    engine: EngineStatus = EngineStatus()
 
 
 class StatusBar(Static):
@@ -40,10 +79,42 @@ class StatusBar(Static):
     def show(self, facts: StatusFacts) -> None:
         if facts == self.facts:
             return
-        lines = 1 + bool(facts.note)
-        layout = self.facts is None or lines != 1 + bool(self.facts.note)  # height: auto, 1 or 2 lines
+        layout = self.facts is None or _lines(facts) != _lines(self.facts)  # height: auto, 1 to 3 lines
         self.facts = facts
         self.update(render(facts), layout=layout)
+
+
+def _lines(f: StatusFacts) -> int:
+    return 1 + bool(engine_line(f)) + bool(f.note)
+
+
+def engine_line(f: StatusFacts) -> Text:
+    """Why nothing can be sent (or the circuit's failure), the knobs in force, why the pace
+    last changed: what there is of them, most urgent first (empty: no line)."""
+    e = f.engine
+    t = Text()
+    dot = (" · ", "bright_black")
+    if e.blocked:
+        t.append("nothing can be sent: ", style="bold red")
+        t.append(fmt.literal(e.blocked), style="red")
+    elif e.circuit in ("open", "probing") and e.circuit_reason:
+        t.append(f"circuit {e.circuit}: ", style="bold red")
+        t.append(fmt.literal(e.circuit_reason), style="red")
+    if e.pace is not None:
+        if t:
+            t.append(*dot)
+        t.append("pace ", style="bright_black")
+        t.append(f"{e.pace:.1f}/s", style="bold cyan")
+    if e.knobs:
+        if t:
+            t.append(*dot)
+        t.append("knobs: ", style="bright_black")
+        t.append(", ".join(e.knobs), style="magenta")
+    if e.pace is not None and e.pace_reason:
+        t.append(*dot)
+        t.append("pace changed: ", style="bright_black")
+        t.append(fmt.literal(e.pace_reason))
+    return t
 
 
 def render(f: StatusFacts) -> Text:
@@ -94,6 +165,10 @@ def render(f: StatusFacts) -> Text:
     else:
         t.append(*sep)
         t.append(f"{f.workers} worker{'s' if f.workers != 1 else ''}", style="cyan")
+    more = engine_line(f)
+    if more:
+        t.append("\n")
+        t.append_text(more)
     if f.note:
         t.append("\n")
         note = f.note.split(" (")[0] + f.note[f.note.find(")") + 1:] if f.compact and " (" in f.note else f.note

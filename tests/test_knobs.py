@@ -310,3 +310,24 @@ def test_k_sets_the_knobs_for_every_worker_and_a_read_only_console_refuses(tmp_p
     finally:
         runner.stop(0)
         store.close()
+
+
+def test_the_status_bar_says_why_this_consoles_engine_can_send_nothing():
+    """The engine's blocked reason (no usable proxy, circuit open, Retry-After) comes first on
+    the status bar's second line, with this engine's pace added to the other workers'."""
+    from storycheck_tui.engine.breaker import BreakerView
+    from storycheck_tui.engine.pace import PaceView
+    from storycheck_tui.engine.runner import EngineSnapshot
+    from storycheck_tui.store.reads import WorkerRow
+    from storycheck_tui.ui.status import StatusFacts, engine_status, render
+
+    snap = EngineSnapshot(taken_at=0.0, worker_id="me", threads=4, running=True, in_flight=0, rate=0.0, finished=0,
+                          circuit=BreakerView("closed", 0.0, 0, None, None),
+                          pace=PaceView(12.0, "429 at 13.3/s: cut to 12.0/s", 0.0, 0.0, 1),
+                          blocked_reason="no usable proxy: http://10.0.0.7:8080 auth_rejected (HTTP 407)")
+    other = WorkerRow("w2", "app-02", 7, 8, "running", 0.0, 99.0, 10, 1.0, 8.0, "slow start", "open", "HTTP 503")
+    e = engine_status(snap, [other], knobs.Knobs(pace_cap=30.0), now=100.0)
+    assert (e.pace, e.circuit, e.circuit_reason) == (20.0, "open", "HTTP 503")  # the worst circuit of all
+    second = render(StatusFacts(engine=e)).plain.splitlines()[1]
+    assert second == ("nothing can be sent: no usable proxy: http://10.0.0.7:8080 auth_rejected (HTTP 407) · "
+                      "pace 20.0/s · knobs: pace cap 30/s · pace changed: 429 at 13.3/s: cut to 12.0/s")

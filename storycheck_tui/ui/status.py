@@ -45,7 +45,7 @@ def engine_status(snap, workers: list[WorkerRow] | None, knobs: Knobs | None, no
         if snap.circuit is not None and (circuit is None or _CIRCUITS.index(snap.circuit.state)
                                          <= _CIRCUITS.index(circuit if circuit in _CIRCUITS else "closed")):
             circuit, why = snap.circuit.state, snap.circuit.reason
-    return EngineStatus(pace, reason, circuit, why, getattr(snap, "blocked_reason", None) if snap.threads else None,
+    return EngineStatus(pace, reason, circuit, why, snap.blocked_reason if snap.threads else None,
                         tuple(knob_store.describe(knobs)) if knobs is not None else ())
 
 

@@ -24,22 +24,19 @@ class KnobsScreen(FormScreen[str]):
     submit_label = "Set (ctrl+s)"
     working = "setting…"
 
-    DEFAULT_CSS = """
-    #knobs-box { width: 72; height: auto; border: round $accent; background: $panel; padding: 0 1; }
-    """
-
     def __init__(self, apply: SetKnobs) -> None:
         super().__init__()
         self._apply = apply
 
     def fields(self) -> Iterable[Widget]:
+        """One-line (compact) fields: the form fits an 80x24 terminal with its buttons."""
         yield Static(Text("Runtime knobs", style="bold"), markup=False)
         yield Static(Text("Every running worker takes them within a second; empty: each worker's own "
                           "setting ([source] max_rate, --workers).", style="bright_black"), markup=False)
         yield Label(f"Pace cap: {knobs.HELP[knobs.PACE_CAP]}")
-        yield Input("", placeholder="none: found by the engine", id="pace-cap")
+        yield Input("", placeholder="none: found by the engine", id="pace-cap", compact=True)
         yield Label(f"Threads: {knobs.HELP[knobs.THREADS]} (1-{knobs.MAX_THREADS})")
-        yield Input("", placeholder="each worker's own", id="threads")
+        yield Input("", placeholder="each worker's own", id="threads", compact=True)
 
     def on_mount(self) -> None:
         """The knobs in force fill the fields (read in a thread; inline with the timer off)."""

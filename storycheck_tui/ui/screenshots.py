@@ -94,6 +94,7 @@ async def _watches(pilot) -> None:
 
     await _settle(pilot)
     add_sample_watches(pilot.app.store)
+    pilot.app.runner.refresh()  # the engine's batch board has the rounds now, not at its next re-read
     pilot.app.refresh_now()
     await pilot.press("w")
     await _settle(pilot)

@@ -192,6 +192,8 @@ class StorycheckApp(App):
     # -- the redraw ----------------------------------------------------------------------------------
 
     def tick(self) -> None:
+        if not self.is_running:  # shutting down: the timer may fire while the panes are being removed
+            return
         started = time.perf_counter()
         try:
             main = self.main

@@ -477,25 +477,3 @@ def test_retry_failed_puts_failed_back_and_fixes_counters(tmp_path, logsetup, st
         assert assert_counters_match_rows(eng.store, eng.batch_id) == {"succeeded": 8}
         assert eng.logs(logs.BATCH_RETRY)
         assert ops.retry_failed(eng.store, eng.batch_id) == 0
-
-
-def test_run_with_no_usable_proxy_ends_after_the_stall_limit_with_the_reason_in_one_line(tmp_path):
-    """Before, `storycheck run` with only a proxy that refuses connections printed its
-    progress line forever. [engine] stall_limit = 3 s (default 300 s) so the test waits
-    seconds, not minutes."""
-    from helpers import cli_subprocess, free_port
-
-    with Simulator(SimConfig(rate=0)) as sim:
-        cfg = tmp_path / "c.toml"
-        cfg.write_text(sim.config_snippet() + "\n[engine]\nstall_limit = 3.0\n", encoding="utf-8")
-        plist = tmp_path / "p.txt"
-        plist.write_text("a.one\nb.two\n", encoding="utf-8")
-        proxies = tmp_path / "proxies.txt"
-        proxies.write_text(f"http://127.0.0.1:{free_port()}\n", encoding="utf-8")  # nobody listens there
-        r = cli_subprocess("run", plist, "--config", cfg, "--db", tmp_path / "s.db", "--proxies", proxies,
-                           env={"STORYCHECK_LOG_DIR": str(tmp_path / "logs")}, timeout=90)
-    lines = [ln for ln in r.err.splitlines() if ln.startswith("storycheck: no progress")]
-    assert r.code == 1 and len(lines) == 1, r.err[-2000:]
-    assert "no usable proxy: http://127.0.0.1:" in lines[0] and "Connection refused" in lines[0], lines[0]
-    assert " cooling " in lines[0] or " dead " in lines[0], lines[0]
-    assert "storycheck worker --batch 1" in lines[0] and "Traceback" not in r.err

@@ -65,6 +65,19 @@ def test_a_429_cuts_once_per_round_and_not_for_the_same_profile_again():
     assert view.cuts == 2 and f"429 at {40.0 * DECREASE_FIRST:.1f}/s" in view.reason
 
 
+def test_the_first_429_cuts_to_what_the_source_answered_lately():
+    """Slow start overshoots a slow limit before its first 429 comes back: cutting by 30 % left
+    the pace above the limit, and a short batch met a 429 in every round of cuts."""
+    clock = Clock()
+    pace = SourcePace(start=60.0, clock=clock)
+    for _ in range(20):  # answered at 20/s for a second
+        clock.t += 0.05
+        assert pace.reserve() == 0.0
+        pace.answered()
+    assert pace.limited(clock.t, None, "a")
+    assert 0.8 * 20 * DECREASE <= pace.rate <= 1.2 * 20 * DECREASE  # not 60 * DECREASE_FIRST = 42
+
+
 def test_after_a_cut_the_pace_grows_back_additively():
     clock = Clock()
     pace = SourcePace(start=40.0, clock=clock)

@@ -10,7 +10,8 @@ every request of this process, whose rate follows additive-increase/multiplicati
 * **increase**: after that, answers add :data:`INCREASE` of the rate at the last cut per second
   (with other workers on the key: of the mean of their paces, the same step for all);
 * **decrease**: a 429 for a request sent after the last cut multiplies the rate by
-  :data:`DECREASE` (:data:`DECREASE_FIRST` for the first, which ends slow start); requests
+  :data:`DECREASE`; the first, which ends slow start, cuts it to :data:`DECREASE_FIRST` of
+  itself or to :data:`DECREASE` of the rate answered lately, whichever is lower; requests
   sent before the last cut reflect the old rate and cut nothing, nor does a 429 for the
   profile that caused the last cut (one profile answered 429 again and again says nothing of
   the key's limit). (A ``Retry-After`` blocks the
@@ -64,6 +65,12 @@ BOTTLENECK_WINDOW = 1.0
 #: Retry-After) no more than that leaves at once (a tenth of a second's worth, 17 requests at
 #: 170/s, met a limit's burst of 5 with a dozen 429s, each blocking its route again)
 BURST_SECONDS = 0.02
+#: in slow start, answers are counted over slots of this many seconds: the first 429 cuts the
+#: rate to :data:`DECREASE` of what was answered over the last one to two slots (the limit
+#: that answered them), if that is below :data:`DECREASE_FIRST` of the rate
+SLOT = 0.25
+#: ... when at least this many were answered (fewer say nothing of the limit)
+ANSWERED_MIN = 4
 #: at each heartbeat, a worker moves this share of the way to the mean pace of its key
 REBALANCE = 0.5
 #: the mean of the key sets the additive increase for this many seconds after it was read
@@ -107,6 +114,8 @@ class SourcePace:
         self._last_cut = -math.inf
         self._last_cut_by = ""
         self._held_back_at = -math.inf
+        # answers in slow start: this slot's since _slot_start, the previous one's over _prev_span
+        self._slot_start, self._slot_answers, self._prev_answers, self._prev_span = now, 0, 0, 0.0
         self._reason = f"slow start from {self._rate:.1f}/s: grows while answers are clean, until a 429"
         self._changed_at = now
         self._cuts = 0
@@ -143,14 +152,22 @@ class SourcePace:
     def answered(self) -> None:
         """The source answered a request (anything but a 429)."""
         now = self._clock()
-        if now - self._held_back_at > BOTTLENECK_WINDOW:
+        bound = now - self._held_back_at <= BOTTLENECK_WINDOW
+        if not bound and not self._slow_start:
             return  # something else holds requests back: a higher pace would mean nothing (no lock)
         with self._lock:
             if self._slow_start:
+                if now - self._slot_start >= SLOT:  # answers per slot, for the first cut
+                    fresh = now - self._slot_start < 2 * SLOT
+                    self._prev_answers = self._slot_answers if fresh else 0
+                    self._prev_span = now - self._slot_start if fresh else 0.0
+                    self._slot_start, self._slot_answers = now, 0
+                self._slot_answers += 1
                 step = SLOW_START_STEP
             else:
                 step = INCREASE * self._scale / self._rate
-            self._rate = self._bounded(self._rate + step)
+            if bound:
+                self._rate = self._bounded(self._rate + step)
 
     def limited(self, sent_at: float, retry_after: float | None, who: str = "") -> bool:
         """A 429 for profile ``who``, its request sent at ``sent_at``; True if it cut the pace."""
@@ -165,7 +182,13 @@ class SourcePace:
             before = self._rate
             if now - self._shared_at > SHARED_FOR:
                 self._scale = before  # alone on the key: the rate at the last cut
-            self._rate = self._bounded(before * (DECREASE_FIRST if self._slow_start else DECREASE))
+            if self._slow_start and self._prev_answers + self._slot_answers >= ANSWERED_MIN:
+                # the first 429: the limit is about what was answered lately, below the rate that met it
+                answered = (self._prev_answers + self._slot_answers) / max(self._prev_span + now - self._slot_start,
+                                                                           SLOT)
+                self._rate = self._bounded(min(before * DECREASE_FIRST, answered * DECREASE))
+            else:
+                self._rate = self._bounded(before * (DECREASE_FIRST if self._slow_start else DECREASE))
             self._last_cut = now
             self._slow_start = False
             self._cuts += 1

@@ -250,6 +250,10 @@ def test_the_status_bar_shows_the_workers_pace_and_circuit_and_a_toast_says_it_o
             await _until(pilot, lambda: "pace 42.5/s" in _screen(app), "the worker's pace")
             assert "pace changed: 429 at 47.2/s: cut to 42.5/s" in _screen(app).splitlines()[1]
             assert not any("circuit" in t for t in _toasts(app))  # closed when the console opened: no news
+            await pilot.press("g")  # the charts draw the source's pace too (requests/s), not only checks/s
+            await _until(pilot, lambda: str(app.screen.query_one("#chart-source-pace-now").render()) == "42.5",
+                         "the source pace chart")
+            await pilot.press("escape")
             beat("open", "source error HTTP 503: down")
             await _until(pilot, lambda: any("source circuit open: source error HTTP 503: down" in t
                                             for t in _toasts(app)), "the circuit-open toast")

@@ -265,6 +265,8 @@ class StorycheckApp(App):
             waiting_for_proxy=snap.waiting_for_proxy, note=self.note, stopping=self.stopping,
             compact=main.size.width < NARROW, engine=engine_status(snap, self._db.workers, self._db.knobs, now))
         self._alert(self.alerts.circuit(facts.engine.circuit, facts.engine.circuit_reason))
+        if facts.engine.pace is not None:
+            self.charts.source_pace.add(now, facts.engine.pace)
         main.query_one(StatusBar).show(facts)
 
     # -- database reads off the UI thread ---------------------------------------------------------------

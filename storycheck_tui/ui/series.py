@@ -2,7 +2,9 @@
 
 :class:`Series` adds amounts into 5-second buckets and gives the last ``BARS`` of them as
 rates (per second). :class:`ChartData` keeps the series the charts view draws: per batch
-(checks, by outcome, failed), 429s, and per worker (its checks/s as its heartbeat says).
+(checks, by outcome, failed), 429s, the source's pace (requests/s: this console's engine and
+the live workers', as the status bar says it), and per worker (its checks/s as its heartbeat
+says).
 It is fed by what the console reads anyway: the engine snapshot's batch counters, outcome
 counts read with the database reads while the charts are open, the log records (429s), and
 the worker rows.
@@ -56,6 +58,7 @@ class ChartData:
         self.rate_limited = Series()
         self.workers: dict[str, Series] = {}
         self.pace = gauge()
+        self.source_pace = gauge()  # requests/s to the source
         self._last_counts: dict[int, tuple[int, int]] = {}  # batch -> (completed, failed)
         self._last_outcomes: dict[int, dict[str, int]] = {}
 

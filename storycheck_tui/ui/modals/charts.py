@@ -1,6 +1,6 @@
 """Live charts (g): for the selected batch, checks per second in all and by outcome, and
-failures; the 429s every batch got; the pace (checks/s of every worker) and each worker's
-checks/s. The last 5 minutes, a bar per 5 seconds, drawn with Textual's Sparkline (a
+failures; the 429s every batch got; the source's pace (requests/s, found by the engines or
+capped by a knob); the checks/s of every worker together and of each. The last 5 minutes, a bar per 5 seconds, drawn with Textual's Sparkline (a
 terminal-native widget from Textual itself: no plotting dependency for one row of bars)."""
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ class ChartsScreen(ConsoleNode, ModalScreen[None]):
                 for name in ChartData.BATCH_SERIES:
                     yield _row(LABELS[name], f"chart-{name}")
                 yield _row("429s/s (all)", "chart-429")
-                yield _row("pace checks/s", "chart-pace")
+                yield _row("source pace req/s", "chart-source-pace")
+                yield _row("workers checks/s", "chart-pace")
                 yield Static(Text("Workers (checks/s, from their heartbeats)", style="bold"), classes="chart-section",
                              markup=False)
                 for i in range(MAX_WORKERS):
@@ -73,6 +74,7 @@ class ChartsScreen(ConsoleNode, ModalScreen[None]):
         for name in ChartData.BATCH_SERIES:
             self._set(f"chart-{name}", batch[name] if batch else None, now)
         self._set("chart-429", data.rate_limited, now)
+        self._set("chart-source-pace", data.source_pace, now)
         self._set("chart-pace", data.pace, now)
         workers = sorted(data.workers.items())
         for i in range(MAX_WORKERS):

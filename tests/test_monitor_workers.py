@@ -20,7 +20,7 @@ from pathlib import Path
 
 from helpers import Reply, StoryServer, wait_for
 from storycheck_tui.monitor.signing import ENV_VAR, new_secret
-from storycheck_tui.store import history
+from storycheck_tui.store import history, outbox, queue
 from storycheck_tui.store.db import open_store
 from test_monitor import Receiver
 
@@ -114,6 +114,10 @@ class Stories:
 def _cli(url: str, *argv: str) -> None:
     subprocess.run([sys.executable, "-m", "storycheck_tui", *argv, "--db", url], check=True, capture_output=True,
                    timeout=60, env={**os.environ, "STORYCHECK_DB": ""})
+
+
+def scalar(store, sql: str, *params):
+    return store.db.execute_sql(sql.replace("?", store.dialect.param), params).fetchone()[0]
 
 
 def _story_events(store) -> list[tuple[str, str, int]]:
@@ -231,6 +235,14 @@ def test_kill_9_of_the_deliverer_mid_post_redelivers_the_same_event_id(db_url, t
         procs[0].send_signal(signal.SIGKILL)
         procs[0].wait(10)
         hold.set()
+        # The dead deliverer's claim holds the event for the default DELIVERY_LEASE (20 s): it
+        # is checked to be that, then its end is moved to the past (the database clock's
+        # "20 s later") instead of waiting it out. What expires it is the same row state.
+        (claimed,) = history.events(store)
+        left = scalar(store, "SELECT lease_until FROM event WHERE id = ?", claimed.id) - queue.now(store)
+        assert outbox.DELIVERY_LEASE - 10 < left <= outbox.DELIVERY_LEASE, left
+        store.db.execute_sql(f"UPDATE event SET lease_until = {store.dialect.param} WHERE id = {store.dialect.param}",
+                             (queue.now(store) - 1, claimed.id))
         procs.append(start_worker(db_url, config, tmp_path / "logs", secret))
         wait_for(lambda: [e.delivery for e in history.events(store)] == ["delivered"], 60,
                  lambda: f"redelivery: {rx.received} " + stderr_of(procs))

@@ -152,8 +152,12 @@ def test_known_secrets_appear_in_no_output(world):
     seen["run"] = _cli(world, "run", str(world["profiles"]), "--name", "via-proxies", "--proxies",
                        str(world["proxies"]), "--config", str(world["cfg"]), "--db", db, "-vv")
     assert "24/24 checked" in seen["run"] and "24 succeeded" in seen["run"], seen["run"][-2000:]
-    # a source that echoes the API key in its error page; a worker process too
-    seen["run-echo"] = _cli(world, "add", str(world["profiles"]), "--name", "echo", "--db", db)
+    # a source that echoes the API key in its error page; a worker process too. Three profiles:
+    # every try of each is a 500 echoing the key (12 tries; the source's starting pace of 5/s,
+    # which 500s never raise, made 24 profiles' 96 tries take 19 s)
+    echo_profiles = world["tmp"] / "echo-profiles.txt"
+    echo_profiles.write_text("".join(f"echo.user{i}\n" for i in range(3)))
+    seen["run-echo"] = _cli(world, "add", str(echo_profiles), "--name", "echo", "--db", db)
     seen["worker"] = _cli(world, "worker", "--until-idle", "--config", str(world["echo_cfg"]), "--db", db, "-vv")
     assert "source error HTTP 500: internal error for key=***" in _db_text(world["db"])
     # every reading command

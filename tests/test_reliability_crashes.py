@@ -53,6 +53,12 @@ def make_batch(db: Path, names: list[str], proxy_urls: list[str] = ()) -> int:
         store.close()
 
 
+def started_jobs_of(db: Path, pid: int) -> int:
+    """Running jobs of worker ``pid`` whose check has started (its first request is out)."""
+    return int(scalar(db, "SELECT COUNT(*) FROM job WHERE state = 'running' AND check_started_at IS NOT NULL "
+                          "AND lease_owner LIKE ?", f"%:{pid}:%"))
+
+
 def orphaned_leases(db: Path) -> list[tuple]:
     """Running jobs whose lease owner (host:pid:…) is a process that no longer exists."""
     with sql(db) as con:
@@ -183,7 +189,10 @@ def test_a_frozen_worker_loses_its_jobs_and_its_late_results_are_fenced_out(tmp_
     """SIGSTOP a worker with checks in flight past its lease: another worker reaps and finishes
     its jobs. SIGCONT: its late results are dropped by the fence (LEASE_LOST), never counted
     twice, never a second success record."""
-    with Simulator(SimConfig(seed=13, rate=0, latency=0.5)) as sim:
+    # The source answers the frozen worker's checks 3 s after they are sent: when their start is
+    # in the database their requests are out and no answer can have come back, however slow
+    # the machine, so the freeze always holds checks in flight whose results come back late.
+    with Simulator(SimConfig(seed=13, rate=0, latency=3.0)) as sim:
         db = tmp_path / "freeze.db"
         logs_dir = tmp_path / "logs"
         cfg = write_config(tmp_path / "c.toml", sim.config_snippet(), retry=FAST_RETRY, proxies=FAST_PROXIES,
@@ -192,8 +201,9 @@ def test_a_frozen_worker_loses_its_jobs_and_its_late_results_are_fenced_out(tmp_
         frozen = spawn_worker(db, cfg, logs_dir)
         other = None
         try:
-            wait_for(lambda: running_jobs_of(db, frozen.pid) >= 3, 15, "checks in flight")
+            wait_for(lambda: started_jobs_of(db, frozen.pid) >= 3, 15, "checks in flight")
             frozen.send_signal(signal.SIGSTOP)
+            sim.update(latency=0.0)  # the other worker's checks: no need to wait
             taken = running_jobs_of(db, frozen.pid)
             other = spawn_worker(db, cfg, logs_dir)
             assert wait_exit(other, 60) == 0  # it reaped the frozen worker's jobs and finished the batch

@@ -120,6 +120,24 @@ def test_workers_on_one_key_move_to_the_mean_and_grow_by_the_same_steps():
     assert not fast.share(500.0, 1)  # not held back by its pace: it takes what it needs, no share
 
 
+def test_the_pace_lingers_below_the_rate_that_met_the_last_429():
+    """Growing back at 5 % per second, a pace met its limit every two seconds: a short batch
+    against a slow limit (20/s) had a 429 in every 40 requests."""
+    clock = Clock()
+    pace = SourcePace(start=40.0, clock=clock)
+    pace.limited(clock.t, None, "a")  # met at 40/s
+    while pace.rate < 38.0:
+        drive(pace, clock, 0.5)
+    at = pace.rate
+    drive(pace, clock, 2.0)
+    assert pace.rate - at <= 2 * 0.015 * 40  # 1 % of 40/s per second here, not 5 %
+    while pace.rate < 42.5:
+        drive(pace, clock, 0.5)
+    at = pace.rate
+    drive(pace, clock, 1.0)
+    assert pace.rate - at >= 0.8 * 0.05 * 40  # past it: probing at the full step again
+
+
 def test_the_cap_and_the_floor_bound_it():
     clock = Clock()
     capped = SourcePace(cap=8.0, clock=clock)

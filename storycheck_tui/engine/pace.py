@@ -59,6 +59,12 @@ DECREASE_FIRST = 0.7
 SLOW_START_STEP = 3.0
 #: per second, the rate grows by this share of the rate at the last cut
 INCREASE = 0.05
+#: ... but only this share per second near the rate that met the last 429 (between these
+#: shares of it): the pace lingers just below the limit it found instead of meeting it again
+#: every two seconds (a 20/s limit met a 429 in every 40 requests), and probes past it at the
+#: full step again
+INCREASE_NEAR = 0.01
+PLATEAU = (0.95, 1.05)
 #: the pace counts as the bottleneck when it held a request back within this many seconds
 BOTTLENECK_WINDOW = 1.0
 #: the bucket holds this many seconds' worth of requests: after a pause (a route blocked by a
@@ -110,6 +116,7 @@ class SourcePace:
         self._blocked_until = -math.inf
         self._slow_start = True
         self._scale = self._rate  # the additive increase is INCREASE of this per second
+        self._met = math.inf  # the rate that met the last 429 (see PLATEAU)
         self._shared_at = -math.inf  # when other workers on the key last set the scale
         self._last_cut = -math.inf
         self._last_cut_by = ""
@@ -165,7 +172,8 @@ class SourcePace:
                 self._slot_answers += 1
                 step = SLOW_START_STEP
             else:
-                step = INCREASE * self._scale / self._rate
+                near = PLATEAU[0] * self._met <= self._rate <= PLATEAU[1] * self._met
+                step = (INCREASE_NEAR if near else INCREASE) * self._scale / self._rate
             if bound:
                 self._rate = self._bounded(self._rate + step)
 
@@ -182,6 +190,7 @@ class SourcePace:
             before = self._rate
             if now - self._shared_at > SHARED_FOR:
                 self._scale = before  # alone on the key: the rate at the last cut
+            self._met = before
             if self._slow_start and self._prev_answers + self._slot_answers >= ANSWERED_MIN:
                 # the first 429: the limit is about what was answered lately, below the rate that met it
                 answered = (self._prev_answers + self._slot_answers) / max(self._prev_span + now - self._slot_start,

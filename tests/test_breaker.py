@@ -80,17 +80,19 @@ def test_the_probe_asks_about_a_profile_the_source_answered_recently():
 
 
 def test_a_total_outage_mid_batch_fails_no_profile_and_the_batch_finishes_by_itself(tmp_path, logsetup):
-    """Default settings (the sim's [source] only): every answer is 503 for 10 s in the middle of
+    """Default settings (the sim's [source] only): every answer is 503 for 5 s in the middle of
     the batch. Before the breaker, the checks in flight spent their attempts and failed as
-    source_unavailable; now they go back to the queue, one probe at a time tests the source,
-    and the batch finishes by itself once it answers again."""
+    source_unavailable (4 attempts and their backoff, at most 0.5 + 1 + 2 s, fit in the 5 s);
+    now they go back to the queue, one probe at a time tests the source (probes 1 s and 3 s
+    after the circuit opens fail, the one at 7 s passes), and the batch finishes by itself
+    once it answers again."""
     with Simulator(SimConfig(seed=4, proxies=20, rate=0, latency=0.05)) as sim:
         settings = dataclasses.replace(Settings(), source=sim_source(sim), path="test")
         names = [f"outage.user{i:03d}" for i in range(240)]
         with Engine(tmp_path, settings, names, proxies=sim.proxy_urls) as eng:
             wait_for(lambda: eng.batch().completed_profiles >= 40, 30, "the batch to get going")
             sim.update(error_rate=1.0)
-            outage = threading.Timer(10.0, lambda: sim.update(error_rate=0.0))  # the scenario: 10 s down
+            outage = threading.Timer(5.0, lambda: sim.update(error_rate=0.0))  # the scenario: 5 s down
             outage.start()
             try:
                 wait_for(lambda: ring_events(logsetup, CIRCUIT_OPEN), 10, "the circuit to open")

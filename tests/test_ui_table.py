@@ -10,7 +10,8 @@ import functools
 from rich.text import Text
 from textual.app import App
 
-from storycheck_tui.ui.table import Col, SortChanged, Table, columns, fit
+from storycheck_tui.ui.columns import Col, columns, fit
+from storycheck_tui.ui.table import SortChanged, Table
 
 COLS = columns(Col("name", "Name", 12), Col("n", "N", 6, right=True))
 SIZE = (30, 10)  # 9 rows below the header

@@ -25,7 +25,8 @@ from storycheck_tui.store.reads import NewStory, WatchOverview
 from storycheck_tui.store.watches import format_duration
 from storycheck_tui.ui import format as fmt
 from storycheck_tui.ui import keymap
-from storycheck_tui.ui.table import Col, Table, columns, fit
+from storycheck_tui.ui.columns import Col, columns, fit
+from storycheck_tui.ui.table import Table
 from storycheck_tui.ui.typed import ConsoleNode
 from storycheck_tui.words import plural
 

@@ -6,12 +6,13 @@ from dataclasses import dataclass
 
 from rich.text import Text
 
+from storycheck_tui.states import CLAIMABLE, OPEN, BatchState
 from storycheck_tui.store.batches import BatchView
 from storycheck_tui.ui import format as fmt
+from storycheck_tui.ui.columns import Col, columns, fit
 from storycheck_tui.ui.messages import BatchSelected
 from storycheck_tui.ui.panes.base import FilterInput, Line, Pane
-from storycheck_tui.ui.table import Col, Table, columns, fit
-from storycheck_tui.states import CLAIMABLE, OPEN, BatchState
+from storycheck_tui.ui.table import Table
 
 COLS = columns(Col("name", "Batch", 14), Col("state", "State", 10), Col("progress", "Progress", 11),
                Col("ok", "OK", 8, right=True), Col("failed", "Fail", 6, right=True),

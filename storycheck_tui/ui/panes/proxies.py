@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from rich.text import Text
 
 from storycheck_tui.engine.proxystate import LATENCY_HISTORY, ProxyView, is_usable
+from storycheck_tui.states import ProxyState
 from storycheck_tui.store.reads import ProxyRow
 from storycheck_tui.ui import format as fmt
+from storycheck_tui.ui.columns import Col, columns, fit, room
 from storycheck_tui.ui.panes.base import FilterInput, Line, Pane
-from storycheck_tui.ui.table import Col, Table, columns, fit, room
-from storycheck_tui.states import ProxyState
+from storycheck_tui.ui.table import Table
 
 COLS = columns(Col("label", "Proxy", 16), Col("state", "State", 12), Col("ok", "OK", 7, right=True),
                Col("fail", "Fail", 6, right=True), Col("latency", "ms", 6, right=True), Col("trend", "Trend", 7),

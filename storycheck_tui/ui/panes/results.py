@@ -8,15 +8,16 @@ from dataclasses import dataclass, replace
 
 from rich.text import Text
 
+from storycheck_tui.states import JobState, OutcomeKind
 from storycheck_tui.store.batches import BatchView
 from storycheck_tui.store.reads import STATE_FILTERS, JobRow, JobWindow
 from storycheck_tui.ui import format as fmt
 from storycheck_tui.ui import keymap
+from storycheck_tui.ui.columns import Col, columns, fit, room
 from storycheck_tui.ui.messages import DetailWanted, ResultsWanted
-from storycheck_tui.ui.panes.proxies import keep_port, short_label
 from storycheck_tui.ui.panes.base import FilterInput, Line, Pane
-from storycheck_tui.ui.table import Col, Table, columns, fit, room
-from storycheck_tui.states import JobState, OutcomeKind
+from storycheck_tui.ui.panes.proxies import keep_port, short_label
+from storycheck_tui.ui.table import Table
 
 COLS = columns(Col("username", "Username", 22), Col("state", "Result", 11), Col("stories", "Stories", 8, right=True),
                Col("latest", "Latest", 8, right=True), Col("proxy", "Proxy", 18), Col("attempts", "Try", 4, right=True),

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from rich.text import Text
 
+from storycheck_tui.states import WorkerState
 from storycheck_tui.store.reads import WorkerRow
 from storycheck_tui.ui import format as fmt
+from storycheck_tui.ui.columns import Col, columns, fit
 from storycheck_tui.ui.panes.base import FilterInput, Pane
-from storycheck_tui.ui.table import Col, Table, columns, fit
-from storycheck_tui.states import WorkerState
+from storycheck_tui.ui.table import Table
 
 COLS = columns(Col("host", "Host", 10), Col("pid", "PID", 6, right=True), Col("threads", "Thr", 4, right=True),
                Col("rate", "/s", 6, right=True), Col("beat", "Beat", 6, right=True),

@@ -31,7 +31,7 @@ from storycheck_tui.store.models import Batch, Event, Job, Proxy, Worker
 from storycheck_tui.ui import keymap
 from storycheck_tui.ui.app import StorycheckApp
 from storycheck_tui.ui.commands import commands
-from storycheck_tui.ui.logfeed import LogFeed
+from storycheck_tui.ui.logfeed import LOG_CAP_PER_TICK, LogFeed
 from storycheck_tui.ui.modals.confirm import ConfirmScreen
 from storycheck_tui.ui.modals.detail import DetailScreen
 from storycheck_tui.ui.modals.export import ExportScreen
@@ -1057,15 +1057,14 @@ async def test_a_burst_of_log_records_is_one_append_and_bounded(sample, monkeypa
         for i in range(9_000):
             ring.emit(logging.makeLogRecord({"name": "storycheck.engine", "levelno": logging.INFO,
                                              "levelname": "INFO", "msg": f"record {i}", "args": None}))
-        started = time.perf_counter()
         app.tick()
-        elapsed = time.perf_counter() - started
         assert len(calls) == 1, "all new records are written in one call"
         view = app.main.query_one(LogView)
         assert len(view.entries) == 2_000
         assert view.entries[-1].message == "record 8999"
         assert any(e.event == "LOG_GAP" for e in view.entries) or calls[0] == 5_001
-        assert elapsed < 0.5, f"a tick with 9,000 new records took {elapsed:.3f}s"
+        # what bounds a tick's cost, whatever the burst: at most the cap and one gap line drawn
+        assert calls[0] <= LOG_CAP_PER_TICK + 1, calls
         app.tick()
         assert len(calls) == 1, "no new records: no write"
 

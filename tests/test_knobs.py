@@ -139,6 +139,11 @@ def test_knobs_and_pause_all_reach_every_running_worker_within_two_seconds(db_ur
         assert cli(capsys, "resume", "--all", *db).out.startswith("resumed 1 batch")
         took.append(reached("checks again", lambda: server.sent_within(0.2) > 0))
         assert max(took) <= REACH and paused <= REACH + 1.0, f"seconds to reach the workers: {took}, {paused}"
+        logged = tmp_path / "logs" / "storycheck.log"  # both workers' records, one file
+        wait_for(lambda: logged.read_text().count("KNOB_CHANGED") >= 8, 5, "a KNOB_CHANGED record per change and worker")
+        text = logged.read_text()
+        assert text.count("check threads 2 -> 6 (set by an operator)") == 2, text[-2000:]
+        assert text.count("source pace: pace cap 2/s set by an operator") == 2
     finally:
         for w in workers:
             stop_process(w)

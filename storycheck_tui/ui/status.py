@@ -79,8 +79,13 @@ class StatusBar(Static):
     def show(self, facts: StatusFacts) -> None:
         if facts == self.facts:
             return
-        layout = self.facts is None or _lines(facts) != _lines(self.facts)  # height: auto, 1 to 3 lines
+        lines = _lines(facts)
+        layout = self.facts is None or lines != _lines(self.facts)
         self.facts = facts
+        if layout:
+            # set, not measured (height: auto): a measured height could stay at the old count
+            # of lines when the count changed between two layouts of the screen
+            self.styles.height = lines
         self.update(render(facts), layout=layout)
 
 

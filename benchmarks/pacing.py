@@ -66,8 +66,9 @@ def pacing(quick: bool) -> Section:
                                   f"unknown limit with {pct(r['share_429'], 2)} 429s (target >= 0.9, <= 3 %)"
                                   + (f", shares {each[0] / max(each):.2f} min/max, Jain {jain:.3f}" if procs > 1 else ""))
     s.notes = ["Each process starts at 5 requests/s (or at its share of the pace the running workers on the key "
-               "learned), grows in slow start until the first 429, then cuts 10 % per 429 and grows back by 5 % of "
-               "the pace at the cut per second (README, \"The pace\").",
+               "learned), grows in slow start until the first 429 (which cuts it to 90 % of the rate answered "
+               "lately), then cuts 10 % per 429 and grows back by 5 % of the pace at the cut per second, 1 % within "
+               "5 % of the rate that met the last 429 (README, \"The pace\").",
                "Processes on one key each run the same rule and share it through the database: at each heartbeat "
                "a process held back by its pace moves halfway to the mean pace of the key's processes, and all grow "
                "by the same step; the sum is what the simulator sees."]

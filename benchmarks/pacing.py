@@ -70,6 +70,6 @@ def pacing(quick: bool) -> Section:
                "lately), then cuts 10 % per 429 and grows back by 5 % of the pace at the cut per second, 1 % within "
                "5 % of the rate that met the last 429 (README, \"The pace\").",
                "Processes on one key each run the same rule and share it through the database: at each heartbeat "
-               "a process held back by its pace moves halfway to the mean pace of the key's processes, and all grow "
+               "a process held back by its pace moves three quarters of the way to the mean pace of the key's processes, and all grow "
                "by the same step; the sum is what the simulator sees."]
     return s

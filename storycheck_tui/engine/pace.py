@@ -20,11 +20,11 @@ every request of this process, whose rate follows additive-increase/multiplicati
 
 Several processes on one key each run this and share what they learned through the database
 (the keeper's heartbeat writes the key's name with the pace only while there is one to share):
-:meth:`SourcePace.published` is the pace this worker learned, or None
-while it has learned nothing (slow start) or its pace is not what holds it back (few threads,
-slow proxies: such a worker takes what it needs and is no measure of the key). At each
-heartbeat :meth:`SourcePace.share` moves a worker held back by its pace halfway to the mean of
-the published paces on its key, and the additive increase of every worker on the key is the
+:meth:`SourcePace.published` is the pace this worker learned, or None while it has learned
+nothing (slow start) or its pace is not what holds it back (few threads, slow proxies: such a
+worker takes what it needs and is no measure of the key). At each heartbeat
+:meth:`SourcePace.share` moves a worker held back by its pace three quarters of the way to the
+mean of the published paces on its key, and the additive increase of every worker on the key is the
 same share of that mean: equal increases and proportional cuts make AIMD converge to equal
 shares, and the move to the mean does it within a few heartbeats instead of dozens of cuts
 (started together, workers leave slow start at paces far apart). A worker that starts late
@@ -77,8 +77,9 @@ BURST_SECONDS = 0.02
 SLOT = 0.25
 #: ... when at least this many were answered (fewer say nothing of the limit)
 ANSWERED_MIN = 4
-#: at each heartbeat, a worker moves this share of the way to the mean pace of its key
-REBALANCE = 0.5
+#: at each heartbeat, a worker moves this share of the way to the mean pace of its key (half
+#: the way left one of three workers started together with 52 % of a short batch)
+REBALANCE = 0.75
 #: the mean of the key sets the additive increase for this many seconds after it was read
 SHARED_FOR = 10.0
 
@@ -236,8 +237,9 @@ class SourcePace:
             return None if self._slow_start or not self.bound() else self._rate
 
     def share(self, others: float, count: int) -> bool:
-        """``count`` other workers on the key published ``others`` requests/s in all: move halfway
-        to the mean, and grow by the same steps as they do. True if the rate moved by a tenth or more."""
+        """``count`` other workers on the key published ``others`` requests/s in all: move three
+        quarters of the way to the mean, and grow by the same steps as they do. True if the rate
+        moved by a tenth or more."""
         with self._lock:
             if count <= 0 or self._slow_start or not self.bound():
                 return False

@@ -116,8 +116,12 @@ def test_knobs_and_pause_all_reach_every_running_worker_within_two_seconds(db_ur
             wait_for(predicate, REACH + window + 3.0, what)
             return time.monotonic() - window - t0
 
+        logged = tmp_path / "logs" / "storycheck.log"  # both workers' records, one file
         assert cli(capsys, "set", "threads", "6", *db).code == 0
         took = [reached("more than 4 in flight: new check threads", lambda: server.in_flight >= 5)]
+        # more than 4 in flight needs only one of them: the next knob waits until both took this one
+        took.append(reached("both workers at 6 threads",
+                            lambda: logged.read_text().count("check threads 2 -> 6 (set by an operator)") == 2))
         assert cli(capsys, "set", "threads", "1", *db).code == 0
         # a thread past the new limit finishes the check it is in (its pace wait included), then idles
         took.append(reached("at most one check each", lambda: 0 < server.most_in_flight_within(0.5) <= 2, 0.5))
@@ -139,7 +143,6 @@ def test_knobs_and_pause_all_reach_every_running_worker_within_two_seconds(db_ur
         assert cli(capsys, "resume", "--all", *db).out.startswith("resumed 1 batch")
         took.append(reached("checks again", lambda: server.sent_within(0.2) > 0))
         assert max(took) <= REACH and paused <= REACH + 1.0, f"seconds to reach the workers: {took}, {paused}"
-        logged = tmp_path / "logs" / "storycheck.log"  # both workers' records, one file
         wait_for(lambda: logged.read_text().count("KNOB_CHANGED") >= 8, 5, "a KNOB_CHANGED record per change and worker")
         text = logged.read_text()
         assert text.count("check threads 2 -> 6 (set by an operator)") == 2, text[-2000:]
@@ -151,6 +154,7 @@ def test_knobs_and_pause_all_reach_every_running_worker_within_two_seconds(db_ur
 
 
 def test_a_version_6_database_gets_the_knob_table_and_the_worker_facts(db_url):
+    """Versions 7 (knobs, pace reason, circuit) and 8 (why a worker can send nothing) on open."""
     from playhouse.migrate import SchemaMigrator, migrate
 
     from storycheck_tui.store import workers as registry
@@ -161,18 +165,19 @@ def test_a_version_6_database_gets_the_knob_table_and_the_worker_facts(db_url):
     registry.register_worker(s, wid, 4)
     s.db.execute_sql("DROP TABLE knob")
     migrate(*[SchemaMigrator.from_database(s.db).drop_column("worker", c) for c in ("pace_reason", "circuit",
-                                                                                     "circuit_reason")])
+                                                                                     "circuit_reason", "blocked")])
     Meta_.update(value="6").where(Meta_.key == "schema_version").execute()
     s.close()
     s = open_store(db_url)
     try:
-        assert Meta_.get(Meta_.key == "schema_version").value == "7"
+        assert Meta_.get(Meta_.key == "schema_version").value == "8"
         knobs.set_knob(s, knobs.THREADS, 3)
         assert knobs.read(s) == knobs.Knobs(threads=3)
         registry.heartbeat(s, wid, checks=1, rate=0.5, lease_seconds=30, pace=4.0, pace_key="k", pace_reason="why",
-                           circuit="open", circuit_reason="HTTP 503")
+                           circuit="open", circuit_reason="HTTP 503", blocked="circuit open")
         (w,) = reads.workers(s)
-        assert (w.threads, w.pace, w.pace_reason, w.circuit, w.circuit_reason) == (4, 4.0, "why", "open", "HTTP 503")
+        assert (w.threads, w.pace, w.pace_reason, w.circuit, w.circuit_reason, w.blocked) == \
+            (4, 4.0, "why", "open", "HTTP 503", "circuit open")
     finally:
         s.close()
 
@@ -197,6 +202,28 @@ def test_batches_says_the_circuit_is_open_from_the_workers_rows(tmp_path):
             wait_for(lambda: engine_facts(eng.store)["circuit"] == "open", 10, "the circuit in the worker's row")
             lines = engine_lines(engine_facts(eng.store))
             assert "circuit open (source error HTTP 503" in lines[0], lines
+    finally:
+        server.close()
+
+
+def test_batches_says_why_a_worker_can_send_nothing_from_its_row(tmp_path):
+    """Default settings, one proxy nobody listens on: the worker cannot send, its heartbeat
+    says why, and `batches` (another process in real use: it reads only the rows) prints it."""
+    import dataclasses
+
+    from helpers import Engine, free_port
+    from storycheck_tui.cli.knobs import engine_facts, engine_lines
+    from storycheck_tui.config import Settings
+
+    server = StoryServer(lambda u, n: Reply(200))
+    dead = f"http://127.0.0.1:{free_port()}"
+    try:
+        settings = dataclasses.replace(Settings(), source=server.source(), path="test")
+        with Engine(tmp_path, settings, ["a.one", "b.two"], proxies=[dead]) as eng:
+            wait_for(lambda: engine_facts(eng.store)["blocked"], 20, "the worker's row to say it is blocked")
+            facts = engine_facts(eng.store)
+            assert facts["blocked"].startswith(f"no usable proxy: {dead} ") and facts["blocked_workers"] == 1, facts
+            assert f"nothing can be sent (1 of 1 worker): no usable proxy: {dead} " in "\n".join(engine_lines(facts))
     finally:
         server.close()
 

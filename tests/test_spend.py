@@ -103,7 +103,7 @@ def test_a_version_3_database_gets_the_spend_columns(db_url):
     s.close()
     s = open_store(db_url)
     try:
-        assert Meta_.get(Meta_.key == "schema_version").value == "7"
+        assert Meta_.get(Meta_.key == "schema_version").value == "8"
         b = Batch.get_by_id(bid)
         assert (b.name, b.total_profiles, b.requests, b.max_requests) == ("old", 2, 0, None)
         assert spend_of(s, bid) == {}

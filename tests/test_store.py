@@ -470,7 +470,7 @@ def test_a_version_1_database_gets_the_proxy_validation_column(db_url):
     s.close()
     s = open_store(db_url)
     try:
-        assert Meta_.get(Meta_.key == "schema_version").value == str(dbmod.SCHEMA_VERSION) == "7"
+        assert Meta_.get(Meta_.key == "schema_version").value == str(dbmod.SCHEMA_VERSION) == "8"
         assert [(p.id, p.disabled, p.validate_requested_at) for p in Proxy.select()] == [(1, True, None)]
         assert ops.request_validation(s, 1) is not None
     finally:
@@ -493,7 +493,7 @@ def test_a_version_2_database_gets_the_watch_tables(db_url):
     s.close()
     s = open_store(db_url)
     try:
-        assert Meta_.get(Meta_.key == "schema_version").value == str(dbmod.SCHEMA_VERSION) == "7"
+        assert Meta_.get(Meta_.key == "schema_version").value == str(dbmod.SCHEMA_VERSION) == "8"
         assert ops.get_batch(s, batch_id).watch is None
         watches.add_watch(s, "w", ["a"], every=60.0)
         assert [r.watch for r in watches.start_due_rounds(s)] == ["w"]
@@ -514,7 +514,7 @@ def test_a_version_4_database_gets_the_check_started_column_and_keeps_its_jobs(d
     s.close()
     s = open_store(db_url)
     try:
-        assert Meta_.get(Meta_.key == "schema_version").value == str(dbmod.SCHEMA_VERSION) == "7"
+        assert Meta_.get(Meta_.key == "schema_version").value == str(dbmod.SCHEMA_VERSION) == "8"
         assert [(j.username, j.state, j.check_started_at) for j in Job.select().order_by(Job.id)] == \
             [("a", "running", None), ("b", "pending", None)]
         assert q.mark_started(s, "w", [held]) == 1 and Job.get_by_id(held.id).check_started_at is not None

@@ -66,7 +66,8 @@ def engine_facts(store: Store) -> dict:
     f = reads.source_facts(reads.workers(store, now=now), now)
     k = knobs.read(store)
     return {"workers": f.workers, "pace": None if f.pace is None else round(f.pace, 2), "pace_reason": f.pace_reason,
-            "circuit": f.circuit, "circuit_reason": f.circuit_reason, "pace_cap": k.pace_cap, "threads": k.threads}
+            "circuit": f.circuit, "circuit_reason": f.circuit_reason, "blocked": f.blocked,
+            "blocked_workers": f.blocked_workers, "pace_cap": k.pace_cap, "threads": k.threads}
 
 
 def engine_lines(facts: dict) -> list[str]:
@@ -78,6 +79,9 @@ def engine_lines(facts: dict) -> list[str]:
         if facts["circuit"] not in (None, "closed") and facts["circuit_reason"]:
             line += f" ({safe(facts['circuit_reason'])})"
         out.append(line)
+        if facts["blocked"]:
+            n, of = facts["blocked_workers"], facts["workers"]
+            out.append(f"nothing can be sent ({n} of {plural(of, 'worker')}): {safe(facts['blocked'])}")
         if facts["pace_reason"]:
             out.append(f"pace last changed: {safe(facts['pace_reason'])}")
     set_ = knobs.describe(knobs.Knobs(facts["pace_cap"], facts["threads"]))

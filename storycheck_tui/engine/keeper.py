@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Callable
 
 from storycheck_tui import logs
 from storycheck_tui.config import Settings
@@ -44,7 +45,9 @@ class Keeper:
                  sync: proxysync.ProxySync, board: BatchBoard, writer: Writer, *, threads: int,
                  stop: threading.Event, abort: threading.Event, wake_claimer: threading.Event,
                  pace: SourcePace | None = None, pace_key: str | None = None,
-                 breaker: CircuitBreaker | None = None, knobs: KnobApplier | None = None) -> None:
+                 breaker: CircuitBreaker | None = None, knobs: KnobApplier | None = None,
+                 blocked: Callable[[], str | None] | None = None) -> None:
+        self._blocked = blocked
         self._breaker = breaker
         self._knobs = knobs
         self._pace = pace
@@ -89,16 +92,19 @@ class Keeper:
 
     def heartbeat(self) -> None:
         """Say this worker is alive, with what `batches` and the console show of it: its check
-        threads, the source's pace and why it last changed, the circuit breaker's state."""
+        threads, the source's pace and why it last changed, the circuit breaker's state, and why it
+        can send nothing if so."""
         pace = self._pace.view() if self._pace else None
         circuit = self._breaker.view() if self._breaker else None
+        blocked = self._blocked() if self._blocked and self._threads else None
         registry.heartbeat(self._store, self._worker_id, checks=self._writer.finished, rate=self._writer.rate(),
                            lease_seconds=self._settings.engine.lease_seconds,
                            state=WorkerState.STOPPING if self._stop.is_set() else WorkerState.RUNNING,
                            pace=pace.rate if pace else None, pace_key=self._shared_key(),
                            pace_reason=one_line(pace.reason, REASON_CHARS) if pace else None,
                            threads=self._knobs.threads if self._knobs else self._threads,
-                           circuit=circuit.state if circuit else None, circuit_reason=one_line(circuit.reason, REASON_CHARS) if circuit and circuit.reason else None)
+                           circuit=circuit.state if circuit else None, circuit_reason=one_line(circuit.reason, REASON_CHARS) if circuit and circuit.reason else None,
+                           blocked=one_line(blocked, REASON_CHARS) if blocked else None)
 
     def _shared_key(self) -> str | None:
         """The pace's key while its pace is one to share (learned, and what holds this worker back):

@@ -112,7 +112,8 @@ class Runner:
         self._keeper = Keeper(store, settings, self.worker_id, pool, self._proxy_sync, self.board, self.writer,
                               threads=self.threads, stop=self._stop, abort=self._abort,
                               wake_claimer=self._wake_claimer, pace=self.pace if self.threads else None,
-                              pace_key=self.pace_key, breaker=self.breaker, knobs=knobs)
+                              pace_key=self.pace_key, breaker=self.breaker, knobs=knobs,
+                              blocked=self.blocked_reason)
         self._checks: CheckThreads | None = None
         self._claimer: Claimer | None = None
         if source is not None and self.threads:

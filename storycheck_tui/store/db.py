@@ -28,7 +28,7 @@ from storycheck_tui.masking import MASK, mask_url, one_line as masked_line, regi
 from storycheck_tui.store import models, sqlitefile
 from storycheck_tui.store.dialect import Dialect, dialect_for
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 ENV_VAR = "STORYCHECK_DB"
 
 
@@ -336,8 +336,18 @@ def _v7_knobs(store: Store) -> None:
                ("circuit_reason", TextField(null=True))) if name not in have])
 
 
+def _v8_worker_blocked(store: Store) -> None:
+    """worker.blocked: why the worker can send nothing now (shown by `batches` and the console)."""
+    from peewee import TextField
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    if "blocked" not in {c.name for c in store.db.get_columns("worker")}:
+        migrate(SchemaMigrator.from_database(store.db).add_column("worker", "blocked", TextField(null=True)))
+
+
 UPGRADES: dict[int, Callable[[Store], None]] = {2: _v2_validate_requests, 3: _v3_watches, 4: _v4_spend,
-                                                5: _v5_check_started, 6: _v6_worker_pace, 7: _v7_knobs}
+                                                5: _v5_check_started, 6: _v6_worker_pace, 7: _v7_knobs,
+                                                8: _v8_worker_blocked}
 
 
 def _schema_version(store: Store) -> int | None:

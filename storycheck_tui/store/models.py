@@ -164,6 +164,9 @@ class Worker(BaseModel):
     pace_reason = TextField(null=True)
     circuit = CharField(null=True)
     circuit_reason = TextField(null=True)
+    # why it can send nothing now (no usable proxy, circuit open, a Retry-After): `batches` and a
+    # watch-only console say so (schema version 8); None while its checks can go out
+    blocked = TextField(null=True)
 
 
 class Knob(BaseModel):

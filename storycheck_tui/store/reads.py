@@ -146,6 +146,7 @@ class WorkerRow:
     pace_reason: str | None = None  # why the pace last changed
     circuit: str | None = None  # its source's circuit breaker: closed, open, probing
     circuit_reason: str | None = None  # the failure that opened it
+    blocked: str | None = None  # why it can send nothing now (None: its checks can go out)
 
 
 _JOB_FIELDS = (Job.id, Job.batch, Job.username, Job.state, Job.outcome, Job.story_count, Job.latest_story_at,
@@ -315,12 +316,12 @@ def workers(store: Store, *, stopped_within: float = 60.0, now: float | None = N
     ts = db_now(store) if now is None else now
     q = (Worker.select(Worker.id, Worker.host, Worker.pid, Worker.threads, Worker.state, Worker.started_at,
                        Worker.heartbeat_at, Worker.checks, Worker.rate, Worker.pace, Worker.pace_reason,
-                       Worker.circuit, Worker.circuit_reason)
+                       Worker.circuit, Worker.circuit_reason, Worker.blocked)
          .where(((Worker.state != WorkerState.STOPPED) & (Worker.heartbeat_at > ts - WORKER_SHOWN_FOR))
                 | (Worker.heartbeat_at > ts - stopped_within))
          .order_by(Worker.started_at).tuples())
     return [WorkerRow(t[0], t[1], int(t[2]), int(t[3]), t[4], float(t[5]), float(t[6]), int(t[7] or 0),
-                      float(t[8] or 0.0), t[9], t[10], t[11], t[12]) for t in q]
+                      float(t[8] or 0.0), t[9], t[10], t[11], t[12], t[13]) for t in q]
 
 
 #: a running worker counts as live while its heartbeat is at most this old (a worker killed with
@@ -346,6 +347,8 @@ class SourceFacts:
     pace_reason: str | None  # why the pace last changed (of the first of them)
     circuit: str | None  # the worst of their circuit breakers
     circuit_reason: str | None  # the failure that opened it
+    blocked: str | None = None  # why the first of them that can send nothing can't
+    blocked_workers: int = 0  # how many of them can send nothing now
 
 
 def source_facts(rows: list[WorkerRow], now: float) -> SourceFacts:
@@ -354,8 +357,9 @@ def source_facts(rows: list[WorkerRow], now: float) -> SourceFacts:
     if not live:
         return SourceFacts(0, None, None, None, None)
     worst = min(live, key=lambda w: CIRCUIT_ORDER.index(w.circuit) if w.circuit in CIRCUIT_ORDER else 2)
+    stuck = [w for w in live if w.blocked]
     return SourceFacts(len(live), sum(w.pace or 0.0 for w in live), live[0].pace_reason, worst.circuit,
-                       worst.circuit_reason)
+                       worst.circuit_reason, stuck[0].blocked if stuck else None, len(stuck))
 
 
 @dataclass(frozen=True)

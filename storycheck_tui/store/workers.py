@@ -65,17 +65,18 @@ def register_worker(store: Store, worker_id: str, threads: int) -> None:
 def heartbeat(store: Store, worker_id: str, *, checks: int, rate: float, lease_seconds: float,
               state: WorkerState = WorkerState.RUNNING, pace: float | None = None,
               pace_key: str | None = None, pace_reason: str | None = None, threads: int | None = None,
-              circuit: str | None = None, circuit_reason: str | None = None) -> None:
+              circuit: str | None = None, circuit_reason: str | None = None,
+              blocked: str | None = None) -> None:
     """Say this worker is alive (with the source's pace it learned and why it last changed, its
-    check threads, its circuit breaker's state) and extend the leases it holds, in one transaction."""
+    check threads, its circuit breaker's state, why it can send nothing if so) and extend the leases it holds, in one transaction."""
     d = store.dialect
     p = d.param
     with store.db.atomic():
         store.db.execute_sql(
             f"UPDATE worker SET heartbeat_at = {d.now}, checks = {p}, rate = {p}, state = {p}, pace = {p}, "
             f"pace_key = {p}, pace_reason = {p}, threads = COALESCE({p}, threads), circuit = {p}, "
-            f"circuit_reason = {p} WHERE id = {p}",
-            (checks, rate, state, pace, pace_key, pace_reason, threads, circuit, circuit_reason, worker_id))
+            f"circuit_reason = {p}, blocked = {p} WHERE id = {p}",
+            (checks, rate, state, pace, pace_key, pace_reason, threads, circuit, circuit_reason, blocked, worker_id))
         store.db.execute_sql(d.extend_leases_sql(), d.extend_leases_params(worker_id, lease_seconds))
 
 

@@ -30,7 +30,7 @@ class EngineStatus:
     pace_reason: str | None = None  # why it last changed
     circuit: str | None = None  # the worst circuit breaker: closed, probing, open
     circuit_reason: str | None = None
-    blocked: str | None = None  # why this console's engine can send nothing now
+    blocked: str | None = None  # why this console's engine (or a worker) can send nothing now
     knobs: tuple[str, ...] = ()  # the runtime knobs in force, as an operator reads them
 
 
@@ -45,7 +45,10 @@ def engine_status(snap, workers: list[WorkerRow] | None, knobs: Knobs | None, no
         if snap.circuit is not None and (circuit is None or _CIRCUITS.index(snap.circuit.state)
                                          <= _CIRCUITS.index(circuit if circuit in _CIRCUITS else "closed")):
             circuit, why = snap.circuit.state, snap.circuit.reason
-    return EngineStatus(pace, reason, circuit, why, snap.blocked_reason if snap.threads else None,
+    blocked = snap.blocked_reason if snap.threads else None
+    if blocked is None and facts.blocked:
+        blocked = facts.blocked if facts.workers == 1 else f"{facts.blocked_workers} of {facts.workers} workers: {facts.blocked}"
+    return EngineStatus(pace, reason, circuit, why, blocked,
                         tuple(knob_store.describe(knobs)) if knobs is not None else ())
 
 

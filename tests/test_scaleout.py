@@ -331,7 +331,7 @@ def test_worker_survives_its_database_connections_being_cut(pg_url, tmp_path):
         store = open_store(pg_url)
         try:
             ops.add_proxies(store, [_Spec(u) for u in sim.proxy_urls])
-            n = 800
+            n = 400  # the two cuts come about 60 and 125 results in: most of the batch runs after them
             batch_id = ops.create_batch(store, "cut", [f"c{i:04d}" for i in range(n)])
             config = write_config(tmp_path / "worker.toml", sim, threads=4, lease=5)
             proc = start_worker(pg_url, config, tmp_path / "logs", "--until-idle")

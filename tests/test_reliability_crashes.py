@@ -400,7 +400,8 @@ def test_database_held_locked_by_another_process(tmp_path, when):
         logs_dir = tmp_path / "logs"
         cfg = write_config(tmp_path / "c.toml", sim.config_snippet(), retry=FAST_RETRY, proxies=FAST_PROXIES,
                            engine=engine(lease_seconds=30.0))
-        names = [f"lock.user{i:03d}" for i in range(150)]
+        # mid-run: enough that the batch outlasts two locks; at start: the lock comes first
+        names = [f"lock.user{i:03d}" for i in range(150 if when == "mid-run" else 30)]
         bid = make_batch(db, names)
         proc = None
         try:

@@ -109,8 +109,11 @@ def test_claim_hammer_16_threads_with_late_finishers(db_url):
                     with lock:
                         claims.extend((c.id, c.lease_seq, owner) for c in got)
                     roll = rng.random()
-                    if roll < 0.12:
-                        time.sleep(lease * 2.5)  # late: the reaper takes these back meanwhile
+                    if roll < 0.12:  # late: finish only once the reaper has taken these back (waited on,
+                        # not slept on: under load a fixed sleep could end before the reaper got there)
+                        ids = [c.id for c in got]
+                        wait_for(lambda: not Job.select().where(Job.id.in_(ids) & (Job.lease_owner == owner)).count(),
+                                 30, f"the reaper to take back {owner}'s jobs")
                     elif roll < 0.2:
                         q.release(store, owner, got[:1])
                         got = got[1:]

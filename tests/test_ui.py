@@ -433,6 +433,35 @@ async def test_keys_typed_after_slash_go_to_the_pane_filter_in_every_pane(sample
 
 
 @async_test
+async def test_keys_typed_while_the_filter_box_mounts_go_to_it(sample):
+    """The filter box is mounted by `/`. The focus moves to it in the same handler, before it
+    is mounted: the keys that arrive meanwhile (sent at once, no frame or idle moment between
+    them) wait in its queue and reach it in order; none runs as a command (`c` cancel, `y`
+    yes, `x` export) or is lost. A box focused only once mounted would leave them to the table."""
+    from textual import events
+
+    from storycheck_tui.ui.panes.base import FilterInput
+
+    store, make = sample
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        for pane in ("batches", "proxies", "results", "log", "workers"):
+            assert not app.main.query(f"#{pane}-filter")  # not mounted until `/` opens it
+        await pilot.press("1")
+        app.main.action_filter()  # what `/` does (the key itself: the test above)
+        assert isinstance(app.focused, FilterInput) and not app.focused.is_mounted
+        for key, char in (("c", "c"), ("slash", "/"), ("y", "y"), ("x", "x")):
+            app.post_message(events.Key(key, char))
+        await settle(app, pilot)
+        assert not isinstance(app.screen, (ConfirmScreen, ExportScreen))
+        assert app.main.query_one("#batches-filter").value == "c/yx"  # a `/` in the box is text
+        assert batch("spring-campaign").state == "running"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not app.main.query("#batches-filter")  # closed empty: unmounted again
+
+
+@async_test
 async def test_a_letter_never_confirms_a_destructive_command(sample):
     store, make = sample
     app = make()

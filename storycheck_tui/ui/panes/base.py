@@ -1,4 +1,11 @@
-"""What every pane shares: a titled border, a focus target, an optional filter box."""
+"""What every pane shares: a titled border, a focus target, an optional filter box.
+
+The filter box is mounted when `/` opens it and removed when it closes empty: every widget
+on the screen is restyled by a zoom (and a pane's by each focus change it takes part in),
+and the five boxes, mounted hidden, were about a third of that work. The box takes the
+focus in the same handler that mounts it, so the keys typed right after `/` queue up for
+the box and reach it in order once it is mounted: none of them can run as a command.
+"""
 
 from __future__ import annotations
 
@@ -53,6 +60,8 @@ class Pane(Vertical):
     number = 0
     pane_title = ""
     filter_placeholder = "filter"
+    #: the id of the pane's filter box (None: the pane has no filter)
+    filter_id: str | None = None
 
     def target(self) -> Widget:
         raise NotImplementedError
@@ -75,17 +84,22 @@ class Pane(Vertical):
     # -- filter ------------------------------------------------------------------------------------
 
     def filter_input(self) -> FilterInput | None:
-        try:
-            return self.query_one(FilterInput)
-        except Exception:
-            return None
+        """The filter box, while it is open (or holds a filter)."""
+        for child in self.children:
+            if isinstance(child, FilterInput):
+                return child
+        return None
 
     def open_filter(self) -> bool:
+        if self.filter_id is None:
+            return False
         box = self.filter_input()
         if box is None:
-            return False
+            box = FilterInput(placeholder=self.filter_placeholder, id=self.filter_id)
+            self.mount(box, before=self.target())
         box.display = True
-        self.screen.set_focus(box)  # at once: the next key typed is part of the filter
+        # at once, before the box is mounted: the keys typed next wait in its queue
+        self.screen.set_focus(box)
         return True
 
     def close_filter(self, *, clear: bool = False) -> None:
@@ -95,9 +109,9 @@ class Pane(Vertical):
         if clear and box.value:
             box.value = ""
             self.apply_filter("")
-        if not box.value:
-            box.display = False
         self.focus_target()
+        if not box.value:
+            box.remove()
 
     #: seconds of quiet typing before a filter is applied (enter applies at once)
     filter_debounce = 0.0

@@ -11,7 +11,7 @@ from storycheck_tui.store.batches import BatchView
 from storycheck_tui.ui import format as fmt
 from storycheck_tui.ui.columns import Col, columns, fit
 from storycheck_tui.ui.messages import BatchSelected
-from storycheck_tui.ui.panes.base import FilterInput, Line, Pane
+from storycheck_tui.ui.panes.base import Line, Pane
 from storycheck_tui.ui.table import Table
 
 COLS = columns(Col("name", "Batch", 14), Col("state", "State", 10), Col("progress", "Progress", 11),
@@ -81,6 +81,7 @@ class BatchesPane(Pane):
     number = 1
     pane_title = "Batches"
     filter_placeholder = "name or id"
+    filter_id = "batches-filter"
 
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
@@ -91,9 +92,6 @@ class BatchesPane(Pane):
         self.now = 0.0
 
     def compose(self):
-        box = FilterInput(placeholder=self.filter_placeholder, id="batches-filter")
-        box.display = False
-        yield box
         table = BatchesTable(id="batches-table", cursor_type="row")
         table.set_columns(COLS)
         yield table

@@ -23,7 +23,7 @@ from textual.strip import Strip
 from storycheck_tui.logs import LogEntry
 from storycheck_tui.ui import format as fmt
 from storycheck_tui.ui import keymap
-from storycheck_tui.ui.panes.base import FilterInput, Pane
+from storycheck_tui.ui.panes.base import Pane
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LEVEL_NO = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING, "ERROR": logging.ERROR,
@@ -223,6 +223,7 @@ class LogPane(Pane):
     number = 4
     pane_title = "Log"
     filter_placeholder = "text in message, event, username or proxy"
+    filter_id = "log-filter"
 
     def __init__(self, *, tz: tzinfo | None = None, capacity: int = CAPACITY, **kw) -> None:
         super().__init__(**kw)
@@ -230,9 +231,6 @@ class LogPane(Pane):
         self._capacity = capacity
 
     def compose(self):
-        box = FilterInput(placeholder=self.filter_placeholder, id="log-filter")
-        box.display = False
-        yield box
         yield LogView(id="log-view", tz=self._tz, capacity=self._capacity)
 
     def target(self) -> LogView:

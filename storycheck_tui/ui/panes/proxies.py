@@ -13,7 +13,7 @@ from storycheck_tui.states import ProxyState
 from storycheck_tui.store.reads import ProxyRow
 from storycheck_tui.ui import format as fmt
 from storycheck_tui.ui.columns import Col, columns, fit, room
-from storycheck_tui.ui.panes.base import FilterInput, Line, Pane
+from storycheck_tui.ui.panes.base import Line, Pane
 from storycheck_tui.ui.table import Table
 
 COLS = columns(Col("label", "Proxy", 16), Col("state", "State", 12), Col("ok", "OK", 7, right=True),
@@ -143,6 +143,7 @@ class ProxiesPane(Pane):
     number = 3
     pane_title = "Proxies"
     filter_placeholder = "label or state"
+    filter_id = "proxies-filter"
 
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
@@ -153,9 +154,6 @@ class ProxiesPane(Pane):
         self.now = 0.0
 
     def compose(self):
-        box = FilterInput(placeholder=self.filter_placeholder, id="proxies-filter")
-        box.display = False
-        yield box
         table = ProxiesTable(id="proxies-table", cursor_type="row")
         table.set_columns(COLS)
         yield table

@@ -15,7 +15,7 @@ from storycheck_tui.ui import format as fmt
 from storycheck_tui.ui import keymap
 from storycheck_tui.ui.columns import Col, columns, fit, room
 from storycheck_tui.ui.messages import DetailWanted, ResultsWanted
-from storycheck_tui.ui.panes.base import FilterInput, Line, Pane
+from storycheck_tui.ui.panes.base import Line, Pane
 from storycheck_tui.ui.panes.proxies import keep_port, short_label
 from storycheck_tui.ui.table import Table
 
@@ -124,6 +124,7 @@ class ResultsPane(Pane):
     number = 2
     pane_title = "Results"
     filter_placeholder = "username or error text; is:failed is:ok is:stories is:pending is:running …"
+    filter_id = "results-filter"
     filter_debounce = 0.3  # a text filter reads the database: wait for a pause in typing
 
     def __init__(self, *, page_size: int = PAGE, **kw) -> None:
@@ -149,9 +150,6 @@ class ResultsPane(Pane):
 
     def compose(self):
         yield Line(id="results-header")
-        box = FilterInput(placeholder=self.filter_placeholder, id="results-filter")
-        box.display = False
-        yield box
         table = ResultsTable(id="results-table", cursor_type="row")
         table.set_columns(self.cols)
         yield table

@@ -9,7 +9,7 @@ from storycheck_tui.states import WorkerState
 from storycheck_tui.store.reads import WorkerRow
 from storycheck_tui.ui import format as fmt
 from storycheck_tui.ui.columns import Col, columns, fit
-from storycheck_tui.ui.panes.base import FilterInput, Pane
+from storycheck_tui.ui.panes.base import Pane
 from storycheck_tui.ui.table import Table
 
 COLS = columns(Col("host", "Host", 10), Col("pid", "PID", 6, right=True), Col("threads", "Thr", 4, right=True),
@@ -57,6 +57,7 @@ class WorkersPane(Pane):
     number = 5
     pane_title = "Workers"
     filter_placeholder = "host, pid or state"
+    filter_id = "workers-filter"
 
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
@@ -66,9 +67,6 @@ class WorkersPane(Pane):
         self._all: list[WorkerRow] = []
 
     def compose(self):
-        box = FilterInput(placeholder=self.filter_placeholder, id="workers-filter")
-        box.display = False
-        yield box
         table = WorkersTable(id="workers-table", cursor_type="row", show_cursor=False)
         table.set_columns(COLS)
         yield table

@@ -28,7 +28,7 @@ from test_monitor import Receiver
 FAST = """
 [proxies]
 # direct checks are paced at one a second by default (to spare the source); a round of 12
-# profiles every 2 s needs more
+# profiles every second or two needs more
 rate = 200
 burst = 20
 
@@ -132,8 +132,8 @@ def _rounds(store, name: str) -> list:
 
 def test_two_workers_run_rounds_as_the_simulators_stories_change_and_deliver_each_story_once(db_url, tmp_path):
     """The simulator posts and expires stories between rounds (its control calls); two workers
-    run the rounds every 2 s: one event per story, one webhook id per story at the receiver,
-    never two rounds of the watch at once."""
+    run the rounds every second (the shortest a watch allows): one event per story, one webhook
+    id per story at the receiver, never two rounds of the watch at once."""
     from storycheck_tui.sim import SimConfig, Simulator
 
     users = [f"nostories_u{i}" for i in range(12)]
@@ -147,7 +147,7 @@ def test_two_workers_run_rounds_as_the_simulators_stories_change_and_deliver_eac
             for u in users[:6]:
                 posted.append((u, sim.post_story(u)["pk"]))
             (tmp_path / "w.txt").write_text("\n".join(users) + "\n")
-            _cli(db_url, "watch", "add", str(tmp_path / "w.txt"), "--name", "camp", "--every", "2s", "--webhook", rx.url)
+            _cli(db_url, "watch", "add", str(tmp_path / "w.txt"), "--name", "camp", "--every", "1s", "--webhook", rx.url)
             config = tmp_path / "w.toml"
             config.write_text(sim.config_snippet() + FAST)
             procs = [start_worker(db_url, config, tmp_path / "logs", secret) for _ in range(2)]

@@ -384,6 +384,32 @@ async def test_a_paged_view_holds_still_and_following_keeps_the_selected_profile
 
 
 @async_test
+async def test_focus_changes_and_zoom_do_not_draw_the_log_lines_again(sample, monkeypatch):
+    """Issue 14.15: a focus change or a zoom restyles the log without changing its look; its
+    lines on screen come from their cache instead of being drawn again (the old code
+    dropped the cache at every restyle: each such key drew every visible log line again)."""
+    from storycheck_tui.ui.panes import logview
+
+    drawn: list[int] = []
+    real = logview.render_entry
+
+    def counting(entry, tz, **kw):
+        drawn.append(entry.seq)
+        return real(entry, tz, **kw)
+
+    monkeypatch.setattr(logview, "render_entry", counting)
+    store, make = sample
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        assert drawn  # the log shows lines
+        before = len(drawn)
+        await pilot.press("4", "1", "z", "z", "tab", "shift+tab")
+        await settle(app, pilot)
+        assert len(drawn) == before
+
+
+@async_test
 async def test_slash_filters_the_focused_pane(sample):
     store, make = sample
     app = make()

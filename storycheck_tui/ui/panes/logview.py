@@ -14,6 +14,7 @@ from collections import deque
 from datetime import tzinfo
 from typing import Iterable
 
+from rich.style import Style
 from rich.text import Text
 from textual.cache import LRUCache
 from textual.geometry import Size
@@ -83,8 +84,10 @@ class LogView(ScrollView, can_focus=True):
         self.follow = True
         self._width = 0
         # rendered lines by entry (not by line number: new entries shift every line, the
-        # entries on screen stay the same objects); the entry is kept to tell a reused id
-        self._cache: LRUCache[tuple[int, int, bool], tuple[LogEntry, Strip]] = LRUCache(256)
+        # entries on screen stay the same objects); the entry is kept to tell a reused id, the
+        # style to tell a restyle that changed it (a zoom or a focus change restyles the log
+        # without changing its look: its lines are not drawn again for that)
+        self._cache: LRUCache[tuple[int, int, bool], tuple[LogEntry, Style, Strip]] = LRUCache(256)
         self._programmatic = False
         self.total_seen = 0
 
@@ -192,10 +195,6 @@ class LogView(ScrollView, can_focus=True):
 
     # -- rendering -------------------------------------------------------------------------------------
 
-    def notify_style_update(self) -> None:
-        super().notify_style_update()
-        self._cache.clear()
-
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
         index = scroll_y + y
@@ -207,14 +206,14 @@ class LogView(ScrollView, can_focus=True):
         entry = self.shown[index]
         key = (id(entry), scroll_x, events)
         hit = self._cache.get(key)
-        if hit is not None and hit[0] is entry and hit[1].cell_length == width:
-            strip = hit[1]
+        if hit is not None and hit[0] is entry and hit[1] == style and hit[2].cell_length == width:
+            strip = hit[2]
         else:
             text = render_entry(entry, self.tz, events=events)
             text.stylize(style, 0)
             segments = list(text.render(self.app.console))
             strip = Strip(segments).crop_extend(scroll_x, scroll_x + width, style)
-            self._cache[key] = (entry, strip)
+            self._cache[key] = (entry, style, strip)
         return strip.apply_offsets(scroll_x, index)
 
 

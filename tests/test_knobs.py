@@ -153,6 +153,29 @@ def test_knobs_and_pause_all_reach_every_running_worker_within_two_seconds(db_ur
         server.close()
 
 
+def test_raising_the_threads_knob_raises_how_many_jobs_a_worker_holds(tmp_path):
+    """The claimer holds (inbox and checks) the live thread count plus two claims. Claims of 2
+    (not the default 32) make that limit small enough to see with few threads: built with 2
+    threads it held at most 6 jobs, so `threads 12` put at most 6 requests in flight (with the
+    default claims the same cap is 80 jobs, met by `threads` above 80)."""
+    import dataclasses
+
+    from helpers import Engine
+    from storycheck_tui.config import Settings
+
+    server = Counting(delay=0.4)
+    base = Settings()
+    settings = dataclasses.replace(base, source=server.source(), path="test",
+                                   engine=dataclasses.replace(base.engine, workers=2, claim_size=2))
+    try:
+        with Engine(tmp_path, settings, [f"user{i:04d}" for i in range(3000)]) as eng:
+            wait_for(lambda: server.in_flight >= 2, 10, "both threads checking")
+            knobs.set_knob(eng.store, knobs.THREADS, 12)
+            wait_for(lambda: server.in_flight >= 9, 10, lambda: f"more than 6 in flight (now {server.in_flight})")
+    finally:
+        server.close()
+
+
 def test_a_version_6_database_gets_the_knob_table_and_the_worker_facts(db_url):
     """Versions 7 (knobs, pace reason, circuit) and 8 (why a worker can send nothing) on open."""
     from playhouse.migrate import SchemaMigrator, migrate

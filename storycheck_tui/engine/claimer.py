@@ -4,7 +4,8 @@ Owner: the claimer thread. It alone claims, and it alone writes ``waiting_for_pr
 (read by snapshots). It claims only while some proxy is usable, the source's circuit is not
 open (a claim is made when its probe is due) and some batch is claimable (as the keeper's
 :class:`~storycheck_tui.engine.batchboard.BatchBoard` says); every claim is handed to the
-writer's ledger before its jobs reach the inbox.
+writer's ledger before its jobs reach the inbox. It holds (inbox and checks) at most the live
+number of check threads (the threads knob moves it while running) plus two claims.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ HOLD_MIN = 4
 
 class Claimer:
     def __init__(self, store: Store, settings: EngineSettings, worker_id: str, pool: ProxyPool, board: BatchBoard,
-                 writer: Writer, inbox: queue.SimpleQueue, *, threads: int, busy: Callable[[], int],
+                 writer: Writer, inbox: queue.SimpleQueue, *, threads: Callable[[], int], busy: Callable[[], int],
                  batch_ids: list[int] | None, stop: threading.Event, wake: threading.Event,
                  breaker: CircuitBreaker, source: StorySource, pace: SourcePace | None = None) -> None:
         self._breaker = breaker
@@ -54,7 +55,7 @@ class Claimer:
         self._board = board
         self._writer = writer
         self._inbox = inbox
-        self._threads = threads
+        self._threads = threads  # the check threads that may check now (the threads knob), read live
         self._busy = busy
         self._batch_ids = batch_ids
         self._stop = stop
@@ -91,7 +92,7 @@ class Claimer:
         said_waiting = False
         while not self._stop.is_set():
             held = self._inbox.qsize() + self._busy()
-            want = min(eng.claim_size, self._threads + 2 * eng.claim_size - held)
+            want = min(eng.claim_size, self._threads() + 2 * eng.claim_size - held)
             if self._pace is not None and self._pace.bound():
                 want = min(want, max(HOLD_MIN, math.ceil(self._pace.rate * HOLD_SECONDS)) - held)
             batches = self._board.claimable(self._batch_ids)

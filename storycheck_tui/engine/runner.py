@@ -122,8 +122,9 @@ class Runner:
             self._checks = CheckThreads(store, checker, self.board, self.writer, inbox, threads=self.threads,
                                         claim_size=settings.engine.claim_size, stop=self._stop,
                                         wake_claimer=self._wake_claimer)
+            checks = self._checks
             self._claimer = Claimer(store, settings.engine, self.worker_id, pool, self.board, self.writer, inbox,
-                                    threads=self.threads, busy=self._checks.busy, batch_ids=batch_ids,
+                                    threads=lambda: checks.limit, busy=checks.busy, batch_ids=batch_ids,
                                     stop=self._stop, wake=self._wake_claimer, breaker=self.breaker,
                                     source=source, pace=self.pace)
         self.started = False

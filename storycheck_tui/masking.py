@@ -213,45 +213,66 @@ def add_url_credentials(url: str | None) -> None:
     register_secret(unquote(password), user=unquote(user or ""))
 
 
-def _webhook_tokens(url: str) -> tuple[str, list[str], list[tuple[str, str]]]:
-    """(scheme://authority/first-segment, the path segments after it, the query's pairs)."""
-    parts = urlsplit(url)
-    segments = parts.path.split("/")  # "" first: the path starts with "/"
-    head = "/".join(segments[:2])
-    # "a=b" -> ("a", "b"); a bare "token" is all value
-    pairs = [(k, v) if sep else ("", k) for k, sep, v in (item.partition("=") for item in parts.query.split("&") if item)]
-    return f"{parts.scheme}://{parts.netloc}{head}", [s for s in segments[2:] if s], pairs
+#: a single path segment or query value of a webhook URL is registered as a secret on its own
+#: only if it looks like a token: this long, or ...
+TOKEN_LONG = 16
+#: ... at least this long and mixing letters and digits
+TOKEN_MIXED = 8
+
+
+def _looks_like_token(value: str) -> bool:
+    """``AAHk9x2Q...`` or ``B0b0Path`` yes; ``events``, ``json``, ``v1``, ``sendMessage`` no."""
+    if len(value) >= TOKEN_LONG:
+        return True
+    return len(value) >= TOKEN_MIXED and any(c.isalpha() for c in value) and any(c.isdigit() for c in value)
 
 
 def add_webhook_secrets(url: str | None) -> None:
-    """Register what a webhook URL may carry as credentials: the password of its authority, the
-    path after its first segment (``/T000/B000/XXXX``: ``B000``, ``XXXX``) and every query value
-    (``?token=abc``), each in every form (see :func:`register_secret`)."""
+    """Register what a webhook URL may carry as credentials, each in every form (see
+    :func:`register_secret`): the whole URL, its path and query (``/bot123:AAH.../sendMessage?x=1``,
+    as a request line or a library's message quotes it), the password of its authority, and
+    each path segment or query value that looks like a token: :data:`TOKEN_LONG` characters or
+    more, or :data:`TOKEN_MIXED` or more mixing letters and digits. Ordinary words of a path
+    (``/api/v1/events?format=json``) are not registered: the registry is process-wide, and
+    ``events`` or ``json`` masked in every log line would hide user names and log text."""
     if not url:
         return
     add_url_credentials(url)
     try:
-        _head, tokens, pairs = _webhook_tokens(url)
+        parts = urlsplit(url)
     except ValueError:
+        register_secret(url)
         return
-    for value in [*tokens, *(v for _k, v in pairs)]:
+    suffix = parts.path + (f"?{parts.query}" if parts.query else "")
+    words = [s for s in parts.path.split("/") if s]
+    words += [v for _k, _sep, v in (item.partition("=") for item in parts.query.split("&") if item)]
+    for value in [url, suffix, *(w for w in words if _looks_like_token(w) or _looks_like_token(unquote(w)))]:
         register_secret(value)
         register_secret(unquote(value))
 
 
 def mask_webhook(url: str) -> str:
-    """A webhook URL as shown anywhere: ``https://hooks.example/T000/B000/XXXX?token=abc`` ->
-    ``https://hooks.example/T000/***?token=***`` (its password masked too). Hooks carry their
-    credentials in the path or the query; the host and the first segment say which hook it is.
-    Registers those parts as secrets, so a library's message that quotes the URL is masked too."""
+    """A webhook URL as shown anywhere: its scheme, host and port, ``/***`` for any path and
+    ``?***`` for any query (``https://api.telegram.org/bot123:AAH.../sendMessage`` ->
+    ``https://api.telegram.org/***``, ``https://ntfy.sh/my-topic?x=1`` -> ``https://ntfy.sh/***?***``).
+    Hooks carry their credentials anywhere in the path (a first segment ``bot<token>``, a
+    private topic name) or the query; the host says which service it is. Registers the URL's
+    secrets (:func:`add_webhook_secrets`), so a library's message that quotes it is masked too."""
     add_webhook_secrets(url)
     try:
-        head, tokens, pairs = _webhook_tokens(url)
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
     except ValueError:
         return MASK
-    out = mask_url(head) + (f"/{MASK}" if tokens else "")
-    if pairs:
-        out += "?" + "&".join(f"{k}={MASK}" if k else MASK for k, _v in pairs)
+    if not parts.scheme or not host:
+        return MASK
+    if ":" in host:  # IPv6: keep the brackets
+        host = f"[{host}]"
+    out = f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+    if parts.path not in ("", "/"):
+        out += f"/{MASK}"
+    if parts.query:
+        out += f"?{MASK}"
     return out
 
 

@@ -220,3 +220,57 @@ def test_every_other_pattern_that_sees_answer_text_is_linear(name):
     shown = fmt.literal(text)
     assert "\x1b" not in shown and "\u202e" not in shown
     assert time.perf_counter() - t0 < 3.0, name
+
+
+# ------------------------------------------------------------------------------------------
+# webhook URLs: shown as scheme, host and port; only the URL and token-like words registered
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url, shown",
+    [
+        ("https://api.telegram.org/bot123456:AAH-secretTokenValue/sendMessage", "https://api.telegram.org/***"),
+        ("https://ntfy.sh/my-private-topic", "https://ntfy.sh/***"),
+        ("https://hooks.example/T000/B000/XXXX?token=abc", "https://hooks.example/***?***"),
+        ("http://hook:S3cretPw@127.0.0.1:9/h", "http://127.0.0.1:9/***"),
+        ("http://[::1]:8080/x?y", "http://[::1]:8080/***?***"),
+        ("https://hooks.example", "https://hooks.example"),
+        ("https://hooks.example/", "https://hooks.example"),
+        ("http://h:99999/tok", "***"),  # bad port
+        ("not a url", "***"),
+    ],
+)
+def test_a_webhook_url_is_shown_as_its_scheme_host_and_port(url, shown):
+    from storycheck_tui.masking import mask_webhook
+
+    assert mask_webhook(url) == shown
+
+
+def test_a_webhook_registers_its_url_and_suffix_not_the_ordinary_words_of_its_path():
+    from storycheck_tui.masking import add_webhook_secrets, scrub
+
+    add_webhook_secrets("http://127.0.0.1:9/api/v1/events?format=json")
+    line = "body json: 3 events delivered to user events_fan"
+    assert scrub(line) == line
+    assert scrub("POST /api/v1/events?format=json HTTP/1.1") == "POST *** HTTP/1.1"
+    assert scrub("see http://127.0.0.1:9/api/v1/events?format=json now") == "see *** now"
+
+
+@pytest.mark.parametrize(
+    "word, secret",
+    [
+        ("B0b0Path", True),  # 8, letters and digits
+        ("abcdefghijklmnop", True),  # 16 letters
+        ("sendMessage", False),  # 11 letters
+        ("events", False),
+        ("2024-01-02", False),  # digits and signs, no letter
+        ("abc123", False),  # mixed but short
+    ],
+)
+def test_a_webhook_path_word_is_a_secret_only_if_it_looks_like_a_token(word, secret):
+    from storycheck_tui.masking import add_webhook_secrets, scrub
+
+    add_webhook_secrets(f"https://hooks.example/{word}/tail?k={word}x")
+    line = f"profile {word} checked"
+    assert (scrub(line) != line) is secret, scrub(line)

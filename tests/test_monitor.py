@@ -351,7 +351,7 @@ def test_a_receiver_that_never_answers_does_not_hold_up_the_checks(store, secret
 def test_a_webhook_token_in_its_path_or_query_is_masked_wherever_the_url_is_shown(db_url, tmp_path, capsys):
     """Hooks carry their credentials in the path (``/T000/B000/XXXX``) or the query (``?token=``):
     `watch list` (text and JSON), `watch set`, the console's watch read and the delivery log
-    show neither; the host and the first segment stay, to say which hook it is."""
+    show neither; the host stays, to say which hook it is."""
     import httpx
 
     from helpers import cli, fresh_logging, log_text
@@ -368,20 +368,58 @@ def test_a_webhook_token_in_its_path_or_query_is_masked_wherever_the_url_is_show
     shown = [cli(capsys, "watch", "list", *db), cli(capsys, "watch", "list", "--json", *db),
              cli(capsys, "watch", "set", "camp", "--webhook", hook + "&x=1", *db)]
     text = "".join(r.out + r.err for r in shown)
-    assert "http://127.0.0.1:9/T000/***?token=***" in text, text
+    assert "http://127.0.0.1:9/***?***" in text, text
     s = open_store(db_url)
     try:
         (v,) = reads.watch_overview(s)
-        assert v.webhook == "http://127.0.0.1:9/T000/***?token=***&x=***"
+        assert v.webhook == "http://127.0.0.1:9/***?***"
         _run_round(s, {"ann": _stories("a1")})
         with fresh_logging(tmp_path / "logs") as setup, httpx.Client() as client:
             Deliverer(s, parse_secret(new_secret())).deliver_due(client)  # port 9 refuses: a failed try, logged
             logged = log_text(setup)
-        assert "WEBHOOK_FAILED" in logged and "127.0.0.1:9/T000/***" in logged, logged
+        assert "WEBHOOK_FAILED" in logged and "127.0.0.1:9/***?***" in logged, logged
     finally:
         s.close()
     for secret in ("B0b0Path", "XyzPathToken", "Qu3rySecret"):
         assert secret not in text and secret not in logged
+
+
+@pytest.mark.parametrize("hook, shown, secret", [
+    # a bot token in the first path segment
+    ("http://127.0.0.1:9/bot123456:AAH-s3cretT0kenValue/sendMessage", "http://127.0.0.1:9/***", "AAH-s3cret"),
+    # a private topic: the whole path is the credential
+    ("http://127.0.0.1:9/my-private-topic", "http://127.0.0.1:9/***", "my-private-topic"),
+])
+def test_a_webhook_credential_in_its_first_path_segment_is_masked(db_url, tmp_path, capsys, hook, shown, secret):
+    """`watch list`, the console's watch read and a WEBHOOK_FAILED record show the hook as its
+    scheme, host and port and ``/***``: a token in the first segment is not shown either."""
+    import httpx
+
+    from helpers import cli, fresh_logging, log_text
+    from storycheck_tui.monitor.deliver import Deliverer
+    from storycheck_tui.monitor.signing import new_secret, parse_secret
+    from storycheck_tui.store import reads
+    from storycheck_tui.store.db import open_store
+
+    (tmp_path / "w.txt").write_text("ann\n")
+    db = ("--db", db_url)
+    assert cli(capsys, "watch", "add", tmp_path / "w.txt", "--name", "camp", "--every", "1h",
+               "--webhook", hook, *db).code == 0
+    r = cli(capsys, "watch", "list", *db)
+    text = r.out + r.err
+    assert shown in text, text
+    s = open_store(db_url)
+    try:
+        (v,) = reads.watch_overview(s)
+        assert v.webhook == shown
+        _run_round(s, {"ann": _stories("a1")})
+        with fresh_logging(tmp_path / "logs") as setup, httpx.Client() as client:
+            Deliverer(s, parse_secret(new_secret())).deliver_due(client)  # port 9 refuses: a failed try, logged
+            logged = log_text(setup)
+        assert "WEBHOOK_FAILED" in logged and shown in logged, logged
+    finally:
+        s.close()
+    assert secret not in text and secret not in logged
 
 
 def test_watch_list_says_a_due_round_waits_for_a_worker_when_none_runs(db_url, tmp_path, capsys):

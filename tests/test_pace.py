@@ -150,6 +150,33 @@ def test_the_cap_and_the_floor_bound_it():
     assert floor.rate == MIN_RATE
 
 
+def test_a_cleared_or_raised_pace_cap_gives_back_the_pace_learned_before_it():
+    """The pace-cap knob cuts the rate at once; cleared, the pace is the engine's own again at
+    once (it crawled up from the cap by 5 % of the cap a second: 2/s cleared after 70/s was
+    learned was 8/s a minute later); raised, it goes as far as the new cap allows; a 429 under
+    the cap is news of the limit, and what was learned before the cap is forgotten."""
+    clock = Clock()
+    pace = SourcePace(start=100.0, clock=clock)
+    pace.limited(clock.t, None, "a")  # slow start over: 70/s learned
+    drive(pace, clock, 1.0)
+    learned = pace.rate
+    assert learned > 70.0
+    pace.set_cap(2.0, "pace cap 2/s set by an operator")
+    drive(pace, clock, 5.0)
+    assert pace.rate == 2.0
+    pace.set_cap(30.0, "pace cap 30/s set by an operator")
+    assert pace.rate == 30.0
+    pace.set_cap(None, "pace cap cleared by an operator")
+    assert pace.rate == learned and "back from 30.0/s to" in pace.view().reason
+    drive(pace, clock, 2.0)
+    assert learned < pace.rate <= learned + 2 * 0.06 * 70.0  # grows by the steps learned before the cap
+    pace.set_cap(2.0, "pace cap 2/s set by an operator")
+    clock.t += 1
+    pace.limited(clock.t, None, "b")  # 429 at 2/s: the limit is lower than anything learned before
+    pace.set_cap(None, "pace cap cleared by an operator")
+    assert pace.rate == 2.0 * DECREASE
+
+
 def test_max_rate_and_a_proxy_rate_are_optional_caps_in_the_config():
     s = Settings()
     assert s.source.max_rate is None and s.proxies.rate is None  # default: found by the engine

@@ -118,6 +118,9 @@ class SourcePace:
         self._slow_start = True
         self._scale = self._rate  # the additive increase is INCREASE of this per second
         self._met = math.inf  # the rate that met the last 429 (see PLATEAU)
+        #: (rate, scale) learned before a cap cut the rate: the engine's own pace, back when the cap
+        #: goes or rises (a 429 meanwhile forgets it: the limit said something newer)
+        self._uncapped: tuple[float, float] | None = None
         self._shared_at = -math.inf  # when other workers on the key last set the scale
         self._last_cut = -math.inf
         self._last_cut_by = ""
@@ -201,6 +204,7 @@ class SourcePace:
                 self._rate = self._bounded(before * (DECREASE_FIRST if self._slow_start else DECREASE))
             self._last_cut = now
             self._slow_start = False
+            self._uncapped = None
             self._cuts += 1
             self._reason = (f"429 at {before:.1f}/s: cut to {self._rate:.1f}/s"
                             + (f", Retry-After {retry_after:.1f} s" if retry_after else ""))
@@ -212,18 +216,27 @@ class SourcePace:
         with self._lock:
             self._rate = self._bounded(rate)
             self._scale = self._rate
+            self._uncapped = None
             self._slow_start = False
             self._reason = reason
             self._changed_at = self._clock()
 
     def set_cap(self, cap: float | None, reason: str) -> None:
-        """A new cap while running (the pace-cap knob): the rate is bounded by it at once."""
+        """A new cap while running (the pace-cap knob): the rate is bounded by it at once. The rate
+        and the step of growth it cut are kept: when the cap is cleared or raised, the pace goes
+        back to them (as far as the new cap allows), not up from the cap by 5 % of the cap a second."""
         with self._lock:
-            self.cap = cap
             before = self._rate
-            self._rate = self._bounded(before)
-            self._scale = min(self._scale, self._rate)
-            self._reason = reason + (f": {before:.1f}/s cut to {self._rate:.1f}/s" if self._rate < before else "")
+            rate, scale = self._uncapped if self._uncapped is not None else (self._rate, self._scale)
+            self.cap = cap
+            self._rate = self._bounded(rate)
+            self._scale = min(scale, self._rate)
+            self._uncapped = (rate, scale) if self._rate < rate else None
+            if self._rate < before:
+                reason += f": {before:.1f}/s cut to {self._rate:.1f}/s"
+            elif self._rate > before:
+                reason += f": back from {before:.1f}/s to {self._rate:.1f}/s, the pace learned before the cap"
+            self._reason = reason
             self._changed_at = self._clock()
 
     def bound(self) -> bool:

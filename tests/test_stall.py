@@ -263,3 +263,44 @@ def test_the_consoles_proxies_pane_shows_an_auth_rejected_proxy_uncut_and_red():
     state, error = render_proxy(cells)[1], render_proxy(cells)[-1]
     assert state.plain == "rejected" and "red" in str(state.style), (state.plain, state.style)
     assert error.plain.startswith("SOCKS5 proxy authentication failed") and "red" in str(error.style)
+
+
+def test_run_without_proxies_whose_source_answers_407_pauses_at_once_and_says_why(tmp_path, story_server):
+    """A 407 to a request sent direct is no proxy's refusal: the direct route was marked
+    auth_rejected, never tried again, and nothing said why, so `run` hung forever (its stall
+    watch saw no reason). Now it is the source's auth failure, like a 401: the batch pauses
+    with the reason and `run` ends at once, exit 1. Default settings."""
+    srv = story_server(lambda u, n: Reply(407, {"error": "proxy auth"}))
+    cfg = write(tmp_path / "c.toml", "[source]\nkind = \"http\"\n"
+                f"url = \"{srv.base}/stories?u={{username}}\"\nitems = \"items\"\nstory_id = \"pk\"\n"
+                f"taken_at = \"taken_at\"\nhealth_url = \"{srv.base}/health\"\n")
+    plist = write(tmp_path / "p.txt", "a.one\nb.two\nc.three\n")
+    db = tmp_path / "s.db"
+    r = cli_subprocess("run", plist, "--config", cfg, "--db", db, env={"STORYCHECK_LOG_DIR": str(tmp_path / "logs")},
+                       timeout=30)
+    assert r.code == 1, r.err[-3000:]
+    assert "paused: the story source refused the credentials (HTTP 407)" in r.out, r.out
+    assert "with no proxy configured" in r.out and "3 profiles not checked yet (batch is paused)" in r.out, r.out
+    log = log_files(tmp_path / "logs")
+    assert "PROXY_AUTH_REJECTED" not in log and "proxies add" not in log + r.err
+    jobs, proxy_rows, _ = rows(db)
+    assert {(j.state, j.attempts) for j in jobs} == {("pending", 0)} and proxy_rows == []
+
+
+def test_the_blocked_reason_names_the_direct_route_when_it_cannot_be_used():
+    """Without proxies, a direct route cooling or dead (a ``proxy_blocked`` rule's failures)
+    was never named: blocked_reason said None, and `run`'s stall limit restarted every tick."""
+    from storycheck_tui.config import ProxySettings
+    from storycheck_tui.engine import blocked
+    from storycheck_tui.engine.proxies import ProxyPool
+
+    pool = ProxyPool([], ProxySettings(dead_after=2))
+    assert pool.direct
+    assert pool.failure("direct", "proxy authentication required (407)", auth=True) == "cooling"  # not auth_rejected
+    reason = blocked.blocked_reason(pool.views(), direct=True, waiting_for_proxy=True, circuit=None, retry_after=0.0)
+    assert reason == "cannot send direct (no proxies): direct cooling (proxy authentication required (407))", reason
+    pool.retry("direct")
+    pool.failure("direct", "the proxy is blocked (HTTP 403)")
+    assert pool.state_of("direct") == "dead"
+    assert blocked.blocked_reason(pool.views(), direct=True, waiting_for_proxy=False, circuit=None,
+                                  retry_after=0.0) == "cannot send direct (no proxies): direct dead (the proxy is blocked (HTTP 403))"

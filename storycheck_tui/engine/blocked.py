@@ -10,12 +10,14 @@ from collections import Counter
 from typing import Sequence
 
 from storycheck_tui.engine.breaker import CLOSED, BreakerView
-from storycheck_tui.engine.proxystate import ProxyView, STUCK
+from storycheck_tui.engine.proxystate import DEAD, ProxyView, STUCK
 
 #: proxies named one by one in a reason; a larger pool is summed up by state
 NAMED = 5
 #: a Retry-After wait shorter than this is ordinary pacing, not worth a reason
 RETRY_AFTER_WORTH_SAYING = 1.0
+#: states of a route that only a validation or an operator can make usable again
+UNUSABLE = (DEAD, *STUCK)
 
 
 def proxies_reason(views: Sequence[ProxyView]) -> str:
@@ -30,6 +32,12 @@ def proxies_reason(views: Sequence[ProxyView]) -> str:
     return "no usable proxy: " + "; ".join(shown)
 
 
+def direct_reason(views: Sequence[ProxyView]) -> str:
+    """``cannot send direct: direct STATE (LAST ERROR)`` (a pool without proxies)."""
+    shown = "; ".join(f"{v.label} {v.state}" + (f" ({v.last_error})" if v.last_error else "") for v in views)
+    return f"cannot send direct (no proxies): {shown}"
+
+
 def hopeless(views: Sequence[ProxyView]) -> bool:
     """No proxy can come back by itself: each is auth_rejected or disabled (or none is left)."""
     return all(v.state in STUCK for v in views)
@@ -37,8 +45,16 @@ def hopeless(views: Sequence[ProxyView]) -> bool:
 
 def blocked_reason(views: Sequence[ProxyView], *, direct: bool, waiting_for_proxy: bool,
                    circuit: BreakerView | None, retry_after: float) -> str | None:
-    """The reason nothing can be sent, or None when checks can go out."""
-    if not direct and (waiting_for_proxy or hopeless(views)):
+    """The reason nothing can be sent, or None when checks can go out.
+
+    Without proxies the pool's one route is the direct one: when it cannot be used (cooling
+    or dead after failures a ``proxy_blocked`` rule reported, or disabled) it is named too, so
+    a `run` without proxies reaches its stall limit with a reason.
+    """
+    if direct:
+        if waiting_for_proxy or any(v.state in UNUSABLE for v in views):
+            return direct_reason(views)
+    elif waiting_for_proxy or hopeless(views):
         return proxies_reason(views)
     if circuit is not None and circuit.state != CLOSED:
         when = f"next probe in {circuit.next_probe_in:.0f} s" if circuit.next_probe_in is not None else "probing"
@@ -48,4 +64,4 @@ def blocked_reason(views: Sequence[ProxyView], *, direct: bool, waiting_for_prox
     return None
 
 
-__all__ = ["blocked_reason", "hopeless", "proxies_reason"]
+__all__ = ["blocked_reason", "direct_reason", "hopeless", "proxies_reason"]

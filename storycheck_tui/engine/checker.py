@@ -5,7 +5,8 @@ Retry policy (tenacity, a fresh ``Retrying`` per check so statistics are never s
 * ``RateLimited`` is not the profile's fault: the proxy is slowed and blocked for
   ``Retry-After``, and the next try goes through another route; it spends no attempt.
 * ``ProxyFailed`` fails over to another proxy; it spends no attempt either. A proxy that
-  refused its credentials (``ProxyAuthRejected``) is marked ``auth_rejected`` at once.
+  refused its credentials (``ProxyAuthRejected``) is marked ``auth_rejected`` at once. A 407
+  to a request sent direct is the source's ``AuthFailed``: the batch pauses.
 * ``SourceUnavailable`` and ``BadResponse`` spend one of ``max_attempts``, with
   exponential backoff and full jitter between tries.
 * The total ``deadline`` bounds every check, waits included.
@@ -171,6 +172,8 @@ class Checker:
                        f"{prog.job.username}: rate limited via {route.label}{wait}", details=details)
             raise
         except ProxyFailed as err:
+            if route.url is None and isinstance(err, ProxyAuthRejected):
+                raise _direct_407(err) from err
             prog.last_error = err
             state = self.pool.failure(route.key, err.message, auth=isinstance(err, ProxyAuthRejected), url=route.url)
             prog.exclude.add(route.key)
@@ -276,6 +279,14 @@ class Checker:
         logs.event(level, event, message, batch_id=prog.job.batch_id, job_id=prog.job.id,
                    username=prog.job.username, proxy=prog.route.label if prog.route else None,
                    attempt=prog.tries, status=err.status, error_type=type(err).__name__, **extra)
+
+
+def _direct_407(err: ProxyAuthRejected) -> AuthFailed:
+    """A 407 to a request sent direct: no proxy of ours refused anything; the source (or a proxy
+    on this machine's network) wants credentials storycheck does not have. Retrying is
+    pointless, like a 401: the batch pauses with the reason."""
+    return AuthFailed(f"{err.message} with no proxy configured: the source, or a proxy on this machine's "
+                      f"network, wants proxy credentials", status=err.status, proxy=err.proxy)
 
 
 def _replay(first: Exception, try_once):

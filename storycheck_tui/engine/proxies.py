@@ -224,6 +224,8 @@ class ProxyPool:
     def failure(self, key: str, error: str, *, auth: bool = False, url: str | None = None) -> str:
         """The proxy failed (connect, tunnel, ban): cooling with a growing cooldown, or dead;
         with ``auth`` (it refused its credentials: 407, SOCKS5 auth) ``auth_rejected`` at once.
+        The direct route is never ``auth_rejected``: it has no credentials, and nothing would
+        ever try it again; its ``auth`` failure is an ordinary one.
 
         ``error`` must already be scrubbed of secrets. Returns the route's new state
         (``disabled`` for a disabled or unknown/removed key). Failures reported while the
@@ -236,7 +238,7 @@ class ProxyPool:
             e = self._entries.get(key)
             if e is None:
                 return DISABLED
-            if auth:
+            if auth and e.route.url is not None:  # the direct route has no credentials to refuse
                 if url is None or url == e.route.url:
                     self._change(e, e.reject(error))
                 return e.state
@@ -343,7 +345,7 @@ class ProxyPool:
                 self._cond.notify_all()
                 return
             error = error or "validation failed"
-            if auth:
+            if auth and e.route.url is not None:  # the direct route has no credentials to refuse
                 if url is None or url == e.route.url:  # not credentials replaced meanwhile
                     self._change(e, e.reject(error))
                 return

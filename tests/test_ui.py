@@ -410,6 +410,38 @@ async def test_focus_changes_and_zoom_do_not_draw_the_log_lines_again(sample, mo
 
 
 @async_test
+async def test_a_growing_log_scrolls_without_laying_out_the_screen(sample, monkeypatch):
+    """Issue 14.15: each redraw that added log lines set the log's virtual size, a change that
+    lays out the whole screen (a frame of ~12 ms instead of ~4 under load, 4 times a second
+    while the log grows). The log's size is the stylesheet's: it scrolls on, its scrollbar
+    follows, and nothing is laid out (the old code asked for a layout at every add)."""
+    layouts: list[str] = []
+    real = LogView.refresh
+
+    def refresh(self, *regions, layout=False, **kw):
+        if layout:
+            layouts.append("layout")
+        return real(self, *regions, layout=layout, **kw)
+
+    store, make = sample
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        pane = app.main.query_one(LogPane)
+        view = pane.target()
+        monkeypatch.setattr(LogView, "refresh", refresh)
+        for n in range(3):
+            pane.add([LogEntry(seq=1000 + 50 * n + i, created=FIXED_NOW + n, level="INFO", logger="storycheck",
+                               event="CHECKED", message=f"line {n}-{i}") for i in range(50)])
+            await pilot.pause()
+        assert not layouts
+        assert view.virtual_size.height == len(view.shown) > view.size.height
+        assert view.scroll_y == view.max_scroll_y > 0  # following: at the end
+        assert view.vertical_scrollbar.window_virtual_size == len(view.shown)
+        assert "line 2-49" in screen_text(app)
+
+
+@async_test
 async def test_slash_filters_the_focused_pane(sample):
     store, make = sample
     app = make()

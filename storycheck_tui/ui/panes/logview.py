@@ -150,7 +150,24 @@ class LogView(ScrollView, can_focus=True):
         self.refresh()
 
     def _resize(self) -> None:
-        self.virtual_size = Size(self._width, len(self.shown))
+        size = Size(self._width, len(self.shown))
+        if size == self.virtual_size:
+            return
+        styles = self.styles
+        if not self.size or styles.overflow_y != "scroll" or (
+                styles.overflow_x == "auto" and styles.scrollbar_size_horizontal):
+            self.virtual_size = size  # a layout: the scrollbars may come or go
+            return
+        # ``virtual_size`` lays out the whole screen when it changes (a frame of ~12 ms
+        # instead of ~4 under load, at every redraw while the log grows). The log's own size
+        # is the stylesheet's and its scrollbars stay as they are (the vertical one always
+        # shown, the horizontal one 0 cells high): only its scroll range and the vertical
+        # scrollbar's thumb change.
+        self.set_reactive(LogView.virtual_size, size)
+        self.vertical_scrollbar.window_virtual_size = size.height
+        self.scroll_y = self.validate_scroll_y(self.scroll_y)
+        self.scroll_x = self.validate_scroll_x(self.scroll_x)
+        self.refresh()
 
     def _to_end(self) -> None:
         self._programmatic = True

@@ -4,7 +4,10 @@ records that reached the database (the ``batch_log`` table), each record once.
 The ring is drained on every redraw; the table is tailed by id with the other database
 reads, about once a second. A record of this process is in both (the engine's writer stores
 what has a batch id): it is shown from the ring, at once, and recognised when it comes back
-from the table by its time and text. Records of `storycheck worker` processes and of CLI
+from the table by its text and a time within :data:`MATCH_WINDOW` of its own, each record
+standing for one row. Not by the exact time: a result's row is stamped with the database
+clock when its transaction began, the record with this process's clock after the commit
+(a busy commit takes seconds; a PostgreSQL server's clock is another host's). Records of `storycheck worker` processes and of CLI
 commands (pause, cancel, …) come only from the table.
 
 Owned by the UI thread (the app calls it from its redraw and from the answer of a read).
@@ -26,6 +29,9 @@ DB_TAIL_LIMIT = 2000
 DB_TAIL_START = 300
 #: how many of this process's records are remembered to recognise them in the table
 REMEMBER = 50_000
+#: a table row and a record of this process with the same text are one record if their times
+#: are at most this far apart (seconds)
+MATCH_WINDOW = 60.0
 
 
 class LogFeed:
@@ -33,8 +39,8 @@ class LogFeed:
         self.ring = ring
         self.ring_seq = 0
         self.db_after: int | None = None  # the last batch_log id shown (None: not started)
-        self._mine: deque[tuple[float, str]] = deque()
-        self._mine_set: set[tuple[float, str]] = set()
+        self._mine: deque[tuple[float, str]] = deque()  # (time, text) of the last REMEMBER records
+        self._unmatched: dict[str, list[float]] = {}  # text -> times of those not yet seen in the table
 
     def from_ring(self) -> list[LogEntry]:
         """New records of this process, with a gap line where some were skipped."""
@@ -50,14 +56,31 @@ class LogFeed:
             out.append(gap_entry(new[0].seq - self.ring_seq - 1, new[0]))
         out.extend(new)
         self.ring_seq = new[-1].seq
-        mine, mine_set = self._mine, self._mine_set
+        mine, unmatched = self._mine, self._unmatched
         for e in new:
-            key = (e.created, e.message)
-            mine.append(key)
-            mine_set.add(key)
+            mine.append((e.created, e.message))
+            unmatched.setdefault(e.message, []).append(e.created)
         while len(mine) > REMEMBER:
-            mine_set.discard(mine.popleft())
+            created, message = mine.popleft()
+            times = unmatched.get(message)
+            if times and created in times:
+                times.remove(created)
+                if not times:
+                    del unmatched[message]
         return out
+
+    def _is_mine(self, created: float, message: str) -> bool:
+        """Whether a table row is a record this process showed (each record matches one row)."""
+        times = self._unmatched.get(message)
+        if not times:
+            return False
+        for i, t in enumerate(times):
+            if abs(t - created) <= MATCH_WINDOW:
+                del times[i]
+                if not times:
+                    del self._unmatched[message]
+                return True
+        return False
 
     def from_db(self, lines: list[LogLine]) -> tuple[list[LogEntry], bool]:
         """The rows of a tail read that this process did not show already, and whether the
@@ -67,9 +90,8 @@ class LogFeed:
                 self.db_after = 0
             return [], False
         self.db_after = lines[-1].id
-        mine = self._mine_set
         out = [LogEntry(seq=-1, created=ln.created, level=ln.level, logger="storycheck", event=ln.event,
                         message=ln.message, username=ln.username, proxy=ln.proxy, details=ln.details or None,
                         traceback=ln.traceback)
-               for ln in lines if (ln.created, ln.message) not in mine]
+               for ln in lines if not self._is_mine(ln.created, ln.message)]
         return out, len(lines) >= DB_TAIL_LIMIT

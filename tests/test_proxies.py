@@ -561,6 +561,23 @@ def test_an_operator_enable_or_retry_gives_an_auth_rejected_proxy_another_try_an
     assert pool.state_of("p0") == UNCHECKED
 
 
+def test_an_auth_rejected_proxy_failing_for_another_reason_stays_auth_rejected():
+    """Its credentials were never accepted: a retry whose validation fails for another reason
+    (the proxy is down), or a failure of a request in flight when it was refused, must not
+    move it to cooling, from where checks would go through it with the same credentials."""
+    pool, clock = make_pool(1)
+    refused = "SOCKS5 proxy authentication failed: Invalid username/password"
+    pool.failure("p0", refused, auth=True)
+    assert pool.failure("p0", "proxy connection failed: Connection refused (ConnectError)") == AUTH_REJECTED
+    pool.retry("p0")
+    assert [r.key for r in pool.due_for_validation()] == ["p0"]
+    pool.validated("p0", False, None, "proxy connection failed: Connection refused (ConnectError)")
+    assert (pool.state_of("p0"), view(pool, "p0").last_error) == (AUTH_REJECTED, refused)
+    clock.advance(600.0)
+    assert pool.due_for_validation() == [] and pool.acquire() is None
+    assert view(pool, "p0").failures == 3
+
+
 def test_retry_after_wait_says_how_long_every_usable_proxy_is_blocked():
     pool, clock = make_pool(2, rate=None)
     assert pool.retry_after_wait() == 0.0

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from helpers import (
-    REPO, Engine, Reply, cli, cli_subprocess, fast_settings, free_port, logsetup, sim_source, start_pproxy,
+    REPO, Engine, Reply, cli, cli_subprocess, fast_settings, free_port, logsetup, sim_source, start_pproxy, stays,
     stop_process, story_server, wait_for,
 )
 from storycheck_tui.inputs.proxies import parse_proxy_line
@@ -304,3 +304,32 @@ def test_the_blocked_reason_names_the_direct_route_when_it_cannot_be_used():
     assert pool.state_of("direct") == "dead"
     assert blocked.blocked_reason(pool.views(), direct=True, waiting_for_proxy=False, circuit=None,
                                   retry_after=0.0) == "cannot send direct (no proxies): direct dead (the proxy is blocked (HTTP 403))"
+
+
+def test_a_retry_of_an_auth_rejected_proxy_that_is_down_keeps_it_auth_rejected(tmp_path, logsetup):
+    """The console's r on a proxy whose credentials were refused, while the proxy is down
+    (connection refused): the validation fails for another reason, and the proxy went to
+    cooling, so checks were sent through it with the same refused credentials. Its credentials
+    were never accepted: it stays auth_rejected, its error still the refusal."""
+    port = free_port()
+    proc = start_pproxy(f"socks5://127.0.0.1:{port}#{SOCKS_USER}:{SOCKS_PW}", "--auth", "0")
+    try:
+        with Simulator(SimConfig(rate=0)) as sim:
+            with Engine(tmp_path, fast_settings(sim_source(sim)), ["d.one", "d.two"],
+                        proxies=[f"socks5://{SOCKS_USER}:{WRONG_PW}@127.0.0.1:{port}"]) as eng:
+                pool = eng.runner.pool
+                key = pool.views()[0].key
+                wait_for(lambda: pool.state_of(key) == "auth_rejected", 10, "the proxy to be auth_rejected")
+                stop_process(proc)  # the proxy is down now
+                before = pool.views()[0].failures
+                eng.runner.retry_proxy(key)
+                wait_for(lambda: pool.views()[0].failures > before, 10, "the validation to fail")
+                view = pool.views()[0]
+                assert view.state == "auth_rejected", view
+                assert "Invalid username/password" in view.last_error, view.last_error
+                # not handed out, and no later validation or failure moves it (cooldowns are 0.2 s here)
+                stays(lambda: pool.state_of(key) == "auth_rejected" and pool.acquire() is None, 0.6,
+                      "the proxy to stay auth_rejected and out of rotation")
+            assert sim.stats()["identities"]["direct"]["requests"] == 0
+    finally:
+        stop_process(proc)

@@ -243,6 +243,9 @@ class ProxyPool:
                     self._change(e, e.reject(error))
                 return e.state
             now = self._clock()
+            if e.state == AUTH_REJECTED:  # its credentials were never accepted: a later failure is not news
+                e.failures += 1
+                return e.state
             if e.state == DEAD or (e.state == COOLING and e.cooldown_until is not None and now < e.cooldown_until):
                 e.failures += 1
                 e.last_error = error
@@ -325,7 +328,8 @@ class ProxyPool:
         """The validator's verdict on ``key``: ok -> healthy; not ok -> longer cooldown or dead;
         refused credentials (``auth``) -> auth_rejected.
 
-        A disabled route keeps its state (only latency/error are recorded).
+        A disabled route keeps its state (only latency/error are recorded); so does an
+        auth_rejected one whose validation failed for another reason than its credentials.
         """
         with self._cond:
             e = self._entries.get(key)
@@ -351,6 +355,12 @@ class ProxyPool:
                 return
             if e.state == DISABLED:
                 e.last_error = error
+                return
+            if e.state == AUTH_REJECTED:
+                # an operator's retry that failed for another reason (the proxy is down): its
+                # credentials were never accepted, so checks must not go through it; it stays
+                # auth_rejected, its last error still the refusal
+                e.failures += 1
                 return
             if e.state == DEAD:
                 e.failures += 1

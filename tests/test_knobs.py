@@ -371,6 +371,55 @@ def test_k_sets_the_knobs_for_every_worker_and_a_read_only_console_refuses(tmp_p
         store.close()
 
 
+def test_the_knobs_form_sets_nothing_until_it_has_read_the_knobs_in_force(tmp_path):
+    """The form's fields are empty until the knobs in force are read: Set (button or ctrl+s)
+    stays off until then, and says why when the read failed (here: the knob table renamed
+    away while the console runs). Before, ctrl+s then cleared both knobs."""
+    import asyncio
+    import sqlite3
+
+    from textual.widgets import Button
+
+    from storycheck_tui.ui.modals.knobs import KnobsScreen
+
+    store, runner, app = _console(tmp_path)
+
+    def rename(old: str, new: str) -> None:
+        con = sqlite3.connect(tmp_path / "console.db")
+        try:
+            con.execute(f"ALTER TABLE {old} RENAME TO {new}")
+            con.commit()
+        finally:
+            con.close()
+
+    async def run() -> None:
+        knobs.set_knob(store, knobs.THREADS, 12)
+        knobs.set_knob(store, knobs.PACE_CAP, 30)
+        async with app.run_test(size=(120, 40), notifications=True) as pilot:
+            await _until(pilot, lambda: "knobs: pace cap 30/s" in _screen(app), "the knobs in force")
+            rename("knob", "knob_away")
+            await pilot.press("K")
+            await _until(pilot, lambda: isinstance(app.screen, KnobsScreen), "the knobs form")
+            form = app.screen
+            await _until(pilot, lambda: "could not read the knobs in force" in _screen(app), "the read's failure")
+            assert form.query_one("#submit", Button).disabled
+            rename("knob_away", "knob")  # a Set now would write the empty fields
+            await pilot.press("ctrl+s")
+            await _until(pilot, lambda: "not read yet" in _screen(app), "the refusal")
+            assert app.screen is form and knobs.read(store) == knobs.Knobs(pace_cap=30.0, threads=12)
+            await pilot.press("escape")
+            await pilot.press("K")  # read this time: filled, and Set is on
+            await _until(pilot, lambda: isinstance(app.screen, KnobsScreen) and app.screen is not form, "the form")
+            await _until(pilot, lambda: app.screen.query_one("#threads").value == "12", "the knobs in force")
+            assert not app.screen.query_one("#submit", Button).disabled
+
+    try:
+        asyncio.run(run())
+    finally:
+        runner.stop(0)
+        store.close()
+
+
 def test_the_status_bar_says_why_this_consoles_engine_can_send_nothing():
     """The engine's blocked reason (no usable proxy, circuit open, Retry-After) comes first on
     the status bar's second line, with this engine's pace added to the other workers'."""

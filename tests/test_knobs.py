@@ -176,6 +176,38 @@ def test_raising_the_threads_knob_raises_how_many_jobs_a_worker_holds(tmp_path):
         server.close()
 
 
+def test_run_and_worker_say_the_knobs_in_force_when_they_start(tmp_path, capsys):
+    """Knobs stay in the database: a later `run` or `worker` takes them in place of --workers
+    and max_rate, so each says them (and how to clear them) on stderr at start; nothing when
+    none is set. (One SQLite file: the line comes from the knob rows, read alike on both.)"""
+    db_url = str(tmp_path / "sc.db")
+    server = StoryServer(lambda u, n: Reply())
+    config = tmp_path / "sc.toml"
+    config.write_text(f'[source]\nurl = "{server.base}/stories?u={{username}}"\nitems = "items"\n'
+                      f'health_url = "{server.base}/health"\n')
+    profiles = tmp_path / "p.txt"
+    profiles.write_text("ann\nbob\n")
+    db = ("--db", db_url, "--config", str(config))
+    from storycheck_tui.cli.knobs import in_force_line
+
+    try:
+        s = open_store(db_url)
+        try:
+            assert in_force_line(s) is None  # no line without knobs
+        finally:
+            s.close()
+        assert cli(capsys, "set", "threads", "1", "--db", db_url).code == 0
+        assert cli(capsys, "set", "pace-cap", "50", "--db", db_url).code == 0
+        said = ("knobs in force: threads 1, pace cap 50/s "
+                "(storycheck set threads default / storycheck set pace-cap default to clear)")
+        r = cli(capsys, "run", str(profiles), *db)
+        assert r.code == 0 and r.err.count(said) == 1, r.err
+        r = cli(capsys, "worker", "--until-idle", *db)  # 1.8 s: idle for a second before it stops
+        assert r.code == 0 and r.err.count(said) == 1, r.err
+    finally:
+        server.close()
+
+
 def test_a_version_6_database_gets_the_knob_table_and_the_worker_facts(db_url):
     """Versions 7 (knobs, pace reason, circuit) and 8 (why a worker can send nothing) on open."""
     from playhouse.migrate import SchemaMigrator, migrate

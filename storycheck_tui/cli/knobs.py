@@ -45,6 +45,20 @@ def set_command(args: Namespace) -> int:
     return 0
 
 
+def in_force_line(store: Store) -> str | None:
+    """One stderr line for `run` and `worker` at start: the knobs set in the database (they
+    outlive the command that set them and replace --workers and [source] max_rate), and how to
+    clear them; None when none is set."""
+    k = knobs.read(store)
+    said = [(knobs.THREADS, f"threads {k.threads}") if k.threads is not None else None,
+            (knobs.PACE_CAP, f"pace cap {k.pace_cap:g}/s") if k.pace_cap is not None else None]
+    set_ = [x for x in said if x is not None]
+    if not set_:
+        return None
+    clear = " / ".join(f"storycheck set {name} default" for name, _ in set_)
+    return f"knobs in force: {', '.join(text for _, text in set_)} ({clear} to clear)"
+
+
 def pause_all(store: Store) -> int:
     """Pause every queued or running batch, as the console's P does; prints what it did."""
     ids = [b.id for b in ops.list_batches(store) if b.state in CLAIMABLE]

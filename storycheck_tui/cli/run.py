@@ -17,6 +17,7 @@ from argparse import Namespace
 from storycheck_tui import logs
 from storycheck_tui.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from storycheck_tui.cli.common import create_batch_from, import_proxies, read_profiles, settings_from, start_logging
+from storycheck_tui.cli.knobs import in_force_line
 from storycheck_tui.cli.progress import Progress, fmt_duration
 from storycheck_tui.engine.wiring import Engine, build_monitor, open_engine
 from storycheck_tui.states import BatchState
@@ -72,6 +73,7 @@ def run_command(args: Namespace) -> int:
         return [create_batch_from(store, args, plist)]
 
     with open_engine(settings, log, db=getattr(args, "db", None), prepare=prepare) as engine:
+        _say_knobs(engine.store)
         return _drive(engine, settings.engine.grace_seconds)
 
 
@@ -193,6 +195,7 @@ def worker_command(args: Namespace) -> int:
             if monitor:
                 monitor.start()
             print(f"worker {runner.worker_id}: {runner.threads} check threads on {engine.store.display}", file=sys.stderr)
+            _say_knobs(engine.store)
             idle_since = None
             stall = _Stall(runner, settings.engine.stall_limit)
             stalled = said_hopeless = False
@@ -226,6 +229,13 @@ def worker_command(args: Namespace) -> int:
             print("storycheck: the worker stopped on an internal error; the log has the traceback", file=sys.stderr)
             return EXIT_FAILED
         return EXIT_INTERRUPTED if stop.event.is_set() and stop.signal == signal.SIGINT else EXIT_OK
+
+
+def _say_knobs(store: Store) -> None:
+    """The runtime knobs in force, if any: set once, they stay in the database for later runs."""
+    line = in_force_line(store)
+    if line:
+        print(line, file=sys.stderr)
 
 
 def _say_hopeless(worker_id: str, reason: str | None) -> None:

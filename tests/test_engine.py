@@ -85,7 +85,7 @@ def test_a_huge_retry_after_is_capped_at_max_cooldown_with_default_settings():
 
     settings = ProxySettings()
     pool = ProxyPool([], settings)  # direct: one route for every profile
-    assert pool.rate_limited(DIRECT.key, 1e12) == settings.max_cooldown
+    assert pool.rate_limited(DIRECT.key, 1e12).blocked_for == settings.max_cooldown
     assert pool.next_ready_in() <= settings.max_cooldown
 
 

@@ -13,7 +13,9 @@ from collections import Counter
 
 import pytest
 
-from storycheck_tui.config import ProxySettings
+from storycheck_tui.config import ProxySettings, RetrySettings
+from storycheck_tui.engine.checker import Checker
+from storycheck_tui.engine.pace import SourcePace
 from storycheck_tui.engine.pacing import TokenBucket
 from storycheck_tui.engine import blocked
 from storycheck_tui.engine.breaker import BreakerView
@@ -21,6 +23,9 @@ from storycheck_tui.engine.proxies import (
     AUTH_REJECTED, COOLING, DEAD, DISABLED, HEALTHY, UNCHECKED, ProxyPool, ProxyView,
 )
 from storycheck_tui.sources.base import DIRECT, Route
+from storycheck_tui.sources.http import HttpSource
+from storycheck_tui.store.queue import Claimed
+from helpers import Reply, story_server  # noqa: F401  (fixture)
 
 
 class Clock:
@@ -576,6 +581,30 @@ def test_an_auth_rejected_proxy_failing_for_another_reason_stays_auth_rejected()
     clock.advance(600.0)
     assert pool.due_for_validation() == [] and pool.acquire() is None
     assert view(pool, "p0").failures == 3
+
+
+def test_with_a_configured_rate_a_429_for_the_whole_key_cuts_the_sources_pace(story_server):
+    """[proxies] rate = 20/s, one route sending at 7.5/s (below half its pace): a 429 there is
+    the source's key's, and the source's pace must be cut. The pool halved the route's rate
+    first and the checker asked afterwards, so 7.5/s looked near the halved 10/s and the 429
+    was blamed on the IP: the source's pace was almost never cut. Real checks through a
+    loopback server; the source's pace starts at 50/s (default 5/s) so it never holds back
+    the 7.5/s this test sends at."""
+    srv = story_server(lambda u, n: Reply(429) if u == "limited" and n == 1 else Reply())
+    pool = ProxyPool([], ProxySettings(rate=20.0, burst=2.0))
+    pace = SourcePace(start=50.0)
+    source = HttpSource(srv.source())
+    checker = Checker(source, pool, RetrySettings(deadline=10.0), pace=pace)
+    try:
+        for i in range(10):
+            assert checker.check(Claimed(i, 1, f"u{i}", 0, 1)).state == "succeeded"
+            time.sleep(1 / 7.5)  # the send rate under test
+        assert pace.view().cuts == 0
+        assert checker.check(Claimed(99, 1, "limited", 0, 1)).state == "succeeded"  # answered on its second try
+    finally:
+        source.close()
+    assert srv.count("limited") == 2
+    assert pace.view().cuts == 1 and pace.rate < 50.0, pace.view()
 
 
 def test_retry_after_wait_says_how_long_every_usable_proxy_is_blocked():

@@ -150,8 +150,8 @@ class Checker:
         try:
             outcome = self.source.check(prog.job.username, route)
         except RateLimited as err:
-            blocked = self.pool.rate_limited(route.key, err.retry_after, prog.sent_at)
-            if not self.pool.ip_limited(route.key):  # the proxy's IP is limited, not the key
+            blocked, ip_limited = self.pool.rate_limited(route.key, err.retry_after, prog.sent_at)
+            if not ip_limited:  # a limit for the source's key: its pace is cut, not only the route's
                 self.pace.limited(prog.sent_at, None, prog.job.username)
             prog.exclude.add(route.key)
             if route.url is not None and err.retry_after is not None and err.retry_after >= BAN_SECONDS:

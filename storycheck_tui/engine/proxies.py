@@ -23,7 +23,7 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 from storycheck_tui.config import ProxySettings
 from storycheck_tui.engine import pacing
@@ -35,6 +35,13 @@ from storycheck_tui.engine.proxystate import (
 )
 from storycheck_tui.sources.base import DIRECT, Route
 from storycheck_tui.states import ProxyState
+
+class RateLimit(NamedTuple):
+    """What :meth:`ProxyPool.rate_limited` did with a 429."""
+
+    blocked_for: float  # seconds the route is blocked for
+    ip_limited: bool  # the 429 is the route's IP's, not the source's key's: the source's pace stays
+
 
 class ProxyPool:
     """Routes with per-route pacing and health; safe to share between many threads.
@@ -182,24 +189,30 @@ class ProxyPool:
                 self._change(e, e.to_healthy(reason))
                 self._cond.notify_all()  # only a transition can make a route usable sooner
 
-    def rate_limited(self, key: str, retry_after: float | None, sent_at: float | None = None) -> float:
+    def rate_limited(self, key: str, retry_after: float | None, sent_at: float | None = None) -> RateLimit:
         """A 429 through ``key`` (its request sent at ``sent_at``): cut its pace (a configured
-        rate halves; a learned one only when the 429 is its IP's, see :meth:`ip_limited`) and
-        block it for ``retry_after`` seconds.
+        rate halves; a learned one only when the 429 is its IP's) and block it for
+        ``retry_after`` seconds.
+
+        Whether the 429 is the route's IP's rather than the source's key's
+        (``engine/pacing.py``, ``ip_limited``) is decided before any cut: after a configured
+        rate halved, the route's send rate would look near the new, halved pace, and a limit
+        for the whole key would be blamed on the IP. Such a 429 cuts the route's pace, not the
+        source's; the caller cuts the source's when ``ip_limited`` is False.
 
         The source's ``Retry-After`` is untrusted: the block never exceeds ``max_cooldown``
         (the caller logs the cap). Without ``retry_after`` the block is one interval at the new
-        rate. Not a health failure: state, streak and counters are untouched. Returns
-        the seconds the route is blocked for.
+        rate. Not a health failure: state, streak and counters are untouched.
         """
         with self._cond:
             e = self._entries.get(key)
             if e is None:
-                return 0.0
+                return RateLimit(0.0, False)
             e.bucket.limited()
+            ip = self._ip_limited(e)
             if not e.bucket.learns:
                 rate = e.bucket.cut()
-            elif self._ip_limited(e):
+            elif ip:
                 rate = e.bucket.learn_cut(sent_at)
             else:
                 rate = e.bucket.rate
@@ -209,14 +222,7 @@ class ProxyPool:
                 wait = min(max(0.0, retry_after), self.settings.max_cooldown)
             if wait > 0:
                 e.bucket.block_until(self._clock() + wait)
-            return wait
-
-    def ip_limited(self, key: str) -> bool:
-        """Whether the latest 429s through ``key`` are its IP's rather than the source's key's
-        (``engine/pacing.py``, ``ip_limited``): such a 429 cuts the route's pace, not the source's."""
-        with self._cond:
-            e = self._entries.get(key)
-            return e is not None and self._ip_limited(e)
+            return RateLimit(wait, ip)
 
     def _ip_limited(self, e: RouteHealth) -> bool:
         return pacing.ip_limited(e.bucket, (o.bucket for o in self._entries.values() if o is not e))
@@ -527,6 +533,6 @@ class ProxyPool:
         return e.state
 
 
-__all__ = ["ProxyPool", "ProxyView", "is_usable", "LATENCY_HISTORY", "VALIDATION_LEASE", "UNCHECKED", "HEALTHY",
+__all__ = ["ProxyPool", "RateLimit", "ProxyView", "is_usable", "LATENCY_HISTORY", "VALIDATION_LEASE", "UNCHECKED", "HEALTHY",
            "COOLING", "DEAD", "DISABLED", "AUTH_REJECTED", "REASON_FIRST_SUCCESS", "REASON_RECOVERED", "REASON_VALIDATED",
            "REASON_DISABLED", "REASON_ENABLED"]

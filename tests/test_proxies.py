@@ -774,3 +774,42 @@ def test_hammer_pacing_never_hands_out_more_than_the_bucket_allows():
     for key in (f"p{i}" for i in range(n)):
         assert got[key] <= burst + rate * elapsed + 1
         assert got[key] >= rate * 0.2  # and pacing does let traffic through
+
+
+def test_a_stale_refusal_does_not_overwrite_credentials_renewed_meanwhile(tmp_path):
+    """Workers A and B both had a proxy's old password refused; A wrote auth_rejected, the
+    operator imported the proxy again with a new password (unchecked, new URL), and only then
+    B wrote its news: B's stale auth_rejected overwrote the renewed row, so the new, never
+    tried credentials were taken for refused. The refusal is written only while the row
+    still has the refused URL. Real SQLite file, real pools and syncs."""
+    from helpers import sqlite_store
+    from storycheck_tui.engine.proxysync import ProxySync, build_pool
+    from storycheck_tui.inputs.proxies import parse_proxy_line
+    from storycheck_tui.store import batches as ops
+    from storycheck_tui.store.models import Proxy
+
+    old, new = "http://user:0ld-pw-7@127.0.0.1:9", "http://user:N3w-pw-8@127.0.0.1:9"
+    store = sqlite_store(tmp_path)
+    try:
+        assert ops.add_proxies(store, [parse_proxy_line(old)]) == 1
+        workers = []
+        for _ in range(2):
+            pool = build_pool(store, ProxySettings())
+            workers.append((pool, ProxySync(store, pool)))
+        for pool, sync in workers:  # both had the old password refused
+            assert pool.failure("1", "proxy authentication required (407)", auth=True, url=old) == AUTH_REJECTED
+            for key, _state, _reason in pool.drain_changes():  # as the keeper does
+                sync.mark_changed(key)
+        (pool_a, sync_a), (pool_b, sync_b) = workers
+        sync_a.sync()
+        assert Proxy.get_by_id(1).state == AUTH_REJECTED
+        assert ops.add_proxies(store, [parse_proxy_line(new)]) == 1  # the operator renews the password
+        sync_b.sync()  # B's news, about the old URL, comes after
+        row = Proxy.get_by_id(1)
+        assert (row.state, row.url) == (UNCHECKED, new), (row.state, row.url)
+        assert row.failures == 2  # B's failure is still counted
+        assert (pool_b.state_of("1"), pool_b.route("1").url) == (UNCHECKED, new)  # B takes the new credentials
+        sync_a.sync()
+        assert (pool_a.state_of("1"), pool_a.route("1").url) == (UNCHECKED, new)
+    finally:
+        store.close()

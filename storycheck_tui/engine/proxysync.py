@@ -117,8 +117,10 @@ class ProxySync:
             if not key.isdigit():
                 continue
             ok0, bad0 = self._counts.get(key, (0, 0))
+            route = self.pool.route(key)
             news.append(ProxyNews(int(key), v.state, v.fail_streak, v.cooldown_until, v.last_error, v.last_latency_ms,
-                                  v.successes - ok0, v.failures - bad0, key in changed))
+                                  v.successes - ok0, v.failures - bad0, key in changed,
+                                  url=route.url if route is not None else None))
         ts, written = proxyhealth.write_news(self.store, news)
         for n in news:
             key = str(n.proxy_id)

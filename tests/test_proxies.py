@@ -584,21 +584,22 @@ def test_an_auth_rejected_proxy_failing_for_another_reason_stays_auth_rejected()
 
 
 def test_with_a_configured_rate_a_429_for_the_whole_key_cuts_the_sources_pace(story_server):
-    """[proxies] rate = 20/s, one route sending at 7.5/s (below half its pace): a 429 there is
+    """[proxies] rate = 30/s, one route sending at 9/s (below half its pace): a 429 there is
     the source's key's, and the source's pace must be cut. The pool halved the route's rate
-    first and the checker asked afterwards, so 7.5/s looked near the halved 10/s and the 429
+    first and the checker asked afterwards, so 9/s looked near the halved 15/s and the 429
     was blamed on the IP: the source's pace was almost never cut. Real checks through a
     loopback server; the source's pace starts at 50/s (default 5/s) so it never holds back
-    the 7.5/s this test sends at."""
+    the 9/s this test sends at. Measured over 0.5 s slots that is 7.5 to 12/s: above half
+    the halved rate (the old test), below half the configured one (the right test)."""
     srv = story_server(lambda u, n: Reply(429) if u == "limited" and n == 1 else Reply())
-    pool = ProxyPool([], ProxySettings(rate=20.0, burst=2.0))
+    pool = ProxyPool([], ProxySettings(rate=30.0, burst=2.0))
     pace = SourcePace(start=50.0)
     source = HttpSource(srv.source())
     checker = Checker(source, pool, RetrySettings(deadline=10.0), pace=pace)
     try:
         for i in range(10):
             assert checker.check(Claimed(i, 1, f"u{i}", 0, 1)).state == "succeeded"
-            time.sleep(1 / 7.5)  # the send rate under test
+            time.sleep(1 / 9)  # the send rate under test
         assert pace.view().cuts == 0
         assert checker.check(Claimed(99, 1, "limited", 0, 1)).state == "succeeded"  # answered on its second try
     finally:

@@ -442,6 +442,38 @@ async def test_a_growing_log_scrolls_without_laying_out_the_screen(sample, monke
 
 
 @async_test
+async def test_zoom_restyles_the_zoomed_pane_not_every_widget(sample, monkeypatch):
+    """Issue 14.15: Textual marks a zoom with a class on the screen, and a class change on the
+    screen restyled every widget on it (a third of a zoom's frame). Only the screen and the
+    zoomed pane are restyled now (the old code restyled the log at each `z` of the batches
+    pane); what the screen shows is the same (the snapshots, and the zoomed pane's size)."""
+    restyled: list[str] = []
+    real = LogView.notify_style_update
+
+    def counting(self):
+        restyled.append(self.id)
+        return real(self)
+
+    store, make = sample
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("1")
+        await settle(app, pilot)
+        monkeypatch.setattr(LogView, "notify_style_update", counting)
+        await pilot.press("z")
+        await pilot.pause()
+        pane = app.main.query_one(BatchesPane)
+        assert app.main.maximized is pane and pane.outer_size == app.main.size  # the whole screen
+        await pilot.press("z")
+        await pilot.pause()
+        assert app.main.maximized is None and pane.outer_size.width < app.main.size.width
+        assert restyled == []
+        await pilot.press("4")  # a focus change still restyles the panes it concerns
+        await pilot.pause()
+        assert restyled
+
+
+@async_test
 async def test_slash_filters_the_focused_pane(sample):
     store, make = sample
     app = make()

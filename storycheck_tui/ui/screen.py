@@ -89,6 +89,22 @@ class MainScreen(ConsoleNode, Screen[None]):
     #: and lose it (their border), their tables (cursor colour) and the footer's keys
     focused: Reactive[Widget | None] = Reactive(None, repaint=False)
 
+    #: the screen's classes when its styles (and its widgets') were last brought up to date
+    _styled_classes: frozenset[str] | None = None
+
+    def update_node_styles(self, animate: bool = True) -> None:
+        """A class change on the screen restyles every widget on it (~24 widgets and
+        scrollbars, about a third of a zoom's frame), except Textual's ``-maximized-view``,
+        set and cleared by each zoom: no rule of a widget on this screen depends on it (its
+        one rule below the screen, ``.-maximized``, takes the zoomed pane, which its own
+        class change restyles), so only the screen itself is restyled for it."""
+        classes = frozenset(self.classes)
+        before, self._styled_classes = self._styled_classes, classes
+        if before is not None and classes ^ before == {"-maximized-view"}:
+            self.app.stylesheet.update_nodes([self], animate=animate)
+        else:
+            super().update_node_styles(animate=animate)
+
     def compose(self):
         yield StatusBar(id="status")
         with Horizontal(id="top"):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
-from typing import Any, TextIO
+from typing import Any, Iterator, TextIO
 
 from .app import ProxyFault, SimConfig, Simulator
 
@@ -70,9 +71,13 @@ def run_sim_command(
     except ValueError as err:
         print(f"storycheck sim: {err}", file=sys.stderr)
         return 2
+    stop = stop_event or threading.Event()
     try:
-        _print_banner(sim, out, profiles)
-        interrupted = _wait(stop_event or threading.Event())
+        with _stop_signals(stop) as ctrl_c:  # before the banner: a Ctrl-C right after it is not lost
+            _print_banner(sim, out, profiles)
+            while not stop.wait(0.5):
+                pass
+        interrupted = ctrl_c.is_set()
     finally:
         sim.stop()
     print("storycheck sim: stopped", file=out, flush=True)
@@ -110,17 +115,25 @@ def _print_banner(sim: Simulator, out: TextIO, profiles: list[str] | None) -> No
     print("\n".join(lines), file=out, flush=True)
 
 
-def _wait(stop: threading.Event) -> bool:
-    """Block until ``stop`` is set, Ctrl-C, or SIGTERM (handler installed in the main thread);
-    True if it was Ctrl-C (the command then exits 130, as ``run`` does)."""
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set()) if in_main else None
+@contextlib.contextmanager
+def _stop_signals(stop: threading.Event) -> Iterator[threading.Event]:
+    """SIGINT (Ctrl-C) and SIGTERM set ``stop``; the event yielded says it was Ctrl-C (the
+    command then exits 130, as ``run`` does). Handlers of their own, as ``run`` has: a
+    SIGINT ignored by the parent (a job started with ``&`` in a script) still stops the sim.
+    Installed in the main thread only; the previous handlers come back afterwards."""
+    ctrl_c = threading.Event()
+
+    def on_int(*_: object) -> None:
+        ctrl_c.set()
+        stop.set()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield ctrl_c
+        return
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, on_int),
+                signal.SIGTERM: signal.signal(signal.SIGTERM, lambda *_: stop.set())}
     try:
-        while not stop.wait(0.5):
-            pass
-        return False
-    except KeyboardInterrupt:
-        return True
+        yield ctrl_c
     finally:
-        if in_main:
-            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)

@@ -442,10 +442,13 @@ class MainScreen(ConsoleNode, Screen[None]):
                 for k, r in rows.items() if (keys is None and not r.disabled) or (keys is not None and k in keys)}
 
     def _await_validation(self, before: dict[str, tuple]) -> dict[str, tuple]:
-        """Wait (up to VALIDATION_WAIT) until every proxy in ``before`` was validated: its
-        validation started and ended here, or its row changed in the database."""
+        """Wait (up to VALIDATION_WAIT) until every proxy in ``before`` that a retry validates (not
+        a healthy or unchecked one) was validated: its validation started and ended here, or its
+        row changed in the database."""
         if self.app.watch_only and not any(w.state == WorkerState.RUNNING for w in reads.workers(self.app.store)):
             return before  # nobody to validate: said as "no result"
+        # a retry leaves a healthy (or not yet checked) proxy as it is: nothing to wait for
+        waiting = [k for k, facts in before.items() if facts[1] not in (ProxyState.HEALTHY, ProxyState.UNCHECKED)]
         deadline = time.monotonic() + VALIDATION_WAIT
         started: set[str] = set()
         while True:
@@ -453,7 +456,7 @@ class MainScreen(ConsoleNode, Screen[None]):
             for k, facts in now.items():
                 if facts[2]:
                     started.add(k)
-            pending = [k for k in before if k in now and not self._validated(k, before[k], now[k], k in started)]
+            pending = [k for k in waiting if k in now and not self._validated(k, before[k], now[k], k in started)]
             if not pending or time.monotonic() >= deadline or self.app.stopping:
                 return now
             time.sleep(0.2)

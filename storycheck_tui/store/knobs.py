@@ -54,7 +54,7 @@ def parse(name: str, text: str) -> float | None:
         if not math.isfinite(value) or value != int(value) or not 1 <= value <= MAX_THREADS:
             raise InputError(f"threads: {text!r} is not a whole number from 1 to {MAX_THREADS} (or 'default')")
     elif not math.isfinite(value) or value <= 0:
-        raise InputError(f"pace-cap: {text!r} is not a positive number of requests/s (or 'none')")
+        raise InputError(f"pace-cap: {text!r} is not a positive number of requests/s (or 'default')")
     return value
 
 

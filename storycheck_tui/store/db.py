@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Callable, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from peewee import Database, OperationalError, PeeweeException, SqliteDatabase
+from peewee import (CharField, Database, DoubleField, Field, IntegerField, OperationalError, PeeweeException,
+                    SqliteDatabase, TextField)
 
 from storycheck_tui import __version__
 from storycheck_tui.errors import DatabaseError
@@ -273,76 +274,52 @@ def _open_postgres(url: str, pool_size: int) -> Store:
 # ``models.PARTIAL_INDEXES`` describe the NEWEST schema, created in one go on an empty
 # database. ``UPGRADES[v]`` turns a version ``v - 1`` database into version ``v`` (with
 # playhouse.migrate or dialect-neutral SQL), run in order inside the same transaction.
-def _v2_validate_requests(store: Store) -> None:
-    """proxy.validate_requested_at: an operator's "validate now" that reaches every worker."""
-    from peewee import DoubleField
+def _add_columns(store: Store, table: str, columns: dict[str, Field]) -> None:
+    """Add the ``columns`` that ``table`` lacks (an upgrade interrupted after its DDL but before
+    its version was written runs again without failing)."""
     from playhouse.migrate import SchemaMigrator, migrate
 
-    migrate(SchemaMigrator.from_database(store.db).add_column("proxy", "validate_requested_at",
-                                                              DoubleField(null=True)))
+    migrator = SchemaMigrator.from_database(store.db)
+    have = {c.name for c in store.db.get_columns(table)}
+    migrate(*[migrator.add_column(table, name, field) for name, field in columns.items() if name not in have])
+
+
+def _v2_validate_requests(store: Store) -> None:
+    """proxy.validate_requested_at: an operator's "validate now" that reaches every worker."""
+    _add_columns(store, "proxy", {"validate_requested_at": DoubleField(null=True)})
 
 
 def _v3_watches(store: Store) -> None:
     """batch.watch_id; the watch tables and their indexes are created by ensure_schema."""
-    from peewee import IntegerField
-    from playhouse.migrate import SchemaMigrator, migrate
-
-    if "watch_id" not in {c.name for c in store.db.get_columns("batch")}:
-        migrate(SchemaMigrator.from_database(store.db).add_column("batch", "watch_id", IntegerField(null=True)))
+    _add_columns(store, "batch", {"watch_id": IntegerField(null=True)})
 
 
 def _v4_spend(store: Store) -> None:
     """batch.requests and batch.max_requests, and the spend table: requests per batch and result."""
-    from peewee import IntegerField
-    from playhouse.migrate import SchemaMigrator, migrate
-
-    migrator = SchemaMigrator.from_database(store.db)
-    have = {c.name for c in store.db.get_columns("batch")}
-    migrate(*[migrator.add_column("batch", name, field) for name, field in
-              (("requests", IntegerField(default=0)), ("max_requests", IntegerField(null=True))) if name not in have])
+    _add_columns(store, "batch", {"requests": IntegerField(default=0), "max_requests": IntegerField(null=True)})
     store.db.create_tables([models.Spend], safe=True)
 
 
 def _v5_check_started(store: Store) -> None:
     """job.check_started_at: a worker's death counts only against checks that were in flight."""
-    from peewee import DoubleField
-    from playhouse.migrate import SchemaMigrator, migrate
-
-    if "check_started_at" not in {c.name for c in store.db.get_columns("job")}:
-        migrate(SchemaMigrator.from_database(store.db).add_column("job", "check_started_at", DoubleField(null=True)))
+    _add_columns(store, "job", {"check_started_at": DoubleField(null=True)})
 
 
 def _v6_worker_pace(store: Store) -> None:
     """worker.pace and worker.pace_key: the source's pace each worker learned, for late starters."""
-    from peewee import CharField, DoubleField
-    from playhouse.migrate import SchemaMigrator, migrate
-
-    migrator = SchemaMigrator.from_database(store.db)
-    have = {c.name for c in store.db.get_columns("worker")}
-    migrate(*[migrator.add_column("worker", name, field) for name, field in
-              (("pace", DoubleField(null=True)), ("pace_key", CharField(null=True))) if name not in have])
+    _add_columns(store, "worker", {"pace": DoubleField(null=True), "pace_key": CharField(null=True)})
 
 
 def _v7_knobs(store: Store) -> None:
     """worker.pace_reason, circuit, circuit_reason (shown by `batches` and the console); the knob
     table (runtime settings) is created by ensure_schema."""
-    from peewee import CharField, TextField
-    from playhouse.migrate import SchemaMigrator, migrate
-
-    migrator = SchemaMigrator.from_database(store.db)
-    have = {c.name for c in store.db.get_columns("worker")}
-    migrate(*[migrator.add_column("worker", name, field) for name, field in
-              (("pace_reason", TextField(null=True)), ("circuit", CharField(null=True)),
-               ("circuit_reason", TextField(null=True))) if name not in have])
+    _add_columns(store, "worker", {"pace_reason": TextField(null=True), "circuit": CharField(null=True),
+                                   "circuit_reason": TextField(null=True)})
 
 
 def _v8_worker_blocked(store: Store) -> None:
     """worker.blocked: why the worker can send nothing now (shown by `batches` and the console)."""
-    from peewee import TextField
-    from playhouse.migrate import SchemaMigrator, migrate
-
-    if "blocked" not in {c.name for c in store.db.get_columns("worker")}:
-        migrate(SchemaMigrator.from_database(store.db).add_column("worker", "blocked", TextField(null=True)))
+    _add_columns(store, "worker", {"blocked": TextField(null=True)})
 
 
 UPGRADES: dict[int, Callable[[Store], None]] = {2: _v2_validate_requests, 3: _v3_watches, 4: _v4_spend,

@@ -131,31 +131,24 @@ class Table(ScrollView, can_focus=True):
     }
     """
 
-    class RowHighlighted(Message):
+    class RowMessage(Message):
+        """A message about one row: the table, the cursor's row index and the row's key."""
+
+        def __init__(self, table: "Table", cursor_row: int, row_key: str) -> None:
+            super().__init__()
+            self.table = table
+            self.cursor_row = cursor_row
+            self.row_key = row_key
+
+        @property
+        def control(self) -> "Table":
+            return self.table
+
+    class RowHighlighted(RowMessage):
         """The cursor is on another row (or the row under it is another one)."""
 
-        def __init__(self, table: "Table", cursor_row: int, row_key: str) -> None:
-            super().__init__()
-            self.table = table
-            self.cursor_row = cursor_row
-            self.row_key = row_key
-
-        @property
-        def control(self) -> "Table":
-            return self.table
-
-    class RowSelected(Message):
+    class RowSelected(RowMessage):
         """Enter on the cursor row, or a click on it."""
-
-        def __init__(self, table: "Table", cursor_row: int, row_key: str) -> None:
-            super().__init__()
-            self.table = table
-            self.cursor_row = cursor_row
-            self.row_key = row_key
-
-        @property
-        def control(self) -> "Table":
-            return self.table
 
     def __init__(self, *, cursor_type: str = "row", show_cursor: bool = True, name: str | None = None,
                  id: str | None = None, classes: str | None = None, disabled: bool = False) -> None:

@@ -42,8 +42,10 @@ RECOVER_STEP = 0.05
 HALF_LIFE = 5.0
 #: a route not yet paced for its IP is blamed when its 429 share beats the others' by this much
 BLAME_MARGIN = 0.05
-#: ... and it had at least this many 429s lately (decayed count)
-BLAME_MIN = 2.0
+#: ... and it had at least this many 429s lately (decayed count): two 429s within one
+#: :data:`HALF_LIFE` (the second finds the first decayed, so 2.0 needed three, and a route
+#: met twice in a burst stayed unpaced while its 429s cut the source's pace)
+BLAME_MIN = 1.5
 #: the send rate a first blamed 429 starts from is counted over slots of this many seconds
 SLOT = 0.5
 #: a paced route sending at this share of its pace or more is near its IP's limit

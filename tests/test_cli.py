@@ -798,6 +798,20 @@ def test_the_demo_does_not_write_to_the_users_log_file(tmp_path):
     assert f"log: {demo_log}" in r.out and "BATCH_CREATED" in demo_log.read_text()
 
 
+def test_proxies_add_says_a_refused_proxy_was_given_new_credentials(tmp_path, capsys):
+    """A proxy whose credentials were refused takes the new password of the same proxy: the
+    line says so. Before, it said "1 proxy added" while the pool kept its size."""
+    db = tmp_path / "sc.db"
+    cli(capsys, "proxies", "add", write(tmp_path / "p.txt", "127.0.0.1:9001\nsocks5://ann:Old-Pass-77@127.0.0.1:9002\n"),
+        "--db", db)
+    with sqlite3.connect(db) as con:  # what a worker writes when the proxy refuses the password
+        con.execute("UPDATE proxy SET state = 'auth_rejected' WHERE id = 2")
+    r = cli(capsys, "proxies", "add", write(tmp_path / "new.txt", "socks5://ann:New-Pass-88@127.0.0.1:9002\n"),
+            "--db", db)
+    assert (r.code, r.out.strip()) == (0, "0 proxies added, 1 refused proxy given new credentials (2 in the pool)")
+    assert "New-Pass-88" not in r.out + r.err
+
+
 def test_counts_of_one_are_singular(tmp_path, capsys):
     db = tmp_path / "sc.db"
     r = cli(capsys, "proxies", "add", write(tmp_path / "p.txt", "127.0.0.1:9001\n"), "--db", db)

@@ -147,7 +147,7 @@ def test_an_http_proxy_refusing_its_password_waits_for_new_credentials_and_then_
             wait_for(lambda: eng.proxy_row(label).state == "auth_rejected", 5, "the row to say auth_rejected")
             tried = sim.stats()["identities"]["proxy-0"]["rejected"]
             assert tried >= 1
-            assert ops.add_proxies(eng.store, [parse_proxy_line(good_url)]) == 1  # new credentials, same proxy
+            assert ops.add_proxies(eng.store, [parse_proxy_line(good_url)]) == ops.ProxiesAdded(0, 1)  # same proxy
             eng.done(timeout=20)
             assert sim.stats()["identities"]["proxy-0"]["ok"] >= 20
             assert [p.id for p in Proxy.select()] == [1]

@@ -53,9 +53,9 @@ def read_profiles(args: Namespace) -> ProfileList:
     return plist
 
 
-def import_proxies(store: Store, path: str | None, *, skip_invalid: bool = False) -> int:
+def import_proxies(store: Store, path: str | None, *, skip_invalid: bool = False) -> ops.ProxiesAdded:
     if not path:
-        return 0
+        return ops.ProxiesAdded()
     specs = load_proxies(path, skip_invalid=skip_invalid)
     return ops.add_proxies(store, specs)
 

@@ -141,9 +141,10 @@ def retry_failed_command(args: Namespace) -> int:
 
 def proxies_add_command(args: Namespace) -> int:
     with opened(args) as store:
-        n = import_proxies(store, args.file, skip_invalid=args.skip_invalid)
+        done = import_proxies(store, args.file, skip_invalid=args.skip_invalid)
         total = len(ops.list_proxies(store))
-    print(f"{plural(n, 'proxy', 'proxies')} added ({total:,} in the pool)")
+    renewed = f", {plural(done.renewed, 'refused proxy', 'refused proxies')} given new credentials" if done.renewed else ""
+    print(f"{plural(done.added, 'proxy', 'proxies')} added{renewed} ({total:,} in the pool)")
     return 0
 
 

@@ -230,16 +230,23 @@ def summary(store: Store, batch_id: int) -> dict[str, dict[str, int]]:
 
 # --- proxies -----------------------------------------------------------------------------------
 
-def add_proxies(store: Store, specs) -> int:
-    """Insert proxies (ProxySpec) that are not there yet; returns how many were added or given
-    new credentials.
+@dataclass(frozen=True)
+class ProxiesAdded:
+    """What :func:`add_proxies` did: proxies new to the pool, and refused ones given new credentials."""
+
+    added: int = 0
+    renewed: int = 0
+
+
+def add_proxies(store: Store, specs) -> ProxiesAdded:
+    """Insert proxies (ProxySpec) that are not there yet.
 
     A proxy whose credentials were refused (``auth_rejected``) takes those of a new URL with its
     label (scheme, user, host and port: only the password differs): it keeps its id and counters,
     becomes ``unchecked`` and running workers try it again within a second.
     """
     if not specs:
-        return 0
+        return ProxiesAdded()
     renewed: list[str] = []
     with store.db.atomic():
         before = Proxy.select().count()
@@ -260,7 +267,7 @@ def add_proxies(store: Store, specs) -> int:
     for label in renewed:
         logs.event(logging.INFO, logs.PROXY_ENABLED, f"proxy {label} has new credentials: it is tried again",
                    proxy=label)
-    return added + len(renewed)
+    return ProxiesAdded(added, len(renewed))
 
 
 def _renew(store: Store, proxy_id: int, url: str) -> None:

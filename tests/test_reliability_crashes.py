@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -146,7 +147,9 @@ def test_a_kill_storm_with_default_settings_fails_no_healthy_profile(tmp_path):
     the inbox full), then a restart: with DEFAULT settings (nothing in the config but the
     source) every profile ends with its true outcome. Before, every claimed job (even one only
     waiting in the inbox) counted each death against max_claims = 3, and healthy profiles
-    ended lease_expired."""
+    ended lease_expired. Since the default is 20, that old rule would rarely fail a profile in
+    20 kills: what each dead worker held is read after its kill, and no profile may have more
+    claims counted than the deaths it was in flight for, plus the claim that finished it."""
     rng = random.Random(20261130)
     # 200 profiles: the 20 short-lived workers finish about 40 between them (each starts at
     # the source's default pace, 5/s), and each claims the 32 (claim_size) lowest pending ids,
@@ -160,6 +163,8 @@ def test_a_kill_storm_with_default_settings_fails_no_healthy_profile(tmp_path):
         names = [f"storm.user{i:03d}" for i in range(200)]
         bid = make_batch(db, names, sim.proxy_urls)
         in_flight_kills = 0
+        in_flight: Counter[int] = Counter()  # job id -> deaths of a worker while its check was out
+        waited = 0  # jobs a dead worker held only in its inbox
         for i in range(20):
             before = finished_count(db, bid)
             assert before < len(names), f"the batch ran out of work after {i} kills"
@@ -171,13 +176,18 @@ def test_a_kill_storm_with_default_settings_fails_no_healthy_profile(tmp_path):
                 except subprocess.TimeoutExpired:
                     pass
                 assert proc.poll() is None, proc.stderr.read().decode(errors="replace")[-2000:]
-                in_flight_kills += scalar(db, "SELECT COUNT(*) FROM job WHERE state = 'running' "
-                                              "AND check_started_at IS NOT NULL") > 0
             finally:
                 if proc.poll() is None:
                     kill9(proc)
                 proc.stderr.close()
+            with sql(db) as con:  # as the dead worker left them (the next worker reaps them)
+                held = con.execute("SELECT id, check_started_at IS NOT NULL FROM job WHERE state = 'running' "
+                                   "AND lease_owner LIKE ?", (f"%:{proc.pid}:%",)).fetchall()
+            in_flight.update(job_id for job_id, started in held if started)
+            waited += sum(1 for _, started in held if not started)
+            in_flight_kills += any(started for _, started in held)
         assert in_flight_kills >= 5, "too few kills hit checks in flight"
+        assert waited > 0, "no kill found jobs waiting in an inbox"
         final = spawn_worker(db, cfg, logs_dir)
         rc = wait_exit(final, 120)
         err = final.stderr.read().decode(errors="replace")
@@ -186,6 +196,11 @@ def test_a_kill_storm_with_default_settings_fails_no_healthy_profile(tmp_path):
         figures = check_invariants(db, bid, log_file=logs_dir / "storycheck.log", expected_outcome=sim.outcome_for)
         assert figures.failed == 0 and figures.succeeded == len(names), figures
         assert not orphaned_leases(db)
+        with sql(db) as con:
+            attempts = dict(con.execute("SELECT id, attempts FROM job WHERE batch_id = ?", (bid,)).fetchall())
+        over = {j: (a, in_flight[j]) for j, a in attempts.items() if a > in_flight[j] + 1}
+        assert not over, (f"{len(over)} jobs had claims counted for deaths while waiting "
+                          f"(job: attempts, deaths in flight): {dict(list(over.items())[:10])}")
 
 
 def test_a_frozen_worker_loses_its_jobs_and_its_late_results_are_fenced_out(tmp_path):

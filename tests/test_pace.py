@@ -87,6 +87,22 @@ def test_after_a_cut_the_pace_grows_back_additively():
     assert cut < pace.rate <= cut + 2 * 0.06 * 40.0  # ~5 % of the rate at the cut per second
 
 
+def test_clean_past_the_rate_that_met_the_last_429_the_pace_grows_faster():
+    """One 429 (a proxy's IP, a moment of congestion) far below what the key allows: before, the
+    pace then grew by 5 % of the rate at the cut per second, for a minute or more. Past the
+    plateau with no 429 the step doubles every PROBE_DOUBLING seconds; a 429 ends it."""
+    clock = Clock()
+    pace = SourcePace(start=40.0, clock=clock)
+    pace.limited(clock.t, None, "a")  # 40 -> 28, the plateau is 38-42
+    drive(pace, clock, 25.0)  # additive only: about 48/s by now
+    assert pace.rate > 80.0, pace.rate
+    assert "growing faster" in pace.view().reason
+    pace.limited(clock.t, None, "b")
+    cut = pace.rate
+    drive(pace, clock, 2.0)
+    assert pace.rate <= cut * 1.01 + 2 * 0.06 * cut  # additive again (1-5 % of the cut a second)
+
+
 def test_only_a_learned_pace_that_holds_requests_back_is_told_to_other_workers():
     clock = Clock()
     pace = SourcePace(clock=clock)

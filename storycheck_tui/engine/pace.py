@@ -8,7 +8,11 @@ every request of this process, whose rate follows additive-increase/multiplicati
   what holds requests back: the rate grows about fourfold every half second until the first
   429 (a fast API is reached in a second or two, a slow one is not overshot by much);
 * **increase**: after that, answers add :data:`INCREASE` of the rate at the last cut per second
-  (with other workers on the key: of the mean of their paces, the same step for all);
+  (with other workers on the key: of the mean of their paces, the same step for all); once the
+  rate is clean past the rate that met the last 429 (:data:`PLATEAU`), the step doubles every
+  :data:`PROBE_DOUBLING` seconds: the limit was not where that 429 said (a 429 of one proxy's
+  IP, a moment of congestion), and a pace cut far below a fast API would otherwise take
+  minutes to climb back;
 * **decrease**: a 429 for a request sent after the last cut multiplies the rate by
   :data:`DECREASE`; the first, which ends slow start, cuts it to :data:`DECREASE_FIRST` of
   itself or to :data:`DECREASE` of the rate answered lately, whichever is lower; requests
@@ -65,6 +69,12 @@ INCREASE = 0.05
 #: full step again
 INCREASE_NEAR = 0.01
 PLATEAU = (0.95, 1.05)
+#: past the top of the plateau with no 429, the additive step doubles every this many seconds
+#: (one 429 at 56/s from a proxy's IP, against a key allowing 200/s, cut the pace to 29/s, which
+#: then grew 2.8/s a second: a minute to get back)
+PROBE_DOUBLING = 2.0
+#: ... at most this many times
+PROBE_MAX_DOUBLINGS = 5
 #: the pace counts as the bottleneck when it held a request back within this many seconds
 BOTTLENECK_WINDOW = 1.0
 #: the bucket holds this many seconds' worth of requests: after a pause (a route blocked by a
@@ -118,6 +128,7 @@ class SourcePace:
         self._slow_start = True
         self._scale = self._rate  # the additive increase is INCREASE of this per second
         self._met = math.inf  # the rate that met the last 429 (see PLATEAU)
+        self._probing_since: float | None = None  # when the rate went clean past the plateau
         #: (rate, scale) learned before a cap cut the rate: the engine's own pace, back when the cap
         #: goes or rises (a 429 meanwhile forgets it: the limit said something newer)
         self._uncapped: tuple[float, float] | None = None
@@ -178,8 +189,20 @@ class SourcePace:
             else:
                 near = PLATEAU[0] * self._met <= self._rate <= PLATEAU[1] * self._met
                 step = (INCREASE_NEAR if near else INCREASE) * self._scale / self._rate
+                if self._rate > PLATEAU[1] * self._met:
+                    step *= self._probe(now)
             if bound:
                 self._rate = self._bounded(self._rate + step)
+
+    def _probe(self, now: float) -> float:
+        """The factor on the additive step past the plateau (lock held): 1 at first, doubling every
+        :data:`PROBE_DOUBLING` seconds while no 429 comes."""
+        if self._probing_since is None:
+            self._probing_since = now
+            self._reason = (f"no 429 past {PLATEAU[1] * self._met:.1f}/s, where the last one was met: "
+                            f"growing faster")
+            self._changed_at = now
+        return 2.0 ** min(PROBE_MAX_DOUBLINGS, (now - self._probing_since) / PROBE_DOUBLING)
 
     def limited(self, sent_at: float, retry_after: float | None, who: str = "") -> bool:
         """A 429 for profile ``who``, its request sent at ``sent_at``; True if it cut the pace."""
@@ -203,6 +226,7 @@ class SourcePace:
             else:
                 self._rate = self._bounded(before * (DECREASE_FIRST if self._slow_start else DECREASE))
             self._last_cut = now
+            self._probing_since = None
             self._slow_start = False
             self._uncapped = None
             self._cuts += 1
@@ -260,6 +284,7 @@ class SourcePace:
             before = self._rate
             self._rate = self._bounded(before + REBALANCE * (mean - before))
             self._scale = mean
+            self._met *= self._rate / before  # its share of the rate the key met a 429 at
             self._shared_at = self._clock()
             if abs(self._rate - before) < 0.1 * before:
                 return False

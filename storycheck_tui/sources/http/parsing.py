@@ -15,17 +15,14 @@ from typing import Any
 from storycheck_tui.config import SourceSettings
 from storycheck_tui.masking import CUT_MARGIN, one_line, secrets
 from storycheck_tui.sources.base import Story
+from storycheck_tui.sources.rules import MISSING, field_value
 
-__all__ = ["BadBody", "MISSING", "load_json", "lookup", "items_at", "stories_from", "parse_stories",
+__all__ = ["BadBody", "load_json", "items_at", "stories_from", "parse_stories",
            "parse_time", "describe"]
 
 
 class BadBody(ValueError):
     """The body is not an answer this source understands; the text says why."""
-
-
-#: what :func:`lookup` returns for an absent field (``None`` is a JSON null)
-MISSING: Any = object()
 
 
 def kind_of(value: Any) -> str:
@@ -65,23 +62,6 @@ def load_json(body: bytes) -> Any:
         raise BadBody("response is not valid JSON: nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
         raise BadBody(f"response is not valid JSON: {exc}") from None
-
-
-def lookup(obj: Any, name: str) -> Any:
-    """``obj[name]``, or a dotted walk (``a.b.0.c``) when no key is literally ``name``; else MISSING."""
-    if isinstance(obj, dict) and name in obj:
-        return obj[name]
-    if "." not in name:
-        return MISSING
-    cur: Any = obj
-    for seg in name.split("."):
-        if isinstance(cur, dict) and seg in cur:
-            cur = cur[seg]
-        elif isinstance(cur, list) and seg.isdigit() and int(seg) < len(cur):
-            cur = cur[int(seg)]
-        else:
-            return MISSING
-    return cur
 
 
 def parse_time(value: Any) -> float | None:
@@ -151,13 +131,13 @@ def stories_from(items: list[Any], s: SourceSettings) -> tuple[Story, ...]:
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise BadBody(f"item {i}: expected an object, found {kind_of(item)}")
-        sid = lookup(item, s.story_id)
+        sid = field_value(item, s.story_id)
         if sid is MISSING:
             raise BadBody(f"item {i}: field {s.story_id!r} is missing")
         if isinstance(sid, bool) or not isinstance(sid, (str, int)) or (isinstance(sid, str) and not sid.strip()):
             raise BadBody(f"item {i}: field {s.story_id!r} must be a non-empty string or an integer, "
                           f"found {kind_of(sid)} {short(sid)}")
-        raw_taken = lookup(item, s.taken_at)
+        raw_taken = field_value(item, s.taken_at)
         if raw_taken is MISSING:
             raise BadBody(f"item {i}: field {s.taken_at!r} is missing")
         taken = parse_time(raw_taken)
@@ -166,7 +146,7 @@ def stories_from(items: list[Any], s: SourceSettings) -> tuple[Story, ...]:
                           f"{short(raw_taken)}")
         expires: float | None = None
         if s.expires_at:
-            raw_exp = lookup(item, s.expires_at)
+            raw_exp = field_value(item, s.expires_at)
             if raw_exp is not MISSING and raw_exp is not None:
                 expires = parse_time(raw_exp)
                 if expires is None:
@@ -174,7 +154,7 @@ def stories_from(items: list[Any], s: SourceSettings) -> tuple[Story, ...]:
                                   f"{short(raw_exp)}")
         media: str | None = None
         if s.media_type:
-            raw_media = lookup(item, s.media_type)
+            raw_media = field_value(item, s.media_type)
             if isinstance(raw_media, (str, int)) and not isinstance(raw_media, bool):
                 media = str(raw_media)
         story_id = str(sid)

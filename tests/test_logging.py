@@ -289,3 +289,29 @@ def test_flush_returns_with_everything_logged_before_it_while_threads_keep_loggi
         stop.set()
         for t in threads:
             t.join(10)
+
+
+def test_the_file_rotates_at_its_size_and_keeps_every_record_in_order(tmp_path):
+    """The file's thread writes to the stream's buffer and counts the size itself: the file
+    still rotates before it passes maxBytes, and every record is in one of the files, in order."""
+    from storycheck_tui.logfile import FileQueue, OwnerOnlyRotatingFile, private_dir
+
+    private_dir(tmp_path / "logs")
+    path = tmp_path / "logs" / "storycheck.log"
+    handler = OwnerOnlyRotatingFile(path, maxBytes=2000, backupCount=20, encoding="utf-8")
+    handler.setFormatter(logs.LineFormatter())
+    fq = FileQueue(handler)
+    logger = logging.Logger("rotation-test")
+    logger.addHandler(fq)
+    try:
+        for i in range(200):
+            logger.info("record %03d of the rotation test", i, extra={"event": logs.BATCH_CREATED})
+        fq.flush()
+        files = sorted(tmp_path.joinpath("logs").glob("storycheck.log*"),
+                       key=lambda p: -int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0)
+        assert len(files) > 5
+        assert all(p.stat().st_size <= 2000 for p in files), [p.stat().st_size for p in files]
+        lines = [ln for p in files for ln in p.read_text(encoding="utf-8").splitlines()]
+        assert [ln.rpartition("record ")[2][:3] for ln in lines] == [f"{i:03d}" for i in range(200)]
+    finally:
+        fq.close()

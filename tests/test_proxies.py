@@ -792,7 +792,7 @@ def test_a_stale_refusal_does_not_overwrite_credentials_renewed_meanwhile(tmp_pa
     old, new = "http://user:0ld-pw-7@127.0.0.1:9", "http://user:N3w-pw-8@127.0.0.1:9"
     store = sqlite_store(tmp_path)
     try:
-        assert ops.add_proxies(store, [parse_proxy_line(old)]) == 1
+        assert ops.add_proxies(store, [parse_proxy_line(old)]) == ops.ProxiesAdded(added=1)
         workers = []
         for _ in range(2):
             pool = build_pool(store, ProxySettings())
@@ -804,7 +804,7 @@ def test_a_stale_refusal_does_not_overwrite_credentials_renewed_meanwhile(tmp_pa
         (pool_a, sync_a), (pool_b, sync_b) = workers
         sync_a.sync()
         assert Proxy.get_by_id(1).state == AUTH_REJECTED
-        assert ops.add_proxies(store, [parse_proxy_line(new)]) == 1  # the operator renews the password
+        assert ops.add_proxies(store, [parse_proxy_line(new)]) == ops.ProxiesAdded(renewed=1)  # the operator renews the password
         sync_b.sync()  # B's news, about the old URL, comes after
         row = Proxy.get_by_id(1)
         assert (row.state, row.url) == (UNCHECKED, new), (row.state, row.url)

@@ -13,9 +13,8 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 from helpers import Reply, StoryServer, cli, stop_process, wait_for
+from pilot import screen_text, until
 from storycheck_tui.store import batches as ops
 from storycheck_tui.store import knobs, reads
 from storycheck_tui.store.db import open_store
@@ -317,23 +316,6 @@ def _console(tmp_path, **kw):
     return store, runner, StorycheckApp(runner, store, LogRing(), refresh_every=0.1, **kw)
 
 
-def _screen(app) -> str:
-    strips = app.screen._compositor.render_strips()
-    return "\n".join("".join(seg.text for seg in strip) for strip in strips)
-
-
-async def _until(pilot, predicate, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            from storycheck_tui.ui.status import StatusBar
-
-            facts = pilot.app.main.query_one(StatusBar).facts
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what} (status: {facts})\n"
-                                 f"{_screen(pilot.app)}")
-        await pilot.pause(0.05)
-
-
 def _toasts(app) -> list[str]:
     return [str(t.render()) for t in app.screen.query("Toast")]
 
@@ -354,20 +336,20 @@ def test_the_status_bar_shows_the_workers_pace_and_circuit_and_a_toast_says_it_o
     async def run() -> None:
         beat("closed")
         async with app.run_test(size=(120, 40), notifications=True) as pilot:
-            await _until(pilot, lambda: "pace 42.5/s" in _screen(app), "the worker's pace")
-            assert "pace changed: 429 at 47.2/s: cut to 42.5/s" in _screen(app).splitlines()[1]
+            await until(pilot, lambda: "pace 42.5/s" in screen_text(app), "the worker's pace")
+            assert "pace changed: 429 at 47.2/s: cut to 42.5/s" in screen_text(app).splitlines()[1]
             assert not any("circuit" in t for t in _toasts(app))  # closed when the console opened: no news
             await pilot.press("g")  # the charts draw the source's pace too (requests/s), not only checks/s
-            await _until(pilot, lambda: str(app.screen.query_one("#chart-source-pace-now").render()) == "42.5",
+            await until(pilot, lambda: str(app.screen.query_one("#chart-source-pace-now").render()) == "42.5",
                          "the source pace chart")
             await pilot.press("escape")
             beat("open", "source error HTTP 503: down")
-            await _until(pilot, lambda: any("source circuit open: source error HTTP 503: down" in t
+            await until(pilot, lambda: any("source circuit open: source error HTTP 503: down" in t
                                             for t in _toasts(app)), "the circuit-open toast")
-            await _until(pilot, lambda: "circuit open: source error HTTP 503: down · pace 42.5/s"
-                         in _screen(app).splitlines()[1], "the circuit in the status bar")
+            await until(pilot, lambda: "circuit open: source error HTTP 503: down · pace 42.5/s"
+                         in screen_text(app).splitlines()[1], "the circuit in the status bar")
             beat("closed")
-            await _until(pilot, lambda: any("source circuit closed" in t for t in _toasts(app)), "closed again")
+            await until(pilot, lambda: any("source circuit closed" in t for t in _toasts(app)), "closed again")
 
     try:
         asyncio.run(run())
@@ -386,20 +368,20 @@ def test_k_sets_the_knobs_for_every_worker_and_a_read_only_console_refuses(tmp_p
     async def run() -> None:
         knobs.set_knob(store, knobs.THREADS, 12)
         async with app.run_test(size=(120, 40), notifications=True) as pilot:
-            await _until(pilot, lambda: "knobs: 12 threads per worker" in _screen(app), "the knobs in force")
+            await until(pilot, lambda: "knobs: 12 threads per worker" in screen_text(app), "the knobs in force")
             await pilot.press("K")
-            await _until(pilot, lambda: isinstance(app.screen, KnobsScreen), "the knobs form")
+            await until(pilot, lambda: isinstance(app.screen, KnobsScreen), "the knobs form")
             form = app.screen
-            await _until(pilot, lambda: form.query_one("#threads").value == "12", "the knobs in force")
+            await until(pilot, lambda: form.query_one("#threads").value == "12", "the knobs in force")
             form.query_one("#pace-cap").value = "fast"
             await pilot.press("ctrl+s")
-            await _until(pilot, lambda: "not a positive number" in _screen(app), "the form's error")
+            await until(pilot, lambda: "not a positive number" in screen_text(app), "the form's error")
             form.query_one("#pace-cap").value = "25"
             form.query_one("#threads").value = ""
             await pilot.press("ctrl+s")
-            await _until(pilot, lambda: not isinstance(app.screen, KnobsScreen), "the form to close")
+            await until(pilot, lambda: not isinstance(app.screen, KnobsScreen), "the form to close")
             assert knobs.read(store) == knobs.Knobs(pace_cap=25.0, threads=None)
-            await _until(pilot, lambda: "knobs: pace cap 25/s" in _screen(app), "the knobs in the status bar")
+            await until(pilot, lambda: "knobs: pace cap 25/s" in screen_text(app), "the knobs in the status bar")
             assert any("pace cap 25/s: every running worker takes them within a second" in t for t in _toasts(app))
 
     try:
@@ -413,7 +395,7 @@ def test_k_sets_the_knobs_for_every_worker_and_a_read_only_console_refuses(tmp_p
     async def read_only() -> None:
         async with app.run_test(size=(120, 40), notifications=True) as pilot:
             await pilot.press("K")
-            await _until(pilot, lambda: any("read-only" in t for t in _toasts(app)), "the refusal")
+            await until(pilot, lambda: any("read-only" in t for t in _toasts(app)), "the refusal")
             assert not isinstance(app.screen, KnobsScreen)
 
     try:
@@ -448,21 +430,21 @@ def test_the_knobs_form_sets_nothing_until_it_has_read_the_knobs_in_force(tmp_pa
         knobs.set_knob(store, knobs.THREADS, 12)
         knobs.set_knob(store, knobs.PACE_CAP, 30)
         async with app.run_test(size=(120, 40), notifications=True) as pilot:
-            await _until(pilot, lambda: "knobs: pace cap 30/s" in _screen(app), "the knobs in force")
+            await until(pilot, lambda: "knobs: pace cap 30/s" in screen_text(app), "the knobs in force")
             rename("knob", "knob_away")
             await pilot.press("K")
-            await _until(pilot, lambda: isinstance(app.screen, KnobsScreen), "the knobs form")
+            await until(pilot, lambda: isinstance(app.screen, KnobsScreen), "the knobs form")
             form = app.screen
-            await _until(pilot, lambda: "could not read the knobs in force" in _screen(app), "the read's failure")
+            await until(pilot, lambda: "could not read the knobs in force" in screen_text(app), "the read's failure")
             assert form.query_one("#submit", Button).disabled
             rename("knob_away", "knob")  # a Set now would write the empty fields
             await pilot.press("ctrl+s")
-            await _until(pilot, lambda: "not read yet" in _screen(app), "the refusal")
+            await until(pilot, lambda: "not read yet" in screen_text(app), "the refusal")
             assert app.screen is form and knobs.read(store) == knobs.Knobs(pace_cap=30.0, threads=12)
             await pilot.press("escape")
             await pilot.press("K")  # read this time: filled, and Set is on
-            await _until(pilot, lambda: isinstance(app.screen, KnobsScreen) and app.screen is not form, "the form")
-            await _until(pilot, lambda: app.screen.query_one("#threads").value == "12", "the knobs in force")
+            await until(pilot, lambda: isinstance(app.screen, KnobsScreen) and app.screen is not form, "the form")
+            await until(pilot, lambda: app.screen.query_one("#threads").value == "12", "the knobs in force")
             assert not app.screen.query_one("#submit", Button).disabled
 
     try:

@@ -20,6 +20,7 @@ import pytest
 from rich.text import Text
 
 from helpers import wait_for
+from pilot import screen_strips, screen_text, until
 from storycheck_tui.config import EngineSettings, ProxySettings, Settings
 from storycheck_tui.engine.wiring import build_runner
 from storycheck_tui.inputs.proxies import ProxySpec
@@ -78,20 +79,6 @@ async def settle(app, pilot) -> None:
     for _ in range(3):
         await app.workers.wait_for_complete()
         await pilot.pause()
-
-
-async def until(pilot, predicate, what: str, timeout: float = 5.0) -> None:
-    """Let the app run until ``predicate()`` holds; fail naming ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        await pilot.pause(0.02)
-
-
-def screen_text(app) -> str:
-    """What the terminal shows, as plain text lines."""
-    strips = app.screen._compositor.render_strips()
-    return "\n".join("".join(seg.text for seg in strip) for strip in strips)
 
 
 async def select_batch(app, pilot, name: str) -> None:
@@ -1097,7 +1084,7 @@ def _toasts(app) -> list[str]:
 def _click_actions(app) -> list[str]:
     """The ``@click`` actions anywhere on screen (a toast made of markup would carry one)."""
     found = []
-    for strip in app.screen._compositor.render_strips():
+    for strip in screen_strips(app):
         for seg in strip:
             meta = seg.style.meta if seg.style else None
             if meta and "@click" in meta:
@@ -1169,7 +1156,7 @@ async def test_a_burst_of_log_records_is_one_append_and_bounded(sample, monkeypa
         return real_add(self, entries)
 
     monkeypatch.setattr(LogView, "add", counting_add)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=SIZE):
         calls.clear()
         ring = LogRing(capacity=10_000)
         app.log_feed = LogFeed(ring)

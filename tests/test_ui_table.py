@@ -10,6 +10,7 @@ import functools
 from rich.text import Text
 from textual.app import App
 
+from pilot import screen_lines, screen_strips
 from storycheck_tui.ui.columns import Col, columns, fit
 from storycheck_tui.ui.table import SortChanged, Table
 
@@ -80,10 +81,6 @@ def rows(n: int, start: int = 0) -> list[tuple[str, tuple]]:
     return [(f"k{i}", (f"user{i}", i)) for i in range(start, start + n)]
 
 
-def screen_lines(app) -> list[str]:
-    return ["".join(seg.text for seg in strip) for strip in app.screen._compositor.render_strips()]
-
-
 async def painted_after(app, pilot, change) -> list[int]:
     table = app.table
     await pilot.pause()
@@ -140,7 +137,7 @@ async def test_focus_restyles_the_rows_without_drawing_their_cells_again():
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         app.table.drawn.clear()
-        cursor_bg = lambda: app.screen._compositor.render_strips()[1]._segments[0].style.bgcolor  # noqa: E731
+        cursor_bg = lambda: screen_strips(app)[1]._segments[0].style.bgcolor  # noqa: E731
         focused = cursor_bg()
         app.table.blur()
         await pilot.pause()
@@ -202,7 +199,7 @@ async def test_a_click_moves_the_cursor_a_second_click_selects_a_header_click_so
 async def test_the_row_under_the_mouse_is_shown_until_a_key_moves_the_cursor():
     app = TableApp(rows(5))
     async with app.run_test(size=SIZE) as pilot:
-        bg = lambda y: app.screen._compositor.render_strips()[y]._segments[0].style.bgcolor  # noqa: E731
+        bg = lambda y: screen_strips(app)[y]._segments[0].style.bgcolor  # noqa: E731
         await pilot.pause()
         plain = bg(3)
         app.table.drawn.clear()

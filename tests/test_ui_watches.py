@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import time
 
 import pytest
 
+from pilot import screen_text, until
 from storycheck_tui.config import Settings
 from storycheck_tui.engine.wiring import build_runner
 from storycheck_tui.logs import LogRing
@@ -30,20 +30,6 @@ from storycheck_tui.ui.modals.watches import NewStoriesTable, WatchesScreen, Wat
 
 SIZE = (120, 40)
 TAKEN = 1_767_000_000.0  # 2025-12-29 09:20:00 UTC
-
-
-def screen_text(app) -> str:
-    strips = app.screen._compositor.render_strips()
-    return "\n".join("".join(seg.text for seg in strip) for strip in strips)
-
-
-async def until(pilot, predicate, what: str, timeout: float = 10.0) -> None:
-    """Let the console run until ``predicate()`` holds (fail after ``timeout`` s)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}\n{screen_text(pilot.app)}")
-        await pilot.pause(0.05)
 
 
 def stories(*ids: str) -> Outcome:

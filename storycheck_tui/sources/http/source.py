@@ -26,8 +26,8 @@ from __future__ import annotations
 import ssl
 import threading
 import time
-from contextlib import contextmanager
-from typing import Any, Iterator
+from types import TracebackType
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -174,26 +174,13 @@ class HttpSource:
 
     # ------------------------------------------------------------------ one request
 
-    @contextmanager
-    def _exchange(self, via: Route, url: str, method: str, body: Any) -> Iterator[tuple[httpx.Response, Mapping]]:
+    def _exchange(self, via: Route, url: str, method: str, body: Any) -> "_Exchange":
         """``with self._exchange(via, url, method, json) as (response, mapping):`` one streamed request.
 
         The response is open for the block; any exception raised in it (by httpx while
         reading, or by the block's own code) leaves as a CheckError.
         """
-        deadline = Deadline(self._deadline_s)
-        with Mapping(via, url, self._timeout, deadline) as m:
-            client = self._client(via)
-            request = client.build_request(method, url, json=body, extensions={DEADLINE: deadline})
-            resp = client.send(request, stream=True)
-            try:
-                m.status = resp.status_code
-                yield resp, m
-            finally:
-                try:
-                    resp.close()
-                except Exception:  # closing a broken stream: the error (if any) is already mapped
-                    pass
+        return _Exchange(self, via, url, method, body)
 
     def _raise_failure(self, resp: httpx.Response, via: Route, what: str = "", body: bytes | None = None) -> None:
         failure = failure_for_status(resp, self.settings, what, body=body)
@@ -232,3 +219,35 @@ class HttpSource:
         except (ValueError, httpx.InvalidURL) as exc:  # e.g. socks4:// or ftp://
             raise make_error(ProxyFailed, f"unsupported proxy URL: {exc}", via) from None
 
+
+
+class _Exchange:
+    """:meth:`HttpSource._exchange`: a class, not a generator (contextlib's machinery around a
+    generator cost a few microseconds of every check). Built and entered by one thread."""
+
+    __slots__ = ("_source", "_via", "_url", "_method", "_body", "_mapping", "_response")
+
+    def __init__(self, source: HttpSource, via: Route, url: str, method: str, body: Any) -> None:
+        self._source = source
+        self._via = via
+        self._url = url
+        self._method = method
+        self._body = body
+
+    def __enter__(self) -> tuple[httpx.Response, Mapping]:
+        source = self._source
+        m = self._mapping = Mapping(self._via, self._url, source._timeout, Deadline(source._deadline_s))
+        with m:
+            client = source._client(self._via)
+            request = client.build_request(self._method, self._url, json=self._body, extensions={DEADLINE: m.deadline})
+            resp = self._response = client.send(request, stream=True)
+            m.status = resp.status_code
+        return resp, m
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool:
+        try:
+            self._response.close()
+        except Exception:  # closing a broken stream: the error (if any) is already mapped
+            pass
+        return self._mapping.__exit__(exc_type, exc, tb)  # the block's error as a CheckError

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 import logging
 import os
 import sys
@@ -109,18 +110,8 @@ class LogEntry:
     traceback: str | None = None
 
 
-class _Seq:
-    def __init__(self) -> None:
-        self._n = 0
-        self._lock = threading.Lock()
-
-    def next(self) -> int:
-        with self._lock:
-            self._n += 1
-            return self._n
-
-
-_seq = _Seq()
+#: the ring's record numbers; taken under the ring's lock, so their order is the buffer's
+_seq = itertools.count(1)
 
 
 def _clean_opt(value: Any) -> str | None:
@@ -223,7 +214,7 @@ class LogRing(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             with self._lock_:  # numbered under the buffer's lock: sequence order is buffer order
-                seq = record._sc_seq = _seq.next()  # type: ignore[attr-defined]
+                seq = record._sc_seq = next(_seq)  # type: ignore[attr-defined]
                 self._buf.append((seq, record))
             if record.args or record.exc_info or "details" in record.__dict__:
                 to_entry(record)  # its text now: args or details may change, a traceback's frames move on

@@ -70,8 +70,9 @@ class CheckThreads:
                 continue
             self.checking[slot] = job
             try:
-                logs.event(logging.DEBUG, logs.STORY_CHECK_STARTED, f"{job.username}: checking",
-                           batch_id=job.batch_id, job_id=job.id, username=job.username, attempt=job.attempts)
+                if logs.log.isEnabledFor(logging.DEBUG):  # (without --debug: not even its message is made)
+                    logs.event(logging.DEBUG, logs.STORY_CHECK_STARTED, f"{job.username}: checking",
+                               batch_id=job.batch_id, job_id=job.id, username=job.username, attempt=job.attempts)
                 result = self._checker.check(job)
             except (NoProxyAvailable, CircuitOpen) as err:
                 writer.releases.put(HandBack(job, 1.0, err.requests_sent, str(err.kind)))  # no attempt spent

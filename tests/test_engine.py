@@ -371,6 +371,26 @@ def test_late_finish_by_a_former_owner_changes_nothing(store):
     assert ops.get_batch(store, bid).state == "finished"
 
 
+def test_a_batch_ends_when_its_last_check_does_not_at_the_next_commit_tick(tmp_path, logsetup, story_server):
+    """With nothing left to check, the writer commits the last results at once, wait_done
+    sees them at that commit and stop wakes every thread: `storycheck run` ends when its
+    checks do. commit_every is raised to 5 s (default 0.25 s) so that a run which waits for
+    the tick (or a stop which waits out the writer's sleep) cannot pass."""
+    srv = story_server()
+    settings = fast_settings(srv.source(), engine={"commit_every": 5.0})
+    with Engine(tmp_path, settings, ["end1", "end2", "end3"], start=False) as eng:
+        t0 = time.monotonic()
+        eng.runner.start()
+        assert eng.runner.wait_done([eng.batch_id], timeout=15)
+        took = time.monotonic() - t0
+        assert eng.batch().state == "finished" and eng.batch().successful_checks == 3
+        assert took < 2.5, f"the batch's end waited for the commit tick: {took:.2f} s"
+        t1 = time.monotonic()
+        eng.runner.stop(1.0)
+        stopped = time.monotonic() - t1
+    assert stopped < 1.5, f"stop waited out the writer's tick: {stopped:.2f} s"
+
+
 def test_restarted_worker_takes_back_jobs_of_a_dead_local_worker_at_once(tmp_path, logsetup):
     with Simulator(SimConfig(rate=0)) as sim:
         store = sqlite_store(tmp_path)

@@ -25,7 +25,8 @@ from storycheck_tui.store.db import Store
 
 
 class CheckThreads:
-    def __init__(self, store: Store, checker: Checker, board: BatchBoard, writer: Writer, inbox: queue.SimpleQueue,
+    def __init__(self, store: Store, checker: Checker, board: BatchBoard, writer: Writer,
+                 inbox: queue.SimpleQueue[q.Claimed | None],
                  *, threads: int, claim_size: int, stop: threading.Event, wake_claimer: threading.Event) -> None:
         self._store = store
         self._checker = checker
@@ -60,6 +61,8 @@ class CheckThreads:
                 job = inbox.get(timeout=0.2)
             except queue.Empty:
                 continue
+            if job is None:  # wake_all: the runner is stopping
+                continue
             if slot >= self.limit:  # the knob moved while this slot waited: the job is another's
                 inbox.put(job)
                 continue
@@ -85,12 +88,26 @@ class CheckThreads:
             finally:
                 self.checking[slot] = None
             writer.results.put(result)
-        # the inbox is handed back on stop
+            if not inbox.qsize() and not self.busy():
+                writer.wake.set()  # nothing left here (a batch's end): commit now, not at the next tick
+        # the inbox is handed back on stop (the other threads' wake-ups are left for them)
+        wakes = 0
         while True:
             try:
-                writer.releases.put(HandBack(inbox.get_nowait()))
+                left = inbox.get_nowait()
             except queue.Empty:
                 break
+            if left is None:
+                wakes += 1
+            else:
+                writer.releases.put(HandBack(left))
+        for _ in range(wakes):
+            inbox.put(None)
+
+    def wake_all(self) -> None:
+        """Wake every check thread waiting on the inbox (the runner is stopping)."""
+        for _ in range(len(self.checking)):
+            self._inbox.put(None)
 
     def _auth_failed(self, job: q.Claimed, err: CheckError) -> None:
         reason = f"the story source refused the credentials (HTTP {err.status}): {err.message}; fix the API key, then resume"

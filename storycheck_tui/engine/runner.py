@@ -92,7 +92,7 @@ class Runner:
         self._hurry = threading.Event()  # the operator asked again: cut the grace short
         self._wake_claimer = threading.Event()
         self._threads: list[threading.Thread] = []
-        inbox: queue.SimpleQueue[q.Claimed] = queue.SimpleQueue()
+        inbox: queue.SimpleQueue[q.Claimed | None] = queue.SimpleQueue()  # None: a wake-up (stop)
         self._inbox = inbox
         self._batch_log = batch_log
         self.board = BatchBoard(store, self._wake_claimer.set)
@@ -198,10 +198,13 @@ class Runner:
         grace = self.settings.engine.grace_seconds if grace is None else grace
         self._stop.set()
         self._wake_claimer.set()
+        if self._checks is not None:
+            self._checks.wake_all()
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and self._busy() and not self._hurry.is_set():
             time.sleep(0.02)
         self._abort.set()
+        self.writer.wake.set()
         self.pool.wake_waiters()  # checks waiting for a route give their jobs back now
         self.board.wake.set()
         self._join(2.0)
@@ -261,12 +264,15 @@ class Runner:
         """Block until none of ``batch_ids`` has pending or running work (or timeout)."""
         end = None if timeout is None else time.monotonic() + timeout
         while True:
+            seen = self.writer.commits
             views = [batch_ops.get_batch(self.store, b) for b in batch_ids]
             if all(v.state not in CLAIMABLE or v.remaining == 0 for v in views) and not self.writer.busy_for(batch_ids):
                 return True
-            if self._stop.is_set() or (end is not None and time.monotonic() >= end):
+            now = time.monotonic()
+            if self._stop.is_set() or (end is not None and now >= end):
                 return False
-            time.sleep(poll)
+            # this worker's next commit, or the poll (other workers' commits are only seen by it)
+            self.writer.wait_commit(seen, poll if end is None else min(poll, end - now))
 
     def idle(self) -> bool:
         """Nothing claimable is left anywhere and this worker holds nothing."""

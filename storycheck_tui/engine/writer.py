@@ -2,7 +2,9 @@
 
 Owner: the writer thread (once :meth:`Runner.stop` has joined it, the stopping thread).
 It alone changes the ledger of held jobs (claimed by this worker, no result written yet),
-the count of finished checks and their times. Other threads talk to it through queues:
+the count of finished checks and their times. It commits every ``commit_every`` seconds, or
+at once when woken (:attr:`Writer.wake`: the last check this worker held has ended, so a
+batch's end is written, and waited for, without waiting out the tick). Other threads talk to it through queues:
 the claimer puts what it claimed on ``claims``, check threads put results on ``results`` and
 hand-backs on ``releases``, and (:meth:`Writer.check_sent`) the jobs whose first request is
 going out on ``started``. A started job still unfinished at a group commit is marked started
@@ -66,6 +68,12 @@ class Writer:
         self.held_count = 0
         self.held_batches: frozenset[int] = frozenset()
         self.finished = 0
+        #: group commits so far (``flush`` calls); waited on with :meth:`wait_commit`
+        self.commits = 0
+        self._committed = threading.Condition()
+        #: set by another thread: commit now, not at the next tick (this worker's last check
+        #: ended with nothing left in its inbox: the end of a batch; or the runner is stopping)
+        self.wake = threading.Event()
 
     # -- other threads ------------------------------------------------------------------------
 
@@ -88,6 +96,13 @@ class Writer:
         else:
             self.started.put((job, None))
 
+    def wait_commit(self, seen: int, timeout: float) -> int:
+        """Wait until there were more than ``seen`` group commits, or ``timeout`` seconds; the
+        count now."""
+        with self._committed:
+            self._committed.wait_for(lambda: self.commits != seen, timeout)
+            return self.commits
+
     def busy_for(self, batch_ids: list[int]) -> bool:
         """Something of these batches is held or waits to be written."""
         return (not self.held_batches.isdisjoint(batch_ids) or not self.results.empty()
@@ -97,7 +112,8 @@ class Writer:
 
     def run(self, abort: threading.Event) -> None:
         while not abort.is_set():
-            time.sleep(self._every)
+            self.wake.wait(self._every)
+            self.wake.clear()
             self.flush()
 
     def held(self) -> list[q.Claimed]:
@@ -130,6 +146,9 @@ class Writer:
             if marked is not None:
                 marked.set()  # written (or not, on a database error: the check goes on all the same)
         self._publish()
+        with self._committed:
+            self.commits += 1
+            self._committed.notify_all()
 
     def _write(self, started: list[q.Claimed], results: list[q.JobResult], releases: list[HandBack],
                entries: list[logs.LogEntry]) -> None:

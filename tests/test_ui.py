@@ -503,7 +503,7 @@ async def test_keys_typed_after_slash_go_to_the_pane_filter_in_every_pane(sample
         await settle(app, pilot)
         assert not isinstance(app.screen, ExportScreen)
         assert {p.label: p.disabled for p in Proxy.select()} == before
-        assert [p.state for p in app.main.query_one(ProxiesPane)._lines.values()] == ["dead"]
+        assert [p.state for p in app.main.query_one(ProxiesPane).shown] == ["dead"]
         await pilot.press("5", "slash", "a", "p", "p", "-", "0", "2", "enter")
         await settle(app, pilot)
         assert app.main.query_one("#workers").target().row_count == 1
@@ -883,7 +883,7 @@ async def test_every_table_sorts_by_key_and_by_a_header_click_with_an_indicator(
     async with app.run_test(size=SIZE) as pilot:
         pane = app.main.query_one(BatchesPane)
         table = pane.target()
-        names = lambda: [pane._views[int(k)].name for k in table.row_keys()]  # noqa: E731
+        names = lambda: [{v.id: v for v in pane.batches}[int(k)].name for k in table.row_keys()]  # noqa: E731
         assert names() == ["march-leads", "vip-accounts", "spring-campaign", "overnight-retry"]
         await pilot.press("1", "s")
         await pilot.pause()
@@ -893,14 +893,14 @@ async def test_every_table_sorts_by_key_and_by_a_header_click_with_an_indicator(
         assert names() == sorted(names(), reverse=True) and "Batch▼" in screen_text(app)
         await pilot.click("#batches-table", offset=(38, 0))  # the OK column's header
         await pilot.pause()
-        oks = [pane._views[int(k)].succeeded for k in table.row_keys()]
+        oks = [{v.id: v for v in pane.batches}[int(k)].succeeded for k in table.row_keys()]
         assert oks == sorted(oks) and table.sort_key == "ok" and "▲OK" in screen_text(app)
         assert pane.selected is not None and table.row_keys()[table.cursor_row] == str(pane.selected.id)
 
         proxies = app.main.query_one(ProxiesPane)
         await pilot.press("3", "s", "s", "S")  # by state, descending
         await pilot.pause()
-        states = [proxies._lines[k].state for k in proxies.target().row_keys()]
+        states = [{p.key: p for p in proxies.shown}[k].state for k in proxies.target().row_keys()]
         assert states == sorted(states, reverse=True)
 
 

@@ -61,7 +61,7 @@ async def _disabled_proxy(pilot) -> None:
 
     await pilot.press("3")
     pane = pilot.app.main.query_one(ProxiesPane)
-    key = next(p.key for p in pane._all if p.state == ProxyState.DISABLED)
+    key = next(p.key for p in pane.proxies if p.state == ProxyState.DISABLED)
     pane.target().move_cursor(row=pane.target().get_row_index(key), animate=False)
     await _settle(pilot)
 
@@ -71,7 +71,7 @@ async def _paused_batch(pilot) -> None:
 
     await pilot.press("1")
     pane = pilot.app.main.query_one(BatchesPane)
-    paused = next(v for v in pane._views.values() if v.state == BatchState.PAUSED)
+    paused = next(v for v in pane.batches if v.state == BatchState.PAUSED)
     pane.select(paused.id)
     await _settle(pilot)
     pilot.app.refresh_now()

@@ -104,6 +104,11 @@ class BatchesPane(Pane):
     def selected(self) -> BatchView | None:
         return self._views.get(self._selected) if self._selected is not None else None
 
+    @property
+    def batches(self) -> list[BatchView]:
+        """Every batch as last shown, the filtered-out ones too."""
+        return list(self._views.values())
+
     def apply_filter(self, text: str) -> None:
         self.needle = text.strip().lower()
         self.update_batches(self._all, self.now)

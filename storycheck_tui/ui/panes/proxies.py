@@ -166,6 +166,16 @@ class ProxiesPane(Pane):
     def selected(self) -> ProxyLine | None:
         return self._lines.get(self.selected_key) if self.selected_key else None
 
+    @property
+    def proxies(self) -> list[ProxyLine]:
+        """Every proxy as last shown, the filtered-out ones too."""
+        return list(self._all)
+
+    @property
+    def shown(self) -> list[ProxyLine]:
+        """The proxies the table shows: those the filter lets through (the table sorts them)."""
+        return list(self._lines.values())
+
     def apply_filter(self, text: str) -> None:
         self.needle = text.strip().lower()
         self.update_proxies(self._all, self.now)

@@ -9,9 +9,9 @@ ones the tests hold still.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,8 +195,10 @@ async def _shoot(s: Scene, out: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    out = Path(args[0] if args else "screenshots").resolve()
+    ap = argparse.ArgumentParser(prog="python -m storycheck_tui.ui.screenshots",
+                                 description="Draw the console's scenes as SVG files.")
+    ap.add_argument("out_dir", nargs="?", default="screenshots", help="where to write them (default: ./screenshots)")
+    out = Path(ap.parse_args(argv).out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     for s in SCENES:
         path = asyncio.run(_shoot(s, out))

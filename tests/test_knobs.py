@@ -316,13 +316,23 @@ def _console(tmp_path, **kw):
     return store, runner, StorycheckApp(runner, store, LogRing(), refresh_every=0.1, **kw)
 
 
+def _drive(store, runner, scene) -> None:
+    """Run ``scene`` (a coroutine function driving the console), then stop the watch-only
+    runner and close the store, whatever happened."""
+    import asyncio
+
+    try:
+        asyncio.run(scene())
+    finally:
+        runner.stop(0)
+        store.close()
+
+
 def _toasts(app) -> list[str]:
     return [str(t.render()) for t in app.screen.query("Toast")]
 
 
 def test_the_status_bar_shows_the_workers_pace_and_circuit_and_a_toast_says_it_opened(tmp_path):
-    import asyncio
-
     from storycheck_tui.store import workers as registry
 
     store, runner, app = _console(tmp_path)
@@ -351,16 +361,10 @@ def test_the_status_bar_shows_the_workers_pace_and_circuit_and_a_toast_says_it_o
             beat("closed")
             await until(pilot, lambda: any("source circuit closed" in t for t in _toasts(app)), "closed again")
 
-    try:
-        asyncio.run(run())
-    finally:
-        runner.stop(0)
-        store.close()
+    _drive(store, runner, run)
 
 
 def test_k_sets_the_knobs_for_every_worker_and_a_read_only_console_refuses(tmp_path):
-    import asyncio
-
     from storycheck_tui.ui.modals.knobs import KnobsScreen
 
     store, runner, app = _console(tmp_path)
@@ -384,11 +388,7 @@ def test_k_sets_the_knobs_for_every_worker_and_a_read_only_console_refuses(tmp_p
             await until(pilot, lambda: "knobs: pace cap 25/s" in screen_text(app), "the knobs in the status bar")
             assert any("pace cap 25/s: every running worker takes them within a second" in t for t in _toasts(app))
 
-    try:
-        asyncio.run(run())
-    finally:
-        runner.stop(0)
-        store.close()
+    _drive(store, runner, run)
     (tmp_path / "ro").mkdir()
     store, runner, app = _console(tmp_path / "ro", read_only=True)
 
@@ -398,18 +398,13 @@ def test_k_sets_the_knobs_for_every_worker_and_a_read_only_console_refuses(tmp_p
             await until(pilot, lambda: any("read-only" in t for t in _toasts(app)), "the refusal")
             assert not isinstance(app.screen, KnobsScreen)
 
-    try:
-        asyncio.run(read_only())
-    finally:
-        runner.stop(0)
-        store.close()
+    _drive(store, runner, read_only)
 
 
 def test_the_knobs_form_sets_nothing_until_it_has_read_the_knobs_in_force(tmp_path):
     """The form's fields are empty until the knobs in force are read: Set (button or ctrl+s)
     stays off until then, and says why when the read failed (here: the knob table renamed
     away while the console runs). Before, ctrl+s then cleared both knobs."""
-    import asyncio
     import sqlite3
 
     from textual.widgets import Button
@@ -447,11 +442,7 @@ def test_the_knobs_form_sets_nothing_until_it_has_read_the_knobs_in_force(tmp_pa
             await until(pilot, lambda: app.screen.query_one("#threads").value == "12", "the knobs in force")
             assert not app.screen.query_one("#submit", Button).disabled
 
-    try:
-        asyncio.run(run())
-    finally:
-        runner.stop(0)
-        store.close()
+    _drive(store, runner, run)
 
 
 def test_the_status_bar_says_why_this_consoles_engine_can_send_nothing():

@@ -66,7 +66,7 @@ class KnobsScreen(FormScreen[str]):
             return knobs.read(self.app.store)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        # Textual calls FormScreen's handler too (each class's in the MRO): the form's own work is its
+        # Textual calls FormScreen's handler too (each class's in the MRO): this one takes only the read
         if event.worker.group != "knobs-read":
             return
         if event.state == WorkerState.SUCCESS:

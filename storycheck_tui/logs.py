@@ -23,6 +23,7 @@ import logging
 import os
 import sys
 import threading
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,8 @@ def event(level: int, name: str, message: str, *, exc_info: Any = None, **fields
 
     Made as ``Logger.log`` makes it, less the search for the calling frame (``findCaller``):
     no storycheck format shows a record's file, line or function, and that walk up the stack
-    was a sixth of the cost of the record the writer logs for every check.
+    was a sixth of the cost of the record the writer logs for every check. The record itself
+    is made by :func:`_record`.
     """
     if not log.isEnabledFor(level):
         return
@@ -78,8 +80,53 @@ def event(level: int, name: str, message: str, *, exc_info: Any = None, **fields
         elif not isinstance(exc_info, tuple):
             exc_info = sys.exc_info()
     fields["event"] = name
-    log.handle(log.makeRecord(LOGGER_NAME, level, "(unknown file)", 0, message, (), exc_info or None,
-                              "(unknown function)", fields))
+    if logging.getLogRecordFactory() is not logging.LogRecord:  # someone's own factory: theirs makes it
+        log.handle(log.makeRecord(LOGGER_NAME, level, "(unknown file)", 0, message, (), exc_info or None,
+                                  "(unknown function)", fields))
+        return
+    log.handle(_record(level, message, exc_info or None, fields))
+
+
+#: (pid, the attributes every record of :func:`event` shares): see :func:`_record`
+_shared: tuple[int, dict[str, Any]] = (-1, {})
+_new_record = logging.LogRecord.__new__
+
+
+def _record(level: int, message: str, exc_info: Any, fields: dict[str, Any]) -> logging.LogRecord:
+    """The ``LogRecord`` that ``makeRecord`` makes for :func:`event`, attribute for attribute, at a
+    third of its cost (the writer makes one for every check): the attributes that are the same
+    for every record of this process (the file and function it names, the process) are copied
+    from one made by ``LogRecord`` itself; the others are set as ``LogRecord.__init__`` sets them.
+    """
+    global _shared
+    pid, shared = _shared
+    if pid != os.getpid():  # first record, or a forked child
+        proto = logging.LogRecord(LOGGER_NAME, logging.INFO, "(unknown file)", 0, "", (), None, "(unknown function)")
+        shared = {k: v for k, v in proto.__dict__.items() if k not in _PER_RECORD}
+        _shared = (os.getpid(), shared)
+    if not shared.keys().isdisjoint(fields) or "message" in fields or "asctime" in fields:
+        raise KeyError(f"Attempt to overwrite {sorted(shared.keys() & fields)} in LogRecord")  # as makeRecord
+    record = _new_record(logging.LogRecord)
+    attrs = record.__dict__
+    attrs.update(shared)
+    created = time.time()
+    attrs["msg"] = message
+    attrs["levelno"] = level
+    attrs["levelname"] = logging.getLevelName(level)
+    attrs["exc_info"] = exc_info
+    attrs["created"] = created
+    attrs["msecs"] = int((created - int(created)) * 1000) + 0.0
+    attrs["relativeCreated"] = (created - logging._startTime) * 1000  # type: ignore[attr-defined]
+    if logging.logThreads:
+        attrs["thread"] = threading.get_ident()
+        attrs["threadName"] = threading.current_thread().name
+    attrs.update(fields)
+    return record
+
+
+#: the attributes of a LogRecord that :func:`_record` sets for each record
+_PER_RECORD = frozenset(("msg", "levelno", "levelname", "exc_info", "created", "msecs", "relativeCreated", "thread",
+                         "threadName"))
 
 
 def clean(text: str) -> str:

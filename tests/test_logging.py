@@ -133,6 +133,52 @@ def test_only_batch_records_go_to_the_sink(fresh):
     assert [e.message for e in setup.ring.snapshot()] == ["batch one", "no batch", "debug of a batch", "already stored"]
 
 
+def test_an_event_record_is_the_record_the_logging_library_makes(fresh):
+    """event() makes its records without LogRecord.__init__ (the writer makes one per check):
+    attribute for attribute they are what Logger.makeRecord makes, in this thread and another,
+    and a field that would overwrite one of the record's own attributes is refused as makeRecord
+    refuses it; a record factory of someone else's is used when set."""
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    logs.setup_logging(fresh, file=False)
+    logs.log.addHandler(Keep())
+    fields = {"batch_id": 3, "job_id": 9, "username": "alice", "proxy": "proxy 1", "persisted": True}
+
+    def one() -> None:
+        logs.event(logging.WARNING, logs.RETRY_SCHEDULED, "alice: retrying", **fields)
+
+    one()
+    worker = threading.Thread(target=one, name="check-7")
+    worker.start()
+    worker.join()
+    for record, thread in zip(seen, (threading.current_thread(), worker)):
+        made = logs.log.makeRecord(logs.LOGGER_NAME, logging.WARNING, "(unknown file)", 0, "alice: retrying", (), None,
+                                   "(unknown function)", dict(fields, event=logs.RETRY_SCHEDULED))
+        made.thread, made.threadName = thread.ident, thread.name
+        mine = {k: v for k, v in vars(record).items() if not k.startswith("_sc_")}  # the ring's number
+        theirs = vars(made)
+        assert mine.keys() == theirs.keys()
+        assert {k: v for k, v in mine.items() if k not in ("created", "msecs", "relativeCreated")} == \
+            {k: v for k, v in theirs.items() if k not in ("created", "msecs", "relativeCreated")}
+        assert abs(record.created - made.created) < 5 and record.msecs == int((record.created % 1) * 1000)
+    with pytest.raises(KeyError):
+        logs.event(logging.INFO, logs.BATCH_CREATED, "x", lineno=3)
+
+    class Mine(logging.LogRecord):
+        pass
+
+    logging.setLogRecordFactory(Mine)
+    try:
+        logs.event(logging.INFO, logs.BATCH_CREATED, "batch one", batch_id=1)
+    finally:
+        logging.setLogRecordFactory(logging.LogRecord)
+    assert type(seen[-1]) is Mine and seen[-1].batch_id == 1
+
+
 def test_debug_records_are_made_only_when_asked_for(fresh):
     setup = logs.setup_logging(fresh)
     logs.event(logging.DEBUG, logs.STORY_CHECK_STARTED, "alice: checking", batch_id=1, job_id=7)

@@ -76,6 +76,37 @@ def test_claim_takes_each_job_once_and_finish_is_fenced(store):
     assert_counters_match_rows(store, batch_id)
 
 
+def test_a_group_of_many_results_is_fenced_row_by_row(store):
+    """A group commit larger than one statement's rows (SQLite writes a group in pieces of at
+    most 64 rows, the last one padded): every held job changes, every stale one does not, and
+    each applied result has its story rows and its one batch_log row, in id order."""
+    batch_id = ops.create_batch(store, "b", [f"u{i:03d}" for i in range(150)])
+    claimed = q.claim(store, "w1", 30, 150)
+    assert len(claimed) == 150
+    stale = {c.id for c in claimed[::7]}  # their lease went to another worker meanwhile
+    results = []
+    for c in claimed:
+        job = q.Claimed(c.id, c.batch_id, c.username, c.attempts, c.lease_seq - 1) if c.id in stale else c
+        outcome = Outcome("has_stories", stories=(Story(f"{c.username}-a", 1.7e9), Story(f"{c.username}-b", 1.7e9 + 1)),
+                          http_status=200, latency_ms=5.0) if c.id % 3 == 0 else NONE
+        results.append(ok(job, outcome))
+    report = q.finish(store, "w1", results)
+    assert sorted(r.job.id for r in report.stale) == sorted(stale)
+    applied = [r.job.id for r in report.applied]
+    assert applied == sorted(c.id for c in claimed if c.id not in stale)
+    states = dict(store.db.execute_sql("SELECT id, state FROM job WHERE batch_id = %s" % int(batch_id)).fetchall())
+    assert {i for i, st in states.items() if st == "succeeded"} == set(applied)
+    assert {i for i, st in states.items() if st == "running"} == stale
+    logged = [row[0] for row in store.db.execute_sql(
+        "SELECT job FROM batch_log WHERE batch = %s AND event = 'STORY_CHECK_SUCCESS' ORDER BY id" % int(batch_id))]
+    assert logged == applied
+    stories = store.db.execute_sql("SELECT COUNT(*) FROM story").fetchone()[0]
+    assert stories == 2 * sum(1 for i in applied if i % 3 == 0)
+    b = ops.get_batch(store, batch_id)
+    assert (b.completed, b.succeeded) == (len(applied), len(applied))
+    assert_counters_match_rows(store, batch_id)
+
+
 def test_claim_hammer_16_threads_with_late_finishers(db_url):
     """16 threads claim and finish; some finish after their lease was reaped and the job
     re-claimed by another thread: those finishes must change nothing.

@@ -191,7 +191,7 @@ class Checker:
         except CheckError:
             raise
         self.pool.success(route.key, outcome.latency_ms)
-        self.pace.answered()
+        self.pace.answered(self.clock() - prog.sent_at)
         if self.breaker.success(prog.job.username) is not None:  # a check let through as the probe
             log_transition(self.breaker, CIRCUIT_CLOSED, prog.job.username)
         return outcome

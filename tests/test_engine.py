@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import random
 import subprocess
 import sys
@@ -389,6 +390,27 @@ def test_a_batch_ends_when_its_last_check_does_not_at_the_next_commit_tick(tmp_p
         eng.runner.stop(1.0)
         stopped = time.monotonic() - t1
     assert stopped < 1.5, f"stop waited out the writer's tick: {stopped:.2f} s"
+
+
+def test_at_a_high_rate_a_claim_takes_more_than_claim_size_jobs(tmp_path, logsetup, story_server):
+    """A claim's commit costs as much as a dozen claimed rows: at a high rate of checks a claim
+    takes about claimer.PIECE_SECONDS' worth of them (a few here, the test's server answers a
+    few hundred a second), not claim_size (1 here) at a time."""
+    sizes: list[int] = []
+
+    class Claims(queue.SimpleQueue):  # the writer's queue of claims, counted as they come
+        def put(self, jobs, block=True, timeout=None):
+            sizes.append(len(jobs))
+            super().put(jobs, block, timeout)
+
+    srv = story_server()
+    settings = fast_settings(srv.source(), engine={"workers": 8, "claim_size": 1})
+    with Engine(tmp_path, settings, [f"fast{i:04d}" for i in range(1500)], start=False) as eng:
+        eng.runner.writer.claims = Claims()
+        eng.runner.start()
+        assert eng.done(timeout=60).successful_checks == 1500
+    assert sum(sizes) == 1500
+    assert max(sizes) >= 2, f"claims of at most {max(sizes)} jobs"
 
 
 def test_restarted_worker_takes_back_jobs_of_a_dead_local_worker_at_once(tmp_path, logsetup):

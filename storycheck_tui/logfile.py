@@ -186,7 +186,11 @@ class _Listener(logging.handlers.QueueListener):
             self.wake.clear()
         return self.queue.get(block)
 
-    def handle(self, record: logging.LogRecord | _Flush) -> None:  # the listener's documented hook
+    def handle(self, record: logging.LogRecord | _Flush | list) -> None:  # the listener's documented hook
+        if type(record) is list:  # FileQueue.handle_many: several records, in order
+            for one in record:
+                super().handle(one)
+            return
         if isinstance(record, _Flush):
             try:
                 self._flush_handlers()
@@ -222,6 +226,19 @@ class FileQueue(logging.handlers.QueueHandler):
         if ok:
             self.emit(record)
         return ok
+
+    def handle_many(self, records: list[logging.LogRecord]) -> None:
+        """:meth:`handle` for each record, queued as one item (one ``put``, one ``get``)."""
+        if self.filters:
+            records = [r for r in records if self.filter(r)]
+        for record in records:
+            if record.exc_info:
+                self.prepare(record)
+        if records:
+            try:
+                self.queue.put_nowait(records)
+            except Exception:  # pragma: no cover - as QueueHandler.emit
+                self.handleError(records[0])
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         if record.exc_info:  # the traceback's text now, while its frames are current (cached on the record)

@@ -87,6 +87,36 @@ def event(level: int, name: str, message: str, *, exc_info: Any = None, **fields
     log.handle(_record(level, message, exc_info or None, fields))
 
 
+def events(items: list[tuple[int, str, str, dict[str, Any]]]) -> None:
+    """Log several structured records, each as :func:`event` logs it, in order; the handlers of
+    storycheck that can take many at once (the ring, the batch-log sink, the log file's queue)
+    take them in one call: one lock, one queued item (the writer logs a record for every check
+    it commits). ``items``: (level, event name, message, fields).
+    """
+    if log.disabled or log.filters or log.propagate or logging.getLogRecordFactory() is not logging.LogRecord:
+        for level, name, message, fields in items:  # as the library does it, record by record
+            event(level, name, message, **fields)
+        return
+    records = []
+    for level, name, message, fields in items:
+        if log.isEnabledFor(level):
+            fields = dict(fields)
+            fields["event"] = name
+            records.append(_record(level, message, None, fields))
+    if not records:
+        return
+    for handler in log.handlers:
+        mine = records if all(r.levelno >= handler.level for r in records) else \
+            [r for r in records if r.levelno >= handler.level]
+        many = getattr(handler, "handle_many", None)
+        if many is not None:
+            if mine:
+                many(mine)
+        else:
+            for record in mine:
+                handler.handle(record)
+
+
 #: (pid, the attributes every record of :func:`event` shares): see :func:`_record`
 _shared: tuple[int, dict[str, Any]] = (-1, {})
 _new_record = logging.LogRecord.__new__
@@ -209,12 +239,13 @@ class LineFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         # RotatingFileHandler formats each record twice (shouldRollover, then emit): once is enough
-        cached = getattr(record, "_sc_line", None)
+        attrs = record.__dict__  # (a look-up, not getattr: a field a record lacks raises nothing)
+        cached = attrs.get("_sc_line")
         if cached is not None:
             return cached
         # A record without a traceback is formatted from its own fields: no LogEntry is built
         # for the file alone (the ring builds one only when the console reads it).
-        e = getattr(record, "_sc_entry", None)
+        e = attrs.get("_sc_entry")
         if e is None and record.exc_info and record.exc_info[0] is not None:
             e = to_entry(record)
         second, when = self._stamp
@@ -222,20 +253,19 @@ class LineFormatter(logging.Formatter):
             when = self.formatTime(record, "%Y-%m-%d %H:%M:%S")
             self._stamp = (int(record.created), when)
         ctx = []
-        src = record if e is None else e
+        fields = attrs if e is None else e.__dict__
         for key in _CTX_KEYS:
-            val = getattr(src, key, None)
+            val = fields.get(key)
             if val is not None:
                 if key == "proxy" and e is None:
                     val = clean(str(val))  # as to_entry stores it
                 ctx.append(f"{key}={val}" if isinstance(val, int) else f"{key}={clean(str(val))}")
         if e is None:
-            parts = [when, f"{record.levelname:<7}", getattr(record, "event", None) or "-", clean(record.getMessage())]
+            line = f"{when} {record.levelname:<7} {attrs.get('event') or '-'} {clean(record.getMessage())}"
         else:
-            parts = [when, f"{e.level:<7}", e.event or "-", e.message]
+            line = f"{when} {e.level:<7} {e.event or '-'} {e.message}"
         if ctx:
-            parts.append("(" + " ".join(ctx) + ")")
-        line = " ".join(parts)
+            line += " (" + " ".join(ctx) + ")"
         if e is not None and e.traceback:
             line += "\n" + "\n".join("  | " + clean(ln) for ln in e.traceback.rstrip().splitlines())
         record._sc_line = line  # type: ignore[attr-defined]
@@ -257,6 +287,21 @@ class LogRing(logging.Handler):
         if ok:
             self.emit(record)
         return ok
+
+    def handle_many(self, records: list[logging.LogRecord]) -> None:
+        """:meth:`handle` for each record, under one taking of the lock."""
+        if self.filters:
+            records = [r for r in records if self.filter(r)]
+        try:
+            with self._lock_:
+                for record in records:
+                    seq = record._sc_seq = next(_seq)  # type: ignore[attr-defined]
+                    self._buf.append((seq, record))
+            for record in records:
+                if record.args or record.exc_info or "details" in record.__dict__:
+                    to_entry(record)
+        except Exception:  # pragma: no cover - logging must never raise
+            self.handleError(records[0])
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -313,6 +358,13 @@ class BatchLogSink(logging.Handler):
         if ok:
             self.emit(record)
         return ok
+
+    def handle_many(self, records: list[logging.LogRecord]) -> None:
+        """:meth:`handle` for each record (those already stored cost a look each)."""
+        for record in records:
+            if record.__dict__.get("persisted") or record.__dict__.get("batch_id") is None:
+                continue
+            self.handle(record)
 
     def emit(self, record: logging.LogRecord) -> None:
         if getattr(record, "batch_id", None) is None or getattr(record, "persisted", False):

@@ -179,6 +179,35 @@ def test_an_event_record_is_the_record_the_logging_library_makes(fresh):
     assert type(seen[-1]) is Mine and seen[-1].batch_id == 1
 
 
+def test_records_logged_together_reach_every_handler_in_order(fresh):
+    """logs.events() (the writer's result records, one call per group commit) hands its records
+    to the ring, the batch-log sink and the log file's queue in one call each: every record
+    reaches each of them, in order, levels mixed, secrets masked, as event() one by one would."""
+    setup = logs.setup_logging(fresh)
+    before = secrets.values()
+    secrets.add("s3cr3t-key")
+    try:
+        logs.event(logging.INFO, logs.BATCH_CREATED, "before", batch_id=1)
+        logs.events([
+            (logging.INFO, logs.STORY_CHECK_SUCCESS, "alice: no stories", {"batch_id": 1, "job_id": 1, "persisted": True}),
+            (logging.ERROR, logs.CHECK_FAILED, "bob: failed via s3cr3t-key", {"batch_id": 1, "job_id": 2, "proxy": "p"}),
+            (logging.DEBUG, logs.STORY_CHECK_STARTED, "carol: checking", {"batch_id": 1}),  # not enabled: not made
+            (logging.INFO, logs.STORY_CHECK_SUCCESS, "dave: 2 active stories", {"batch_id": 1, "job_id": 4}),
+        ])
+        logs.event(logging.INFO, logs.BATCH_FINISHED, "after", batch_id=1)
+        expected = ["before", "alice: no stories", "bob: failed via ***", "dave: 2 active stories", "after"]
+        ring = setup.ring.snapshot()
+        assert [e.message for e in ring] == expected
+        assert [e.seq for e in ring] == sorted(e.seq for e in ring)
+        assert [e.level for e in ring] == ["INFO", "INFO", "ERROR", "INFO", "INFO"]
+        assert [e.message for e in setup.sink.drain()] == [m for m in expected if m != "alice: no stories"]
+        lines = [ln for ln in file_lines(setup) if " BATCH_" in ln or "CHECK" in ln]
+        assert [re.match(r"^\S+ \S+ \S+ +\S+ (.*?)(?: \(.*\))?$", ln).group(1) for ln in lines] == expected
+        assert "s3cr3t" not in "".join(lines) and "job_id=2 proxy=p" in lines[2]
+    finally:
+        secrets.restore(before)
+
+
 def test_debug_records_are_made_only_when_asked_for(fresh):
     setup = logs.setup_logging(fresh)
     logs.event(logging.DEBUG, logs.STORY_CHECK_STARTED, "alice: checking", batch_id=1, job_id=7)

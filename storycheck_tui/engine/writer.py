@@ -183,12 +183,14 @@ class Writer:
         times = self._times
         while times and times[0] < stamp - RATE_WINDOW:
             times.popleft()
+        records = []  # the result records, handed to the log's handlers in one go
         for r, (level, event, message) in zip(report.applied, report.messages):
-            self.finished += 1
             times.append(stamp)
-            logs.event(logging.getLevelName(level), event, message, persisted=True, batch_id=r.job.batch_id,
-                       job_id=r.job.id, username=r.job.username, proxy=r.proxy, attempt=r.job.attempts,
-                       status=r.http_status, error_type=r.error_kind)
+            records.append((logging.getLevelName(level), event, message, {
+                "persisted": True, "batch_id": r.job.batch_id, "job_id": r.job.id, "username": r.job.username,
+                "proxy": r.proxy, "attempt": r.job.attempts, "status": r.http_status, "error_type": r.error_kind}))
+        self.finished += len(report.applied)
+        logs.events(records)
         for r in report.stale:
             logs.event(logging.WARNING, logs.LEASE_LOST,
                        f"{r.job.username}: result dropped: this worker no longer holds the job (its lease expired "

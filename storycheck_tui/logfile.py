@@ -146,6 +146,31 @@ class OwnerOnlyRotatingFile(logging.handlers.RotatingFileHandler):
         except Exception:
             self.handleError(record)
 
+    def emit_many(self, records: list[logging.LogRecord]) -> None:
+        """:meth:`handle` for each record, written as one piece when they all fit before the
+        size that rotates the file (else record by record, rotating where it must)."""
+        try:
+            if self.stream is None:
+                self.stream = self._open()
+            if self._size is None:
+                self.stream.seek(0, 2)
+                self._size = self.stream.tell()
+            text = "".join([self.format(r) + self.terminator for r in records if r.levelno >= self.level])
+        except Exception:  # a record that cannot be formatted: each one on its own, as handle() would
+            for record in records:
+                self.handle(record)
+            return
+        if self.filters or (self.maxBytes > 0 and self._size + len(text) >= self.maxBytes):
+            for record in records:
+                self.handle(record)
+            return
+        with self.lock:  # type: ignore[union-attr]
+            try:
+                self.stream.write(text)  # flushed by the listener when its queue runs dry
+                self._size += len(text)
+            except Exception:
+                self.handleError(records[0])
+
     def flush(self) -> None:
         super().flush()
         self._size = None  # what another process appended since counts from the next record on
@@ -188,8 +213,12 @@ class _Listener(logging.handlers.QueueListener):
 
     def handle(self, record: logging.LogRecord | _Flush | list) -> None:  # the listener's documented hook
         if type(record) is list:  # FileQueue.handle_many: several records, in order
-            for one in record:
-                super().handle(one)
+            many = getattr(self.handlers[0], "emit_many", None) if len(self.handlers) == 1 else None
+            if many is not None:
+                many(record)
+            else:
+                for one in record:
+                    super().handle(one)
             return
         if isinstance(record, _Flush):
             try:

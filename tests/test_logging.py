@@ -366,6 +366,26 @@ def test_flush_returns_with_everything_logged_before_it_while_threads_keep_loggi
             t.join(10)
 
 
+def test_records_logged_together_rotate_the_file_at_its_size_in_order(fresh, monkeypatch):
+    """Records queued together (logs.events) are written as one piece while they fit: the file
+    still rotates before it passes maxBytes, and every record is in one of the files, in order."""
+    from storycheck_tui.logfile import OwnerOnlyRotatingFile
+
+    setup = logs.setup_logging(fresh)
+    setup.file_handler.maxBytes = 3000
+    for n in range(40):
+        logs.events([(logging.INFO, logs.STORY_CHECK_SUCCESS, f"user{n:02d}{i}: no stories",
+                      {"batch_id": 1, "job_id": 10 * n + i, "persisted": True}) for i in range(10)])
+    for h in logs.log.handlers:
+        h.flush()
+    files = sorted(fresh.glob("storycheck.log*"), key=lambda p: -int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0)
+    assert len(files) == 6 and isinstance(setup.file_handler, OwnerOnlyRotatingFile)  # 5 backups, rotated past
+    assert all(p.stat().st_size <= 3000 for p in files), [p.stat().st_size for p in files]
+    lines = [ln for p in files for ln in p.read_text(encoding="utf-8").splitlines()]
+    jobs = [int(re.search(r"job_id=(\d+)", ln).group(1)) for ln in lines if "STORY_CHECK_SUCCESS" in ln]
+    assert jobs == list(range(400 - len(jobs), 400)) and len(jobs) > 60
+
+
 def test_the_file_rotates_at_its_size_and_keeps_every_record_in_order(tmp_path):
     """The file's thread writes to the stream's buffer and counts the size itself: the file
     still rotates before it passes maxBytes, and every record is in one of the files, in order."""

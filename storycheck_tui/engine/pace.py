@@ -7,8 +7,8 @@ every request of this process, whose rate follows additive-increase/multiplicati
   :data:`START_RATE`), every answer adds one more request in flight (1/latency requests/s,
   between :data:`SLOW_START_STEP` and :data:`SLOW_START_MAX_STEP`) while the pace is what holds
   requests back: the rate doubles every round trip, as TCP's window does, until the first 429
-  (an API answering in 40 ms or less is reached within a few tenths of a second, a slow one is not
-  overshot by much);
+  (an API answering in 20 ms is reached within a tenth of a second, a slow one is not overshot by
+  much);
 * **increase**: after that, answers add :data:`INCREASE` of the rate at the last cut per second
   (with other workers on the key: of the mean of their paces, the same step for all); once the
   rate is clean past the rate that met the last 429 (:data:`PLATEAU`), the step doubles every
@@ -65,11 +65,12 @@ DECREASE_FIRST = 0.7
 #: slow start adds a segment to its window per acknowledgement, doubling it every round trip),
 #: at least this many (a slow API: the rate still grows fourfold every half second) ...
 SLOW_START_STEP = 3.0
-#: ... and at most this many (a source a few ms away, such as a simulator on loopback: 25/s per
-#: answer still found a 20/s key with 5 % of a 100-profile batch answered 429, as 3/s did, where
-#: the bare 1/latency met 12-15 %). Against an API answering in 20 ms, 8 threads reach its 360/s in
-#: 0.2 s instead of 1.4 s (3/s per answer), which cost a 2,000-profile run a sixth of its time.
-SLOW_START_MAX_STEP = 25.0
+#: ... and at most this many: the step of a source answering in 20 ms, as fast as a real API
+#: answers (a source a few ms away, such as a simulator on loopback: 50/s per answer still found a
+#: 20/s key with 4 % of a 100-profile batch answered 429, as 3/s did, where the bare 1/latency
+#: met 12-15 %). Against an API answering in 20 ms, 8 threads reach its 360/s in 0.1 s instead of
+#: 1.4 s (3/s per answer), which cost a 2,000-profile run a sixth of its time.
+SLOW_START_MAX_STEP = 50.0
 #: per second, the rate grows by this share of the rate at the last cut
 INCREASE = 0.05
 #: ... but only this share per second near the rate that met the last 429 (between these

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
-
-from rich.console import Console
-from rich.progress import BarColumn, Progress as Bar, TextColumn
+from typing import TYPE_CHECKING, TextIO
 
 from storycheck_tui.cli.show import safe
 from storycheck_tui.store.batches import BatchView
+
+if TYPE_CHECKING:
+    from rich.progress import Progress as Bar
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -62,6 +62,9 @@ class Progress:
             self.out.flush()
             return
         if self._bar is None:
+            from rich.console import Console  # on a terminal only: a plain line needs none of rich
+            from rich.progress import BarColumn, Progress as Bar, TextColumn
+
             # drawn only when asked (no refresh thread); stdout/stderr are left alone (log lines on
             # stderr with -v print above the bar, which is redrawn below them)
             self._bar = Bar(BarColumn(bar_width=24), TextColumn("{task.description}", markup=False),

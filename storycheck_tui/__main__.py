@@ -1,3 +1,3 @@
-from storycheck_tui.cli import main
+from storycheck_tui.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -48,7 +48,7 @@ def test_in_slow_start_each_answer_adds_one_request_in_flight():
     """1/latency requests/s per answer, between the floor (a slow API) and the cap (a source a few
     ms away). Before, every answer added 3/s: 8 threads against an API answering in 20 ms took
     1.4 s to reach its 360/s, a sixth of a 2,000-profile run."""
-    for latency, step in ((0.04, 25.0), (0.025, 40.0), (0.001, SLOW_START_MAX_STEP), (2.0, SLOW_START_STEP)):
+    for latency, step in ((0.05, 20.0), (0.04, 25.0), (0.001, SLOW_START_MAX_STEP), (2.0, SLOW_START_STEP)):
         clock = Clock()
         pace = SourcePace(clock=clock)
         assert pace.reserve() == 0.0 and pace.reserve() > 0.0  # the pace holds the second request back
@@ -56,8 +56,8 @@ def test_in_slow_start_each_answer_adds_one_request_in_flight():
         assert pace.rate == START_RATE + step, latency
     clock = Clock()
     pace = SourcePace(clock=clock)
-    drive(pace, clock, 0.3, latency=0.02)
-    assert pace.rate > 8 / 0.02  # 8 threads' worth within 0.3 s (3/s per answer: 8/s)
+    drive(pace, clock, 0.5, latency=0.02)
+    assert pace.rate > 8 / 0.02  # 8 threads' worth within half a second (3/s per answer: 17/s)
 
 
 def test_in_slow_start_a_request_held_back_asks_again_soon():
@@ -405,3 +405,20 @@ def test_a_proxy_whose_ip_is_limited_is_paced_and_does_not_hold_back_the_others(
             assert snap.pace is not None and snap.pace.cuts <= 3, snap.pace
         stats = sim.stats()["identities"]
         assert stats["proxy-1"]["rate_limited"] == stats["proxy-2"]["rate_limited"] == 0, stats
+
+
+def test_slow_start_grows_only_while_the_pace_holds_requests_back_now():
+    """Past what the threads can send, slow start stops growing within 50 ms: 8 threads against a
+    20 ms API without a limit left the pace at 17,000/s (it grew for a second after the threads
+    were the limit), a pace that says nothing of the key."""
+    clock = Clock()
+    pace = SourcePace(clock=clock)
+    assert pace.reserve() == 0.0 and pace.reserve() > 0.0  # held back now
+    clock.t += 0.06
+    before = pace.rate
+    pace.answered(0.02)
+    assert pace.rate == before  # the hold-back was 60 ms ago: the threads are the limit
+    clock.t += 0.2  # a token's worth at 5/s
+    assert pace.reserve() == 0.0 and pace.reserve() > 0.0  # held back now
+    pace.answered(0.02)
+    assert pace.rate == before + SLOW_START_MAX_STEP

@@ -67,13 +67,13 @@ DECREASE_FIRST = 0.7
 #: at least this many (a slow API: the rate still grows fourfold every half second) ...
 SLOW_START_STEP = 3.0
 #: ... and at most this many: the step of a source answering in 40 ms. A source a few ms away
-#: (a simulator on loopback, a service on the LAN) went far past a limit before its first 429
-#: came back with a larger step: keys of 60-400/s with bursts of 2-10, 5 s batches, the engine
-#: took 1.36 times the ideal time at 3/s per answer, 1.61 at 25/s, 1.75 at 50/s (a model of the
-#: pace against a token bucket, 16 threads, 2 routes blocked by Retry-After); against an API
-#: answering in 20 ms with no limit, 8 threads reach 360/s in 0.2 s instead of 1.4 s (3/s per
-#: answer), which cost a 2,000-profile run a sixth of its time. At 100-400 ms, as paid APIs answer,
-#: the cap does not bind and limited runs took 3.08 times the ideal against 3.13 at 3/s.
+#: (a simulator on loopback, a service on the LAN) went further past a limit before its first 429
+#: came back with a larger step, and its first cut landed lower: keys of 60-400/s with bursts of
+#: 2-10, 5 s batches, the engine took 1.35 times the ideal time at 3/s per answer, 1.61 at 25/s,
+#: 1.75 at 50/s (``python -m benchmarks.pacemodel --step 3 25 50``). Against an API answering in
+#: 20 ms with no limit, 8 threads reach 360/s in 0.2 s instead of 1.4 s (3/s per answer), which
+#: cost a 2,000-profile run a sixth of its time. At 100-400 ms, as paid APIs answer, the cap does
+#: not bind: 1.15 times the ideal against 1.18 at 3/s.
 SLOW_START_MAX_STEP = 25.0
 #: per second, the rate grows by this share of the rate at the last cut
 INCREASE = 0.05

@@ -65,20 +65,43 @@ def sim_call(api_url: str, path: str, body: dict | None = None) -> dict:
         return json.loads(resp.read())
 
 
-def measure_window(read: Callable[[], tuple[int, int]], p: dict, *, wait_first: bool = True) -> dict:
+def thread_cpu_seconds(roles: Callable[[str], str]) -> dict[str, float]:
+    """User + system CPU seconds of this process's threads, summed by ``roles(thread name)``
+    (threads that ended are not counted)."""
+    import threading
+
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as fh:
+                fields = fh.read().rpartition(")")[2].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        role = roles(names.get(int(tid), ""))
+        out[role] = out.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def measure_window(read: Callable[[], tuple[int, int]], p: dict, *, wait_first: bool = True,
+                   threads: Callable[[], dict[str, float]] | None = None) -> dict:
     """Checks per second over a steady window, counted by the simulator and by the client.
 
     Sleeps ``warmup`` seconds, resets the simulator's counters, reads ``read()`` (checked,
     failed so far), sleeps ``duration`` seconds and reads both again. The simulator's
     counters say how many requests were made, answered, and answered 429 in the window.
+    ``threads`` (e.g. :func:`thread_cpu_seconds`): CPU seconds by thread role, read at both
+    ends of the window, reported as ``thread_cpu_us_per_check``.
     """
     time.sleep(p["warmup"])
     sim_call(p["api_url"], "/_sim/reset", {})
     cpu0 = cpu_seconds()
+    by_thread0 = threads() if threads else {}
     (ok0, bad0), t0 = read(), time.monotonic()
     time.sleep(p["duration"])
     (ok1, bad1), t1 = read(), time.monotonic()
     cpu1 = cpu_seconds()
+    by_thread1 = threads() if threads else {}
     stats = sim_call(p["api_url"], "/_sim/stats")["total"]
     seconds = t1 - t0
     # The rate is the simulator's count of answers that check a profile (200/403/404): exact at
@@ -87,4 +110,6 @@ def measure_window(read: Callable[[], tuple[int, int]], p: dict, *, wait_first: 
             "requests": stats["requests"], "rate_limited": stats["rate_limited"], "errors": stats["errors"],
             "share_429": stats["rate_limited"] / stats["requests"] if stats["requests"] else 0.0,
             "cpu_share": (cpu1 - cpu0) / seconds,
-            "cpu_us_per_check": 1e6 * (cpu1 - cpu0) / stats["ok"] if stats["ok"] else float("nan")}
+            "cpu_us_per_check": 1e6 * (cpu1 - cpu0) / stats["ok"] if stats["ok"] else float("nan"),
+            "thread_cpu_us_per_check": {k: 1e6 * (v - by_thread0.get(k, 0.0)) / stats["ok"]
+                                        for k, v in by_thread1.items()} if stats["ok"] else {}}

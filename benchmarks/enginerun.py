@@ -16,7 +16,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import cpu_seconds, measure_window, peak_rss_mb, usernames
+from benchmarks.common import cpu_seconds, measure_window, peak_rss_mb, thread_cpu_seconds, usernames
+
+
+def thread_role(name: str) -> str:
+    """The engine's thread roles (runner.py names them storycheck-ROLE; the log file's writer is
+    the standard library's QueueListener thread)."""
+    role = name.removeprefix("storycheck-")
+    if role.startswith("check-"):
+        return "check threads"
+    if "_monitor" in name:
+        return "log file"
+    return role if role in ("writer", "claimer", "keeper", "validator") else "other"
 
 
 def settings_for(p: dict):
@@ -63,7 +74,7 @@ def run(p: dict) -> dict:
         runner.start()
         print("STARTED", flush=True)  # benchmarks.profile attaches py-spy now
         try:
-            out = measure_window(read, p)
+            out = measure_window(read, p, threads=lambda: thread_cpu_seconds(thread_role))
             out["window_incomplete"] = ops.get_batch(store, batch_id).remaining == 0
             if p.get("complete"):
                 out["done"] = runner.wait_done([batch_id], timeout=p.get("timeout", 300), poll=0.05)

@@ -85,8 +85,23 @@ def overhead(quick: bool) -> Section:
                "its own work per check (claim, checker, a log record (two with `--debug`), fenced group commit, "
                "stories and log rows).",
                "Other engineers' test runs shared this machine; the load average is in the machine section.",
+               _by_thread(runs.get(("engine", True)) or runs.get(("engine", False)) or []),
                whole["note"]]
     return s
+
+
+def _by_thread(engine_runs: list[dict]) -> str:
+    """Where the engine's CPU per check goes, by thread (medians over the engine's runs)."""
+    roles = sorted({k for r in engine_runs for k in r.get("thread_cpu_us_per_check", {})},
+                   key=lambda k: -statistics.median(r.get("thread_cpu_us_per_check", {}).get(k, 0.0)
+                                                     for r in engine_runs))
+    parts = [f"{k} {statistics.median(r.get('thread_cpu_us_per_check', {}).get(k, 0.0) for r in engine_runs):.0f}"
+             for k in roles]
+    return ("The engine's CPU us per check by thread (first engine row, median of its runs): " + ", ".join(parts)
+            + ". The check threads do what the bare loop does (and the checker's pacing, routes and breaker); "
+              "the others are the engine's own work: the fenced group commit with its story and log rows and the "
+              "result records (writer), claims (claimer), the log file's lines (log file), leases and heartbeats "
+              "(keeper).")
 
 
 #: the second case of section 1: a whole run against a slow Python API

@@ -814,3 +814,33 @@ def test_a_stale_refusal_does_not_overwrite_credentials_renewed_meanwhile(tmp_pa
         assert (pool_a.state_of("1"), pool_a.route("1").url) == (UNCHECKED, new)
     finally:
         store.close()
+
+
+def test_the_burst_of_429s_that_ends_slow_start_is_the_keys_not_a_proxys():
+    """Slow start goes past the key's limit before its first 429 comes back, and the requests in
+    flight meet 429s together, unevenly on the proxies (5 to 2 on two, in benchmark 8). Counted for
+    blame, they paced one proxy at 19/s for good, and each Retry-After of the other then left the
+    engine at that pace: 0.79 of the key's limit in three runs of five. A 429 of a request sent
+    before the cut that ended slow start is the key's; the same 429s sent after it blame the
+    proxy as before."""
+    import math
+
+    for keys, paced in ((True, False), (False, True)):
+        pool, clock = make_pool(2, rate=None)
+        pace = SourcePace(clock=clock)
+        for _ in range(15):  # both proxies answered alike
+            for key in ("p0", "p1"):
+                pool.success(key, 10.0)
+            clock.advance(0.01)
+        sent = clock.t
+        assert pace.overshot(sent)  # in slow start
+        clock.advance(0.01)
+        pace.limited(sent, None, "a")  # the first 429 ends slow start
+        if not keys:
+            sent = clock.t + 0.001  # sent after the cut: the route's own evidence
+            clock.advance(0.01)
+        assert pace.overshot(sent) is keys
+        for key in ("p0",) * 5 + ("p1",) * 2:
+            pool.rate_limited(key, None, sent, keys=pace.overshot(sent))
+        assert (pool.views()[0].rate < math.inf) is paced
+        assert pool.views()[1].rate == math.inf

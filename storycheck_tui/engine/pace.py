@@ -156,6 +156,7 @@ class SourcePace:
         self._uncapped: tuple[float, float] | None = None
         self._shared_at = -math.inf  # when other workers on the key last set the scale
         self._last_cut = -math.inf
+        self._slow_start_cut = math.inf  # when the first 429 ended slow start
         self._last_cut_by = ""
         self._held_back_at = -math.inf
         # answers in slow start: this slot's since _slot_start, the previous one's over _prev_span
@@ -249,6 +250,8 @@ class SourcePace:
                 self._rate = self._bounded(min(before * DECREASE_FIRST, answered * DECREASE))
             else:
                 self._rate = self._bounded(before * (DECREASE_FIRST if self._slow_start else DECREASE))
+            if self._slow_start:
+                self._slow_start_cut = now
             self._last_cut = now
             self._probing_since = None
             self._slow_start = False
@@ -258,6 +261,11 @@ class SourcePace:
                             + (f", Retry-After {retry_after:.1f} s" if retry_after else ""))
             self._changed_at = now
             return True
+
+    def overshot(self, sent_at: float) -> bool:
+        """Whether a request sent at ``sent_at`` left while slow start was past the key's limit:
+        before the cut that ended it (at its first 429). Its 429 is the key's."""
+        return sent_at < self._slow_start_cut
 
     def adopt(self, rate: float, reason: str) -> None:
         """Start from a pace learned elsewhere (other workers on the key), before any request."""

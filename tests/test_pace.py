@@ -422,3 +422,18 @@ def test_slow_start_grows_only_while_the_pace_holds_requests_back_now():
     assert pace.reserve() == 0.0 and pace.reserve() > 0.0  # held back now
     pace.answered(0.02)
     assert pace.rate == before + SLOW_START_MAX_STEP
+
+
+def test_only_the_requests_before_slow_starts_cut_count_as_its_overshoot():
+    """Their 429s are the key's (see the proxy pool's test of the burst that ends slow start);
+    a worker that began at a pace others learned had no slow start: its 429s may blame a proxy."""
+    clock = Clock()
+    pace = SourcePace(clock=clock)
+    assert pace.overshot(clock.t)
+    sent = clock.t
+    clock.t += 0.01
+    pace.limited(sent, None, "a")  # ends slow start
+    assert pace.overshot(sent) and not pace.overshot(clock.t)
+    late = SourcePace(clock=clock)
+    late.adopt(40.0, "learned")
+    assert not late.overshot(clock.t)

@@ -825,7 +825,7 @@ def test_the_burst_of_429s_that_ends_slow_start_is_the_keys_not_a_proxys():
     proxy as before."""
     import math
 
-    for keys, paced in ((True, False), (False, True)):
+    for before_cut, paced in ((True, False), (False, True)):
         pool, clock = make_pool(2, rate=None)
         pace = SourcePace(clock=clock)
         for _ in range(15):  # both proxies answered alike
@@ -836,11 +836,11 @@ def test_the_burst_of_429s_that_ends_slow_start_is_the_keys_not_a_proxys():
         assert pace.overshot(sent)  # in slow start
         clock.advance(0.01)
         pace.limited(sent, None, "a")  # the first 429 ends slow start
-        if not keys:
+        if not before_cut:
             sent = clock.t + 0.001  # sent after the cut: the route's own evidence
             clock.advance(0.01)
-        assert pace.overshot(sent) is keys
+        assert pace.overshot(sent) is before_cut
         for key in ("p0",) * 5 + ("p1",) * 2:
-            pool.rate_limited(key, None, sent, keys=pace.overshot(sent))
+            pool.rate_limited(key, None, sent, key_limit=pace.overshot(sent))
         assert (pool.views()[0].rate < math.inf) is paced
         assert pool.views()[1].rate == math.inf

@@ -151,7 +151,7 @@ class Checker:
             outcome = self.source.check(prog.job.username, route)
         except RateLimited as err:
             blocked, ip_limited = self.pool.rate_limited(route.key, err.retry_after, prog.sent_at,
-                                                         keys=self.pace.overshot(prog.sent_at))
+                                                         key_limit=self.pace.overshot(prog.sent_at))
             if not ip_limited:  # a limit for the source's key: its pace is cut, not only the route's
                 self.pace.limited(prog.sent_at, None, prog.job.username)
             prog.exclude.add(route.key)

@@ -156,7 +156,7 @@ class SourcePace:
         self._uncapped: tuple[float, float] | None = None
         self._shared_at = -math.inf  # when other workers on the key last set the scale
         self._last_cut = -math.inf
-        self._slow_start_cut = math.inf  # when the first 429 ended slow start
+        self._slow_start_cut = -math.inf  # when the first 429 ended slow start (none: a learned start)
         self._last_cut_by = ""
         self._held_back_at = -math.inf
         # answers in slow start: this slot's since _slot_start, the previous one's over _prev_span
@@ -210,7 +210,9 @@ class SourcePace:
                     self._prev_span = now - self._slot_start if fresh else 0.0
                     self._slot_start, self._slot_answers = now, 0
                 self._slot_answers += 1
-                step = SLOW_START_STEP if not latency else min(SLOW_START_MAX_STEP, max(SLOW_START_STEP, 1.0 / latency))
+                step = SLOW_START_STEP
+                if latency:
+                    step = min(SLOW_START_MAX_STEP, max(SLOW_START_STEP, 1.0 / latency))
             else:
                 near = PLATEAU[0] * self._met <= self._rate <= PLATEAU[1] * self._met
                 step = (INCREASE_NEAR if near else INCREASE) * self._scale / self._rate
@@ -264,8 +266,9 @@ class SourcePace:
 
     def overshot(self, sent_at: float) -> bool:
         """Whether a request sent at ``sent_at`` left while slow start was past the key's limit:
-        before the cut that ended it (at its first 429). Its 429 is the key's."""
-        return sent_at < self._slow_start_cut
+        in slow start, or before the cut that ended it (at its first 429). Its 429 is the key's.
+        A worker that began at a pace learned by others had no slow start to overshoot."""
+        return self._slow_start or sent_at < self._slow_start_cut
 
     def adopt(self, rate: float, reason: str) -> None:
         """Start from a pace learned elsewhere (other workers on the key), before any request."""

@@ -190,10 +190,10 @@ class ProxyPool:
                 self._cond.notify_all()  # only a transition can make a route usable sooner
 
     def rate_limited(self, key: str, retry_after: float | None, sent_at: float | None = None, *,
-                     keys: bool = False) -> RateLimit:
+                     key_limit: bool = False) -> RateLimit:
         """A 429 through ``key`` (its request sent at ``sent_at``): cut its pace (a configured
         rate halves; a learned one only when the 429 is its IP's) and block it for
-        ``retry_after`` seconds. ``keys``: the source's pace was past the key's limit when the
+        ``retry_after`` seconds. ``key_limit``: the source's pace was past the key's limit when the
         request left (``SourcePace.overshot``): the 429 is the key's, and it is not counted
         towards blaming the route's IP (the burst of 429s that ends slow start fell 5 to 2 on
         two proxies and paced one of them at 19/s for good).
@@ -212,9 +212,9 @@ class ProxyPool:
             e = self._entries.get(key)
             if e is None:
                 return RateLimit(0.0, False)
-            if not keys:
+            if not key_limit:
                 e.bucket.limited()
-            ip = not keys and self._ip_limited(e)
+            ip = not key_limit and self._ip_limited(e)
             if not e.bucket.learns:
                 rate = e.bucket.cut()
             elif ip:

@@ -519,3 +519,23 @@ def test_retry_failed_puts_failed_back_and_fixes_counters(tmp_path, logsetup, st
         assert assert_counters_match_rows(eng.store, eng.batch_id) == {"succeeded": 8}
         assert eng.logs(logs.BATCH_RETRY)
         assert ops.retry_failed(eng.store, eng.batch_id) == 0
+
+
+def test_the_rate_of_a_worker_that_just_started_is_over_the_time_it_ran(tmp_path, logsetup):
+    """The rate (progress line, `batches`, the console) counted the checks of the last 10 s over
+    10 s, also in a worker's first seconds: 7 checks in the first half second said 0.7/s, and
+    `storycheck run` printed an ETA of 47 minutes for a run of 6 s."""
+    import dataclasses
+
+    from storycheck_tui.config import Settings
+    from storycheck_tui.engine.writer import RATE_WINDOW
+
+    with Simulator(SimConfig(rate=0)) as sim:
+        settings = dataclasses.replace(Settings(), source=sim_source(sim), path="test")
+        with Engine(tmp_path, settings, [f"rate.user{i:04d}" for i in range(2000)], start=False) as eng:
+            started = time.monotonic()
+            eng.runner.start()
+            wait_for(lambda: eng.runner.writer.finished >= 40, 10, "40 checks")
+            rate, finished, ran = eng.runner.snapshot().rate, eng.runner.writer.finished, time.monotonic() - started
+            assert ran < RATE_WINDOW / 2, ran
+            assert rate >= 0.5 * finished / ran, (rate, finished, ran)

@@ -194,9 +194,11 @@ class ProxyPool:
         """A 429 through ``key`` (its request sent at ``sent_at``): cut its pace (a configured
         rate halves; a learned one only when the 429 is its IP's) and block it for
         ``retry_after`` seconds. ``key_limit``: the source's pace was past the key's limit when the
-        request left (``SourcePace.overshot``): the 429 is the key's, and it is not counted
-        towards blaming the route's IP (the burst of 429s that ends slow start fell 5 to 2 on
-        two proxies and paced one of them at 19/s for good).
+        request left (``SourcePace.overshot``): the 429 is the key's and blames no route's IP
+        now (the burst of 429s that ends slow start fell 5 to 2 on two proxies and, with a
+        few dozen answers counted, paced one of them at 19/s for good). It is counted all the
+        same: a proxy whose IP is limited, the only one that met such 429s, is blamed at its
+        next 429 (not counting them left one unpaced in a run of the per-IP test).
 
         Whether the 429 is the route's IP's rather than the source's key's
         (``engine/pacing.py``, ``ip_limited``) is decided before any cut: after a configured
@@ -212,8 +214,7 @@ class ProxyPool:
             e = self._entries.get(key)
             if e is None:
                 return RateLimit(0.0, False)
-            if not key_limit:
-                e.bucket.limited()
+            e.bucket.limited()
             ip = not key_limit and self._ip_limited(e)
             if not e.bucket.learns:
                 rate = e.bucket.cut()

@@ -818,11 +818,11 @@ def test_a_stale_refusal_does_not_overwrite_credentials_renewed_meanwhile(tmp_pa
 
 def test_the_burst_of_429s_that_ends_slow_start_is_the_keys_not_a_proxys():
     """Slow start goes past the key's limit before its first 429 comes back, and the requests in
-    flight meet 429s together, unevenly on the proxies (5 to 2 on two, in benchmark 8). Counted for
-    blame, they paced one proxy at 19/s for good, and each Retry-After of the other then left the
+    flight meet 429s together, unevenly on the proxies (5 to 2 on two, in benchmark 8). Blamed on
+    the first, they paced it at 19/s for good, and each Retry-After of the other then left the
     engine at that pace: 0.79 of the key's limit in three runs of five. A 429 of a request sent
-    before the cut that ended slow start is the key's; the same 429s sent after it blame the
-    proxy as before."""
+    before the cut that ended slow start blames no proxy (it is counted for later); the same 429s
+    sent after it blame the proxy as before."""
     import math
 
     for before_cut, paced in ((True, False), (False, True)):

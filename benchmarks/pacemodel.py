@@ -24,6 +24,10 @@ from dataclasses import dataclass
 from storycheck_tui.engine import pace as pacing
 
 
+#: check threads of the grid's runs (the engine's default ``[engine] workers``)
+THREADS = 16
+
+
 @dataclass
 class Outcome:
     seconds: float  # until the batch was checked
@@ -31,7 +35,7 @@ class Outcome:
     limited: int  # answered 429
 
 
-def simulate(limit: float, burst: float, latency: float, *, profiles: int, threads: int = 16, routes: int = 2,
+def simulate(limit: float, burst: float, latency: float, *, profiles: int, threads: int = THREADS, routes: int = 2,
              retry_after: float = 1.0) -> Outcome:
     """``threads`` threads check ``profiles`` profiles through ``routes`` routes (round robin over
     those not blocked); the source answers ``latency`` seconds after a request is sent, 429 when
@@ -83,7 +87,7 @@ def grid(latencies: tuple[float, ...]) -> tuple[float, float, float, float]:
         for burst in (2.0, 5.0, 10.0):
             for latency in latencies:
                 o = simulate(limit, burst, latency, profiles=int(limit * 5))
-                ideal = o.answered / min(limit, 16 / latency)  # the key's limit, or what 16 threads can send
+                ideal = o.answered / min(limit, THREADS / latency)  # the key's limit, or what the threads can send
                 ratios.append(o.seconds / ideal)
                 shares.append(100.0 * o.limited / (o.answered + o.limited))
     return sum(ratios) / len(ratios), max(ratios), sum(shares) / len(shares), max(shares)

@@ -934,18 +934,25 @@ def test_a_trickling_source_is_cut_at_the_wall_deadline_on_every_route(api, prox
     assert time.monotonic() - t1 < 1.6
 
 
-def test_the_deadline_transport_bounds_requests_that_bring_no_deadline(api):
-    # DeadlineTransport is usable on its own: a request without a Deadline gets deadline_s
+def test_the_deadline_transport_alone_bounds_a_trickling_body_by_the_deadline_it_is_given(api):
+    # each socket read gets 0.3 s and the trickle never waits that long: only the deadline ends it
+    from storycheck_tui.sources.http.deadline import Deadline
     from storycheck_tui.sources.http.transport import DeadlineTransport
 
     api.route("/trickle-alone")(_trickle_body(api))
-    transport = DeadlineTransport(proxy=None, ssl_context=httpx.create_ssl_context(), timeout=0.3, deadline_s=0.6,
+    transport = DeadlineTransport(proxy=None, ssl_context=httpx.create_ssl_context(), timeout=0.3,
                                   limits=httpx.Limits())
-    with httpx.Client(transport=transport, timeout=0.3) as client:
+    url = httpx.URL(f"{api.base}/trickle-alone")
+    try:
         t0 = time.monotonic()
+        answer = transport.send(b"GET", url, [(b"Host", url.netloc)], None, Deadline(0.6))
+        assert answer.status_code == 200
         with pytest.raises(httpx.ReadTimeout):
-            bounded(lambda: client.get(f"{api.base}/trickle-alone"), 10)()
+            bounded(lambda: sum(1 for _ in answer.iter_raw()), 10)()
         assert 0.55 <= time.monotonic() - t0 < 1.2
+        assert 0 < answer.num_bytes_downloaded < 100_000
+    finally:
+        transport.close()
 
 
 # ------------------------------------------------------------------------------------------

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import zlib
 
-import httpx
 
 from storycheck_tui.sources.http.deadline import Deadline
+from storycheck_tui.sources.http.transport import Answer
 
 __all__ = ["BodyTooLarge", "BodyUndecodable", "DeadlineExceeded", "BoundedDecoder", "read_body", "drain",
            "excerpt"]
@@ -124,7 +124,7 @@ class BoundedDecoder:
         return out
 
 
-def read_body(resp: httpx.Response, limit: int, deadline: Deadline) -> bytes:
+def read_body(resp: Answer, limit: int, deadline: Deadline) -> bytes:
     """The whole decoded body, at most ``limit`` bytes (on the wire and decoded).
 
     Raises BodyTooLarge, BodyUndecodable, DeadlineExceeded or httpx's errors.
@@ -146,7 +146,7 @@ def read_body(resp: httpx.Response, limit: int, deadline: Deadline) -> bytes:
     return b"".join(chunks)
 
 
-def drain(resp: httpx.Response, keep: int = 0, limit: int = 65536) -> bytes:
+def drain(resp: Answer, keep: int = 0, limit: int = 65536) -> bytes:
     """Read (and mostly discard) a small body so the connection can be reused; never raises.
 
     Returns the first ``keep`` bytes as sent (still encoded: see :func:`excerpt`).
@@ -163,7 +163,7 @@ def drain(resp: httpx.Response, keep: int = 0, limit: int = 65536) -> bytes:
     return bytes(kept)
 
 
-def excerpt(resp: httpx.Response, size: int) -> str:
+def excerpt(resp: Answer, size: int) -> str:
     """The start of a body (an error page) as text, decoded within ``size`` bytes; drains the rest."""
     raw = drain(resp, keep=size)
     try:

@@ -1,28 +1,43 @@
-"""One ``httpx.Client`` per route: no cookies, the source's own headers, the deadline transport.
+"""One client per route: its connection pool, the headers every request carries, redirects.
 
-httpx has no per-request proxy, so the source keeps one client per route (proxy) and builds
-it here. Configured headers (API keys) go to the source's own origin only, also on
-redirects: httpx strips only ``Authorization`` on a cross-origin redirect, an ``x-access-key``
-would follow a redirect to any host.
+A source keeps one :class:`RouteClient` per route (proxy). It sends a request as httpx's
+``Client`` would with ``follow_redirects=True`` and no cookie store, and hands back the
+final :class:`~.transport.Answer`, open:
+
+* the headers: ``Host``, the body's ``Content-Length`` and ``Content-Type`` (JSON), then
+  ``Accept``, ``Accept-Encoding``, ``Connection``, ``User-Agent`` and the configured headers;
+* configured headers (API keys) go to the source's own origin only, also on redirects: httpx
+  strips only ``Authorization`` on a cross-origin redirect, an ``x-access-key`` would follow a
+  redirect to any host;
+* no cookie is kept or sent: checks are stateless, so no session cookie follows a proxy around;
+* redirects as httpx follows them (the method and body kept on 307/308, a GET after 303, and
+  after 301/302 as browsers do), at most :data:`MAX_REDIRECTS`, then ``httpx.TooManyRedirects``.
+
+Threads: many threads send through one client at once; it holds nothing per request.
 """
 
 from __future__ import annotations
 
+import json
 import ssl
 from typing import Any
 
 import httpx
 
 from storycheck_tui.sources.base import Route
-from storycheck_tui.sources.http.transport import DeadlineTransport
+from storycheck_tui.sources.http.body import drain
+from storycheck_tui.sources.http.deadline import Deadline
+from storycheck_tui.sources.http.transport import Answer, DeadlineTransport
 
-__all__ = ["USER_AGENT", "Origin", "origin", "build_client"]
+__all__ = ["USER_AGENT", "MAX_REDIRECTS", "Origin", "origin", "RouteClient"]
 
 USER_AGENT = "storycheck/0.1"
 #: what the client asks for; the body reader decodes these itself, with a size limit
 ACCEPT_ENCODING = "gzip, deflate"
 #: redirects followed before the answer counts as broken
 MAX_REDIRECTS = 5
+#: the statuses that redirect when they carry a Location
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 Origin = tuple[str, str, "int | None"]
 
@@ -32,65 +47,71 @@ def origin(url: httpx.URL) -> Origin:
     return (url.scheme, url.host, port)
 
 
-class _NoCookies(httpx.Cookies):
-    """Keeps no cookie and sends none: checks are stateless, so no session cookie follows a
-    proxy around. It also skips the work: httpx builds a urllib request for every response
-    to let a cookie jar look at it (~10 % of a check's CPU), even when the jar keeps nothing."""
-
-    def extract_cookies(self, response: httpx.Response) -> None:
-        pass
-
-    def set_cookie_header(self, request: httpx.Request) -> None:
-        pass
+def _raw(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    """Header pairs as bytes, encoded as httpx encodes them."""
+    return list(httpx.Headers(headers).raw)
 
 
-_NO_COOKIES = _NoCookies()
-
-
-class _StatelessClient(httpx.Client):
-    """An ``httpx.Client`` whose cookie store is :class:`_NoCookies`, whatever it is given."""
-
-    @property  # type: ignore[override]
-    def cookies(self) -> httpx.Cookies:
-        return _NO_COOKIES
-
-    @cookies.setter
-    def cookies(self, cookies: Any) -> None:
-        pass
-
-
-class _HomeOnlyHeaders:
-    """A request hook: drops the named headers from any request leaving the home origin."""
-
-    def __init__(self, home: Origin, names: tuple[str, ...]) -> None:
-        self.home = home
-        self.names = names
-
-    def __call__(self, request: httpx.Request) -> None:
-        if self.names and origin(request.url) != self.home:
-            for name in self.names:
-                request.headers.pop(name, None)
-
-
-def build_client(via: Route, *, headers: dict[str, str], home: Origin, timeout: float, deadline_s: float,
-                 ssl_context: ssl.SSLContext) -> httpx.Client:
-    """A client for route ``via``; ``headers`` are sent to ``home`` only.
+class RouteClient:
+    """Requests through route ``via``; ``headers`` are sent to ``home`` only.
 
     Raises ``ValueError`` (or ``httpx.InvalidURL``) for a proxy URL it cannot use.
     """
-    proxy = httpx.Proxy(via.url) if via.url else None
-    transport = DeadlineTransport(
-        proxy=proxy, ssl_context=ssl_context, timeout=timeout, deadline_s=deadline_s,
-        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0),
-    )
-    sent = {"User-Agent": USER_AGENT, "Accept": "application/json", "Accept-Encoding": ACCEPT_ENCODING}
-    sent.update(headers)
-    return _StatelessClient(
-        transport=transport,
-        headers=sent,
-        timeout=httpx.Timeout(timeout),
-        follow_redirects=True,
-        max_redirects=MAX_REDIRECTS,
-        trust_env=False,
-        event_hooks={"request": [_HomeOnlyHeaders(home, tuple(k.lower() for k in headers))]},
-    )
+
+    def __init__(self, via: Route, *, headers: dict[str, str], home: Origin, timeout: float,
+                 ssl_context: ssl.SSLContext) -> None:
+        proxy = httpx.Proxy(via.url) if via.url else None
+        self.transport = DeadlineTransport(
+            proxy=proxy, ssl_context=ssl_context, timeout=timeout,
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0),
+        )
+        self._home = home
+        common = {"Accept": "application/json", "Accept-Encoding": ACCEPT_ENCODING, "Connection": "keep-alive",
+                  "User-Agent": USER_AGENT}
+        self._away = _raw(common)
+        self._at_home = self._away + _raw(headers)
+
+    def open(self, method: str, url: str, body: Any, deadline: Deadline) -> Answer:
+        """Send ``method url`` (with ``body`` as JSON, when not None) and follow its redirects;
+        the last answer, open for reading. Raises httpx's errors."""
+        target = httpx.URL(url)
+        verb = method.encode("ascii")
+        content = None if body is None else \
+            json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+        for _ in range(MAX_REDIRECTS + 1):
+            answer = self.transport.send(verb, target, self._headers(target, content), content, deadline)
+            status = answer.status_code
+            if status not in REDIRECTS or "location" not in answer.headers:
+                return answer
+            try:
+                target = _redirect_url(target, answer.headers["location"])
+                if status in (302, 303) or (status == 301 and verb == b"POST"):
+                    verb, content = b"GET", None  # the body goes with the method
+            finally:
+                drain(answer)  # the connection goes back to the pool
+                answer.close()
+        raise httpx.TooManyRedirects("Exceeded maximum allowed redirects.")
+
+    def _headers(self, target: httpx.URL, content: bytes | None) -> list[tuple[bytes, bytes]]:
+        first = [(b"Host", target.netloc)]
+        if content is not None:
+            first += [(b"Content-Length", str(len(content)).encode()), (b"Content-Type", b"application/json")]
+        return first + (self._at_home if origin(target) == self._home else self._away)
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+def _redirect_url(current: httpx.URL, location: str) -> httpx.URL:
+    """Where a redirect leads, as httpx reads a ``Location`` (relative, or absolute without a host)."""
+    try:
+        url = httpx.URL(location)
+    except httpx.InvalidURL as exc:
+        raise httpx.RemoteProtocolError(f"Invalid URL in location header: {exc}.") from None
+    if url.scheme and not url.host:
+        url = url.copy_with(host=current.host)
+    if url.is_relative_url:
+        url = current.join(url)
+    if current.fragment and not url.fragment:
+        url = url.copy_with(fragment=current.fragment)
+    return url

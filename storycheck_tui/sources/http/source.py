@@ -37,13 +37,13 @@ from storycheck_tui.errors import BadResponse, InputError, ProxyFailed, SourceUn
 from storycheck_tui.masking import add_url_credentials, register_secret
 from storycheck_tui.sources.base import DIRECT, NOT_FOUND, PRIVATE, Outcome, Route
 from storycheck_tui.sources.http.body import BodyTooLarge, BodyUndecodable, drain, read_body
-from storycheck_tui.sources.http.client import build_client, origin
+from storycheck_tui.sources.http.client import RouteClient, origin
 from storycheck_tui.sources.http.deadline import Deadline
 from storycheck_tui.sources.http.failures import Mapping, make_error
 from storycheck_tui.sources.http.decide import by_items, by_rules, document
 from storycheck_tui.sources.http.request import RequestTemplate
 from storycheck_tui.sources.http.status import failure_for_status
-from storycheck_tui.sources.http.transport import DEADLINE
+from storycheck_tui.sources.http.transport import Answer
 
 __all__ = ["HttpSource", "DEADLINE_FACTOR"]
 
@@ -76,7 +76,7 @@ class HttpSource:
         for value in settings.headers.values():
             register_secret(value)  # already registered when they came from ${VAR}; harmless twice
         self._lock = threading.Lock()
-        self._clients: dict[str, tuple[str | None, httpx.Client]] = {}
+        self._clients: dict[str, tuple[str | None, RouteClient]] = {}
         self._closed = False
         # one TLS context for every client: building one loads the CA bundle (~17 ms here),
         # which a pool of a thousand proxies would pay a thousand times, under the lock
@@ -121,7 +121,7 @@ class HttpSource:
                 body = read_body(resp, s.max_body_bytes, m.deadline)
             return by_items(body, s, status, self._ms(m.deadline))
 
-    def _read_any(self, resp: httpx.Response, deadline: Deadline) -> bytes | None:
+    def _read_any(self, resp: Answer, deadline: Deadline) -> bytes | None:
         """The body of any answer, for the rules; an error page too large or undecodable is None."""
         try:
             return read_body(resp, self.settings.max_body_bytes, deadline)
@@ -182,7 +182,7 @@ class HttpSource:
         """
         return _Exchange(self, via, url, method, body)
 
-    def _raise_failure(self, resp: httpx.Response, via: Route, what: str = "", body: bytes | None = None) -> None:
+    def _raise_failure(self, resp: Answer, via: Route, what: str = "", body: bytes | None = None) -> None:
         failure = failure_for_status(resp, self.settings, what, body=body)
         if failure is not None:
             raise make_error(failure.cls, failure.message, via, failure.status, **failure.extra)
@@ -193,7 +193,7 @@ class HttpSource:
 
     # ------------------------------------------------------------------ clients
 
-    def _client(self, via: Route) -> httpx.Client:
+    def _client(self, via: Route) -> RouteClient:
         with self._lock:
             if self._closed:
                 raise make_error(SourceUnavailable, "source is closed", via)
@@ -206,7 +206,7 @@ class HttpSource:
             entry[1].close()
         return client
 
-    def _new_client(self, via: Route) -> httpx.Client:
+    def _new_client(self, via: Route) -> RouteClient:
         if via.url:
             add_url_credentials(via.url)  # also done when routes load; harmless twice
             try:
@@ -214,8 +214,8 @@ class HttpSource:
             except (ValueError, httpx.InvalidURL) as exc:
                 raise make_error(ProxyFailed, f"invalid proxy URL: {exc}", via) from None
         try:
-            return build_client(via, headers=self.settings.headers, home=self._home, timeout=self._timeout,
-                                deadline_s=self._deadline_s, ssl_context=self._ssl_context)
+            return RouteClient(via, headers=self.settings.headers, home=self._home, timeout=self._timeout,
+                               ssl_context=self._ssl_context)
         except (ValueError, httpx.InvalidURL) as exc:  # e.g. socks4:// or ftp://
             raise make_error(ProxyFailed, f"unsupported proxy URL: {exc}", via) from None
 
@@ -234,13 +234,11 @@ class _Exchange:
         self._method = method
         self._body = body
 
-    def __enter__(self) -> tuple[httpx.Response, Mapping]:
+    def __enter__(self) -> tuple[Answer, Mapping]:
         source = self._source
         m = self._mapping = Mapping(self._via, self._url, source._timeout, Deadline(source._deadline_s))
         with m:
-            client = source._client(self._via)
-            request = client.build_request(self._method, self._url, json=self._body, extensions={DEADLINE: m.deadline})
-            resp = self._response = client.send(request, stream=True)
+            resp = self._response = source._client(self._via).open(self._method, self._url, self._body, m.deadline)
             m.status = resp.status_code
         return resp, m
 

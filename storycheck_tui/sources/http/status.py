@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from datetime import timezone
 from typing import Any
 
-import httpx
 
 from storycheck_tui.config import SourceSettings
 from storycheck_tui.errors import AuthFailed, CheckError, ProxyAuthRejected, RateLimited, SourceUnavailable
 from storycheck_tui.masking import one_line
 from storycheck_tui.sources.http.body import drain, excerpt
+from storycheck_tui.sources.http.transport import Answer
 
 __all__ = ["Failure", "parse_retry_after", "failure_for_status"]
 
@@ -59,7 +59,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, seconds)
 
 
-def failure_for_status(resp: httpx.Response, s: SourceSettings, what: str = "",
+def failure_for_status(resp: Answer, s: SourceSettings, what: str = "",
                        body: bytes | None = None) -> Failure | None:
     """The error a status means by itself (407, rate limit, refused credentials, 5xx), or None.
 

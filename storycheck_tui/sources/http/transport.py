@@ -1,35 +1,40 @@
-"""An ``httpx`` transport whose every socket operation answers to the request's deadline.
+"""One route's connection pool, every socket operation bounded by the request's deadline.
 
-:class:`DeadlineTransport` is what ``httpx.HTTPTransport`` is (an httpcore connection pool, a
-plain, HTTP-proxy or SOCKS pool chosen by the proxy URL), built through httpcore's public
-``network_backend=`` argument with a :class:`~.deadline.DeadlineBackend`. A request carries its
-:class:`~.deadline.Deadline` in ``request.extensions[DEADLINE]`` (redirects keep the
-extensions, so one deadline covers the whole chain); a request without one gets
-``deadline_s`` from now. The response body is read under the same deadline.
+:class:`DeadlineTransport` holds what ``httpx.HTTPTransport`` holds (an httpcore connection
+pool: plain, HTTP-proxy or SOCKS, chosen by the proxy URL), built through httpcore's public
+``network_backend=`` argument with a :class:`~.deadline.DeadlineBackend`. :meth:`send` takes a
+request as httpcore does (method, URL, header bytes, body bytes) and the request's
+:class:`~.deadline.Deadline`, and gives back an :class:`Answer`: status, headers and the raw
+body, read under the same deadline.
+
+Why not ``httpx.Request`` and ``httpx.Response``: building and wrapping them (URL merging,
+header normalisation, byte-stream classes, the client's auth and redirect generators) cost
+about 110 us of CPU per request on the 2-core benchmark machine, a third of a whole check.
+The source needs a status, the headers and the raw bytes (:mod:`.body` decodes them itself,
+bounded); :mod:`.client` builds the request and follows redirects.
 
 httpcore's exceptions become httpx's, as ``httpx.HTTPTransport`` does it: a table and a
-context manager (:func:`map_httpcore_exceptions`). Anything else (socksio's errors on a
-broken SOCKS reply) passes through untouched for the caller's mapping.
+context manager (:func:`map_httpcore_exceptions`), so :mod:`.failures` speaks httpx's types
+alone. Anything else (socksio's errors on a broken SOCKS reply) passes through untouched for
+the caller's mapping.
 
 Threads: one transport serves every thread using its route; it holds no per-request state
-(the deadline travels with the request, see :mod:`.deadline`).
+(the deadline is bound to the calling thread for each call into httpcore, see
+:mod:`.deadline`). An :class:`Answer` belongs to the thread that sent its request.
 """
 
 from __future__ import annotations
 
 import ssl
 from types import TracebackType
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import httpcore
 import httpx
 
 from storycheck_tui.sources.http.deadline import Deadline, DeadlineBackend
 
-__all__ = ["DEADLINE", "DeadlineTransport", "map_httpcore_exceptions"]
-
-#: the request extension holding the request's :class:`Deadline`
-DEADLINE = "storycheck.deadline"
+__all__ = ["Answer", "DeadlineTransport", "map_httpcore_exceptions"]
 
 #: httpcore exception -> httpx exception; the most specific match wins
 HTTPCORE_TO_HTTPX: dict[type[Exception], type[httpx.HTTPError]] = {
@@ -79,42 +84,52 @@ class map_httpcore_exceptions:  # noqa: N801 - used like contextlib's lower-case
 _MAP = map_httpcore_exceptions()
 
 
-class _BoundBody(httpx.SyncByteStream):
-    """The response body, read under the request's deadline, httpcore errors mapped."""
+class Answer:
+    """An answer, open until :meth:`close`: ``status_code``, ``headers`` and the raw body
+    (:meth:`iter_raw`, still content-encoded), read under the request's deadline with
+    httpcore's errors mapped. ``num_bytes_downloaded``: the body bytes read so far."""
 
-    def __init__(self, stream: Iterable[bytes], backend: DeadlineBackend, deadline: Deadline) -> None:
+    __slots__ = ("status_code", "headers", "num_bytes_downloaded", "_stream", "_backend", "_deadline")
+
+    def __init__(self, status_code: int, headers: httpx.Headers, stream: Iterable[bytes], backend: DeadlineBackend,
+                 deadline: Deadline) -> None:
+        self.status_code = status_code
+        self.headers = headers
+        self.num_bytes_downloaded = 0
         self._stream = stream
         self._backend = backend
         self._deadline = deadline
 
-    def __iter__(self) -> Iterator[bytes]:
+    def iter_raw(self) -> Iterator[bytes]:
         parts = iter(self._stream)
         while True:
             with self._backend.bound(self._deadline), _MAP:
                 part = next(parts, None)
             if part is None:
                 return
+            self.num_bytes_downloaded += len(part)
             yield part
 
     def close(self) -> None:
+        """Give the connection back to the pool (or close it, when the body was not read to its end)."""
         close = getattr(self._stream, "close", None)
         if close is not None:
             with self._backend.bound(self._deadline), _MAP:
                 close()
 
 
-class DeadlineTransport(httpx.BaseTransport):
+class DeadlineTransport:
     """One route's connection pool (direct, HTTP proxy or SOCKS5 proxy), deadline-bounded.
 
-    ``timeout`` is the default for a socket operation httpcore gives none (the SOCKS
-    handshake); ``deadline_s`` the wall limit of a request that brings no deadline of its own.
-    Raises ``ValueError`` for a proxy scheme it cannot serve.
+    ``timeout`` bounds each socket operation (and the wait for a free connection), as httpx's
+    ``Timeout(timeout)`` does; it is also the default for an operation httpcore gives none (the
+    SOCKS handshake). Raises ``ValueError`` for a proxy scheme it cannot serve.
     """
 
     def __init__(self, *, proxy: httpx.Proxy | None, ssl_context: ssl.SSLContext, timeout: float,
-                 deadline_s: float, limits: httpx.Limits) -> None:
+                 limits: httpx.Limits) -> None:
         self._backend = DeadlineBackend(timeout)
-        self._deadline_s = deadline_s
+        self._extensions: dict[str, Any] = {"timeout": httpx.Timeout(timeout).as_dict()}
         pool_args = dict(
             ssl_context=ssl_context,
             max_connections=limits.max_connections,
@@ -138,23 +153,17 @@ class DeadlineTransport(httpx.BaseTransport):
         else:
             raise ValueError(f"proxy scheme must be http, https, socks5 or socks5h, not {url.scheme!r}")
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        deadline = request.extensions.get(DEADLINE)
-        if deadline is None:
-            deadline = Deadline(self._deadline_s)
-        core_request = httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(scheme=request.url.raw_scheme, host=request.url.raw_host,
-                             port=request.url.port, target=request.url.raw_path),
-            headers=request.headers.raw,
-            content=request.stream,  # type: ignore[arg-type]
-            extensions=request.extensions,
-        )
+    def send(self, method: bytes, url: httpx.URL, headers: list[tuple[bytes, bytes]], content: bytes | None,
+             deadline: Deadline) -> Answer:
+        """One request to ``url``, its headers (``Host`` among them) as they go on the wire; the
+        answer once its headers came, its body still to read. Raises httpx's errors."""
+        request = httpcore.Request(
+            method, httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
+            headers=headers, content=content, extensions=self._extensions)
         with self._backend.bound(deadline), _MAP:
-            response = self._pool.handle_request(core_request)
-        return httpx.Response(status_code=response.status, headers=response.headers,
-                              stream=_BoundBody(response.stream, self._backend, deadline),  # type: ignore[arg-type]
-                              extensions=response.extensions)
+            response = self._pool.handle_request(request)
+        return Answer(response.status, httpx.Headers(response.headers), response.stream,  # type: ignore[arg-type]
+                      self._backend, deadline)
 
     def close(self) -> None:
         with _MAP:

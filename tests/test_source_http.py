@@ -881,6 +881,43 @@ def test_presets_and_build_source(monkeypatch):
             build_source(bad)
 
 
+@pytest.mark.parametrize("settings, said", [
+    # a fragment never goes on the wire: the request would not name the user
+    (SourceSettings(url="https://x/s?k=1#{username}"), "[source] url: {username} can stand in the path or the query only"),
+    (SourceSettings(url="https://x/s?u={username}", headers={"x-access-key": "kéy-1234"}),
+     "[source] headers.x-access-key: holds a character outside ASCII, which a header cannot carry"),
+])
+def test_a_source_that_cannot_be_sent_is_refused_when_built(settings, said):
+    with pytest.raises(InputError) as caught:
+        HttpSource(settings)
+    assert str(caught.value) == said and "kéy" not in str(caught.value)
+
+
+@pytest.mark.parametrize("status, method_after", [(307, "POST"), (308, "POST"), (303, "GET"), (302, "GET"),
+                                                  (301, "GET")])
+def test_a_redirected_post_keeps_or_drops_its_body_as_httpx_does(status, method_after):
+    from servers import RawServer, json_answer, redirect
+
+    def script(req, n):
+        return redirect("/second", status) if req.path == "/first" else json_answer({"items": []})
+
+    srv = RawServer(script)
+    src = HttpSource(SourceSettings(url=f"{srv.base}/first", method="POST", json={"u": "{username}"},
+                                    items="items", timeout=2.0, headers={"x-access-key": API_KEY}))
+    try:
+        assert src.check("alice", DIRECT).kind == "no_stories"
+    finally:
+        src.close()
+        srv.close()
+    first, second = srv.requests
+    assert (first.method, first.path, second.path) == ("POST", "/first", "/second")
+    assert first.headers["content-type"] == "application/json"
+    assert first.headers["content-length"] == str(len(b'{"u":"alice"}'))
+    assert second.method == method_after
+    assert ("content-length" in second.headers) == (method_after == "POST")
+    assert second.headers["host"] == f"127.0.0.1:{srv.port}" and second.headers["x-access-key"] == API_KEY
+
+
 # ------------------------------------------------------------------------------------------
 # the wall deadline holds on every route (the transport's public seam, not a patched pool)
 # ------------------------------------------------------------------------------------------

@@ -27,9 +27,10 @@ import httpx
 from storycheck_tui.sources.base import Route
 from storycheck_tui.sources.http.body import drain
 from storycheck_tui.sources.http.deadline import Deadline
+from storycheck_tui.sources.http.request import Target
 from storycheck_tui.sources.http.transport import Answer, DeadlineTransport
 
-__all__ = ["USER_AGENT", "MAX_REDIRECTS", "Origin", "origin", "RouteClient"]
+__all__ = ["USER_AGENT", "MAX_REDIRECTS", "RouteClient"]
 
 USER_AGENT = "storycheck/0.1"
 #: what the client asks for; the body reader decodes these itself, with a size limit
@@ -39,42 +40,33 @@ MAX_REDIRECTS = 5
 #: the statuses that redirect when they carry a Location
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
-Origin = tuple[str, str, "int | None"]
-
-
-def origin(url: httpx.URL) -> Origin:
-    port = url.port or {"http": 80, "https": 443}.get(url.scheme)
-    return (url.scheme, url.host, port)
-
-
 def _raw(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
     """Header pairs as bytes, encoded as httpx encodes them."""
     return list(httpx.Headers(headers).raw)
 
 
 class RouteClient:
-    """Requests through route ``via``; ``headers`` are sent to ``home`` only.
+    """Requests through route ``via``; ``headers`` are sent to ``home``'s origin only.
 
     Raises ``ValueError`` (or ``httpx.InvalidURL``) for a proxy URL it cannot use.
     """
 
-    def __init__(self, via: Route, *, headers: dict[str, str], home: Origin, timeout: float,
+    def __init__(self, via: Route, *, headers: dict[str, str], home: Target, timeout: float,
                  ssl_context: ssl.SSLContext) -> None:
         proxy = httpx.Proxy(via.url) if via.url else None
         self.transport = DeadlineTransport(
             proxy=proxy, ssl_context=ssl_context, timeout=timeout,
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0),
         )
-        self._home = home
+        self._home = home.origin
         common = {"Accept": "application/json", "Accept-Encoding": ACCEPT_ENCODING, "Connection": "keep-alive",
                   "User-Agent": USER_AGENT}
         self._away = _raw(common)
         self._at_home = self._away + _raw(headers)
 
-    def open(self, method: str, url: str, body: Any, deadline: Deadline) -> Answer:
-        """Send ``method url`` (with ``body`` as JSON, when not None) and follow its redirects;
-        the last answer, open for reading. Raises httpx's errors."""
-        target = httpx.URL(url)
+    def open(self, method: str, target: Target, body: Any, deadline: Deadline) -> Answer:
+        """Send ``method`` to ``target`` (with ``body`` as JSON, when not None) and follow its
+        redirects; the last answer, open for reading. Raises httpx's errors."""
         verb = method.encode("ascii")
         content = None if body is None else \
             json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
@@ -84,7 +76,7 @@ class RouteClient:
             if status not in REDIRECTS or "location" not in answer.headers:
                 return answer
             try:
-                target = _redirect_url(target, answer.headers["location"])
+                target = Target.of(_redirect_url(target.url, answer.headers["location"]))
                 if status in (302, 303) or (status == 301 and verb == b"POST"):
                     verb, content = b"GET", None  # the body goes with the method
             finally:
@@ -92,11 +84,11 @@ class RouteClient:
                 answer.close()
         raise httpx.TooManyRedirects("Exceeded maximum allowed redirects.")
 
-    def _headers(self, target: httpx.URL, content: bytes | None) -> list[tuple[bytes, bytes]]:
+    def _headers(self, target: Target, content: bytes | None) -> list[tuple[bytes, bytes]]:
         first = [(b"Host", target.netloc)]
         if content is not None:
             first += [(b"Content-Length", str(len(content)).encode()), (b"Content-Type", b"application/json")]
-        return first + (self._at_home if origin(target) == self._home else self._away)
+        return first + (self._at_home if target.origin == self._home else self._away)
 
     def close(self) -> None:
         self.transport.close()

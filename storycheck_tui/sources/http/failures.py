@@ -49,7 +49,7 @@ class Mapping:
     """One request's context for mapping its exceptions; set ``status`` once a response came."""
 
     via: Route
-    url: str
+    https: bool  # the request's URL is https (a proxy tunnels it)
     timeout: float
     deadline: Deadline
     status: int | None = None
@@ -160,7 +160,7 @@ def _pool_timeout(m: Mapping, exc: BaseException) -> CheckError:
 
 
 def _read_timeout(m: Mapping, exc: BaseException) -> CheckError:
-    tunnel = m.proxied and (m.proxy_scheme.startswith("socks") or m.url.startswith("https:"))
+    tunnel = m.proxied and (m.proxy_scheme.startswith("socks") or m.https)
     if tunnel and not m.got_response and m.deadline.silent:
         return m.err(ProxyFailed, f"the proxy did not answer within {m.timeout:g}s")
     return m.err(SourceUnavailable, f"read timeout ({m.timeout:g}s)")

@@ -37,11 +37,11 @@ from storycheck_tui.errors import BadResponse, InputError, ProxyFailed, SourceUn
 from storycheck_tui.masking import add_url_credentials, register_secret
 from storycheck_tui.sources.base import DIRECT, NOT_FOUND, PRIVATE, Outcome, Route
 from storycheck_tui.sources.http.body import BodyTooLarge, BodyUndecodable, drain, read_body
-from storycheck_tui.sources.http.client import RouteClient, origin
+from storycheck_tui.sources.http.client import RouteClient
 from storycheck_tui.sources.http.deadline import Deadline
 from storycheck_tui.sources.http.failures import Mapping, make_error
 from storycheck_tui.sources.http.decide import by_items, by_rules, document
-from storycheck_tui.sources.http.request import RequestTemplate
+from storycheck_tui.sources.http.request import RequestTemplate, Target, UrlTemplate
 from storycheck_tui.sources.http.status import failure_for_status
 from storycheck_tui.sources.http.transport import Answer
 
@@ -65,7 +65,8 @@ class HttpSource:
         self.settings = settings
         self._timeout = float(settings.timeout)
         self._deadline_s = self._timeout * DEADLINE_FACTOR
-        self._home = origin(httpx.URL(settings.url.replace("{username}", "x")))
+        self._urls = UrlTemplate(settings.url)
+        self._home = self._urls.target_for("x")
         if settings.health_url:
             self._health_url = settings.health_url
             self._health_lenient = False
@@ -73,8 +74,14 @@ class HttpSource:
             parts = urlsplit(settings.url)
             self._health_url = f"{parts.scheme}://{parts.netloc}/"
             self._health_lenient = True
-        for value in settings.headers.values():
+        try:
+            self._health_target = Target.of(httpx.URL(self._health_url))
+        except httpx.InvalidURL as exc:
+            raise InputError(f"[source] health_url: not a usable URL: {exc}") from None
+        for name, value in settings.headers.items():
             register_secret(value)  # already registered when they came from ${VAR}; harmless twice
+            if not value.isascii():  # the value itself is never named: it may be a secret
+                raise InputError(f"[source] headers.{name}: holds a character outside ASCII, which a header cannot carry")
         self._lock = threading.Lock()
         self._clients: dict[str, tuple[str | None, RouteClient]] = {}
         self._closed = False
@@ -98,7 +105,7 @@ class HttpSource:
         """
         s = self.settings
         t = self._template
-        with self._exchange(via, t.url_for(username), t.method, t.json_for(username)) as (resp, m):
+        with self._exchange(via, self._urls.target_for(username), t.method, t.json_for(username)) as (resp, m):
             status = resp.status_code
             body: bytes | None = None
             if s.rules and status != 407:  # a proxy's 407 is not the source's answer
@@ -137,7 +144,7 @@ class HttpSource:
         ``url`` is probed and any answer below 500 (other than 407/429) proves the route
         works: an API root commonly answers 404 or 401, and that must not keep a good proxy dead.
         """
-        with self._exchange(via, self._health_url, "GET", None) as (resp, m):
+        with self._exchange(via, self._health_target, "GET", None) as (resp, m):
             status = resp.status_code
             if self._health_lenient:
                 if status == 407 or status in self.settings.rate_limited or status >= 500:
@@ -174,13 +181,13 @@ class HttpSource:
 
     # ------------------------------------------------------------------ one request
 
-    def _exchange(self, via: Route, url: str, method: str, body: Any) -> "_Exchange":
-        """``with self._exchange(via, url, method, json) as (response, mapping):`` one streamed request.
+    def _exchange(self, via: Route, target: Target, method: str, body: Any) -> "_Exchange":
+        """``with self._exchange(via, target, method, json) as (response, mapping):`` one streamed request.
 
         The response is open for the block; any exception raised in it (by httpx while
         reading, or by the block's own code) leaves as a CheckError.
         """
-        return _Exchange(self, via, url, method, body)
+        return _Exchange(self, via, target, method, body)
 
     def _raise_failure(self, resp: Answer, via: Route, what: str = "", body: bytes | None = None) -> None:
         failure = failure_for_status(resp, self.settings, what, body=body)
@@ -225,20 +232,21 @@ class _Exchange:
     """:meth:`HttpSource._exchange`: a class, not a generator (contextlib's machinery around a
     generator cost a few microseconds of every check). Built and entered by one thread."""
 
-    __slots__ = ("_source", "_via", "_url", "_method", "_body", "_mapping", "_response")
+    __slots__ = ("_source", "_via", "_target", "_method", "_body", "_mapping", "_response")
 
-    def __init__(self, source: HttpSource, via: Route, url: str, method: str, body: Any) -> None:
+    def __init__(self, source: HttpSource, via: Route, target: Target, method: str, body: Any) -> None:
         self._source = source
         self._via = via
-        self._url = url
+        self._target = target
         self._method = method
         self._body = body
 
     def __enter__(self) -> tuple[Answer, Mapping]:
         source = self._source
-        m = self._mapping = Mapping(self._via, self._url, source._timeout, Deadline(source._deadline_s))
+        m = self._mapping = Mapping(self._via, self._target.scheme == b"https", source._timeout,
+                                    Deadline(source._deadline_s))
         with m:
-            resp = self._response = source._client(self._via).open(self._method, self._url, self._body, m.deadline)
+            resp = self._response = source._client(self._via).open(self._method, self._target, self._body, m.deadline)
             m.status = resp.status_code
         return resp, m
 

@@ -3,7 +3,7 @@
 :class:`DeadlineTransport` holds what ``httpx.HTTPTransport`` holds (an httpcore connection
 pool: plain, HTTP-proxy or SOCKS, chosen by the proxy URL), built through httpcore's public
 ``network_backend=`` argument with a :class:`~.deadline.DeadlineBackend`. :meth:`send` takes a
-request as httpcore does (method, URL, header bytes, body bytes) and the request's
+request as httpcore does (method, :class:`~.request.Target`, header bytes, body bytes) and the request's
 :class:`~.deadline.Deadline`, and gives back an :class:`Answer`: status, headers and the raw
 body, read under the same deadline.
 
@@ -33,6 +33,7 @@ import httpcore
 import httpx
 
 from storycheck_tui.sources.http.deadline import Deadline, DeadlineBackend
+from storycheck_tui.sources.http.request import Target
 
 __all__ = ["Answer", "DeadlineTransport", "map_httpcore_exceptions"]
 
@@ -153,12 +154,12 @@ class DeadlineTransport:
         else:
             raise ValueError(f"proxy scheme must be http, https, socks5 or socks5h, not {url.scheme!r}")
 
-    def send(self, method: bytes, url: httpx.URL, headers: list[tuple[bytes, bytes]], content: bytes | None,
+    def send(self, method: bytes, target: Target, headers: list[tuple[bytes, bytes]], content: bytes | None,
              deadline: Deadline) -> Answer:
-        """One request to ``url``, its headers (``Host`` among them) as they go on the wire; the
+        """One request to ``target``, its headers (``Host`` among them) as they go on the wire; the
         answer once its headers came, its body still to read. Raises httpx's errors."""
         request = httpcore.Request(
-            method, httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
+            method, httpcore.URL(scheme=target.scheme, host=target.host, port=target.port, target=target.path),
             headers=headers, content=content, extensions=self._extensions)
         with self._backend.bound(deadline), _MAP:
             response = self._pool.handle_request(request)

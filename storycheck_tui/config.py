@@ -212,6 +212,8 @@ def _coerce(cls: type, section: str, key: str, value: Any, err: InputError) -> A
         out = {str(k): expand_env(v, where=err, key=f"[{section}] {key}.{k}") for k, v in value.items()}
         for k, v in out.items():
             bad = _unsafe_value(v, whitespace=False) if key == "headers" else None
+            if key == "headers" and not bad and not v.isascii():
+                bad = "holds a character outside ASCII, which a header cannot carry"
             if bad:  # a header value cannot hold a line break or another control character
                 raise InputError(f"[{section}] {key}.{k}: {bad}", source=err.source, line=err.line)
         return out

@@ -163,6 +163,10 @@ def test_a_literal_header_with_a_control_character_or_a_bad_name_is_refused():
         parse_settings('[source]\nheaders = { "x-a" = "b\\r\\nInjected: 1" }\n', source="c.toml")
     with pytest.raises(InputError, match=r"^c.toml:2: \[source\] headers: 'x a' is not a header name"):
         parse_settings('[source]\nheaders = { "x a" = "b" }\n', source="c.toml")
+    # httpx encodes header values as ASCII: such a key failed every request with UnicodeEncodeError
+    with pytest.raises(InputError) as info:
+        parse_settings('[source]\nheaders = { "x-a" = "k\u00e9y-S3cret" }\n', source="c.toml")
+    assert str(info.value) == "c.toml:2: [source] headers.x-a: holds a character outside ASCII, which a header cannot carry"
     # a plain value with an inner space is fine
     assert parse_settings('[source]\nheaders = { "accept-language" = "en, de" }\n').source.headers == {
         "accept-language": "en, de"}

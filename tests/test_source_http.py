@@ -881,16 +881,12 @@ def test_presets_and_build_source(monkeypatch):
             build_source(bad)
 
 
-@pytest.mark.parametrize("settings, said", [
+@pytest.mark.parametrize("url", ["https://x/s?k=1#{username}", "https://{username}.x/s"])
+def test_a_username_outside_the_path_and_the_query_is_refused_when_the_source_is_built(url):
     # a fragment never goes on the wire: the request would not name the user
-    (SourceSettings(url="https://x/s?k=1#{username}"), "[source] url: {username} can stand in the path or the query only"),
-    (SourceSettings(url="https://x/s?u={username}", headers={"x-access-key": "kéy-1234"}),
-     "[source] headers.x-access-key: holds a character outside ASCII, which a header cannot carry"),
-])
-def test_a_source_that_cannot_be_sent_is_refused_when_built(settings, said):
     with pytest.raises(InputError) as caught:
-        HttpSource(settings)
-    assert str(caught.value) == said and "kéy" not in str(caught.value)
+        HttpSource(SourceSettings(url=url))
+    assert str(caught.value) == "[source] url: {username} can stand in the path or the query only"
 
 
 @pytest.mark.parametrize("status, method_after", [(307, "POST"), (308, "POST"), (303, "GET"), (302, "GET"),

@@ -3,7 +3,7 @@
 :class:`DeadlineTransport` holds what ``httpx.HTTPTransport`` holds (an httpcore connection
 pool: plain, HTTP-proxy or SOCKS, chosen by the proxy URL), built through httpcore's public
 ``network_backend=`` argument with a :class:`~.deadline.DeadlineBackend`. :meth:`send` takes a
-request as httpcore does (method, :class:`~.request.Target`, header bytes, body bytes) and the request's
+request as httpcore does (method, :class:`~.request.Target`, header bytes, body bytes) and its
 :class:`~.deadline.Deadline`, and gives back an :class:`Answer`: status, headers and the raw
 body, read under the same deadline.
 

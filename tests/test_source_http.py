@@ -632,6 +632,13 @@ def test_redirects(api, other_origin, make_source):
     assert make_source(settings_for(api.base, "/moved")).check("u", DIRECT).kind == "no_stories"
 
 
+def test_a_redirect_to_no_url_is_a_bad_response(api, make_source):
+    # httpx called it RemoteProtocolError, which read as "connection reset mid-body"
+    api.route("/nowhere")(lambda h: h.reply(302, b"", {"Location": "http://127.0.0.1:port/x"}))
+    err = expect(BadResponse, lambda: make_source(settings_for(api.base, "/nowhere")).check("u", DIRECT))
+    assert err.message == "redirected to an unusable URL: Invalid port: 'port'", err.message
+
+
 def test_api_key_never_follows_a_redirect_to_another_origin(api, other_origin, make_source):
     other_origin.route("/landing")(lambda h: h.reply(200, {"items": []}))
     api.route("/away")(lambda h: h.reply(302, b"", {"Location": f"{other_origin.base}/landing"}))

@@ -10,8 +10,10 @@ final :class:`~.transport.Answer`, open:
   strips only ``Authorization`` on a cross-origin redirect, an ``x-access-key`` would follow a
   redirect to any host;
 * no cookie is kept or sent: checks are stateless, so no session cookie follows a proxy around;
-* redirects as httpx follows them (the method and body kept on 307/308, a GET after 303, and
-  after 301/302 as browsers do), at most :data:`MAX_REDIRECTS`, then ``httpx.TooManyRedirects``.
+* redirects as httpx follows them (method and body kept on 307/308; a GET without the body
+  after 302 and 303, and after a POST's 301, as browsers do), at most :data:`MAX_REDIRECTS`,
+  then ``httpx.TooManyRedirects``; a ``Location`` that is no URL raises ``httpx.InvalidURL``
+  (httpx said ``RemoteProtocolError``, which read as a broken connection).
 
 Threads: many threads send through one client at once; it holds nothing per request.
 """
@@ -39,6 +41,7 @@ ACCEPT_ENCODING = "gzip, deflate"
 MAX_REDIRECTS = 5
 #: the statuses that redirect when they carry a Location
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
 
 def _raw(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
     """Header pairs as bytes, encoded as httpx encodes them."""
@@ -96,14 +99,9 @@ class RouteClient:
 
 def _redirect_url(current: httpx.URL, location: str) -> httpx.URL:
     """Where a redirect leads, as httpx reads a ``Location`` (relative, or absolute without a host)."""
-    try:
-        url = httpx.URL(location)
-    except httpx.InvalidURL as exc:
-        raise httpx.RemoteProtocolError(f"Invalid URL in location header: {exc}.") from None
+    url = httpx.URL(location)
     if url.scheme and not url.host:
         url = url.copy_with(host=current.host)
     if url.is_relative_url:
         url = current.join(url)
-    if current.fragment and not url.fragment:
-        url = url.copy_with(fragment=current.fragment)
     return url

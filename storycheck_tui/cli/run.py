@@ -196,12 +196,16 @@ def worker_command(args: Namespace) -> int:
                 monitor.start()
             print(f"worker {runner.worker_id}: {runner.threads} check threads on {engine.store.display}", file=sys.stderr)
             _say_knobs(engine.store)
-            idle_since = None
             stall = _Stall(runner, settings.engine.stall_limit)
             stalled = said_hopeless = False
+            commits = runner.writer.commits
             try:
-                while not stop.event.wait(0.5):
-                    if runner.stopping:
+                while not stop.event.is_set():
+                    # each group commit (every commit_every, and at once when a batch's last check
+                    # ends): `idle` is read from the database, where a job is pending or running
+                    # until its result or hand-back is committed, so no second look is needed
+                    commits = runner.writer.wait_commit(commits, 0.5)
+                    if runner.stopping or stop.event.is_set():
                         break
                     over = stall.over(runner.writer.finished)
                     if not args.until_idle and stall.hopeless != said_hopeless:  # a serving worker stays and says so
@@ -209,14 +213,10 @@ def worker_command(args: Namespace) -> int:
                         _say_hopeless(runner.worker_id, stall.reason if said_hopeless else None)
                     if args.until_idle:
                         if runner.idle():
-                            idle_since = idle_since or time.monotonic()
-                            if time.monotonic() - idle_since >= 1.0:
-                                break
-                        elif over:  # a script waits for this worker: it must not wait forever
+                            break
+                        if over:  # a script waits for this worker: it must not wait forever
                             stalled = True
                             break
-                        else:
-                            idle_since = None
             finally:
                 if monitor:
                     monitor.stop()

@@ -8,7 +8,6 @@ down costs this thread's time only: the check threads never wait for it.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 import httpx
@@ -17,6 +16,7 @@ from peewee import PeeweeException
 from storycheck_tui import logs
 from storycheck_tui.masking import add_webhook_secrets, mask_webhook, one_line
 from storycheck_tui.monitor import signing
+from storycheck_tui.monitor.loop import Loop
 from storycheck_tui.store import outbox
 from storycheck_tui.store.db import Store
 
@@ -25,27 +25,18 @@ WEBHOOK_FAILED = "WEBHOOK_FAILED"
 log = logging.getLogger(logs.LOGGER_NAME)
 
 
-class Deliverer:
+class Deliverer(Loop):
+    thread_name = "storycheck-deliverer"
+
     def __init__(self, store: Store, key: bytes | None, *, poll: float = 0.5, timeout: float = 5.0,
                  clock=time.time):
+        super().__init__()
         self.store = store
         self.key = key
         self.poll = poll
         self.timeout = timeout
         self.clock = clock
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._warned = False
-
-    def start(self) -> "Deliverer":
-        self._thread = threading.Thread(target=self._run, name="storycheck-deliverer", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout)
 
     def _run(self) -> None:
         with httpx.Client(timeout=self.timeout, follow_redirects=False, trust_env=False) as client:

@@ -8,13 +8,13 @@ Every worker runs one; the database decides which of them starts a round (see
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 from peewee import PeeweeException
 
 from storycheck_tui import logs
 from storycheck_tui.masking import one_line
+from storycheck_tui.monitor.loop import Loop
 from storycheck_tui.store import history, watches
 from storycheck_tui.store.db import Store
 
@@ -25,25 +25,16 @@ HISTORY_RETENTION = 30 * 86400.0
 PRUNE_EVERY = 3600.0
 
 
-class RoundScheduler:
+class RoundScheduler(Loop):
+    thread_name = "storycheck-rounds"
+
     def __init__(self, store: Store, *, every: float = 1.0, on_round=None, retention: float = HISTORY_RETENTION):
+        super().__init__()
         self.store = store
         self.every = every
         self.retention = retention
         self._pruned_at = 0.0
         self.on_round = on_round  # called with each RoundStarted (e.g. to wake the claimer)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> "RoundScheduler":
-        self._thread = threading.Thread(target=self._run, name="storycheck-rounds", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout)
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -888,12 +888,90 @@ def test_presets_and_build_source(monkeypatch):
             build_source(bad)
 
 
-@pytest.mark.parametrize("url", ["https://x/s?k=1#{username}", "https://{username}.x/s"])
-def test_a_username_outside_the_path_and_the_query_is_refused_when_the_source_is_built(url):
-    # a fragment never goes on the wire: the request would not name the user
+def test_a_username_in_the_fragment_is_refused_when_the_source_is_built():
     with pytest.raises(InputError) as caught:
-        HttpSource(SourceSettings(url=url))
-    assert str(caught.value) == "[source] url: {username} can stand in the path or the query only"
+        HttpSource(SourceSettings(url="https://x/s?k=1#{username}"))
+    assert str(caught.value) == "[source] url: {username} stands in the fragment (after #), which is never sent"
+
+
+def test_a_username_in_the_host_is_put_in_per_check(api, make_source):
+    # the URL is parsed per check there, as it always was: "1" makes the host 127.0.0.1
+    api.route("/per-host")(lambda h: h.reply(200, {"items": []}))
+    port = api.server.server_address[1]
+    src = make_source(SourceSettings(url=f"http://127.0.0.{{username}}:{port}/per-host", items="items", timeout=2.0))
+    assert src.check("1", DIRECT).kind == "no_stories"
+    assert api.hits_for("/per-host")
+
+
+def _recording(api: Loopback, path: str) -> list[list[tuple[str, str]]]:
+    """Every request's headers on ``path`` as they came, repeats and all."""
+    seen: list[list[tuple[str, str]]] = []
+
+    def serve(h: Handler) -> None:
+        seen.append(list(h.headers.items()))
+        h.reply(200, {"items": []})
+    api.route(path)(serve)
+    return seen
+
+
+def test_a_configured_header_replaces_the_clients_own(api, make_source):
+    seen = _recording(api, "/own")
+    host = f"127.0.0.1:{api.server.server_address[1]}"
+    src = make_source(settings_for(api.base, "/own", headers={"user-agent": "mine/1", "Host": host,
+                                                               "Accept": "application/vnd.x+json"}))
+    assert src.check("u", DIRECT).kind == "no_stories"  # two Host headers: a LocalProtocolError, once
+    sent = [(k.lower(), v) for k, v in seen[-1]]
+    for name, value in (("user-agent", "mine/1"), ("host", host), ("accept", "application/vnd.x+json")):
+        assert [v for k, v in sent if k == name] == [value], sent
+
+
+def test_credentials_in_the_url_go_as_basic_auth_to_its_origin_only(api, other_origin, make_source):
+    import base64
+
+    token = "Basic " + base64.b64encode(b"reader:S3cret-url-pw").decode()
+    seen = _recording(api, "/creds")
+    api.route("/creds-moved")(lambda h: h.reply(307, b"", {"Location": "/creds?username=again"}))
+    away = _recording(other_origin, "/creds-away")
+    api.route("/creds-out")(lambda h: h.reply(302, b"", {"Location": f"{other_origin.base}/creds-away"}))
+    base = api.base.replace("http://", "http://reader:S3cret-url-pw@")
+    for path in ("/creds", "/creds-moved", "/creds-out"):
+        assert make_source(settings_for(base, path)).check("u", DIRECT).kind == "no_stories"
+    assert [dict((k.lower(), v) for k, v in hs)["authorization"] for hs in seen] == [token, token]
+    assert away and all("authorization" not in dict((k.lower(), v) for k, v in hs) for hs in away)
+
+
+def test_an_answer_is_read_once(api):
+    from storycheck_tui.sources.http.deadline import Deadline
+    from storycheck_tui.sources.http.request import Target
+    from storycheck_tui.sources.http.transport import DeadlineTransport
+
+    api.route("/once")(lambda h: h.reply(200, {"items": []}))
+    transport = DeadlineTransport(proxy=None, ssl_context=httpx.create_ssl_context(), timeout=2.0,
+                                  limits=httpx.Limits())
+    target = Target.of(httpx.URL(f"{api.base}/once"))
+    try:
+        answer = transport.send(b"GET", target, [(b"Host", target.netloc)], None, Deadline(5.0))
+        assert b"".join(answer.iter_raw()) == b'{"items": []}'
+        with pytest.raises(httpx.StreamConsumed):  # a second read would start wherever the first stopped
+            next(answer.iter_raw())
+        answer.close()
+    finally:
+        transport.close()
+
+
+def test_a_post_without_a_body_says_its_length_is_0():
+    # as httpx does: a proxy or a server may answer 411 (length required) to a POST without one
+    from servers import RawServer, json_answer
+
+    srv = RawServer(lambda req, n: json_answer({"items": []}))
+    src = HttpSource(SourceSettings(url=f"{srv.base}/p/{{username}}", method="POST", items="items", timeout=2.0))
+    try:
+        assert src.check("alice", DIRECT).kind == "no_stories"
+    finally:
+        src.close()
+        srv.close()
+    (req,) = srv.requests
+    assert (req.method, req.headers.get("content-length"), req.headers.get("content-type")) == ("POST", "0", None)
 
 
 @pytest.mark.parametrize("status, method_after", [(307, "POST"), (308, "POST"), (303, "GET"), (302, "GET"),

@@ -4,8 +4,10 @@ A source keeps one :class:`RouteClient` per route (proxy). It sends a request as
 ``Client`` would with ``follow_redirects=True`` and no cookie store, and hands back the
 final :class:`~.transport.Answer`, open:
 
-* the headers: ``Host``, the body's ``Content-Length`` and ``Content-Type`` (JSON), then
-  ``Accept``, ``Accept-Encoding``, ``Connection``, ``User-Agent`` and the configured headers;
+* the headers: ``Host``, the body's ``Content-Length`` (0 for a POST without a body) and
+  ``Content-Type`` (JSON), then ``Accept``, ``Accept-Encoding``, ``Connection``,
+  ``User-Agent``; a configured header replaces any of them (one ``User-Agent``, one ``Host``);
+  the URL's ``user:password@`` as Basic ``Authorization``;
 * configured headers (API keys) go to the source's own origin only, also on redirects: httpx
   strips only ``Authorization`` on a cross-origin redirect, an ``x-access-key`` would follow a
   redirect to any host;
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import json
 import ssl
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -43,9 +45,15 @@ MAX_REDIRECTS = 5
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
-def _raw(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
-    """Header pairs as bytes, encoded as httpx encodes them."""
-    return list(httpx.Headers(headers).raw)
+class _Headers(NamedTuple):
+    """Header pairs as bytes, and their names in lower case."""
+
+    raw: list[tuple[bytes, bytes]]
+    names: frozenset[bytes]
+
+    @classmethod
+    def of(cls, headers: httpx.Headers) -> "_Headers":
+        return cls(list(headers.raw), frozenset(k.lower() for k, _ in headers.raw))
 
 
 class RouteClient:
@@ -62,10 +70,11 @@ class RouteClient:
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0),
         )
         self._home = home.origin
-        common = {"Accept": "application/json", "Accept-Encoding": ACCEPT_ENCODING, "Connection": "keep-alive",
-                  "User-Agent": USER_AGENT}
-        self._away = _raw(common)
-        self._at_home = self._away + _raw(headers)
+        common = httpx.Headers({"Accept": "application/json", "Accept-Encoding": ACCEPT_ENCODING,
+                                "Connection": "keep-alive", "User-Agent": USER_AGENT})
+        self._away = _Headers.of(common)
+        common.update(headers)  # a configured header replaces the client's own (User-Agent, Accept, ...)
+        self._at_home = _Headers.of(common)
 
     def open(self, method: str, target: Target, body: Any, deadline: Deadline) -> Answer:
         """Send ``method`` to ``target`` (with ``body`` as JSON, when not None) and follow its
@@ -74,12 +83,15 @@ class RouteClient:
         content = None if body is None else \
             json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
         for _ in range(MAX_REDIRECTS + 1):
-            answer = self.transport.send(verb, target, self._headers(target, content), content, deadline)
+            answer = self.transport.send(verb, target, self._headers(verb, target, content), content, deadline)
             status = answer.status_code
             if status not in REDIRECTS or "location" not in answer.headers:
                 return answer
             try:
-                target = Target.of(_redirect_url(target.url, answer.headers["location"]))
+                after = Target.of(_redirect_url(target.url, answer.headers["location"]))
+                if after.auth is None and after.origin == target.origin:  # httpx keeps it on the same origin
+                    after = after._replace(auth=target.auth)
+                target = after
                 if status in (302, 303) or (status == 301 and verb == b"POST"):
                     verb, content = b"GET", None  # the body goes with the method
             finally:
@@ -87,11 +99,20 @@ class RouteClient:
                 answer.close()
         raise httpx.TooManyRedirects("Exceeded maximum allowed redirects.")
 
-    def _headers(self, target: Target, content: bytes | None) -> list[tuple[bytes, bytes]]:
-        first = [(b"Host", target.netloc)]
-        if content is not None:
-            first += [(b"Content-Length", str(len(content)).encode()), (b"Content-Type", b"application/json")]
-        return first + (self._at_home if target.origin == self._home else self._away)
+    def _headers(self, verb: bytes, target: Target, content: bytes | None) -> list[tuple[bytes, bytes]]:
+        """As httpx sets them: Host, a body's length (0 for a POST without one) and type, unless
+        configured; the credentials of the URL replace a configured Authorization."""
+        given = self._at_home if target.origin == self._home else self._away
+        names = given.names
+        first = [] if b"host" in names else [(b"Host", target.netloc)]
+        if (content is not None or verb == b"POST") and b"content-length" not in names:
+            first.append((b"Content-Length", str(len(content or b"")).encode()))
+        if content is not None and b"content-type" not in names:
+            first.append((b"Content-Type", b"application/json"))
+        if target.auth is None:
+            return first + given.raw
+        return first + [(k, v) for k, v in given.raw if k.lower() != b"authorization"] + \
+            [(b"Authorization", target.auth)]
 
     def close(self) -> None:
         self.transport.close()

@@ -5,12 +5,14 @@
 
 A check's URL is not parsed per check (httpx's parser took 13 us of it): :class:`UrlTemplate`
 parses the template once and puts the URL-encoded username into its path and query, giving
-the :class:`Target` the transport sends to.
+the :class:`Target` the transport sends to. Credentials in the URL (``user:password@``) are
+sent as Basic ``Authorization``, as httpx sends them.
 """
 
 from __future__ import annotations
 
 import json
+from base64 import b64encode
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 from urllib.parse import quote
@@ -32,17 +34,22 @@ _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 
 class Target(NamedTuple):
     """Where a request goes, as it goes on the wire: ``path`` is the path and query,
-    ``netloc`` the Host header."""
+    ``netloc`` the Host header, ``auth`` the ``Authorization`` value that the URL's
+    ``user:password@`` makes (Basic, as httpx sends it), if any."""
 
     scheme: bytes
     host: bytes
     port: int | None
     path: bytes
     netloc: bytes
+    auth: bytes | None = None
 
     @classmethod
     def of(cls, url: httpx.URL) -> "Target":
-        return cls(url.raw_scheme, url.raw_host, url.port, url.raw_path, url.netloc)
+        auth = None
+        if url.username or url.password:
+            auth = b"Basic " + b64encode(f"{url.username}:{url.password}".encode())
+        return cls(url.raw_scheme, url.raw_host, url.port, url.raw_path, url.netloc, auth)
 
     @property
     def origin(self) -> tuple[bytes, bytes, int | None]:
@@ -50,34 +57,44 @@ class Target(NamedTuple):
 
     @property
     def url(self) -> httpx.URL:
-        """As an ``httpx.URL`` (a redirect's ``Location`` is read against it)."""
+        """As an ``httpx.URL`` without its credentials (a redirect's ``Location`` is read against it)."""
         return httpx.URL(f"{self.scheme.decode()}://{self.netloc.decode()}{self.path.decode()}")
 
 
 class UrlTemplate:
     """``[source] url`` parsed once; :meth:`target_for` fills in a username.
 
-    Raises InputError when ``{username}`` stands anywhere but the path or the query (the host,
-    the fragment): it would not name the user on the wire.
+    Where ``{username}`` stands in the path or the query only (every preset, every API in
+    VENDORS.md), a check's target is the parsed path with the URL-encoded name put in: no URL
+    is parsed per check. Anywhere else (a host per user, a path whose dot segments remove it)
+    the URL is parsed per check, as httpx did for every check. In the fragment it is refused:
+    a fragment never goes on the wire. Raises InputError.
     """
 
-    __slots__ = ("_base", "_pieces")
+    __slots__ = ("_url", "_base", "_pieces")
 
     def __init__(self, url: str) -> None:
         try:
             parsed = httpx.URL(url.replace(PLACEHOLDER, _MARK))
         except httpx.InvalidURL as exc:
             raise InputError(f"[source] url: not a usable URL: {exc}") from None
+        if _MARK in parsed.fragment:
+            raise InputError("[source] url: {username} stands in the fragment (after #), which is never sent")
+        self._url = url
         self._base = Target.of(parsed)
-        self._pieces = parsed.raw_path.split(_MARK.encode())
-        if len(self._pieces) - 1 != url.count(PLACEHOLDER):
-            raise InputError("[source] url: {username} can stand in the path or the query only")
+        pieces = parsed.raw_path.split(_MARK.encode())
+        self._pieces = pieces if len(pieces) - 1 == url.count(PLACEHOLDER) else None
 
     def target_for(self, username: str) -> Target:
-        if len(self._pieces) == 1:
+        """Raises ``httpx.InvalidURL`` when the URL parsed per check is not usable with this name."""
+        quoted = quote(username, safe="")
+        pieces = self._pieces
+        if pieces is None:
+            return Target.of(httpx.URL(self._url.replace(PLACEHOLDER, quoted)))
+        if len(pieces) == 1:
             return self._base
         b = self._base
-        return Target(b.scheme, b.host, b.port, quote(username, safe="").encode("ascii").join(self._pieces), b.netloc)
+        return Target(b.scheme, b.host, b.port, quoted.encode("ascii").join(pieces), b.netloc, b.auth)
 
 
 def _fill(value: Any, username: str) -> Any:

@@ -80,6 +80,8 @@ class HttpSource:
             raise InputError(f"[source] health_url: not a usable URL: {exc}") from None
         for value in settings.headers.values():
             register_secret(value)  # already registered when they came from ${VAR}; harmless twice
+        for url in (settings.url, self._health_url):
+            add_url_credentials(url)  # user:password@ goes out as Basic auth, and must never be shown
         self._lock = threading.Lock()
         self._clients: dict[str, tuple[str | None, RouteClient]] = {}
         self._closed = False
@@ -103,7 +105,11 @@ class HttpSource:
         """
         s = self.settings
         t = self._template
-        with self._exchange(via, self._urls.target_for(username), t.method, t.json_for(username)) as (resp, m):
+        try:
+            target = self._urls.target_for(username)
+        except httpx.InvalidURL as exc:  # parsed per check (a host per user): the parser has the last word
+            raise make_error(BadResponse, f"no usable URL for this username: {exc}", via) from None
+        with self._exchange(via, target, t.method, t.json_for(username)) as (resp, m):
             status = resp.status_code
             body: bytes | None = None
             if s.rules and status != 407:  # a proxy's 407 is not the source's answer

@@ -90,7 +90,7 @@ class Answer:
     (:meth:`iter_raw`, still content-encoded), read under the request's deadline with
     httpcore's errors mapped. ``num_bytes_downloaded``: the body bytes read so far."""
 
-    __slots__ = ("status_code", "headers", "num_bytes_downloaded", "_stream", "_backend", "_deadline")
+    __slots__ = ("status_code", "headers", "num_bytes_downloaded", "_stream", "_backend", "_deadline", "_read")
 
     def __init__(self, status_code: int, headers: httpx.Headers, stream: Iterable[bytes], backend: DeadlineBackend,
                  deadline: Deadline) -> None:
@@ -100,8 +100,14 @@ class Answer:
         self._stream = stream
         self._backend = backend
         self._deadline = deadline
+        self._read = False
 
     def iter_raw(self) -> Iterator[bytes]:
+        """The body's raw chunks, once: a second read raises ``httpx.StreamConsumed`` (it would
+        go on from wherever the first one stopped)."""
+        if self._read:
+            raise httpx.StreamConsumed()
+        self._read = True
         parts = iter(self._stream)
         while True:
             with self._backend.bound(self._deadline), _MAP:

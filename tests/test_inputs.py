@@ -74,6 +74,10 @@ def test_normalise_accepts(raw, expected):
         ("https://www.instagram.com/p/Cx1/", 'URL is not a profile link (/p/…): "https://www.instagram.com/p/Cx1/"'),
         ("ftp://x.com/a", 'not a profile URL (scheme must be http or https): "ftp://x.com/a"'),
         ("https://[oops/a", 'invalid URL "https://[oops/a"'),
+        # sent as /u/.. a server that resolves dot segments would answer for another resource
+        ("..", 'username ".." is only dots: no profile has that name'),
+        ("@.", 'username "." is only dots: no profile has that name'),
+        ("https://www.instagram.com/.../", 'username "..." is only dots: no profile has that name'),
     ],
 )
 def test_normalise_rejects_with_precise_reason(raw, reason):

@@ -181,7 +181,7 @@ def normalise_username(raw: str) -> str:
     Raises :class:`ValueError` whose message is a precise, printable reason.
     """
     text = raw.strip()
-    if _VALID_ANY_CASE.fullmatch(text):  # the common case, fast
+    if _VALID_ANY_CASE.fullmatch(text) and text.strip("."):  # the common case, fast
         return text.lower()
     text = text.removeprefix("@")
     if "/" in text:
@@ -193,6 +193,8 @@ def normalise_username(raw: str) -> str:
         raise ValueError(f'invalid character {display_char(m.group())} in username "{display(text)}"')
     if len(text) > MAX_USERNAME:
         raise ValueError(f"username longer than {MAX_USERNAME} characters ({len(text)})")
+    if not text.strip("."):  # in a URL path, "." and ".." name this folder and the one above it
+        raise ValueError(f'username "{text}" is only dots: no profile has that name')
     return text.lower()
 
 

@@ -64,11 +64,11 @@ class Target(NamedTuple):
 class UrlTemplate:
     """``[source] url`` parsed once; :meth:`target_for` fills in a username.
 
-    Where ``{username}`` stands in the path or the query only (every preset, every API in
-    VENDORS.md), a check's target is the parsed path with the URL-encoded name put in: no URL
-    is parsed per check. Anywhere else (a host per user, a path whose dot segments remove it)
-    the URL is parsed per check, as httpx did for every check. In the fragment it is refused:
-    a fragment never goes on the wire. Raises InputError.
+    Where ``{username}`` stands in the path or the query only (as in every preset), a check's
+    target is the parsed path with the URL-encoded name put in: no URL is parsed per check.
+    Anywhere else (a host per user, a path whose dot segments remove it) the URL is parsed per
+    check, as httpx did for every check. In the fragment it is refused: a fragment never goes
+    on the wire. Raises InputError.
     """
 
     __slots__ = ("_url", "_base", "_pieces")
